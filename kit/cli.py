@@ -1,0 +1,163 @@
+"""`python -m kit COMMAND [options]`: what every nox session calls.
+
+Host side only. Runner options are parsed here; workload options (--model,
+--input-len, ...) are checked by the container side's own parser
+(bench/options.py, torch-free) before anything long starts, then passed through.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from kit import KIT_ROOT
+from kit.errors import KitError
+from kit.runners import RunnerOptions, Step, run_step
+
+VLLM_QUANTIZATIONS = ("awq", "awq_marlin")
+
+
+def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                epilog="Workload options (--model, --synthetic, --input-len, ...) are passed to "
+                                       "the container side; `python -m bench run --help` lists them.")
+    p.add_argument("--runner", choices=("docker", "local"), default="docker",
+                   help="docker: the stack's pinned image (default); local: this interpreter or --python")
+    p.add_argument("--python", help="local runner: interpreter with the stack installed (default: the current one)")
+    p.add_argument("--results-dir", type=Path, default=KIT_ROOT / "results")
+    p.add_argument("--reports-dir", type=Path, default=KIT_ROOT / "reports")
+    p.add_argument("--output-dir", type=Path, default=KIT_ROOT / "output", help="traces and logs (git-ignored)")
+    p.add_argument("--ca-bundle", type=Path, help="CA bundle for TLS-intercepting proxies, passed to image builds as a BuildKit secret")
+    p.add_argument("--label", help="free-text provenance label stored in each result (e.g. 'reference run')")
+    p.add_argument("--no-report", action="store_true", help="do not re-assemble reports/ after measuring")
+    return p
+
+
+def _options(ns: argparse.Namespace) -> RunnerOptions:
+    opts = RunnerOptions(runner=ns.runner, python=ns.python, results_dir=ns.results_dir.resolve(),
+                         output_dir=ns.output_dir.resolve(), label=ns.label)
+    if ns.ca_bundle:
+        if not ns.ca_bundle.is_file():
+            raise KitError(f"--ca-bundle {ns.ca_bundle}: no such file. Pass the PEM bundle your proxy's CA is in "
+                           "(often /etc/ssl/certs/ca-certificates.crt).")
+        opts.ca_bundle = ns.ca_bundle.resolve()
+    return opts
+
+
+def _check_workload_args(command: str, passthrough: list[str]) -> None:
+    """Fail fast on bad workload options, before any image build or model load."""
+    from bench.options import validate_passthrough  # torch-free by contract
+
+    validate_passthrough(command, passthrough)
+
+
+def assemble(results_dir: Path, reports_dir: Path) -> None:
+    from kit.report import assemble_reports
+
+    written = assemble_reports(results_dir, reports_dir)
+    for path in written:
+        print(f"report: wrote {path}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_report(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="nox -s report --", description="Re-render reports/ from results/ and the published data.")
+    p.add_argument("--results-dir", type=Path, default=KIT_ROOT / "results")
+    p.add_argument("--reports-dir", type=Path, default=KIT_ROOT / "reports")
+    ns = p.parse_args(argv)
+    assemble(ns.results_dir, ns.reports_dir)
+
+
+def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namespace, list[str]], list[Step]],
+             parser: argparse.ArgumentParser) -> None:
+    ns, passthrough = parser.parse_known_args(argv)
+    opts = _options(ns)
+    _check_workload_args(command, passthrough)
+    steps = steps_for(ns, passthrough)
+    try:
+        for i, step in enumerate(steps, 1):
+            print(f"[{command}] step {i}/{len(steps)}: {step.description}", flush=True)
+            run_step(step, opts)
+    finally:
+        # Whatever finished is in results/: keep reports in step with it, even after a failure or Ctrl-C.
+        if not ns.no_report:
+            assemble(opts.results_dir, ns.reports_dir)
+
+
+def cmd_bench_hf(argv: list[str]) -> None:
+    p = _runner_parser("nox -s bench-hf --", "Week-1 TTFT/TPOT of transformers 4.51.3 + autoawq 0.2.9.")
+    _measure("bench-hf", argv, lambda ns, rest: [
+        Step("hf", ("-m", "bench", "run", "--backend", "transformers", *rest),
+             description="transformers + autoawq bench")], p)
+
+
+def cmd_bench_vllm(argv: list[str]) -> None:
+    p = _runner_parser("nox -s bench-vllm --", "Week-1 TTFT/TPOT of vLLM 0.12.0, one row per quantization.")
+    p.add_argument("--quantization", default=",".join(VLLM_QUANTIZATIONS),
+                   help="comma-separated subset of awq,awq_marlin (default: both rows)")
+
+    def steps(ns: argparse.Namespace, rest: list[str]) -> list[Step]:
+        qs = [q.strip() for q in ns.quantization.split(",") if q.strip()]
+        bad = [q for q in qs if q not in VLLM_QUANTIZATIONS]
+        if bad or not qs:
+            raise KitError(f"--quantization {ns.quantization!r}: expected a comma-separated subset of "
+                           f"{','.join(VLLM_QUANTIZATIONS)}.")
+        return [Step("vllm", ("-m", "bench", "run", "--backend", "vllm", "--quantization", q, *rest),
+                     description=f"vLLM ({q}) bench") for q in qs]
+
+    _measure("bench-vllm", argv, steps, p)
+
+
+def cmd_profile(argv: list[str]) -> None:
+    p = _runner_parser("nox -s profile-t4 --",
+                       "Week-2 torch.profiler table of the transformers + autoawq path (cold, warm, decode step).")
+    _measure("profile", argv, lambda ns, rest: [
+        Step("hf", ("profile/run_profile.py", *rest), description="torch.profiler of the transformers + autoawq path")], p)
+
+
+def cmd_demo(argv: list[str]) -> None:
+    from kit.demo import run_demo
+
+    run_demo(argv)
+
+
+def cmd_lock(argv: list[str]) -> None:
+    from kit.images import lock_main
+
+    lock_main(argv)
+
+
+def cmd_test(argv: list[str]) -> None:
+    from kit.testing import run_tests
+
+    run_tests(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "report": cmd_report,
+    "bench-hf": cmd_bench_hf,
+    "bench-vllm": cmd_bench_vllm,
+    "profile": cmd_profile,
+    "demo": cmd_demo,
+    "lock": cmd_lock,
+    "test": cmd_test,
+}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m kit {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
+        return 2
+    try:
+        COMMANDS[argv[0]](argv[1:])
+    except KitError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: results already written are kept; nothing partial was written.", file=sys.stderr)
+        return 130
+    return 0

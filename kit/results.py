@@ -1,0 +1,354 @@
+"""The results format: one versioned JSON file per run.
+
+Shared by both sides of the kit. The container side (bench/, profile/) builds a
+`Result`, and `write_result` validates and writes it atomically; the host side
+(report assembly) reads files back with `load_result`, which names the file, the
+field and what was expected when something is wrong.
+
+Pure python + pydantic: no torch, no numpy.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "awq-kit-result"
+
+
+class _Strict(BaseModel):
+    # Unknown keys are an error: a typo in a writer must not silently drop data.
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+class Stats(_Strict):
+    """Summary statistics of one sample list, in milliseconds."""
+
+    n: int = Field(ge=0)
+    median: float
+    mean: float
+    p90: float
+    p99: float
+    std: float
+    min: float
+    max: float
+
+
+class Workload(_Strict):
+    """What was run. Identical for every backend of one comparison."""
+
+    model: str = Field(description="hub id, or the local path / synthetic config name")
+    revision: Optional[str] = Field(None, description="revision asked for (hub models)")
+    resolved_revision: Optional[str] = Field(None, description="commit actually loaded (hub models)")
+    model_source: Literal["hub", "local", "synthetic"]
+    synthetic: bool
+    synthetic_config: Optional[str] = None
+    input_len: int = Field(ge=1)
+    output_len: int = Field(ge=1)
+    batch_size: int = Field(1, ge=1)
+    warmup: int = Field(ge=0)
+    iterations: int = Field(ge=1)
+    seed: int
+
+
+class Backend(_Strict):
+    """Which engine ran and how it was configured."""
+
+    name: Literal["transformers", "vllm"]
+    label: str = Field(description='report column: "transformers", "vLLM (awq)", "vLLM (awq_marlin)"')
+    quantization: str
+    dtype: str
+    device: Literal["cuda", "cpu"]
+    # Free-form but recorded: kernel path, grad mode, enforce_eager, compilation mode, max_model_len ...
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class GPU(_Strict):
+    name: str
+    memory_total_mib: Optional[int] = None
+    driver: Optional[str] = None
+    cuda_runtime: Optional[str] = None
+    compute_capability: Optional[str] = None
+
+
+class Provenance(_Strict):
+    kit_commit: Optional[str] = None
+    kit_dirty: Optional[bool] = None
+    runner: Literal["docker", "local"]
+    image_id: Optional[str] = None
+    image_tag: Optional[str] = None
+    lock_hash: Optional[str] = None
+    python: str
+    platform: str
+    libraries: dict[str, Optional[str]] = Field(description="versions read inside the environment")
+    pins: dict[str, str] = Field(default_factory=dict, description="versions the stack pins")
+    deviations: list[str] = Field(default_factory=list, description="library versions that differ from the pins")
+    gpu: Optional[GPU] = Field(None, description="None on a CPU run")
+    label: Optional[str] = Field(None, description="free text, e.g. 'reference run'")
+
+
+class Roofline(_Strict):
+    """Inputs of the memory-bandwidth floor for one decode step at batch 1."""
+
+    bytes_per_decode_step: int = Field(gt=0)
+    bytes_breakdown: dict[str, int] = Field(default_factory=dict)
+    bandwidth_gb_s: Optional[float] = Field(None, gt=0, description="measured device-to-device copy, read+write")
+    bandwidth_method: Optional[str] = None
+
+    @property
+    def floor_ms(self) -> Optional[float]:
+        if not self.bandwidth_gb_s:
+            return None
+        return self.bytes_per_decode_step / (self.bandwidth_gb_s * 1e9) * 1e3
+
+
+class BenchSamples(_Strict):
+    """Raw per-iteration samples, client clock, milliseconds."""
+
+    ttft_ms: list[float]
+    tpot_ms: list[float]
+    e2e_ms: list[float]
+    # One list of output_len - 1 inter-token gaps per iteration.
+    itl_ms: list[list[float]]
+    # vLLM only: engine-side timestamps (engine-core monotonic clock, never mixed with client clocks).
+    engine: Optional[dict[str, Any]] = None
+
+
+class BenchSummary(_Strict):
+    ttft_ms: Stats
+    tpot_ms: Stats
+    itl_ms: Stats
+    e2e_ms: Stats
+
+
+class ProfileRow(_Strict):
+    """One row of torch.profiler's key_averages(); times in microseconds, memory in bytes."""
+
+    name: str
+    calls: int
+    self_cpu_us: float
+    cpu_total_us: float
+    self_device_us: Optional[float] = None
+    device_total_us: Optional[float] = None
+    cpu_mem_bytes: Optional[int] = None
+    self_cpu_mem_bytes: Optional[int] = None
+    device_mem_bytes: Optional[int] = None
+    self_device_mem_bytes: Optional[int] = None
+
+
+class ProfilePhase(_Strict):
+    label: Literal["cold", "warm", "decode"]
+    description: str
+    table: str = Field(description="key_averages().table(...) text, verbatim")
+    totals: list[str] = Field(description="the 'Self CPU time total' / 'Self CUDA time total' lines")
+    rows: list[ProfileRow]
+    wall_ms: Optional[float] = None
+    trace_file: Optional[str] = None
+    diagnosis: Optional[str] = None
+    awq_kernel_path: Optional[str] = None
+
+
+# --------------------------------------------------------------------------- results
+
+
+class BenchResult(_Strict):
+    format: Literal["awq-kit-result"] = FORMAT_NAME
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["bench"] = "bench"
+    run_id: str
+    created_utc: str
+    workload: Workload
+    backend: Backend
+    samples: BenchSamples
+    summary: BenchSummary
+    provenance: Provenance
+    roofline: Optional[Roofline] = None
+    notes: list[str] = Field(default_factory=list)
+
+    @field_validator("samples")
+    @classmethod
+    def _samples_nonempty(cls, v: BenchSamples) -> BenchSamples:
+        if not v.ttft_ms or not v.tpot_ms:
+            raise ValueError("a bench result needs at least one measured iteration")
+        return v
+
+
+class ProfileResult(_Strict):
+    format: Literal["awq-kit-result"] = FORMAT_NAME
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["profile"] = "profile"
+    run_id: str
+    created_utc: str
+    workload: Workload
+    backend: Backend
+    phases: list[ProfilePhase]
+    provenance: Provenance
+    notes: list[str] = Field(default_factory=list)
+
+
+Result = BenchResult | ProfileResult
+_BY_KIND: dict[str, type[BaseModel]] = {"bench": BenchResult, "profile": ProfileResult}
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _percentile(sorted_xs: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default 'linear' method)."""
+    if len(sorted_xs) == 1:
+        return sorted_xs[0]
+    pos = (len(sorted_xs) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+def summarize(samples: list[float]) -> Stats:
+    if not samples:
+        raise ValueError("cannot summarize an empty sample list")
+    xs = sorted(float(x) for x in samples)
+    return Stats(
+        n=len(xs),
+        median=statistics.median(xs),
+        mean=statistics.fmean(xs),
+        p90=_percentile(xs, 0.90),
+        p99=_percentile(xs, 0.99),
+        std=statistics.pstdev(xs) if len(xs) > 1 else 0.0,
+        min=xs[0],
+        max=xs[-1],
+    )
+
+
+# --------------------------------------------------------------------------- errors / io
+
+
+class ResultFileError(Exception):
+    """A results file that is unreadable, malformed or of the wrong version.
+
+    str() is one paragraph: the file, the field, what was expected.
+    """
+
+
+class NotAResultFile(Exception):
+    """A file in results/ that is not a kit result at all (skipped with a note)."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder plus rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def dump_result(result: Result) -> str:
+    return json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+
+
+def write_result(result: Result, path: Path) -> Path:
+    """Validate (again) and write atomically. Returns the path."""
+    type(result).model_validate(result.model_dump(mode="json"))
+    atomic_write_text(Path(path), dump_result(result))
+    return Path(path)
+
+
+def _describe_validation_error(path: Path, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        parts.append(f"field '{loc}': {e['msg']} (got {e.get('input')!r:.80})")
+    more = f" (and {err.error_count() - 5} more)" if err.error_count() > 5 else ""
+    return (
+        f"{path}: not a valid kit result: " + "; ".join(parts) + more + ". "
+        "Fix or remove the file (re-run the session that produced it) and try again."
+    )
+
+
+def load_result(path: Path) -> Result:
+    """Load and validate one results file.
+
+    Raises NotAResultFile for JSON that is not ours (or not JSON-named), and
+    ResultFileError (one paragraph) for our files that are broken.
+    """
+    path = Path(path)
+    if path.suffix != ".json":
+        raise NotAResultFile(f"{path}: not a .json file")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultFileError(f"{path}: cannot be read ({e}). Check its permissions or remove it.") from e
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ResultFileError(
+            f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+            "it may be truncated. Re-run the session that produced it or remove the file."
+        ) from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise NotAResultFile(f"{path}: JSON without \"format\": \"{FORMAT_NAME}\"")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultFileError(
+            f"{path}: field 'schema_version' is {version!r}, but this kit reads version {SCHEMA_VERSION}. "
+            "Re-run the session with this kit, or render it with the kit version that wrote it."
+        )
+    kind = data.get("kind")
+    model = _BY_KIND.get(kind)
+    if model is None:
+        raise ResultFileError(
+            f"{path}: field 'kind' is {kind!r}; expected one of {sorted(_BY_KIND)}."
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ResultFileError(_describe_validation_error(path, e)) from e
+
+
+def result_filename(result: Result) -> str:
+    """<kind>-<backend label slug>-<device slug>-<run_id>.json: sortable, unique per run."""
+
+    def slug(s: str) -> str:
+        return "".join(c if c.isalnum() else "-" for c in s.lower()).strip("-").replace("--", "-")
+
+    gpu = result.provenance.gpu
+    device = slug(gpu.name) if gpu else "cpu"
+    return f"{result.kind}-{slug(result.backend.label)}-{device}-{result.run_id}.json"

@@ -1,0 +1,104 @@
+"""Runners: where the container-side scripts (bench/, profile/) execute.
+
+A `Step` is one invocation of a container-side entry point (``python -m bench ...``
+or ``python profile/run_profile.py ...``) for one stack (``hf`` or ``vllm``).
+The runner decides *where* it runs:
+
+- ``docker``: inside the stack's pinned image, kit mounted read-only (kit/runners/docker.py);
+- ``local``: the current interpreter, or one given with ``--python`` (a venv made from
+  the stack's lock; the Colab path) (kit/runners/local.py).
+
+Both pass the same environment contract to the child (see `child_env`), so the
+container side never needs to know which runner started it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from kit import KIT_ROOT
+
+Stack = Literal["hf", "vllm"]
+
+
+@dataclass(frozen=True)
+class Step:
+    stack: Stack
+    # argv after the interpreter, relative to the kit root, e.g. ["-m", "bench", "run", "--backend", "transformers"]
+    argv: tuple[str, ...]
+    needs_gpu: bool = True
+    description: str = ""
+
+
+@dataclass
+class RunnerOptions:
+    runner: Literal["docker", "local"] = "docker"
+    python: Optional[str] = None  # local runner: interpreter to use
+    results_dir: Path = field(default_factory=lambda: KIT_ROOT / "results")
+    output_dir: Path = field(default_factory=lambda: KIT_ROOT / "output")  # traces, logs (git-ignored)
+    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("KIT_CACHE_DIR", Path.home() / ".cache" / "awq-kit")))
+    hf_home: Path = field(default_factory=lambda: Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")))
+    ca_bundle: Optional[Path] = None  # docker builds behind TLS-intercepting proxies
+    label: Optional[str] = None  # free-text provenance label, e.g. "reference run"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def git_state(root: Path = KIT_ROOT) -> tuple[Optional[str], Optional[bool]]:
+    """(commit, dirty) of the kit checkout, or (None, None) outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+
+
+def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_dir: str,
+              runner: str, image: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """The environment contract between a runner and the container side.
+
+    KIT_RESULTS_DIR  where result JSONs go
+    KIT_OUTPUT_DIR   where traces / logs go (git-ignored)
+    KIT_CACHE_DIR    synthetic checkpoints are generated here once and reused
+    KIT_RUNNER       docker | local
+    KIT_GIT_COMMIT / KIT_GIT_DIRTY   the kit checkout (the container has no .git)
+    KIT_IMAGE_ID / KIT_IMAGE_TAG / KIT_LOCK_HASH   docker runner only
+    KIT_LABEL        free-text provenance label
+    """
+    commit, dirty = git_state()
+    env = {
+        "KIT_RESULTS_DIR": results_dir,
+        "KIT_OUTPUT_DIR": output_dir,
+        "KIT_CACHE_DIR": cache_dir,
+        "KIT_RUNNER": runner,
+        "PYTHONUNBUFFERED": "1",
+    }
+    if commit:
+        env["KIT_GIT_COMMIT"] = commit
+        env["KIT_GIT_DIRTY"] = "1" if dirty else "0"
+    if opts.label:
+        env["KIT_LABEL"] = opts.label
+    for key, value in (image or {}).items():
+        env[key] = value
+    env.update(opts.extra_env)
+    return env
+
+
+def run_step(step: Step, opts: RunnerOptions) -> None:
+    """Run one step with the chosen runner. Raises KitError with a clear message on failure."""
+    if opts.runner == "local":
+        from kit.runners.local import run_local
+
+        run_local(step, opts)
+    else:
+        from kit.runners.docker import run_docker
+
+        run_docker(step, opts)

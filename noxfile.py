@@ -1,0 +1,63 @@
+"""Sessions of the AWQ reproduction kit. Thin by design: the logic lives in kit/ (host) and bench/, profile/ (container).
+
+Options after `--` go to the command, e.g. `nox -s bench-hf -- --synthetic qwen3-8b-awq --runner local`.
+"""
+import sys
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["report"]
+
+# The interpreter that runs nox: the local runner's default (the Colab path, where nox runs beside torch).
+NOX_PYTHON = {"KIT_LOCAL_PYTHON": sys.executable}
+
+
+def _kit(session: nox.Session, command: str) -> None:
+    session.install("-q", ".")
+    session.run("python", "-m", "kit", command, *session.posargs, env=NOX_PYTHON)
+
+
+@nox.session(name="report")
+def report(session: nox.Session) -> None:
+    """Re-render reports/week1.md and reports/week2.md (+ plots) from results/ and the published data."""
+    _kit(session, "report")
+
+
+@nox.session(name="bench-vllm")
+def bench_vllm(session: nox.Session) -> None:
+    """Week-1 TTFT/TPOT with vLLM 0.12.0, rows awq and awq_marlin (pinned image; --runner local too)."""
+    _kit(session, "bench-vllm")
+
+
+@nox.session(name="bench-hf")
+def bench_hf(session: nox.Session) -> None:
+    """Week-1 TTFT/TPOT with transformers 4.51.3 + autoawq 0.2.9 (pinned image; --runner local too)."""
+    _kit(session, "bench-hf")
+
+
+@nox.session(name="profile-t4")
+def profile_t4(session: nox.Session) -> None:
+    """Week-2 torch.profiler table of the transformers + autoawq path: cold, warm and decode step."""
+    _kit(session, "profile")
+
+
+@nox.session(name="demo")
+def demo(session: nox.Session) -> None:
+    """Whole pipeline on this CPU with a tiny synthetic checkpoint; writes only under demo/."""
+    _kit(session, "demo")
+
+
+@nox.session(name="lock")
+def lock(session: nox.Session) -> None:
+    """Regenerate images/*/requirements.lock from requirements.in with uv (hashed, dated, Python 3.12)."""
+    session.install("-q", ".", "uv")
+    session.run("python", "-m", "kit", "lock", *session.posargs)
+
+
+@nox.session(name="tests")
+def tests(session: nox.Session) -> None:
+    """All tests: host side (no torch), then real Docker: both pinned images built, CPU suites run inside them."""
+    session.install("-q", ".[test]")
+    session.run("python", "-m", "kit", "test", *session.posargs)
