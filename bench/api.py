@@ -1,0 +1,70 @@
+"""The contract between the shared bench driver (bench/run.py) and each backend module.
+
+Torch-free. A backend module (bench/hf_backend.py, bench/vllm_backend.py) exposes
+
+    measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int],
+            args: argparse.Namespace, progress: IterationProgress) -> Measurement
+
+and the driver turns the Measurement into a kit.results.BenchResult (summary
+statistics, provenance, roofline) and writes it atomically.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from kit.results import Backend
+
+
+@dataclass
+class ResolvedModel:
+    """A checkpoint on local disk, and where it came from."""
+
+    path: str  # local directory holding config.json + safetensors
+    model_id: str  # hub id, local path, or synthetic config name (what the report prints)
+    source: str  # "hub" | "local" | "synthetic"
+    revision: Optional[str] = None
+    resolved_revision: Optional[str] = None
+    synthetic_config: Optional[str] = None
+    config: dict[str, Any] = field(default_factory=dict)  # config.json
+
+
+@dataclass
+class Measurement:
+    """Raw client-side samples of the measured iterations (warm-up excluded), milliseconds."""
+
+    ttft_ms: list[float]
+    tpot_ms: list[float]
+    e2e_ms: list[float]
+    itl_ms: list[list[float]]  # output_len - 1 gaps per iteration
+    backend: Backend
+    engine: Optional[dict[str, Any]] = None  # vLLM engine-side timestamps (their own clock)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IterationProgress:
+    """Shared with the driver so that Ctrl-C can say how many measured iterations finished."""
+
+    total: int
+    done: int = 0
+    warmup_total: int = 0
+    warmup_done: int = 0
+
+
+def derive_token_timing(t_submit: float, token_times: list[float]) -> tuple[float, list[float], float, float]:
+    """TTFT, inter-token gaps, end-to-end and TPOT (all ms) from one request's clock readings (seconds).
+
+    token_times holds one reading per generated token (a reading shared by tokens that
+    arrived together repeats). TTFT = first token - submit; TPOT = (e2e - TTFT) / (N - 1).
+    """
+    if not token_times:
+        raise ValueError("no generated tokens were timed")
+    if any(b < a for a, b in zip(token_times, token_times[1:])) or token_times[0] < t_submit:
+        raise ValueError("token timestamps must be non-decreasing and after submission")
+    ttft = (token_times[0] - t_submit) * 1e3
+    e2e = (token_times[-1] - t_submit) * 1e3
+    gaps = [(b - a) * 1e3 for a, b in zip(token_times, token_times[1:])]
+    n = len(token_times)
+    tpot = (e2e - ttft) / (n - 1) if n > 1 else 0.0
+    return ttft, gaps, e2e, tpot
