@@ -122,6 +122,9 @@ class BenchSamples(_Strict):
     itl_ms: list[list[float]]
     # vLLM only: engine-side timestamps (engine-core monotonic clock, never mixed with client clocks).
     engine: Optional[dict[str, Any]] = None
+    # transformers on a GPU: TPOT of the same decode steps from CUDA events recorded in the
+    # streamer (device clock), to measure the harness's own overhead against the client clock.
+    cuda_event_tpot_ms: Optional[list[float]] = None
 
 
 class BenchSummary(_Strict):
