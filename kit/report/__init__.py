@@ -1,0 +1,118 @@
+"""Report assembly (host side, no torch): results/*.json + reports/published.json -> reports/.
+
+    assemble_reports(results_dir, reports_dir) -> list[Path]
+
+loads every results file, renders week1.md, week1.png, week2.md and week2.png in memory, and only
+then writes them: each to a temp file in reports_dir first, all renamed into place at the end. A broken
+results file stops everything with one paragraph (KitError) before anything is written.
+
+Pure function of its inputs: same results + same published data give the same bytes.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+from kit.errors import KitError
+from kit.report.common import Inputs, _stderr_note, group_runs, label_order, load_inputs
+from kit.report.published import Published, load_published
+
+OUTPUTS = ("week1.md", "week1.png", "week2.md", "week2.png")
+
+__all__ = ["OUTPUTS", "assemble_reports", "render_reports", "load_inputs", "load_published"]
+
+
+def _week1_plot(inputs: Inputs, published: Published) -> bytes:
+    from kit.report.plots import week1_png
+
+    pub = published.week1
+    groups = group_runs(inputs.bench)
+    labels = label_order({*(c.label for c in pub.columns), *(l for g in groups for l in g.latest)})
+    by_label = {c.label: c for c in pub.columns}
+    series = [(f"published, {pub.device}",
+               [by_label[l].ttft_ms if l in by_label else None for l in labels],
+               [by_label[l].tpot_ms if l in by_label else None for l in labels])]
+    for g in groups:
+        def med(label: str, metric: str) -> Optional[float]:
+            run = g.latest.get(label)
+            return None if run is None else getattr(run.result.summary, metric).median
+        k = g.key
+        name = f"reproduced, {k.device.title}, in {k.input_len} / out {k.output_len} tokens" + (
+            f", batch {k.batch_size}" if k.batch_size != 1 else "")
+        series.append((name,
+                       [med(l, "ttft_ms") for l in labels], [med(l, "tpot_ms") for l in labels]))
+    note = None if groups else "nothing reproduced yet: published numbers only"
+    return week1_png(labels, series, note)
+
+
+def _week2_plot(inputs: Inputs, published: Published) -> bytes:
+    from kit.report.plots import week2_png
+    from kit.report.week2 import plot_series
+
+    series = plot_series(inputs, published)
+    note = None if len(series) > 1 else "nothing reproduced yet: published table only"
+    return week2_png(series, note)
+
+
+def render_reports(inputs: Inputs, published: Published) -> dict[str, bytes]:
+    """All report files, in memory: {file name: bytes}."""
+    from kit.report.week1 import render_week1
+    from kit.report.week2 import render_week2
+
+    return {
+        "week1.md": render_week1(inputs, published, plot="week1.png").encode("utf-8"),
+        "week1.png": _week1_plot(inputs, published),
+        "week2.md": render_week2(inputs, published, plot="week2.png").encode("utf-8"),
+        "week2.png": _week2_plot(inputs, published),
+    }
+
+
+def write_all(reports_dir: Path, files: dict[str, bytes]) -> list[Path]:
+    """Stage every file as a temp file in reports_dir, then rename them all into place.
+
+    A failure while staging removes the temp files and leaves the old reports untouched.
+    """
+    reports_dir = Path(reports_dir)
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise KitError(f"{reports_dir}: cannot create the reports folder ({e}). Pass --reports-dir with a "
+                       "writable folder.") from e
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=reports_dir)
+            staged.append((tmp, reports_dir / name))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+    except BaseException as e:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(e, OSError):
+            raise KitError(f"{reports_dir}: cannot write the reports ({e}). Nothing was changed there; "
+                           "check free space and permissions.") from e
+        raise
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    return [final for _, final in staged]
+
+
+def assemble_reports(results_dir: Path, reports_dir: Path, *, published_path: Optional[Path] = None,
+                     note: Callable[[str], None] = _stderr_note) -> list[Path]:
+    """Render reports_dir/{week1,week2}.{md,png} from results_dir and the published data; return the paths written.
+
+    Raises KitError (one paragraph naming the file and the problem) on a broken results file, before
+    anything is written. Non-result files are skipped with a one-line `note`.
+    """
+    inputs = load_inputs(Path(results_dir), note=note)
+    published = load_published(published_path)
+    files = render_reports(inputs, published)
+    return write_all(Path(reports_dir), files)

@@ -1,0 +1,349 @@
+"""Shared pieces of report assembly: loading results/, grouping runs, markdown helpers, provenance.
+
+Pure functions of their inputs: no clocks, no absolute paths in the output, fixed orderings.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+from kit.errors import KitError
+from kit.results import BenchResult, NotAResultFile, ProfileResult, ResultFileError, load_result
+
+# The seed's column order; other labels follow, sorted.
+KNOWN_LABELS = ("vLLM (awq)", "vLLM (awq_marlin)", "transformers")
+DASH = "—"  # a cell with no reproduced run
+
+# Libraries shown in the versions bullets, per stack (the seed's order); Python is added last.
+STACK_TITLES = {"vllm": "vLLM", "transformers": "transformers"}
+STACK_LIBRARIES = {"vllm": ("torch", "vllm"), "transformers": ("torch", "autoawq", "transformers")}
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def pipe_table(headers: Sequence[object], rows: Iterable[Sequence[object]], align: Optional[str] = None) -> str:
+    """A markdown pipe table laid out exactly like the seed's week-1 table.
+
+    That layout is tabulate's "pipe" format with MIN_PADDING = 0: every column as wide as its widest
+    cell, one space either side, separator ':---' (left) or '---:' (right) of width + 2. tabulate
+    itself reaches it only by changing the module global MIN_PADDING, and measures widths with
+    wcwidth when that happens to be installed; this 15-line formatter gives the same bytes
+    everywhere. tests/host/test_report_markdown.py checks it against tabulate.
+
+    align: one character per column, 'l' or 'r' (default: all left).
+    """
+    head = [_cell(h) for h in headers]
+    body = [[_cell(c) for c in r] for r in rows]
+    ncols = len(head)
+    if any(len(r) != ncols for r in body):
+        raise ValueError("every row needs one cell per header")
+    align = align or "l" * ncols
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(ncols)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w)
+                                 for c, w, a in zip(cells, widths, align)) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else (":" + "-" * (w + 1))
+                         for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(head), sep, *(line(r) for r in body)])
+
+
+def ms(value: Optional[float]) -> str:
+    """The seed's cell format: 51.78ms."""
+    return DASH if value is None else f"{value:.2f}ms"
+
+
+def ratio(reproduced: float, published: float) -> str:
+    return f"{reproduced / published:.2f}×"
+
+
+def gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.3f} GB"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+Result = Union[BenchResult, ProfileResult]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    name: str  # file name inside results/ (reports never show absolute paths)
+    result: Result
+
+
+@dataclass
+class Inputs:
+    bench: list[Loaded] = field(default_factory=list)
+    profile: list[Loaded] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one line each: "<name>: why"
+    results_dir_name: str = "results"
+
+
+def _stderr_note(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -> Inputs:
+    """Every results file in results_dir, sorted by name.
+
+    Non-results (other JSON, other files, folders not named *.json) are skipped with a one-line note;
+    hidden files (temp files of an atomic write in progress) are ignored. A broken result file
+    (malformed, truncated, wrong version, unreadable, wrong field) raises KitError with the one
+    paragraph from kit.results.load_result.
+    """
+    results_dir = Path(results_dir)
+    inputs = Inputs(results_dir_name=results_dir.name or str(results_dir))
+    if not results_dir.exists():
+        inputs.skipped.append(f"{inputs.results_dir_name}/ does not exist: no runs to report")
+        note(f"report: {results_dir} does not exist; rendering the published data only")
+        return inputs
+    if not results_dir.is_dir():
+        raise KitError(f"{results_dir}: expected the results folder, found a file. Pass --results-dir with a folder.")
+    try:
+        entries = sorted(results_dir.iterdir(), key=lambda p: p.name)
+    except OSError as e:
+        raise KitError(f"{results_dir}: the results folder cannot be listed ({e}). Check its permissions.") from e
+    for path in entries:
+        if path.name.startswith("."):
+            continue
+        if path.suffix != ".json":
+            why = "a folder" if path.is_dir() else "not a .json file"
+            inputs.skipped.append(f"{path.name}: {why}")
+            note(f"report: skipped {path} ({why})")
+            continue
+        try:
+            result = load_result(path)
+        except NotAResultFile as e:
+            why = "JSON that is not a kit result (no \"format\": \"awq-kit-result\")"
+            inputs.skipped.append(f"{path.name}: {why}")
+            note(f"report: skipped {path}: {why}")
+            continue
+        except ResultFileError as e:
+            raise KitError(f"{e} Nothing was written to the reports folder.") from e
+        target = inputs.bench if isinstance(result, BenchResult) else inputs.profile
+        target.append(Loaded(path.name, result))
+    return inputs
+
+
+# --------------------------------------------------------------------------- devices and grouping
+
+
+@dataclass(frozen=True, order=True)
+class Device:
+    is_cpu: bool  # CPU runs sort after GPUs
+    name: str  # GPU name as recorded, or "CPU"
+
+    @property
+    def title(self) -> str:
+        return self.name
+
+
+def device_of(result: Result) -> Device:
+    gpu = result.provenance.gpu
+    if result.backend.device == "cpu":
+        return Device(True, "CPU")
+    if gpu is None:
+        return Device(False, "GPU (name not recorded)")
+    return Device(False, gpu.name)
+
+
+@dataclass(frozen=True, order=True)
+class GroupKey:
+    device: Device
+    input_len: int
+    output_len: int
+    batch_size: int
+
+    @property
+    def workload_title(self) -> str:
+        return f"input {self.input_len} tokens, output {self.output_len} tokens, batch {self.batch_size}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.device.title}, {self.workload_title}"
+
+
+def group_key(result: Result) -> GroupKey:
+    w = result.workload
+    return GroupKey(device_of(result), w.input_len, w.output_len, w.batch_size)
+
+
+def _created_key(created_utc: str) -> tuple[int, float, str]:
+    """Chronological order of created_utc; unparseable stamps sort first, by their text."""
+    text = created_utc.strip()
+    try:
+        dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        return (0, 0.0, text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (1, dt.timestamp(), text)
+
+
+def recency_key(loaded: Loaded) -> tuple[tuple[int, float, str], str]:
+    """Latest run wins: by created_utc, then by file name."""
+    return (_created_key(loaded.result.created_utc), loaded.name)
+
+
+def label_order(labels: Iterable[str]) -> list[str]:
+    labels = set(labels)
+    return [l for l in KNOWN_LABELS if l in labels] + sorted(labels - set(KNOWN_LABELS))
+
+
+@dataclass
+class Group:
+    key: GroupKey
+    latest: dict[str, Loaded]  # backend label -> the run shown
+    superseded: dict[str, list[Loaded]]  # backend label -> older runs, newest first
+
+
+def group_runs(runs: Iterable[Loaded]) -> list[Group]:
+    """One group per (device, input_len, output_len, batch_size); in each, the latest run per backend label."""
+    by_key: dict[GroupKey, dict[str, list[Loaded]]] = {}
+    for run in runs:
+        by_key.setdefault(group_key(run.result), {}).setdefault(run.result.backend.label, []).append(run)
+    groups = []
+    for key in sorted(by_key):
+        latest, superseded = {}, {}
+        for label in label_order(by_key[key]):
+            ordered = sorted(by_key[key][label], key=recency_key, reverse=True)
+            latest[label] = ordered[0]
+            if ordered[1:]:
+                superseded[label] = ordered[1:]
+        groups.append(Group(key, latest, superseded))
+    return groups
+
+
+# --------------------------------------------------------------------------- versions and provenance
+
+
+def python_version(text: str) -> str:
+    """'3.12.3 (main, ...) [GCC ...]' -> '3.12.3'; anything else is returned as recorded."""
+    m = re.match(r"\s*(\d+\.\d+(?:\.\d+)?\S*)", text)
+    return m.group(1) if m else text
+
+
+def library_version(libraries: dict[str, Optional[str]], name: str) -> Optional[str]:
+    for key, value in libraries.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Versions bullets for the runs shown in one table, in the seed's shape: per stack, per library."""
+    out = []
+    for stack in ("vllm", "transformers"):
+        stack_runs = [r for r in runs if r.result.backend.name == stack]
+        if not stack_runs:
+            continue
+        items = []
+        for lib in STACK_LIBRARIES[stack]:
+            items.append((lib, _joined(stack_runs, lambda r, lib=lib: library_version(r.result.provenance.libraries, lib)
+                                       or "not installed")))
+        items.append(("Python", _joined(stack_runs, lambda r: python_version(r.result.provenance.python))))
+        out.append((STACK_TITLES[stack], items))
+    return out
+
+
+def _joined(runs: Sequence[Loaded], get: Callable[[Loaded], str]) -> str:
+    values = {r.result.backend.label: get(r) for r in runs}
+    distinct = sorted(set(values.values()))
+    if len(distinct) == 1:
+        return distinct[0]
+    return "; ".join(f"{v} ({l})" for l, v in sorted(values.items(), key=lambda kv: label_order(values).index(kv[0])))
+
+
+def provenance_text(loaded: Loaded) -> str:
+    """One line: everything needed to trust (or rerun) the numbers of one result file."""
+    r = loaded.result
+    p = r.provenance
+    parts = [f"file `{loaded.name}` (run {r.run_id}, created {r.created_utc})"]
+    if p.kit_commit:
+        dirty = {True: ", uncommitted changes", False: ", clean", None: ""}[p.kit_dirty]
+        parts.append(f"kit commit {p.kit_commit[:12]}{dirty}")
+    else:
+        parts.append("kit commit not recorded")
+    runner = f"runner {p.runner}"
+    if p.image_id or p.image_tag:
+        runner += f", image {p.image_tag or ''}{' ' if p.image_tag and p.image_id else ''}{p.image_id or ''}".rstrip()
+    if p.lock_hash:
+        runner += f", lock {p.lock_hash}"
+    parts.append(runner)
+    libs = ", ".join(f"{k} {v if v is not None else 'not installed'}" for k, v in sorted(p.libraries.items()))
+    parts.append(f"libraries: {libs or 'none recorded'}")
+    if p.deviations:
+        parts.append("deviations from the pins: " + "; ".join(p.deviations))
+    elif p.pins:
+        parts.append("no deviations from the pins")
+    parts.append(f"Python {python_version(p.python)} on {p.platform}")
+    if p.gpu:
+        g = p.gpu
+        gpu = [g.name]
+        if g.memory_total_mib is not None:
+            gpu.append(f"{g.memory_total_mib} MiB")
+        if g.compute_capability:
+            gpu.append(f"compute capability {g.compute_capability}")
+        gpu.append(f"driver {g.driver or 'not recorded'}")
+        gpu.append(f"CUDA runtime {g.cuda_runtime or 'not recorded'}")
+        parts.append("GPU " + ", ".join(gpu))
+    else:
+        parts.append("no GPU (CPU run)")
+    if p.label:
+        parts.append(f"label: {p.label}")
+    return "; ".join(parts) + "."
+
+
+def workload_text(result: Result) -> str:
+    w = result.workload
+    model = f"{w.model} ({w.model_source}"
+    if w.revision or w.resolved_revision:
+        model += f", revision {w.revision or 'default'}, resolved {w.resolved_revision or 'not recorded'}"
+    model += ")"
+    if w.synthetic:
+        weights = "synthetic weights" + (f" ({w.synthetic_config})" if w.synthetic_config else "")
+    else:
+        weights = "real weights"
+    return (f"{model}, {weights}; input {w.input_len} tokens, output {w.output_len} tokens "
+            f"(EOS ignored), batch {w.batch_size}; warm-up {w.warmup}, iterations {w.iterations}, seed {w.seed}")
+
+
+def backend_text(result: Result) -> str:
+    b = result.backend
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(b.settings.items()))
+    return (f"{b.name}, quantization {b.quantization}, dtype {b.dtype}, device {b.device}"
+            + (f"; settings: {settings}" if settings else ""))
+
+
+class Footnotes:
+    """Markdown footnotes numbered in order of first reference; one per results file."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._ids: dict[str, str] = {}
+        self._texts: list[tuple[str, str]] = []
+
+    def ref(self, loaded: Loaded) -> str:
+        if loaded.name not in self._ids:
+            fid = f"{self.prefix}{len(self._ids) + 1}"
+            self._ids[loaded.name] = fid
+            self._texts.append((fid, provenance_text(loaded)))
+        return f"[^{self._ids[loaded.name]}]"
+
+    def render(self) -> str:
+        return "\n".join(f"[^{fid}]: {text}" for fid, text in self._texts)
+
+    def __bool__(self) -> bool:
+        return bool(self._texts)

@@ -1,0 +1,103 @@
+"""The published study's numbers, kept as data in reports/published.json.
+
+The seed text itself is copied verbatim to reports/published-seed.txt; the golden
+test renders this data through the report code and compares it with that copy.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kit import KIT_ROOT
+from kit.errors import KitError
+
+PUBLISHED_PATH = KIT_ROOT / "reports" / "published.json"
+SEED_COPY_PATH = KIT_ROOT / "reports" / "published-seed.txt"
+SEED_NAME = "000_da47138d1cac4b8b.txt"
+
+
+def shared_seed_path(root: Path = KIT_ROOT) -> Path:
+    """Where the original seed lives next to a clone (CI: ../shared/seeds relative to the clone root)."""
+    return root.parent / "shared" / "seeds" / SEED_NAME
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PublishedColumn(_Strict):
+    label: str
+    stack: str
+    model: str
+    ttft_ms: float
+    tpot_ms: float
+
+
+class PublishedStack(_Strict):
+    name: str
+    versions: list[tuple[str, str]]
+
+
+class PublishedWeek1(_Strict):
+    device: str
+    same_gpu_names: list[str] = Field(description="GPU names that count as the published GPU (after normalisation)")
+    statistic: str
+    workload: str
+    columns: list[PublishedColumn]
+    stacks: list[PublishedStack]
+
+
+class PublishedWeek2(_Strict):
+    device: str
+    same_gpu_names: list[str]
+    what: str
+    table_lines: list[str] = Field(description="the profiler table, verbatim, one string per line")
+    totals: list[str]
+
+    @property
+    def table(self) -> str:
+        return "\n".join(self.table_lines)
+
+
+class Published(_Strict):
+    about: str
+    source: str
+    week1: PublishedWeek1
+    week2: PublishedWeek2
+
+
+def load_published(path: Optional[Path] = None) -> Published:
+    path = Path(path or PUBLISHED_PATH)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise KitError(f"{path}: the published study's data cannot be read ({e}). It is part of the kit; "
+                       "restore it with `git checkout -- reports/published.json`.") from e
+    except json.JSONDecodeError as e:
+        raise KitError(f"{path}: the published study's data is not valid JSON ({e.msg} at line {e.lineno}). "
+                       "Restore it with `git checkout -- reports/published.json`.") from e
+    try:
+        return Published.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise KitError(f"{path}: the published study's data is malformed at field '{loc}': {first['msg']}. "
+                       "Restore it with `git checkout -- reports/published.json`.") from e
+
+
+def normalise_gpu_name(name: str) -> str:
+    """'NVIDIA A100-SXM4-80GB' and 'a100-sxm4-80gb' are the same GPU; 'Tesla T4' and 'T4' too."""
+    n = " ".join(name.split()).lower()
+    for prefix in ("nvidia ", "tesla "):
+        if n.startswith(prefix):
+            n = n[len(prefix):]
+    return n
+
+
+def is_same_gpu(reproduced_name: Optional[str], published_names: list[str]) -> bool:
+    if not reproduced_name:
+        return False
+    return normalise_gpu_name(reproduced_name) in {normalise_gpu_name(n) for n in published_names}

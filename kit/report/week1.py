@@ -1,0 +1,269 @@
+"""reports/week1.md: the week-1 TTFT/TPOT table in the seed's own format, then comparison and details."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from kit.report.common import (
+    DASH, Footnotes, Group, Inputs, Loaded, backend_text, gb, group_runs, label_order, ms, pipe_table, ratio,
+    stack_versions, workload_text,
+)
+from kit.report.published import Published, PublishedWeek1, is_same_gpu
+from kit.results import BenchResult
+
+TITLE = "# Week 1. Benchmark"
+
+
+# --------------------------------------------------------------------------- the seed-format block
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    model: Optional[str]  # None: nothing reproduced for this column
+    ttft_ms: Optional[float]
+    tpot_ms: Optional[float]
+
+
+@dataclass(frozen=True)
+class Block:
+    """What the seed's week-1 table + bullets show; reproduced and published data both become one."""
+
+    device: str
+    columns: tuple[Column, ...]
+    stacks: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
+def render_block(block: Block) -> str:
+    """The table, a blank line, the Device / versions bullets: byte for byte the seed's layout."""
+    table = pipe_table(
+        ["**Backend**", *(c.label for c in block.columns)],
+        [
+            ["**Model**", *(c.model or DASH for c in block.columns)],
+            ["**TTFT**", *(ms(c.ttft_ms) for c in block.columns)],
+            ["**TPOT**", *(ms(c.tpot_ms) for c in block.columns)],
+        ],
+    )
+    bullets = [f"- Device: {block.device}"]
+    for stack, versions in block.stacks:
+        bullets.append(f"- {stack}")
+        bullets.extend(f"  - {name} {version}" for name, version in versions)
+    return table + "\n\n" + "\n".join(bullets)
+
+
+def published_block(week1: PublishedWeek1) -> Block:
+    return Block(
+        device=week1.device,
+        columns=tuple(Column(c.label, c.model, c.ttft_ms, c.tpot_ms) for c in week1.columns),
+        stacks=tuple((s.name, tuple(tuple(v) for v in s.versions)) for s in week1.stacks),
+    )
+
+
+def _model_cell(result: BenchResult) -> str:
+    w = result.workload
+    return f"{w.model} (synthetic)" if w.synthetic else w.model
+
+
+def group_block(group: Group, labels: Sequence[str]) -> Block:
+    columns = []
+    for label in labels:
+        run = group.latest.get(label)
+        if run is None:
+            columns.append(Column(label, None, None, None))
+        else:
+            s = run.result.summary
+            columns.append(Column(label, _model_cell(run.result), s.ttft_ms.median, s.tpot_ms.median))
+    stacks = stack_versions([group.latest[l] for l in labels if l in group.latest])
+    return Block(group.key.device.title, tuple(columns),
+                 tuple((name, tuple(items)) for name, items in stacks))
+
+
+def _weights(runs: Sequence[Loaded]) -> str:
+    kinds = sorted({"synthetic" if r.result.workload.synthetic else "real" for r in runs})
+    return " and ".join(kinds) + " weights"
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def render_group(group: Group, labels: Sequence[str]) -> str:
+    shown = [group.latest[l] for l in labels if l in group.latest]
+    text = render_block(group_block(group, labels))
+    text += f"\n- Workload: {group.key.workload_title}, {_weights(shown)}"
+    missing = [l for l in labels if l not in group.latest]
+    if missing:
+        text += (f"\n\nNothing has been reproduced for {_and(missing)} on {group.key.device.title} with this "
+                 f"workload: {'its cells show' if len(missing) == 1 else 'their cells show'} \"{DASH}\".")
+    return text
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
+    result = run.result
+    gpu = result.provenance.gpu
+    if result.backend.device == "cpu":
+        words = f"CPU run vs the published {week1.device}: not a reproduction"
+    elif gpu is None:
+        words = f"GPU not recorded, so not comparable with the published {week1.device}: not a reproduction"
+    elif is_same_gpu(gpu.name, week1.same_gpu_names):
+        words = f"same GPU as published ({gpu.name})"
+    else:
+        words = f"different GPU ({gpu.name} vs {week1.device}): not a reproduction"
+    if result.workload.synthetic:
+        words += "; synthetic weights"
+    return words
+
+
+def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1, plot: str) -> str:
+    pub = {c.label: c for c in published.columns}
+    out = ["## Reproduced vs published", ""]
+    out.append(
+        f"Reproduced values are medians over the measured iterations. The study does not say which statistic it "
+        f"reports, and its workload is {published.workload}. Ratio = reproduced / published (below 1 is faster than "
+        f"published). A ratio is a reproduction only when the run used the published GPU ({published.device}); "
+        f"on any other device it is shown for scale only and labelled so.")
+    out.append("")
+    if not groups:
+        out.append("Nothing has been reproduced yet, so there is nothing to compare: the results folder holds no "
+                   "benchmark runs. The plot shows the published numbers alone.")
+        out.append("")
+    for g in groups:
+        rows = []
+        for label in labels:
+            run = g.latest.get(label)
+            p = pub.get(label)
+            for metric in ("TTFT", "TPOT"):
+                p_value = None if p is None else (p.ttft_ms if metric == "TTFT" else p.tpot_ms)
+                if run is None:
+                    rows.append([label, metric, DASH, ms(p_value), DASH, "nothing reproduced"])
+                    continue
+                stats = run.result.summary.ttft_ms if metric == "TTFT" else run.result.summary.tpot_ms
+                if p_value is None:
+                    rows.append([label, metric, ms(stats.median), DASH, DASH, "not in the published study"])
+                    continue
+                rows.append([label, metric, ms(stats.median), ms(p_value), ratio(stats.median, p_value),
+                             comparison_words(run, published)])
+        out += [f"### {g.key.title}", "",
+                pipe_table(["Backend", "Metric", "Reproduced", "Published", "Ratio", "Comparison"], rows,
+                           align="llrrrl"), ""]
+    out.append(f"![Week 1: median TTFT and TPOT per backend, reproduced vs published]({plot})")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- details
+
+
+def floor_text(result: BenchResult) -> str:
+    r = result.roofline
+    if r is None:
+        return "not recorded by this run (no roofline inputs in the result)"
+    breakdown = ""
+    if r.bytes_breakdown:
+        breakdown = " (" + ", ".join(f"{k} {gb(v)}" for k, v in sorted(r.bytes_breakdown.items())) + ")"
+    floor = r.floor_ms
+    if floor is None:
+        return (f"{gb(r.bytes_per_decode_step)} read per decode step{breakdown}, but no measured memory "
+                f"bandwidth, so no floor")
+    tpot = result.summary.tpot_ms.median
+    method = f", {r.bandwidth_method}" if r.bandwidth_method else ""
+    pct = f"{floor / tpot * 100:.1f}%" if tpot > 0 else "n/a (median TPOT is 0)"
+    text = (f"{gb(r.bytes_per_decode_step)} per decode step{breakdown} / {r.bandwidth_gb_s:.1f} GB/s measured"
+            f"{method} = {floor:.3f} ms; the median TPOT of {tpot:.3f} ms reaches **{pct}** of that floor")
+    if tpot > 0 and floor > tpot:
+        text += (" (above 100%: faster than the floor allows, so the byte count or the bandwidth measurement "
+                 "is wrong)")
+    return text
+
+
+def _stats_table(result: BenchResult) -> str:
+    s = result.summary
+    cols = [s.ttft_ms, s.tpot_ms, s.itl_ms, s.e2e_ms]
+    rows = [[name, *(f"{getattr(c, attr):.2f}" for c in cols)]
+            for name, attr in (("median", "median"), ("p90", "p90"), ("p99", "p99"), ("mean", "mean"),
+                               ("std", "std"), ("min", "min"), ("max", "max"))]
+    rows.append(["n", *(str(c.n) for c in cols)])
+    return pipe_table(["statistic", "TTFT (ms)", "TPOT (ms)", "ITL (ms)", "end-to-end (ms)"], rows, align="lrrrr")
+
+
+def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footnotes) -> str:
+    out = ["## Details"]
+    if not groups:
+        out += ["", "Nothing has been reproduced yet: there are no runs to detail."]
+        return "\n".join(out)
+    for g in groups:
+        out += ["", f"### {g.key.title}"]
+        for label in labels:
+            run = g.latest.get(label)
+            if run is None:
+                continue
+            r: BenchResult = run.result  # type: ignore[assignment]
+            out += ["", f"#### {label}{notes.ref(run)}", "", _stats_table(r), ""]
+            out.append(f"- Workload: {workload_text(r)}")
+            out.append(f"- Backend: {backend_text(r)}")
+            out.append(f"- Memory-bandwidth floor: {floor_text(r)}")
+            for note in r.notes:
+                out.append(f"- Note: {note}")
+            for old in g.superseded.get(label, []):
+                o = old.result.summary
+                out.append(f"- Superseded by the run above: `{old.name}` (created {old.result.created_utc}): "
+                           f"TTFT {ms(o.ttft_ms.median)}, TPOT {ms(o.tpot_ms.median)}{notes.ref(old)}")
+    return "\n".join(out)
+
+
+DEFINITIONS = """## Definitions
+
+TTFT (time to first token) runs from request submission to the first generated token. TPOT (time per output token) = (end-to-end − TTFT) / (N − 1), where N is the number of output tokens, exactly the workload's output length (EOS is ignored). ITL is the list of gaps between consecutive generated tokens; end-to-end runs from submission to the last token. All are client-side wall-clock times in milliseconds over the measured iterations (warm-up excluded); table cells are medians. The memory-bandwidth floor is the bytes a batch-1 decode step must read divided by the measured device memory bandwidth: no decode step can be faster. "% of the floor" = floor / median TPOT, so 100% would be a decode step running at full memory bandwidth."""
+
+
+def how_built(inputs: Inputs) -> str:
+    n = len(inputs.bench)
+    lines = [
+        "## How this report is built",
+        "",
+        "- One table per GPU and workload (input length, output length, batch size): runs from different GPUs or "
+        "workloads never share a table. Tables are ordered by device name (CPU last), then by workload; the first "
+        "one sits under the title in the study's own format.",
+        "- In a table, each backend's latest run wins (by `created_utc`, then by file name); older runs of the same "
+        "backend are listed under Details as superseded.",
+        f"- Cells hold measured runs only; \"{DASH}\" means nothing has been reproduced for that backend there.",
+        "- The report is a pure function of the results files and reports/published.json: the same inputs give "
+        "the same bytes. Re-render with `nox -s report`.",
+        f"- Inputs: {n} benchmark result file{'s' if n != 1 else ''} in `{inputs.results_dir_name}/`.",
+    ]
+    for s in inputs.skipped:
+        lines.append(f"- Skipped: {s}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the whole report
+
+
+def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") -> str:
+    groups = group_runs(inputs.bench)
+    labels = label_order({*(c.label for c in published.week1.columns),
+                          *(l for g in groups for l in g.latest)})
+    notes = Footnotes("w1-")
+    parts = [TITLE, ""]
+    if not groups:
+        parts.append(
+            "> **Nothing has been reproduced yet:** the results folder holds no benchmark runs, so the table below is "
+            f"the published study's ({published.week1.device}), rendered by the kit's own code for reference. Run "
+            "`nox -s bench-vllm bench-hf` on a GPU host to reproduce it.")
+        parts += ["", render_block(published_block(published.week1))]
+    else:
+        for i, g in enumerate(groups):
+            if i:
+                parts += ["", f"## Also measured: {g.key.title}", ""]
+            parts.append(render_group(g, labels))
+        parts += ["", f"## Published ({published.week1.device})", "",
+                  render_block(published_block(published.week1)), "",
+                  f"Workload of the published study: {published.week1.workload}."]
+    parts += ["", render_comparison(groups, labels, published.week1, plot)]
+    parts += ["", render_details(groups, labels, notes)]
+    parts += ["", DEFINITIONS, "", how_built(inputs)]
+    if notes:
+        parts += ["", notes.render()]
+    return "\n".join(parts) + "\n"

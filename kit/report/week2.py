@@ -1,0 +1,217 @@
+"""reports/week2.md: profiler tables in the seed's format, one block per reproduced phase, plus the published T4 block."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from kit.report.common import Footnotes, Group, Inputs, backend_text, group_runs, workload_text
+from kit.report.published import Published, PublishedWeek2, is_same_gpu
+from kit.results import ProfilePhase, ProfileResult
+
+TITLE = "# Week 2. Profiling"
+PHASE_ORDER = ("cold", "warm", "decode")
+# CUPTI's own overhead, not model work (FIELD-NOTES): kept in the tables, left out of the plot.
+NOT_MODEL_WORK = ("Unrecognized",)
+TOTAL_PREFIXES = ("Self CPU time total", "Self CUDA time total", "Self XPU time total", "Self MTIA time total",
+                  "Self PrivateUse1 time total", "Self device time total")
+
+
+# --------------------------------------------------------------------------- the seed-format block
+
+
+def split_totals(table: str) -> str:
+    """The table text without trailing 'Self ... time total' lines (they are rendered as bullets instead).
+
+    torch's key_averages().table() ends with those lines; results may store the table with or
+    without them. Everything else is kept verbatim.
+    """
+    lines = table.rstrip("\n").split("\n")
+    while lines and (not lines[-1].strip() or lines[-1].strip().lstrip("- ").startswith(TOTAL_PREFIXES)):
+        lines.pop()
+    return "\n".join(lines)
+
+
+def render_block(device: str, table: str, totals: Sequence[str],
+                 before: Sequence[str] = (), after: Sequence[str] = ()) -> str:
+    """'- Device: …', the profiler table verbatim (in a ```text fence), the totals lines as bullets.
+
+    The seed has the table as bare text; in markdown its dashes would become a rule or list and
+    its columns would collapse, so the kit fences it. Without the two fence lines the block is the
+    seed's, byte for byte (tests/host/test_report_golden.py).
+    """
+    lines = [f"- Device: {device}", *before, "```text", split_totals(table), "```"]
+    lines += [t if t.startswith("- ") else f"- {t.strip()}" for t in totals]
+    lines += list(after)
+    return "\n".join(lines)
+
+
+def published_block(week2: PublishedWeek2) -> str:
+    return render_block(week2.device, week2.table, week2.totals)
+
+
+# --------------------------------------------------------------------------- torch.profiler table text
+
+_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def parse_time_us(text: str) -> Optional[float]:
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s)\s*", text)
+    return float(m.group(1)) * _UNITS_US[m.group(2)] if m else None
+
+
+@dataclass(frozen=True)
+class TableRow:
+    name: str
+    cells: dict[str, str]  # header -> cell text
+
+
+def parse_profiler_table(table: str) -> list[TableRow]:
+    """Rows of a key_averages().table() text, columns cut at the separator line's dash runs."""
+    lines = [l for l in split_totals(table).split("\n")]
+    seps = [i for i, l in enumerate(lines) if l.strip() and set(l.strip()) <= {"-", " "}]
+    if len(seps) < 2:
+        return []
+    spans = [m.span() for m in re.finditer(r"-+", lines[seps[0]])]
+    header_line = lines[seps[0] + 1]
+    headers = [header_line[a:b].strip() for a, b in spans]
+    rows = []
+    for line in lines[seps[0] + 2:seps[-1]]:
+        if not line.strip() or seps and set(line.strip()) <= {"-", " "}:
+            continue
+        cells = {h: line[a:b].strip() for h, (a, b) in zip(headers, spans)}
+        rows.append(TableRow(cells.get(headers[0], ""), cells))
+    return rows
+
+
+def top_ops_from_table(table: str, n: int) -> tuple[str, list[tuple[str, float]]]:
+    """(column used, [(op, ms)]) for the top n ops by self device time, else self CPU time."""
+    rows = parse_profiler_table(table)
+    for column in ("Self CUDA", "Self XPU", "Self Device", "Self CPU"):
+        if rows and column in rows[0].cells:
+            values = [(r.name, parse_time_us(r.cells[column])) for r in rows]
+            ops = [(name, us / 1e3) for name, us in values if us is not None and name not in NOT_MODEL_WORK]
+            ops.sort(key=lambda kv: (-kv[1], kv[0]))
+            return column.replace("Self ", "self ") + " time", ops[:n]
+    return "self time", []
+
+
+def top_ops_from_phase(phase: ProfilePhase, n: int) -> tuple[str, list[tuple[str, float]]]:
+    if any(r.self_device_us is not None for r in phase.rows):
+        column, ops = "self device time", [(r.name, (r.self_device_us or 0.0) / 1e3) for r in phase.rows
+                                           if r.name not in NOT_MODEL_WORK]
+    else:
+        column, ops = "self CPU time", [(r.name, r.self_cpu_us / 1e3) for r in phase.rows
+                                        if r.name not in NOT_MODEL_WORK]
+    ops.sort(key=lambda kv: (-kv[1], kv[0]))
+    return column, ops[:n]
+
+
+# --------------------------------------------------------------------------- the whole report
+
+
+def ordered_phases(result: ProfileResult) -> list[ProfilePhase]:
+    return sorted(result.phases, key=lambda p: (PHASE_ORDER.index(p.label) if p.label in PHASE_ORDER else 99,
+                                                p.label))
+
+
+def _device_words(result: ProfileResult, week2: PublishedWeek2) -> str:
+    if result.backend.device == "cpu":
+        return f"a CPU run: not comparable with the published {week2.device} table"
+    gpu = result.provenance.gpu
+    if gpu and is_same_gpu(gpu.name, week2.same_gpu_names):
+        return f"the published GPU ({week2.device})"
+    name = gpu.name if gpu else "GPU not recorded"
+    return f"a different GPU ({name} vs {week2.device}): not a reproduction of the published table"
+
+
+def render_phase(group: Group, label: str, phase: ProfilePhase, notes: Footnotes) -> str:
+    run = group.latest[label]
+    before = [f"- Phase: {phase.label} ({phase.description})"]
+    after = [f"- Diagnosis: {phase.diagnosis or 'none recorded by the profiler script'}"]
+    if phase.awq_kernel_path:
+        after.append(f"- AWQ kernel path: {phase.awq_kernel_path}")
+    if phase.wall_ms is not None:
+        after.append(f"- Wall time of the profiled phase: {phase.wall_ms:.2f} ms")
+    if phase.trace_file:
+        after.append(f"- Trace: `{phase.trace_file}`")
+    after.append(f"- Result: `{run.name}`{notes.ref(run)}")
+    return render_block(group.key.device.title, phase.table, phase.totals, before, after)
+
+
+def render_runs(groups: Sequence[Group], week2: PublishedWeek2, notes: Footnotes) -> str:
+    out = ["## Runs"]
+    for g in groups:
+        for label, run in g.latest.items():
+            result: ProfileResult = run.result  # type: ignore[assignment]
+            out += ["", f"### {g.key.title}, {label}{notes.ref(run)}", ""]
+            out.append(f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}")
+            out.append(f"- Device: {_device_words(result, week2)}")
+            out.append(f"- Workload: {workload_text(result)}")
+            out.append(f"- Backend: {backend_text(result)}")
+            for note in result.notes:
+                out.append(f"- Note: {note}")
+            for old in g.superseded.get(label, []):
+                out.append(f"- Superseded by this run: `{old.name}` (created {old.result.created_utc}){notes.ref(old)}")
+    return "\n".join(out)
+
+
+def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") -> str:
+    week2 = published.week2
+    groups = group_runs(inputs.profile)
+    notes = Footnotes("w2-")
+    parts = [TITLE]
+    first = True
+    for g in groups:
+        for label, run in g.latest.items():
+            result: ProfileResult = run.result  # type: ignore[assignment]
+            for phase in ordered_phases(result):
+                if not first:
+                    parts += ["", f"## {g.key.device.title}: {phase.label} phase ({label}, {g.key.workload_title})", ""]
+                parts.append(render_phase(g, label, phase, notes))
+                first = False
+    if first:
+        parts += [
+            "",
+            "> **Nothing has been reproduced yet:** the results folder holds no profile runs"
+            + (" with profiled phases" if groups else "") + ", so the block below is "
+            f"the published study's ({week2.device}), rendered by the kit's own code for reference. Run "
+            "`nox -s profile-t4` on a GPU host to reproduce it.",
+            "",
+            published_block(week2),
+        ]
+    else:
+        parts += ["", f"## Published ({week2.device})", "", published_block(week2)]
+    parts += ["", f"The published table is {week2.what}.", ""]
+    parts += ["## Top operators", "",
+              "Top operators by self device time (self CPU time for CPU runs), published and per reproduced phase. "
+              "\"Unrecognized\" (CUPTI's own overhead, not model work) stays in the tables but is left out of the "
+              "plot. Compare shapes, not absolute times, across different GPUs.", "",
+              f"![Week 2: top operators by self time, reproduced phases vs published]({plot})"]
+    if groups:
+        parts += ["", render_runs(groups, week2, notes)]
+    parts += ["", "## How this report is built", "",
+              "- One block per phase (cold, warm, decode) of the latest profile run for each GPU and workload "
+              "(by `created_utc`, then file name); older runs are listed under Runs as superseded.",
+              "- Each table is the profiler's own text, verbatim, fenced as `text` so markdown keeps its columns.",
+              "- The report is a pure function of the results files and reports/published.json: the same inputs "
+              "give the same bytes. Re-render with `nox -s report`.",
+              f"- Inputs: {len(inputs.profile)} profile result file{'s' if len(inputs.profile) != 1 else ''} in "
+              f"`{inputs.results_dir_name}/`."]
+    for s in inputs.skipped:
+        parts.append(f"- Skipped: {s}")
+    if notes:
+        parts += ["", notes.render()]
+    return "\n".join(parts) + "\n"
+
+
+def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[str, str, list[tuple[str, float]]]]:
+    """(title, column, [(op, ms)]) per plotted block: published first, then each reproduced phase."""
+    column, ops = top_ops_from_table(published.week2.table, n)
+    series = [(f"Published: {published.week2.device}", column, ops)]
+    for g in group_runs(inputs.profile):
+        for label, run in g.latest.items():
+            for phase in ordered_phases(run.result):  # type: ignore[arg-type]
+                column, ops = top_ops_from_phase(phase, n)
+                series.append((f"{g.key.device.title}, {phase.label} ({g.key.input_len} in)", column, ops))
+    return series
