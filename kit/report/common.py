@@ -106,8 +106,8 @@ def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -
     results_dir = Path(results_dir)
     inputs = Inputs(results_dir_name=results_dir.name or str(results_dir))
     if not results_dir.exists():
-        inputs.skipped.append(f"{inputs.results_dir_name}/ does not exist: no runs to report")
-        note(f"report: {results_dir} does not exist; rendering the published data only")
+        # A fresh clone has no results/ (git keeps no empty folders): the same report as an empty folder.
+        note(f"report: {results_dir} does not exist yet; rendering the published data only")
         return inputs
     if not results_dir.is_dir():
         raise KitError(f"{results_dir}: expected the results folder, found a file. Pass --results-dir with a folder.")

@@ -76,9 +76,10 @@ def make_bench_result(*, label: str = "transformers", gpu: Optional[str] = "NVID
                       ttft_ms: Optional[Sequence[float]] = None, tpot_ms: Optional[Sequence[float]] = None,
                       iterations: int = 5, input_len: int = 128, output_len: int = 8,
                       created_utc: str = "2026-01-01T00:00:00Z", run_id: Optional[str] = None,
-                      roofline: bool = True, scale: float = 1.0, **overrides: Any) -> BenchResult:
+                      roofline: bool | dict[str, Any] = True, scale: float = 1.0, **overrides: Any) -> BenchResult:
     """A valid week-1 result. gpu=None makes a CPU run. ttft_ms / tpot_ms: per-iteration samples
-    (default: around the published medians times `scale`, with a small deterministic spread)."""
+    (default: around the published medians times `scale`, with a small deterministic spread).
+    roofline: False for none, True for the 8B model's bytes and a fixed bandwidth, a dict to override those."""
     base_ttft, base_tpot = _PUBLISHED_MEDIANS.get(label, (40.0, 20.0))
     spread = [1.0 + 0.01 * ((i * 7) % 5 - 2) for i in range(iterations)]
     ttft = list(ttft_ms) if ttft_ms is not None else [round(base_ttft * scale * f, 4) for f in spread]
@@ -100,13 +101,16 @@ def make_bench_result(*, label: str = "transformers", gpu: Optional[str] = "NVID
                     "itl_ms": summarize([x for xs in itl for x in xs] or [0.0]).model_dump(),
                     "e2e_ms": summarize(e2e).model_dump()},
         "provenance": _provenance(backend["name"], gpu),
-        "roofline": ({"bytes_per_decode_step": 4_850_000_000,
-                      "bytes_breakdown": {"qweight": 3_473_000_000, "scales": 109_000_000, "qzeros": 27_000_000,
-                                          "lm_head": 1_245_000_000},
-                      "bandwidth_gb_s": 1600.0 if gpu else 40.0,
-                      "bandwidth_method": "device-to-device copy, read+write"} if roofline else None),
+        "roofline": None,
         "notes": [],
     }
+    if roofline is not False:
+        data["roofline"] = _deep_merge({
+            "bytes_per_decode_step": 4_850_000_000,
+            "bytes_breakdown": {"qweight": 3_473_000_000, "scales": 109_000_000, "qzeros": 27_000_000,
+                                "lm_head": 1_245_000_000},
+            "bandwidth_gb_s": 1600.0 if gpu else 40.0,
+            "bandwidth_method": "device-to-device copy, read+write"}, roofline if isinstance(roofline, dict) else {})
     return BenchResult.model_validate(_deep_merge(data, overrides))
 
 

@@ -74,7 +74,10 @@ def parse_profiler_table(table: str) -> list[TableRow]:
         return []
     spans = [m.span() for m in re.finditer(r"-+", lines[seps[0]])]
     header_line = lines[seps[0] + 1]
-    headers = [header_line[a:b].strip() for a, b in spans]
+    # Headers are right-aligned but may drift from the dash runs (the published table's do): split on gaps.
+    headers = re.split(r"\s{2,}", header_line.strip())
+    if len(headers) != len(spans):
+        headers = [header_line[a:b].strip() for a, b in spans]
     rows = []
     for line in lines[seps[0] + 2:seps[-1]]:
         if not line.strip() or seps and set(line.strip()) <= {"-", " "}:

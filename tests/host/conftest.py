@@ -1,0 +1,45 @@
+"""Shared fixtures for host-side tests (no torch, no docker).
+
+Result factories built with the real pydantic models (kit/report/samples.py):
+
+    def test_x(make_bench_result, make_profile_result, write_result_file, tmp_path):
+        r = make_bench_result(label="vLLM (awq)", gpu="NVIDIA H200", workload={"input_len": 512})
+        path = write_result_file(r, tmp_path / "results")
+
+`gpu=None` makes a CPU run; any other keyword is deep-merged into the result's JSON before validation.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from kit.report import samples  # noqa: E402
+
+
+@pytest.fixture
+def make_bench_result():
+    """samples.make_bench_result(**overrides) -> BenchResult."""
+    return samples.make_bench_result
+
+
+@pytest.fixture
+def make_profile_result():
+    """samples.make_profile_result(**overrides) -> ProfileResult."""
+    return samples.make_profile_result
+
+
+@pytest.fixture
+def write_result_file():
+    """write_result_file(result, folder, name=None) -> Path, written atomically like the container side does."""
+    return samples.write_sample
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT

@@ -1,0 +1,84 @@
+"""The markdown table formatter and the cell formats."""
+from __future__ import annotations
+
+import pytest
+import tabulate as tabulate_module
+
+from kit.report.common import ms, pipe_table, ratio
+from kit.report.week2 import parse_profiler_table, parse_time_us, split_totals, top_ops_from_table
+from kit.report.published import is_same_gpu, load_published
+
+
+@pytest.fixture
+def tabulate_min_padding_0():
+    """tabulate's pipe layout equals the seed's only with its module global MIN_PADDING at 0."""
+    saved = tabulate_module.MIN_PADDING
+    tabulate_module.MIN_PADDING = 0
+    yield tabulate_module.tabulate
+    tabulate_module.MIN_PADDING = saved
+
+
+@pytest.mark.parametrize("headers,rows", [
+    (["**Backend**", "vLLM (awq)", "vLLM (awq_marlin)", "transformers"],
+     [["**Model**", "Qwen/Qwen3-8B-AWQ", "Qwen/Qwen3-8B-AWQ", "Qwen/Qwen3-8B-AWQ"],
+      ["**TTFT**", "51.78ms", "7.51ms", "95.41ms"], ["**TPOT**", "50.12ms", "5.83ms", "62.05ms"]]),
+    (["a", "a much longer header"], [["x" * 30, "1"], ["", "2.5"]]),
+])
+def test_pipe_table_is_tabulates_pipe_layout(headers, rows, tabulate_min_padding_0):
+    expected = tabulate_min_padding_0(rows, headers=headers, tablefmt="pipe", colalign=["left"] * len(headers),
+                                      disable_numparse=True)
+    assert pipe_table(headers, rows) == expected
+
+
+def test_pipe_table_right_alignment_and_escaping():
+    text = pipe_table(["name", "value"], [["a|b", "1.00"], ["c", "10.00"]], align="lr")
+    assert text.split("\n") == [
+        "| name | value |",
+        "|:-----|------:|",
+        "| a\\|b |  1.00 |",
+        "| c    | 10.00 |",
+    ]
+    with pytest.raises(ValueError):
+        pipe_table(["a", "b"], [["only one"]])
+
+
+def test_cell_formats():
+    assert ms(51.78) == "51.78ms"
+    assert ms(7.5) == "7.50ms"
+    assert ms(0.004) == "0.00ms"
+    assert ms(None) == "—"
+    assert ratio(25.0, 50.0) == "0.50×"
+
+
+def test_gpu_name_matching():
+    names = load_published().week1.same_gpu_names
+    assert is_same_gpu("NVIDIA A100-SXM4-80GB", names)
+    assert is_same_gpu("a100-sxm4-80gb", names)
+    assert not is_same_gpu("NVIDIA A100-SXM4-40GB", names)
+    assert not is_same_gpu("NVIDIA H200", names)
+    assert not is_same_gpu(None, names)
+    assert is_same_gpu("Tesla T4", load_published().week2.same_gpu_names)
+
+
+def test_profiler_table_parser_on_the_published_table():
+    table = load_published().week2.table
+    rows = parse_profiler_table(table)
+    assert len(rows) == 10
+    assert rows[1].name == "WQLinearMMFunction"
+    assert rows[1].cells["Self CUDA"] == "101.457ms"
+    assert rows[1].cells["# of Calls"] == "252"
+    assert rows[4].name == "cutlass::Kernel2<cutlass_75_wmma_tensorop_f16_s..."
+    assert parse_time_us("2.782s") == pytest.approx(2.782e6)
+    assert parse_time_us("406.231us") == pytest.approx(406.231)
+    assert parse_time_us("0 b") is None
+    column, ops = top_ops_from_table(table, 3)
+    assert column == "self CUDA time"
+    # 'Unrecognized' (CUPTI overhead) is left out of the plot data; ties keep a fixed order.
+    assert ops == [("WQLinearMMFunction", pytest.approx(101.457)), ("awq_gemm_kernel", pytest.approx(101.457)),
+                   ("aten::mm", pytest.approx(5.092))]
+
+
+def test_split_totals_drops_trailing_total_lines_only():
+    table = "---  ---\nName  x\nrow  1\n---  ---\nSelf CPU time total: 1.000s\nSelf CUDA time total: 2.000ms\n"
+    assert split_totals(table) == "---  ---\nName  x\nrow  1\n---  ---"
+    assert split_totals("---\nSelf CPU time total: in a row name\n---") == "---\nSelf CPU time total: in a row name\n---"
