@@ -39,6 +39,8 @@ class Measurement:
     itl_ms: list[list[float]]  # output_len - 1 gaps per iteration
     backend: Backend
     engine: Optional[dict[str, Any]] = None  # vLLM engine-side timestamps (their own clock)
+    # transformers on a GPU: TPOT of the same decode steps from CUDA events (device clock), per iteration
+    cuda_event_tpot_ms: Optional[list[float]] = None
     notes: list[str] = field(default_factory=list)
 
 

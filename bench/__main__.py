@@ -1,0 +1,39 @@
+"""`python -m bench COMMAND`: the container side's entry point.
+
+    run    --backend transformers|vllm [workload options]   measure TTFT/TPOT, write one result JSON
+    synth  --config NAME|PATH --out DIR                      write a synthetic AWQ checkpoint
+
+Errors a user can cause or meet are printed as one paragraph, without a traceback (exit 2);
+Ctrl-C exits 130 and writes nothing partial.
+"""
+from __future__ import annotations
+
+import sys
+
+from bench.errors import BenchError
+
+USAGE = "usage: python -m bench {run,synth} [options]  (python -m bench run --help lists the workload options)"
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "synth"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "run":
+            from bench.run import run
+
+            return run(argv[1:])
+        from bench.synthetic import synth_main
+
+        return synth_main(argv[1:])
+    except BenchError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing partial was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,427 @@
+"""transformers 4.51.3 + autoawq 0.2.9 backend: load, generate exactly N tokens greedily, time every token.
+
+Loading (`load_awq_model`, also used by the profiler):
+  GPU  `AutoModelForCausalLM.from_pretrained(path, torch_dtype=float16, device_map={"": "cuda:0"})`:
+       transformers' own AwqQuantizer swaps the linears for autoawq's WQLinear_GEMM. autoawq then
+       runs awq_ext if it imports, else its Triton kernels, else the naive path.
+  CPU  from_pretrained cannot be used: transformers' AwqQuantizer switches GEMM to IPEX on a machine
+       without CUDA, and no IPEX exists for torch >= 2.9. So (FIELD-NOTES): build the model from its
+       config on the meta device, swap the linears with the library's own
+       `transformers.integrations.awq.replace_with_awq_linear` and an `AwqConfig(version="gemm")`,
+       load every safetensors tensor strictly, and force autoawq's naive path (dequantize_gemm +
+       torch.matmul) by clearing `awq_ext` and `TRITON_AVAILABLE` in awq.modules.linear.gemm: with
+       triton installed (the HF image), autoawq would pick its Triton kernels and crash on CPU tensors.
+
+Timing (`measure`): `model.generate(max_new_tokens=N, min_new_tokens=N, do_sample=False)` under
+torch.inference_mode() (chosen deliberately: generate() already disables grad, inference mode also
+skips autograd's version counters; recorded as settings.grad_mode), with a streamer whose put()
+takes a time.perf_counter() reading per generated token, after torch.cuda.synchronize() on a GPU
+(put() receives next_tokens.cpu(), so the token is already on the host; the explicit sync makes
+the ordering independent of that detail). The clock starts, after a sync, right before
+generate() is called: TTFT covers input preparation, the prefill and the first token's sampling.
+TTFT, inter-token gaps and TPOT = (e2e - TTFT)/(N - 1) come from bench.api.derive_token_timing.
+On a GPU the streamer also records a CUDA event per token: TPOT from the device clock
+(cuda_event_tpot_ms) shows the harness's own overhead.
+
+The kernel path is read from autoawq's module state and checked: the first generate() runs
+with counting wrappers around autoawq's entry points (naive dequantize_gemm, Triton GEMM and
+dequantize kernels, awq_ext), and the counts are recorded.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
+from bench.errors import BenchError
+from bench.workload import require_awq
+from kit.results import Backend
+
+GRAD_MODE = "torch.inference_mode"
+
+
+def _import_awq_gemm():
+    # record=True swallows autoawq's import-time deprecation banner (it resets the filters itself).
+    with warnings.catch_warnings(record=True):
+        try:
+            from awq.modules.linear import gemm
+        except ImportError as e:
+            raise BenchError(
+                f"autoawq cannot be imported here ({e}). The transformers backend needs autoawq 0.2.9 (and its "
+                "dependency datasets): use the HF image, or a venv made from images/hf/requirements.lock."
+            ) from e
+    return gemm
+
+
+# --------------------------------------------------------------------------- autoawq kernel path
+
+
+def awq_kernel_state() -> str:
+    """The path WQLinearMMFunction will take, from autoawq's module state: awq_ext | triton | naive."""
+    gemm = _import_awq_gemm()
+    if gemm.awq_ext is not None:
+        return "awq_ext"
+    if gemm.TRITON_AVAILABLE:
+        return "triton"
+    return "naive"
+
+
+def force_naive_awq() -> dict[str, Any]:
+    """Make autoawq take its naive dequantize + matmul path (CPU). Returns what it was before."""
+    gemm = _import_awq_gemm()
+    before = {"awq_ext": gemm.awq_ext is not None, "TRITON_AVAILABLE": bool(gemm.TRITON_AVAILABLE)}
+    gemm.awq_ext = None
+    gemm.TRITON_AVAILABLE = False
+    gemm.user_has_been_warned = True  # the "naive (slow) implementation" warning: recorded instead
+    return before
+
+
+class _CountingModule:
+    """Stands in for the awq_ext extension module: forwards every call, counting it by name."""
+
+    def __init__(self, inner: Any, counts: dict[str, int]):
+        self._inner, self._counts = inner, counts
+
+    def __getattr__(self, name: str):
+        fn = getattr(self._inner, name)
+        if not callable(fn):
+            return fn
+
+        def wrapped(*a, **k):
+            self._counts[f"awq_ext.{name}"] = self._counts.get(f"awq_ext.{name}", 0) + 1
+            return fn(*a, **k)
+
+        return wrapped
+
+
+@contextlib.contextmanager
+def observe_awq_calls() -> Iterator[dict[str, int]]:
+    """Count calls into autoawq's kernel entry points while the block runs (what actually ran)."""
+    gemm = _import_awq_gemm()
+    counts: dict[str, int] = {}
+    saved: dict[str, Any] = {}
+
+    def wrap(attr: str, label: str):
+        fn = getattr(gemm, attr, None)
+        if fn is None:
+            return
+        saved[attr] = fn
+
+        def wrapped(*a, **k):
+            counts[label] = counts.get(label, 0) + 1
+            return fn(*a, **k)
+
+        setattr(gemm, attr, wrapped)
+
+    wrap("dequantize_gemm", "naive.dequantize_gemm")
+    wrap("awq_gemm_triton", "triton.awq_gemm")
+    wrap("awq_dequantize_triton", "triton.awq_dequantize")
+    if gemm.awq_ext is not None:
+        saved["awq_ext"] = gemm.awq_ext
+        gemm.awq_ext = _CountingModule(gemm.awq_ext, counts)
+    try:
+        yield counts
+    finally:
+        for attr, fn in saved.items():
+            setattr(gemm, attr, fn)
+
+
+def describe_awq_path(counts: dict[str, int]) -> str:
+    if counts.get("awq_ext.gemm_forward_cuda") or counts.get("awq_ext.dequantize_weights_cuda"):
+        return "awq_ext"
+    if counts.get("triton.awq_gemm") and counts.get("triton.awq_dequantize"):
+        return "triton (GEMM kernel below 1024 tokens, dequantize + matmul at or above)"
+    if counts.get("triton.awq_gemm"):
+        return "triton: awq_gemm_kernel"
+    if counts.get("triton.awq_dequantize"):
+        return "triton: awq_dequantize_kernel + matmul"
+    if counts.get("naive.dequantize_gemm"):
+        return "naive: dequantize_gemm + torch.matmul"
+    return "none observed"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _awq_config(qc: dict[str, Any]):
+    from transformers import AwqConfig
+
+    return AwqConfig(bits=int(qc.get("bits", 4)), group_size=int(qc.get("group_size", 128)),
+                     zero_point=bool(qc.get("zero_point", True)), version="gemm",
+                     modules_to_not_convert=qc.get("modules_to_not_convert"))
+
+
+def _safetensors_files(path: Path) -> list[Path]:
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise BenchError(f"{path} holds no *.safetensors files. The kit reads safetensors checkpoints only; "
+                         "re-download the model or regenerate the synthetic checkpoint.")
+    return files
+
+
+def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
+    import torch
+    from accelerate import init_empty_weights
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.integrations.awq import replace_quantization_scales, replace_with_awq_linear
+    from transformers.quantizers.base import HfQuantizer
+
+    config = AutoConfig.from_pretrained(path)
+    awq_config = _awq_config(config_dict["quantization_config"])
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float16)
+    # Same modules kept in fp16 as transformers' AwqQuantizer: the output embedding (lm_head) by default.
+    not_convert = HfQuantizer.get_modules_to_not_convert(model, awq_config.modules_to_not_convert)
+    model, replaced = replace_with_awq_linear(model, modules_to_not_convert=not_convert,
+                                              quantization_config=awq_config)
+    if not replaced:
+        raise BenchError(f"{path}: no linear layer was replaced by an AWQ layer; the architecture "
+                         f"{config.architectures} is not one autoawq's layer swap understands.")
+    model = replace_quantization_scales(model, config.model_type)
+
+    state: dict[str, Any] = {}
+    files = _safetensors_files(path)
+    try:
+        from tqdm.auto import tqdm
+        it = tqdm(files, desc="load (CPU, strict)", unit="shard", disable=not progress, file=sys.stderr)
+    except ImportError:  # pragma: no cover
+        it = files
+    for f in it:
+        with safe_open(str(f), framework="pt", device="cpu") as sf:
+            for key in sf.keys():
+                state[key] = sf.get_tensor(key)
+    expected = set(model.state_dict().keys())
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    missing = sorted(expected - set(state) - ({"lm_head.weight"} if tied else set()))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        raise BenchError(
+            f"{path}: the checkpoint does not match its config for an AWQ GEMM model: "
+            f"{len(missing)} tensors missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
+            "It may be a different architecture or AWQ version, or a damaged download; re-download or regenerate it."
+        )
+    try:
+        model.load_state_dict(state, strict=not tied, assign=True)
+    except RuntimeError as e:
+        raise BenchError(f"{path}: tensors do not fit the model built from its config ({str(e)[:300]}). "
+                         "Re-download or regenerate the checkpoint.") from e
+    if tied:
+        model.tie_weights()
+    del state
+    meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if meta:
+        raise BenchError(f"{path}: {len(meta)} tensors were never loaded (e.g. {meta[:3]}).")
+    return model.eval()
+
+
+def _load_gpu(path: Path, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float16, device_map={"": device},
+                                                     low_cpu_mem_usage=True)
+    except (ImportError, RuntimeError, ValueError) as e:
+        raise BenchError(f"transformers could not load the AWQ checkpoint {path} on {device}: {e}. The HF stack "
+                         "needs autoawq 0.2.9 with triton (or awq_ext) and a CUDA GPU of compute capability >= 7.5.") from e
+    return model.eval()
+
+
+def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Load an AWQ GEMM checkpoint with transformers + autoawq on `device` ("cuda", "cuda:N" or "cpu").
+
+    Returns (model in eval mode, fp16, info), info = {loader, device, dtype, awq_kernel_state,
+    awq_kernel_state_before, awq_linear_layers, attn_implementation, load_s, quantization_config}.
+    On CPU autoawq's naive path is forced first (see the module docstring).
+    """
+    import torch
+
+    path = Path(model.path)
+    config = model.config or {}
+    require_awq(config, model.model_id)
+    gemm = _import_awq_gemm()
+    before = awq_kernel_state()
+    t0 = time.perf_counter()
+    if device.startswith("cuda"):
+        if device == "cuda":
+            device = "cuda:0"
+        loaded = _load_gpu(path, device)
+        loader = "AutoModelForCausalLM.from_pretrained(torch_dtype=float16, device_map={'': %r})" % device
+    else:
+        force_naive_awq()
+        loaded = _load_cpu(path, config, progress)
+        loader = ("CPU recipe: from_config on meta + transformers.integrations.awq.replace_with_awq_linear("
+                  "AwqConfig(version='gemm')) + strict safetensors load; autoawq naive path forced")
+    load_s = time.perf_counter() - t0
+    n_awq = sum(1 for m in loaded.modules() if isinstance(m, gemm.WQLinear_GEMM))
+    if n_awq == 0:
+        raise BenchError(f"{model.model_id}: the loaded model has no autoawq WQLinear_GEMM layer, so the AWQ path "
+                         "would not be measured. Check the checkpoint's quantization_config (version gemm).")
+    info = {
+        "loader": loader,
+        "device": device,
+        "dtype": str(next(loaded.parameters()).dtype).replace("torch.", ""),
+        "awq_kernel_state": awq_kernel_state(),
+        "awq_kernel_state_before": before,
+        "awq_linear_layers": n_awq,
+        "attn_implementation": getattr(loaded.config, "_attn_implementation", None),
+        "load_s": round(load_s, 3),
+        "quantization_config": config.get("quantization_config"),
+        "torch_num_threads": torch.get_num_threads() if not device.startswith("cuda") else None,
+    }
+    return loaded, info
+
+
+# --------------------------------------------------------------------------- timing
+
+
+class TimingStreamer:
+    """A transformers streamer that timestamps every generated token.
+
+    generate() calls put() once with the prompt, then once per generated token (next_tokens.cpu()),
+    then end(). Only the token calls are timed; a call carrying several tokens repeats its reading.
+    """
+
+    def __init__(self, sync: bool, cuda_events: bool = False):
+        self.sync = sync
+        self.cuda_events = cuda_events
+        self.prompt_seen = False
+        self.times: list[float] = []
+        self.events: list[Any] = []
+        self.ended = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        if self.sync:
+            import torch
+
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        if self.cuda_events:
+            import torch
+
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.events.append(ev)
+        self.times.extend([t] * max(1, int(value.numel())))
+
+    def end(self) -> None:
+        self.ended = True
+
+
+def _generation_config(config: dict[str, Any], n: int):
+    from transformers import GenerationConfig
+
+    eos = config.get("eos_token_id")
+    pad = config.get("pad_token_id")
+    if pad is None:
+        pad = eos[0] if isinstance(eos, list) else eos
+    return GenerationConfig(max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, use_cache=True,
+                            eos_token_id=eos, pad_token_id=pad, bos_token_id=config.get("bos_token_id"))
+
+
+def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
+    """One greedy generate() of exactly gen_config.max_new_tokens tokens, timed token by token."""
+    import torch
+
+    on_gpu = device.startswith("cuda")
+    streamer = TimingStreamer(sync=on_gpu, cuda_events=on_gpu)
+    attention_mask = torch.ones_like(input_ids)
+    if on_gpu:
+        torch.cuda.synchronize()
+    t_submit = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids, attention_mask=attention_mask, generation_config=gen_config, streamer=streamer)
+    if on_gpu:
+        torch.cuda.synchronize()
+    n = gen_config.max_new_tokens
+    new_tokens = out.shape[-1] - input_ids.shape[-1]
+    if new_tokens != n or len(streamer.times) != n:
+        raise BenchError(f"generate() produced {new_tokens} new tokens ({len(streamer.times)} timed) instead of "
+                         f"exactly {n}: min_new_tokens did not hold. Check the checkpoint's eos_token_id.")
+    ttft, gaps, e2e, tpot = derive_token_timing(t_submit, streamer.times)
+    rec = {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
+           "tokens": out[0, input_ids.shape[-1]:].tolist()}
+    if streamer.events and len(streamer.events) > 1:
+        rec["cuda_event_tpot_ms"] = streamer.events[0].elapsed_time(streamer.events[-1]) / (len(streamer.events) - 1)
+    return rec
+
+
+def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progress: IterationProgress) -> Measurement:
+    import torch
+
+    from bench.workload import resolve_device
+
+    device = resolve_device(getattr(args, "device", "auto"))
+    hf_model, info = load_awq_model(model, device, progress=getattr(args, "progress", True))
+    dev = info["device"]
+    input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
+    gen_config = _generation_config(model.config, workload.output_len)
+
+    ttft, tpot, e2e, itl, cuda_tpot = [], [], [], [], []
+    observed: dict[str, int] = {}
+    tokens_first: Optional[list[int]] = None
+    deterministic = True
+    total = workload.warmup + workload.iterations
+    for i in range(total):
+        ctx = observe_awq_calls() if i == 0 else contextlib.nullcontext({})
+        with ctx as counts:
+            rec = generate_timed(hf_model, input_ids, gen_config, dev)
+        if i == 0:
+            observed = dict(counts)
+            tokens_first = rec["tokens"]
+        elif rec["tokens"] != tokens_first:
+            deterministic = False
+        if i < workload.warmup:
+            progress.warmup_done += 1
+            continue
+        ttft.append(rec["ttft_ms"])
+        tpot.append(rec["tpot_ms"])
+        e2e.append(rec["e2e_ms"])
+        itl.append(rec["itl_ms"])
+        if "cuda_event_tpot_ms" in rec:
+            cuda_tpot.append(rec["cuda_event_tpot_ms"])
+        progress.done += 1
+
+    path = describe_awq_path(observed)
+    state = info["awq_kernel_state"]
+    if dev == "cpu" and not path.startswith("naive"):
+        raise BenchError(f"On CPU autoawq ran {path!r} instead of its naive path; the kit forces the naive path on "
+                         "CPU. This is a bug in the kit: please report it with this message.")
+    on_cpu = dev == "cpu"
+    settings = {
+        "awq_kernel_path": path,
+        "awq_kernel_state": state,
+        "awq_kernel_state_before_forcing": info["awq_kernel_state_before"],
+        "awq_calls_first_generate": observed,
+        "awq_linear_layers": info["awq_linear_layers"],
+        "loader": info["loader"],
+        "load_s": info["load_s"],
+        "grad_mode": GRAD_MODE,
+        "attn_implementation": info["attn_implementation"],
+        "generation": {"max_new_tokens": workload.output_len, "min_new_tokens": workload.output_len,
+                       "do_sample": False, "num_beams": 1, "use_cache": True, "cache": "DynamicCache"},
+        "timing": ("time.perf_counter() at TimingStreamer.put() per generated token"
+                   + (", after torch.cuda.synchronize()" if not on_cpu else "")
+                   + "; clock started right before generate()"),
+        "greedy_tokens_identical_across_runs": deterministic,
+    }
+    if on_cpu:
+        settings["torch_num_threads"] = info["torch_num_threads"]
+    notes = []
+    if on_cpu:
+        notes.append("CPU run: autoawq's naive path (dequantize_gemm + torch.matmul per call) in fp16 on the CPU. "
+                     "These timings show the harness working; they are not comparable with the published GPU numbers.")
+    backend = Backend(name="transformers", label="transformers (CPU)" if on_cpu else "transformers",
+                      quantization="awq (autoawq WQLinear_GEMM)", dtype=info["dtype"], device="cpu" if on_cpu else "cuda",
+                      settings=settings)
+    return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, backend=backend, notes=notes,
+                       cuda_event_tpot_ms=cuda_tpot or None)

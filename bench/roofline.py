@@ -1,0 +1,172 @@
+"""The memory-bandwidth floor of one decode step at batch 1.
+
+A decode step must read every weight once, except the input embedding, of which it reads one
+row (the new token's). `decode_step_bytes` adds the tensors' actual sizes, read from the
+checkpoint's safetensors headers (no tensor data is read), plus the fp16 KV cache a step reads
+at the workload's mean context length (small: ~0.3% for Qwen3-8B at 32+128 tokens).
+
+`measure_copy_bandwidth` times a large device-to-device copy with CUDA events (median of
+several; bytes read + written), the achievable bandwidth the floor divides by.
+`measure_bandwidth_subprocess` runs it in a child process, so that the driver process never
+initialises CUDA before the backend does (vLLM starts its engine process itself).
+
+    python -m bench.roofline MODEL_DIR [--input-len N --output-len N]   bytes per decode step
+    python -m bench.roofline --bandwidth                                 copy bandwidth (JSON)
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from bench.errors import BenchError
+from kit.results import Roofline
+
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+             "F8_E4M3": 1, "F8_E5M2": 1}
+BANDWIDTH_METHOD = ("device-to-device torch copy_ of {size} MiB, bytes read + written, CUDA events, "
+                    "median of {n} after {w} warm-up copies")
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise BenchError(f"{path}: too short for a safetensors file; re-download or regenerate the checkpoint.")
+        (n,) = struct.unpack("<Q", raw)
+        if n > 100 * 2**20:
+            raise BenchError(f"{path}: implausible safetensors header size {n}; the file is damaged.")
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return header
+
+
+def tensor_sizes(model_dir: Path) -> dict[str, int]:
+    """name -> bytes of every tensor in the checkpoint's *.safetensors files."""
+    sizes: dict[str, int] = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        for name, meta in safetensors_header(f).items():
+            start, end = meta["data_offsets"]
+            sizes[name] = int(end) - int(start)
+    if not sizes:
+        raise BenchError(f"{model_dir}: no safetensors tensors found, so the bytes per decode step are unknown.")
+    return sizes
+
+
+def _category(name: str) -> str:
+    if name.endswith(".qweight"):
+        return "qweight"
+    if name.endswith(".qzeros"):
+        return "qzeros"
+    if name.endswith(".scales"):
+        return "scales"
+    if name.startswith("lm_head."):
+        return "lm_head"
+    if "embed_tokens" in name:
+        return "embed_tokens"
+    if "norm" in name:
+        return "norms"
+    return "other"
+
+
+def kv_cache_bytes_per_position(config: dict[str, Any], dtype_bytes: int = 2) -> int:
+    h = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
+    kv = int(config.get("num_key_value_heads") or heads)
+    hd = int(config.get("head_dim") or h // heads)
+    return int(config["num_hidden_layers"]) * 2 * kv * hd * dtype_bytes
+
+
+def decode_step_bytes(model_dir: Path, config: dict[str, Any], input_len: int, output_len: int) -> tuple[int, dict[str, int]]:
+    """(total, breakdown) bytes read by one batch-1 decode step."""
+    sizes = tensor_sizes(model_dir)
+    breakdown: dict[str, int] = {}
+    for name, n in sizes.items():
+        cat = _category(name)
+        breakdown[cat] = breakdown.get(cat, 0) + n
+    vocab = int(config["vocab_size"])
+    embed_full = breakdown.pop("embed_tokens", 0)
+    if "lm_head" not in breakdown and config.get("tie_word_embeddings"):
+        breakdown["lm_head"] = embed_full  # tied: the output projection reads the whole matrix
+    breakdown["embed_tokens_one_row"] = embed_full // vocab if vocab else 0
+    # Decode steps 2..N attend over input_len + 1 .. input_len + N - 1 positions: mean input_len + N/2.
+    breakdown["kv_cache_mean_context"] = int(kv_cache_bytes_per_position(config) * (input_len + output_len / 2))
+    breakdown = {k: v for k, v in sorted(breakdown.items()) if v}
+    return sum(breakdown.values()), breakdown
+
+
+def measure_copy_bandwidth(device: str = "cuda", size_mib: int = 1024, repeats: int = 10, warmup: int = 3) -> tuple[float, str]:
+    """(GB/s counting bytes read + written, method) of a device-to-device copy."""
+    import torch
+
+    n = size_mib * 2**20
+    free, _total = torch.cuda.mem_get_info()
+    while 2 * n > free * 0.8 and n > 64 * 2**20:
+        n //= 2
+    src = torch.empty(n, dtype=torch.uint8, device=device)
+    src.fill_(1)
+    dst = torch.empty_like(src)
+    for _ in range(warmup):
+        dst.copy_(src)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    del src, dst
+    torch.cuda.empty_cache()
+    gbs = 2 * n / statistics.median(times) / 1e9
+    return gbs, BANDWIDTH_METHOD.format(size=n // 2**20, n=repeats, w=warmup)
+
+
+def measure_bandwidth_subprocess(timeout: float = 300) -> tuple[Optional[float], Optional[str]]:
+    """measure_copy_bandwidth in a child interpreter; (None, reason) when it cannot run."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.roofline", "--bandwidth"], capture_output=True, text=True,
+                              timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"bandwidth not measured: {e}"
+    if proc.returncode != 0:
+        return None, f"bandwidth not measured: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    return data["bandwidth_gb_s"], data["method"]
+
+
+def build_roofline(model_dir: Path, config: dict[str, Any], input_len: int, output_len: int,
+                   bandwidth_gb_s: Optional[float] = None, method: Optional[str] = None) -> Roofline:
+    total, breakdown = decode_step_bytes(model_dir, config, input_len, output_len)
+    return Roofline(bytes_per_decode_step=total, bytes_breakdown=breakdown, bandwidth_gb_s=bandwidth_gb_s,
+                    bandwidth_method=method if bandwidth_gb_s else None)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bench.roofline", description=__doc__.split("\n\n")[0])
+    p.add_argument("model_dir", nargs="?", type=Path)
+    p.add_argument("--input-len", type=int, default=32)
+    p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--bandwidth", action="store_true", help="measure the device-to-device copy bandwidth (GPU)")
+    ns = p.parse_args(argv)
+    if ns.bandwidth:
+        gbs, method = measure_copy_bandwidth()
+        print(json.dumps({"bandwidth_gb_s": gbs, "method": method}))
+        return 0
+    if ns.model_dir is None:
+        p.error("give a checkpoint folder or --bandwidth")
+    config = json.loads((ns.model_dir / "config.json").read_text())
+    total, breakdown = decode_step_bytes(ns.model_dir, config, ns.input_len, ns.output_len)
+    print(json.dumps({"bytes_per_decode_step": total, "breakdown": breakdown}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""`python -m bench run --backend transformers|vllm [workload options]`: the shared week-1 driver.
+
+resolve the model (checks before any weight is read) -> the prompt token ids -> the backend's
+measure() (bench/hf_backend.py or bench/vllm_backend.py, contract in bench/api.py) under a
+progress display -> a kit.results.BenchResult with summary, provenance and roofline, written
+atomically to $KIT_RESULTS_DIR/<kit.results.result_filename>.
+
+Ctrl-C at any point writes no result and says how many measured iterations had finished.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from bench.api import IterationProgress, Measurement
+from bench.errors import BenchError
+from bench.options import parse_run_args
+from kit.results import BenchResult, BenchSamples, BenchSummary, result_filename, summarize, write_result
+
+BACKEND_MODULES = {"transformers": "bench.hf_backend", "vllm": "bench.vllm_backend"}
+STACKS = {"transformers": "hf", "vllm": "vllm"}
+
+
+def _log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class ProgressDisplay:
+    """Shows IterationProgress (updated by the backend) as tqdm bars on a terminal, as log lines otherwise.
+
+    A small thread polls the counters, so backends only increment progress.warmup_done / .done.
+    """
+
+    def __init__(self, progress: IterationProgress, interval: float = 0.2):
+        self.p = progress
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
+        self._tty = sys.stderr.isatty()
+        self._bars: dict[str, object] = {}
+        self._seen = {"warmup": 0, "measured": 0}
+
+    def __enter__(self) -> "ProgressDisplay":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._poll()
+        for bar in self._bars.values():
+            bar.close()  # type: ignore[attr-defined]
+
+    def _bar(self, key: str, total: int, desc: str):
+        if key not in self._bars:
+            from tqdm.auto import tqdm
+
+            self._bars[key] = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=True)
+        return self._bars[key]
+
+    def _poll(self) -> None:
+        for key, done, total, desc in (("warmup", self.p.warmup_done, self.p.warmup_total, "warm-up"),
+                                       ("measured", self.p.done, self.p.total, "measured")):
+            if done == self._seen[key] or not total:
+                continue
+            if self._tty:
+                try:
+                    bar = self._bar(key, total, desc)
+                    bar.update(done - self._seen[key])  # type: ignore[attr-defined]
+                except ImportError:  # pragma: no cover
+                    self._tty = False
+            if not self._tty:
+                _log(f"{desc} {done}/{total}")
+            self._seen[key] = done
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+
+def _check_measurement(m: Measurement, iterations: int, output_len: int) -> None:
+    lens = {len(m.ttft_ms), len(m.tpot_ms), len(m.e2e_ms), len(m.itl_ms)}
+    if lens != {iterations}:
+        raise BenchError(f"the backend returned {sorted(lens)} samples for {iterations} iterations; this is a bug in "
+                         "the backend module, please report it.")
+    bad = [len(g) for g in m.itl_ms if len(g) != output_len - 1]
+    if bad:
+        raise BenchError(f"the backend returned inter-token gap lists of length {bad[:3]} instead of "
+                         f"{output_len - 1} (output_len - 1); this is a bug in the backend module.")
+
+
+def _results_dir() -> Path:
+    return Path(os.environ.get("KIT_RESULTS_DIR") or "results")
+
+
+def build_result(workload, measurement: Measurement, provenance, roofline, notes: list[str]) -> BenchResult:
+    now = datetime.now(timezone.utc)
+    itl_flat = [g for gaps in measurement.itl_ms for g in gaps]
+    return BenchResult(
+        run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
+        created_utc=now.isoformat(timespec="seconds"),
+        workload=workload,
+        backend=measurement.backend,
+        samples=BenchSamples(ttft_ms=measurement.ttft_ms, tpot_ms=measurement.tpot_ms, e2e_ms=measurement.e2e_ms,
+                             itl_ms=measurement.itl_ms, engine=measurement.engine,
+                             cuda_event_tpot_ms=measurement.cuda_event_tpot_ms),
+        summary=BenchSummary(ttft_ms=summarize(measurement.ttft_ms), tpot_ms=summarize(measurement.tpot_ms),
+                             itl_ms=summarize(itl_flat or [0.0]), e2e_ms=summarize(measurement.e2e_ms)),
+        provenance=provenance,
+        roofline=roofline,
+        notes=notes + list(measurement.notes),
+    )
+
+
+def run(argv: list[str]) -> int:
+    args = parse_run_args(argv)
+    args.progress = sys.stderr.isatty()
+    from bench.workload import build_workload, prompt_token_ids, resolve_model
+
+    progress = IterationProgress(total=args.iters, warmup_total=args.warmup)
+    try:
+        resolved = resolve_model(args, progress=True)
+        prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)
+        workload = build_workload(args, resolved)
+        _log(f"{args.backend}: {resolved.model_id} ({resolved.source}"
+             f"{', commit ' + resolved.resolved_revision[:12] if resolved.resolved_revision else ''}), input "
+             f"{args.input_len}, output {args.output_len}, warm-up {args.warmup}, iterations {args.iters}, "
+             f"seed {args.seed}")
+        try:
+            backend = importlib.import_module(BACKEND_MODULES[args.backend])
+        except ImportError as e:
+            raise BenchError(f"the {args.backend} backend cannot be imported here ({e}). Run it in its stack's image "
+                             f"(or a venv made from its lock): transformers needs the HF stack, vllm the vLLM stack.") from e
+        if args.backend == "vllm":
+            device = "cuda"
+        else:
+            from bench.workload import resolve_device
+
+            device = resolve_device(args.device)
+        args.device = device
+        bandwidth, method = None, None
+        if device.startswith("cuda"):
+            from bench.roofline import measure_bandwidth_subprocess
+
+            _log("measuring device-to-device copy bandwidth (child process)")
+            bandwidth, method = measure_bandwidth_subprocess()
+            if bandwidth is None:
+                _log(method or "bandwidth not measured")
+        with ProgressDisplay(progress):
+            measurement = backend.measure(workload, resolved, prompt_ids, args, progress)
+    except KeyboardInterrupt:
+        _log(f"interrupted after {progress.done} of {progress.total} measured iterations "
+             f"({progress.warmup_done} of {progress.warmup_total} warm-up runs); no result file was written.")
+        return 130
+    _check_measurement(measurement, args.iters, args.output_len)
+
+    from bench.provenance import collect_provenance
+    from bench.roofline import build_roofline
+
+    roofline = build_roofline(Path(resolved.path), resolved.config, args.input_len, args.output_len, bandwidth,
+                              method)
+    notes = []
+    if resolved.source == "synthetic":
+        notes.append(f"Synthetic weights (config {resolved.synthetic_config}, weight seed {args.synthetic_seed}): "
+                     "random int4 values, same shapes and kernels as the real checkpoint; timings do not depend on "
+                     "the weight values.")
+    if measurement.backend.device == "cpu":
+        notes.append("CPU run: not comparable with the published GPU numbers.")
+    if device.startswith("cuda") and bandwidth is None:
+        notes.append(method or "bandwidth not measured")
+    result = build_result(workload, measurement, collect_provenance(STACKS[args.backend], device), roofline, notes)
+    path = write_result(result, _results_dir() / result_filename(result))
+    s = result.summary
+    floor = roofline.floor_ms
+    _log(f"{result.backend.label}: TTFT median {s.ttft_ms.median:.2f} ms, TPOT median {s.tpot_ms.median:.2f} ms "
+         f"({result.workload.iterations} iterations)"
+         + (f"; floor {floor:.2f} ms/token = {100 * floor / s.tpot_ms.median:.0f}% of TPOT" if floor else ""))
+    _log(f"wrote {path}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(argv)
+    except BenchError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return e.exit_code

@@ -1,0 +1,252 @@
+"""One workload for every backend: model resolution, prompt token ids, checks before any weight is loaded.
+
+Importable without torch (torch is only imported by `resolve_device`).
+
+    resolve_model(args)              -> bench.api.ResolvedModel (local path / synthetic / hub snapshot)
+    prompt_token_ids(config, n, seed)-> the same n ids for every backend
+    build_workload(args, resolved)   -> kit.results.Workload
+    resolve_device(name)             -> "cuda" | "cpu"
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from bench.api import ResolvedModel
+from bench.errors import BenchError
+from kit.results import Workload
+
+WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.tiktoken"]
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def cache_dir() -> Path:
+    """$KIT_CACHE_DIR (set by every runner), else ~/.cache/awq-kit."""
+    return Path(os.environ.get("KIT_CACHE_DIR") or Path.home() / ".cache" / "awq-kit")
+
+
+def resolve_device(name: Optional[str]) -> str:
+    import torch
+
+    if name in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError(
+            "--device cuda, but torch sees no GPU here (torch.cuda.is_available() is False; torch "
+            f"{torch.__version__}, CUDA build {torch.version.cuda}). With Docker, check that the NVIDIA runtime is "
+            "installed (`docker info` lists an nvidia runtime); locally, that the driver works (`nvidia-smi`). For a "
+            "CPU run, pass --device cpu."
+        )
+    return name
+
+
+# --------------------------------------------------------------------------- prompt
+
+
+def special_token_ids(config: dict[str, Any]) -> set[int]:
+    ids: set[int] = set()
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+        v = config.get(key)
+        for x in (v if isinstance(v, list) else [v]):
+            if isinstance(x, int):
+                ids.add(x)
+    return ids
+
+
+def regular_vocab_limit(config: dict[str, Any], extra_special: Iterable[int] = ()) -> int:
+    """Ids below this are ordinary tokens.
+
+    Tokenizers of this family put their special tokens after the ordinary vocabulary
+    (Qwen3: ordinary ids 0..151642, specials from 151643, padding rows up to 151935), so
+    the limit is the lowest special id in the upper half of the vocabulary.
+    """
+    vocab = int(config["vocab_size"])
+    specials = special_token_ids(config) | set(extra_special)
+    high = [i for i in specials if vocab // 2 <= i < vocab]
+    return min(high) if high else vocab
+
+
+def _tokenizer_special_ids(model_dir: Optional[str]) -> set[int]:
+    """Added (special) token ids from tokenizer_config.json, when the checkpoint ships one."""
+    if not model_dir:
+        return set()
+    try:
+        tc = json.loads((Path(model_dir) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return set()
+    return {int(k) for k in (tc.get("added_tokens_decoder") or {}) if str(k).isdigit()}
+
+
+def prompt_token_ids(config: dict[str, Any], input_len: int, seed: int, model_dir: Optional[str] = None) -> list[int]:
+    """input_len ids drawn uniformly from the ordinary vocabulary, from `seed` alone.
+
+    Python's own `random.Random` seeded with a string (hashed with SHA-512): the same ids on
+    any platform and Python version, with or without numpy/torch, so the transformers and
+    vLLM images produce identical prompts. Special tokens (BOS/EOS/pad, added tokens) never
+    appear.
+    """
+    specials = special_token_ids(config) | _tokenizer_special_ids(model_dir)
+    limit = regular_vocab_limit(config, specials)
+    rng = random.Random(f"awq-kit-prompt-ids:{seed}")
+    ids: list[int] = []
+    while len(ids) < input_len:
+        x = rng.randrange(limit)
+        if x not in specials:
+            ids.append(x)
+    return ids
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def require_awq(config: dict[str, Any], where: str) -> None:
+    """The AWQ paths (autoawq GEMM, vLLM awq / awq_marlin) need an AWQ 4-bit GEMM checkpoint."""
+    qc = config.get("quantization_config")
+    hint = ("Use an AWQ checkpoint such as Qwen/Qwen3-8B-AWQ, or --synthetic qwen3-8b-awq for random weights of the "
+            "same shape.")
+    if not qc:
+        raise BenchError(f"{where} is not an AWQ checkpoint: its config.json has no quantization_config, so it holds "
+                         f"plain {config.get('torch_dtype', 'full-precision')} weights. The transformers+autoawq and "
+                         f"vLLM awq/awq_marlin rows measure AWQ int4 kernels. {hint}")
+    method = str(qc.get("quant_method", "")).lower()
+    if method != "awq":
+        raise BenchError(f"{where} is quantized with {method or 'an unnamed method'!r}, not AWQ "
+                         f"(quantization_config.quant_method). {hint}")
+    version = str(qc.get("version", "gemm")).lower()
+    if int(qc.get("bits", 4)) != 4 or version != "gemm":
+        raise BenchError(f"{where} is AWQ {qc.get('bits')}-bit version {version!r}; the study measures 4-bit GEMM "
+                         f"checkpoints (autoawq WQLinear_GEMM, vLLM awq/awq_marlin). {hint}")
+
+
+def check_lengths(config: dict[str, Any], input_len: int, output_len: int, where: str) -> None:
+    limit = config.get("max_position_embeddings")
+    if limit is not None and input_len + output_len > int(limit):
+        raise BenchError(
+            f"--input-len {input_len} + --output-len {output_len} = {input_len + output_len} tokens is more than "
+            f"{where} supports (max_position_embeddings = {limit}). Shorten the prompt or the output; nothing was "
+            "loaded."
+        )
+
+
+def read_config(model_dir: Path, where: str) -> dict[str, Any]:
+    path = Path(model_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"{where}: no config.json in {model_dir}. Point --model at a Hugging Face checkpoint folder "
+                         "(config.json + *.safetensors), or pass a hub id.") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise BenchError(f"{where}: cannot read {path} ({e}). Fix or re-download the checkpoint.") from e
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def resolve_model(args: argparse.Namespace, *, cache: Optional[Path] = None, progress: bool = True) -> ResolvedModel:
+    """Local path, synthetic config or hub id -> a checkpoint on local disk. Checks before weights are read."""
+    if getattr(args, "synthetic", None):
+        return _resolve_synthetic(args, cache or cache_dir(), progress)
+    model = os.path.expanduser(args.model)
+    if Path(model).is_dir():
+        config = read_config(Path(model), f"--model {args.model}")
+        require_awq(config, f"--model {args.model}")
+        check_lengths(config, args.input_len, args.output_len, f"--model {args.model}")
+        if args.revision:
+            print(f"note: --revision {args.revision} ignored for the local folder {model}", file=sys.stderr)
+        return ResolvedModel(path=str(Path(model).resolve()), model_id=args.model, source="local", config=config)
+    return _resolve_hub(args)
+
+
+def _resolve_synthetic(args: argparse.Namespace, cache: Path, progress: bool) -> ResolvedModel:
+    from bench import synthetic
+
+    name, config, _gen = synthetic.load_config(args.synthetic)
+    where = f"--synthetic {args.synthetic}"
+    require_awq(config, where)
+    check_lengths(config, args.input_len, args.output_len, where)  # before generating gigabytes
+    name, path = synthetic.ensure_synthetic(args.synthetic, cache, seed=args.synthetic_seed, progress=progress)
+    return ResolvedModel(path=str(path), model_id=f"synthetic:{name}", source="synthetic", synthetic_config=name,
+                         config=config)
+
+
+def _hub_error(model_id: str, revision: Optional[str], err: BaseException) -> BenchError:
+    from huggingface_hub import errors as hf_errors
+
+    rev = f"@{revision}" if revision else ""
+    hf_home = os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if isinstance(err, hf_errors.GatedRepoError):
+        return BenchError(f"{model_id} is a gated model: accept its terms on huggingface.co with your account, then "
+                          "pass a token in HF_TOKEN (it reaches the container at run time only and is never stored).")
+    if isinstance(err, hf_errors.RevisionNotFoundError):
+        return BenchError(f"{model_id} has no revision {revision!r} on the hub. Pass an existing branch, tag or "
+                          "commit to --revision, or leave it out for main.")
+    if isinstance(err, hf_errors.RepositoryNotFoundError):
+        return BenchError(f"No model {model_id!r} on the Hugging Face hub (or it is private and HF_TOKEN is not set). "
+                          "Check the spelling (the study's model is Qwen/Qwen3-8B-AWQ); a local checkpoint must be an "
+                          "existing folder; --synthetic qwen3-8b-awq needs no download.")
+    if isinstance(err, hf_errors.HFValidationError):
+        return BenchError(f"--model {model_id!r} is neither an existing local folder nor a valid hub id (owner/name). "
+                          "Pass a checkpoint folder, a hub id such as Qwen/Qwen3-8B-AWQ, or --synthetic qwen3-8b-awq.")
+    if isinstance(err, (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled)) or offline:
+        why = "HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached"
+        return BenchError(f"{why} and the Hugging Face cache ({hf_home}) holds no copy of {model_id}{rev}. Download "
+                          f"it once where there is network (`huggingface-cli download {model_id}`"
+                          f"{' --revision ' + revision if revision else ''}) and mount or copy that cache here, pass a "
+                          "local checkpoint folder with --model, or use --synthetic qwen3-8b-awq (no download).")
+    return BenchError(f"Fetching {model_id}{rev} from the Hugging Face hub failed ({type(err).__name__}: {err}). "
+                      "Check the network or proxy (HTTPS_PROXY, a CA bundle), or use a local folder / --synthetic.")
+
+
+def _resolve_hub(args: argparse.Namespace) -> ResolvedModel:
+    try:
+        from huggingface_hub import hf_hub_download, snapshot_download
+        from huggingface_hub import errors as hf_errors
+    except ImportError as e:  # pragma: no cover - both images ship it
+        raise BenchError("huggingface_hub is not installed in this environment, so hub ids cannot be resolved. "
+                         "Use the stack's image or lock, or pass a local folder / --synthetic.") from e
+    model_id, revision = args.model, args.revision
+    try:
+        config_path = Path(hf_hub_download(model_id, "config.json", revision=revision))
+    except (hf_errors.HfHubHTTPError, hf_errors.HFValidationError, hf_errors.OfflineModeIsEnabled, OSError,
+            ValueError) as e:
+        raise _hub_error(model_id, revision, e) from e
+    except Exception as e:  # requests / httpx connection errors
+        raise _hub_error(model_id, revision, e) from e
+    commit = config_path.parent.name  # .../snapshots/<commit>/config.json
+    config = read_config(config_path.parent, f"{model_id}@{commit}")
+    require_awq(config, f"{model_id}@{commit[:12]}")
+    check_lengths(config, args.input_len, args.output_len, f"{model_id}@{commit[:12]}")
+    try:
+        path = snapshot_download(model_id, revision=commit, allow_patterns=WEIGHT_PATTERNS)
+    except Exception as e:
+        raise _hub_error(model_id, revision, e) from e
+    return ResolvedModel(path=path, model_id=model_id, source="hub", revision=revision, resolved_revision=commit,
+                         config=config)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def build_workload(args: argparse.Namespace, model: ResolvedModel) -> Workload:
+    return Workload(
+        model=model.model_id,
+        revision=model.revision,
+        resolved_revision=model.resolved_revision,
+        model_source=model.source,  # type: ignore[arg-type]
+        synthetic=model.source == "synthetic",
+        synthetic_config=model.synthetic_config,
+        input_len=args.input_len,
+        output_len=args.output_len,
+        batch_size=1,
+        warmup=args.warmup,
+        iterations=args.iters,
+        seed=args.seed,
+    )
