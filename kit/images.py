@@ -1,0 +1,387 @@
+"""The two pinned images: hashed locks (`nox -s lock`), content-hash tags, build-or-reuse.
+
+Host side, no torch. Layout per stack (``images/hf/``, ``images/vllm/``)::
+
+    Dockerfile          ARG BASE_IMAGE (digest-pinned ubuntu:24.04), venv at /opt/venv from the locks
+    bootstrap.in/.lock  pip + setuptools + wheel, hashed, installed first
+    requirements.in     what the stack pins (the study's versions)
+    requirements.lock   uv pip compile --generate-hashes, fixed --exclude-newer date, Python 3.12,
+                        x86_64-manylinux_2_35; never edited by hand
+
+The image tag is ``awq-kit-<stack>:<content hash>`` where the hash covers the Dockerfile, both locks
+and the base-image override; the kit's code is mounted at run time, never baked, so a code-only
+change neither changes the tag nor invalidates a layer.
+
+Environment:
+    KIT_BASE_IMAGE   build on this base instead of the Dockerfile's digest-pinned ubuntu:24.04
+                     (CI: a Debian bookworm base made with debootstrap; no registry needed)
+    KIT_CA_BUNDLE    PEM bundle passed to builds as the BuildKit secret ``ca`` (TLS-intercepting
+                     proxies); --ca-bundle on the command line wins
+    KIT_DOCKER       the docker client to use (must support BuildKit; see kit/preflight.py)
+    KIT_BUILD_VERBOSE=1   print every build line, not just the step lines
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from kit import KIT_ROOT
+from kit.errors import KitError
+
+IMAGES_DIR = KIT_ROOT / "images"
+STACKS = ("hf", "vllm")
+
+# Lock resolution parameters: part of the lock's identity, recorded in each lock's header.
+EXCLUDE_NEWER = "2025-12-15T00:00:00Z"
+LOCK_PYTHON = "3.12"
+LOCK_PLATFORM = "x86_64-manylinux_2_35"
+INDEX_URL = "https://pypi.org/simple"
+LOCK_PAIRS = (("bootstrap.in", "bootstrap.lock"), ("requirements.in", "requirements.lock"))
+
+IMAGE_REPO = "awq-kit-{stack}"
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    name: str
+    title: str
+    # Free disk (GB) a cold build needs: image + BuildKit's pip cache + unpacking headroom.
+    build_free_gb: float
+
+
+STACK_INFO = {
+    "hf": StackInfo("hf", "transformers 4.51.3 + autoawq 0.2.9 (torch 2.9.1)", 15.0),
+    "vllm": StackInfo("vllm", "vLLM 0.12.0 (torch 2.9.0)", 20.0),
+}
+
+
+def stack_dir(stack: str) -> Path:
+    if stack not in STACKS:
+        raise KitError(f"unknown image stack {stack!r}; expected one of {', '.join(STACKS)}.")
+    return IMAGES_DIR / stack
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _sha256(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(len(p).to_bytes(8, "big"))
+        h.update(p)
+    return h.hexdigest()
+
+
+def lock_hash(stack: str) -> str:
+    """sha256 over both lock files of a stack: what the image's venv was installed from."""
+    d = stack_dir(stack)
+    parts: list[bytes] = []
+    for _, lock in LOCK_PAIRS:
+        path = d / lock
+        if not path.is_file():
+            raise KitError(f"{path} is missing. Run `nox -s lock` to generate it from {path.with_suffix('.in').name}.")
+        parts += [lock.encode(), path.read_bytes()]
+    return _sha256(*parts)
+
+
+def base_image_override() -> Optional[str]:
+    return os.environ.get("KIT_BASE_IMAGE") or None
+
+
+def default_base_image(stack: str) -> str:
+    text = (stack_dir(stack) / "Dockerfile").read_text(encoding="utf-8")
+    m = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.M)
+    if not m:
+        raise KitError(f"{stack_dir(stack) / 'Dockerfile'}: no `ARG BASE_IMAGE=...` line.")
+    return m.group(1)
+
+
+def content_hash(stack: str, base_image: Optional[str] = None) -> str:
+    """The image's identity: Dockerfile + locks (+ the base-image override, when there is one)."""
+    d = stack_dir(stack)
+    parts = [b"Dockerfile", (d / "Dockerfile").read_bytes(), b"lock", lock_hash(stack).encode()]
+    if base_image:
+        parts += [b"base", base_image.encode()]
+    return _sha256(*parts)
+
+
+def image_tag(stack: str, base_image: Optional[str] = None) -> str:
+    return f"{IMAGE_REPO.format(stack=stack)}:{content_hash(stack, base_image)[:16]}"
+
+
+# --------------------------------------------------------------------------- build or reuse
+
+
+@dataclass
+class ImageInfo:
+    stack: str
+    tag: str
+    image_id: str
+    lock_hash: str
+    base_image: str
+    built: bool = False  # False: reused an existing image
+    build_seconds: Optional[float] = None
+    log_file: Optional[Path] = None
+    cached_steps: int = 0
+    run_steps: int = 0
+
+    def env(self) -> dict[str, str]:
+        """The KIT_IMAGE_* part of the runner's environment contract."""
+        return {"KIT_IMAGE_ID": self.image_id, "KIT_IMAGE_TAG": self.tag, "KIT_LOCK_HASH": self.lock_hash}
+
+
+def inspect_image_id(docker: "DockerClientLike", ref: str) -> Optional[str]:
+    r = subprocess.run([docker.path, "image", "inspect", "--format", "{{.Id}}", ref],
+                       capture_output=True, text=True, env=docker.env())
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+
+
+def image_size_bytes(docker: "DockerClientLike", ref: str) -> Optional[int]:
+    r = subprocess.run([docker.path, "image", "inspect", "--format", "{{.Size}}", ref],
+                       capture_output=True, text=True, env=docker.env())
+    try:
+        return int(r.stdout.strip())
+    except ValueError:
+        return None
+
+
+class DockerClientLike:  # pragma: no cover - typing aid; kit.preflight.DockerClient is the real one
+    path: str
+
+    def env(self) -> dict[str, str]: ...
+
+
+_STEP_LINE = re.compile(r"^(#\d+) (\[[^\]]+\] .*|CACHED|DONE \S+|ERROR.*)$")
+# pip's milestones inside a long RUN step: enough to see progress without every download bar.
+_PIP_LINE = re.compile(r"^#\d+ [\d.]+ (Collecting \S+|  Downloading .*\(\d+(\.\d+)? [MG]B\)|Building wheel.*|"
+                       r"Installing collected packages|Successfully installed|No broken requirements found|"
+                       r"ERROR.*|E: .*)")
+
+
+def build_command(docker: DockerClientLike, stack: str, tag: str, *, base_image: Optional[str],
+                  ca_bundle: Optional[Path]) -> list[str]:
+    d = stack_dir(stack)
+    cmd = [docker.path, "build", "--progress=plain", "--tag", tag,
+           "--build-arg", f"LOCK_HASH={lock_hash(stack)}",
+           "--build-arg", f"CONTENT_HASH={content_hash(stack, base_image)}",
+           "--file", str(d / "Dockerfile")]
+    if base_image:
+        cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    if ca_bundle:
+        # A BuildKit secret: mounted at /run/secrets/ca only during the RUN that asks for it, never in a layer.
+        cmd += ["--secret", f"id=ca,src={ca_bundle}"]
+    cmd.append(str(d))  # build context: the stack's folder only (Dockerfile + locks), never the kit's code
+    return cmd
+
+
+def resolve_ca_bundle(ca_bundle: Optional[Path]) -> Optional[Path]:
+    if ca_bundle is None and os.environ.get("KIT_CA_BUNDLE"):
+        ca_bundle = Path(os.environ["KIT_CA_BUNDLE"])
+    if ca_bundle is None:
+        return None
+    if not Path(ca_bundle).is_file():
+        raise KitError(f"CA bundle {ca_bundle} (from --ca-bundle or KIT_CA_BUNDLE) is not a file. Pass the PEM "
+                       "bundle that holds your proxy's CA, often /etc/ssl/certs/ca-certificates.crt.")
+    return Path(ca_bundle).resolve()
+
+
+def ensure_image(stack: str, docker: DockerClientLike, *, ca_bundle: Optional[Path] = None,
+                 log_dir: Optional[Path] = None, force_build: bool = False, echo=print) -> ImageInfo:
+    """Reuse ``awq-kit-<stack>:<content hash>`` if present, else build it with BuildKit (progress printed).
+
+    force_build=True runs the build even when the tag exists (BuildKit reuses every cached layer).
+    """
+    base_override = base_image_override()
+    base = base_override or default_base_image(stack)
+    tag = image_tag(stack, base_override)
+    lh = lock_hash(stack)
+    if not force_build:
+        image_id = inspect_image_id(docker, tag)
+        if image_id:
+            echo(f"[image {stack}] reusing {tag} ({image_id[:19]})")
+            return ImageInfo(stack, tag, image_id, lh, base)
+
+    ca = resolve_ca_bundle(ca_bundle)
+    log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / f"build-{stack}-{tag.split(':')[1]}.log"
+    cmd = build_command(docker, stack, tag, base_image=base_override, ca_bundle=ca)
+    echo(f"[image {stack}] building {tag}: {STACK_INFO[stack].title} on {base}"
+         f"{' (CA bundle as BuildKit secret)' if ca else ''}; full log: {log_file}")
+    verbose = os.environ.get("KIT_BUILD_VERBOSE") == "1"
+    t0 = time.monotonic()
+    tail: list[str] = []
+    steps: dict[str, bool] = {}  # BuildKit vertex "#N" of a Dockerfile step ([k/n]) -> cached?
+    with open(log_file, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                env=docker.env(), errors="replace")
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                line = line.rstrip("\n")
+                tail = (tail + [line])[-40:]
+                m = _STEP_LINE.match(line)
+                if m:
+                    vertex, what = m.group(1), m.group(2)
+                    if what.startswith("[") and not what.startswith("[internal]") and "] FROM " not in what:
+                        steps.setdefault(vertex, False)
+                    elif what == "CACHED" and vertex in steps:
+                        steps[vertex] = True
+                if verbose or m or _PIP_LINE.match(line):
+                    shown = line if verbose or len(line) <= 160 else line[:157] + "..."
+                    echo(f"[image {stack}] {time.monotonic() - t0:6.1f}s {shown}")
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+    cached = sum(steps.values())
+    ran = len(steps) - cached
+    seconds = time.monotonic() - t0
+    if rc != 0:
+        hint = ""
+        text = "\n".join(tail)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
+            hint = (" pip could not verify PyPI's certificate: behind a TLS-intercepting proxy pass its CA bundle "
+                    "with --ca-bundle PATH or KIT_CA_BUNDLE=PATH (often /etc/ssl/certs/ca-certificates.crt); it "
+                    "reaches the build as a BuildKit secret and never a layer.")
+        elif not base_override and ("pull access denied" in text or "failed to resolve source metadata" in text
+                                    or "failed to do request" in text or "not found" in text):
+            hint = (f" The base image {base} could not be fetched. Without registry access, set "
+                    "KIT_BASE_IMAGE to a local Debian/Ubuntu image with python3 >= 3.10 (see docs/images.md: "
+                    "debootstrap + docker import).")
+        elif "no space left" in text:
+            hint = " The disk is full: free space under the docker root (e.g. `docker builder prune`)."
+        raise KitError(f"building the {stack} image {tag} failed (exit code {rc}) after {seconds:.0f}s.{hint} "
+                       f"Last lines:\n" + "\n".join(tail[-15:]) + f"\nFull log: {log_file}")
+    image_id = inspect_image_id(docker, tag)
+    if not image_id:
+        raise KitError(f"docker build reported success but {tag} is not in `docker images`; see {log_file}.")
+    size = image_size_bytes(docker, tag)
+    echo(f"[image {stack}] built {tag} ({image_id[:19]}) in {seconds:.1f}s"
+         + (f", {size / 1e9:.2f} GB" if size else "") + f"; {cached} of {cached + ran} step(s) cached")
+    return ImageInfo(stack, tag, image_id, lh, base, built=True, build_seconds=seconds, log_file=log_file,
+                     cached_steps=cached, run_steps=ran)
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def _uv() -> str:
+    uv = shutil.which("uv")
+    if not uv:
+        raise KitError("`uv` is not on PATH: the locks are generated with uv (`pip install uv`, or run `nox -s lock`, "
+                       "which installs it).")
+    return uv
+
+
+def uv_compile_command(uv: str, infile: str, outfile: str) -> list[str]:
+    return [uv, "pip", "compile", infile, "--output-file", outfile,
+            "--python-version", LOCK_PYTHON, "--python-platform", LOCK_PLATFORM,
+            "--generate-hashes", "--exclude-newer", EXCLUDE_NEWER,
+            "--index-url", INDEX_URL, "--no-config", "--no-header", "--quiet"]
+
+
+def in_file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def lock_header(stack: str, infile: str, in_sha: str, uv_version: str) -> str:
+    return (
+        f"# images/{stack}/{infile.replace('.in', '.lock')}: generated by `nox -s lock` from {infile}; do not edit.\n"
+        f"#   uv pip compile {infile} --python-version {LOCK_PYTHON} --python-platform {LOCK_PLATFORM} "
+        f"--generate-hashes --exclude-newer {EXCLUDE_NEWER} --index-url {INDEX_URL}\n"
+        f"# kit-lock: in-sha256={in_sha} exclude-newer={EXCLUDE_NEWER} python={LOCK_PYTHON} "
+        f"platform={LOCK_PLATFORM} ({uv_version})\n"
+    )
+
+
+def compile_lock(stack: str, infile: str, out_dir: Path, *, uv: Optional[str] = None) -> Path:
+    """Resolve images/<stack>/<infile> into out_dir/<lock>; returns the path. Needs PyPI (about 3 s)."""
+    uv = uv or _uv()
+    src = stack_dir(stack) / infile
+    out = Path(out_dir) / infile.replace(".in", ".lock")
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
+    with tempfile.TemporaryDirectory() as tmp:
+        # Compile a copy in an empty folder: no existing lock is read as "preferences", no uv.toml applies.
+        shutil.copy(src, Path(tmp) / infile)
+        r = subprocess.run(uv_compile_command(uv, infile, "out.lock"), cwd=tmp, env=env,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            hint = ""
+            if "certificate" in r.stderr.lower() or "tls" in r.stderr.lower():
+                hint = (" uv could not verify PyPI's certificate: set SSL_CERT_FILE to your CA bundle (or pass "
+                        "--ca-bundle).")
+            raise KitError(f"resolving {src} with uv failed (exit code {r.returncode}).{hint}\n{r.stderr.strip()}")
+        body = (Path(tmp) / "out.lock").read_text(encoding="utf-8")
+    version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip() or "uv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(lock_header(stack, infile, in_file_hash(src), version) + body, encoding="utf-8")
+    return out
+
+
+def lock_requirements(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """{name: (version, sorted hashes)} of a hashed lock; comments and formatting ignored."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    joined = re.sub(r"\\\n", " ", text)
+    for line in joined.splitlines():
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("--hash") else line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)(.*)$", line)
+        if not m:
+            continue
+        hashes = tuple(sorted(re.findall(r"--hash=(sha256:[0-9a-f]{64})", m.group(3))))
+        out[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = (m.group(2), hashes)
+    return out
+
+
+def recorded_in_hash(lock_text: str) -> Optional[str]:
+    m = re.search(r"^# kit-lock: in-sha256=([0-9a-f]{64})", lock_text, re.M)
+    return m.group(1) if m else None
+
+
+def lock_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="nox -s lock --",
+                                description="Regenerate images/*/{bootstrap,requirements}.lock from their .in files "
+                                            f"(uv, hashed, --exclude-newer {EXCLUDE_NEWER}, Python {LOCK_PYTHON}, "
+                                            f"{LOCK_PLATFORM}).")
+    p.add_argument("--stack", action="append", choices=STACKS, help="only this stack (repeatable; default: all)")
+    p.add_argument("--check", action="store_true", help="do not write: fail if a committed lock differs")
+    p.add_argument("--ca-bundle", type=Path, help="CA bundle for a TLS-intercepting proxy (sets SSL_CERT_FILE for uv)")
+    ns = p.parse_args(argv)
+    if ns.ca_bundle:
+        os.environ["SSL_CERT_FILE"] = str(resolve_ca_bundle(ns.ca_bundle))
+    uv = _uv()
+    stale = []
+    for stack in ns.stack or STACKS:
+        for infile, lockfile in LOCK_PAIRS:
+            t0 = time.monotonic()
+            with tempfile.TemporaryDirectory() as tmp:
+                new = compile_lock(stack, infile, Path(tmp), uv=uv)
+                committed = stack_dir(stack) / lockfile
+                same = committed.is_file() and (
+                    lock_requirements(committed.read_text()) == lock_requirements(new.read_text())
+                    and recorded_in_hash(committed.read_text()) == recorded_in_hash(new.read_text()))
+                n = len(lock_requirements(new.read_text()))
+                if ns.check:
+                    status = "up to date" if same else "STALE"
+                    if not same:
+                        stale.append(str(committed))
+                else:
+                    shutil.copy(new, committed)
+                    status = "unchanged" if same else "written"
+            print(f"lock: images/{stack}/{lockfile}: {n} packages, {status} ({time.monotonic() - t0:.1f}s)")
+    if stale:
+        raise KitError(f"these locks do not match their .in files: {', '.join(stale)}. Run `nox -s lock` and commit.")

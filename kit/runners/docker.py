@@ -1,0 +1,232 @@
+"""Docker runner: one Step inside its stack's pinned image.
+
+Preflight (kit/preflight.py) -> build or reuse ``awq-kit-<stack>:<content hash>`` (kit/images.py) ->
+``docker run --rm --init`` with:
+
+- the kit's checkout read-only at /kit (WORKDIR, PYTHONPATH), so code is never baked into an image;
+- results at /results, output (traces, logs) at /output, the kit cache at /cache, the Hugging Face cache
+  at /hf-cache (HF_HOME) and vLLM's compile cache at /vllm-cache (VLLM_CACHE_ROOT), all host folders;
+- ``--user UID:GID`` of the invoking user, with HOME=/tmp and USER set (torch inductor calls getpwuid()),
+  so every file written into a mounted folder belongs to the invoking user;
+- ``--gpus all`` and ``--shm-size`` for GPU steps;
+- HF_TOKEN passed by name only (``-e HF_TOKEN``): its value is never in argv, in a log or in an image;
+- the runner's environment contract (kit.runners.child_env) plus KIT_IMAGE_ID / KIT_IMAGE_TAG / KIT_LOCK_HASH.
+
+Ctrl-C: the docker CLI forwards SIGINT to the container (tini, then the bench prints what finished); if the
+container is still up after a grace period it gets `docker kill --signal INT`, then `docker stop`.
+Everything the container prints is shown live and kept in <output>/logs/.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from kit import KIT_ROOT
+from kit.errors import KitError
+from kit.runners import RunnerOptions, Step, child_env
+
+# Where the host folders appear inside the container.
+KIT_MOUNT = "/kit"
+RESULTS_MOUNT = "/results"
+OUTPUT_MOUNT = "/output"
+CACHE_MOUNT = "/cache"
+HF_MOUNT = "/hf-cache"
+VLLM_CACHE_MOUNT = "/vllm-cache"
+CA_MOUNT = "/run/kit/ca-bundle.pem"
+
+SHM_SIZE = os.environ.get("KIT_SHM_SIZE", "8g")
+# Secrets: passed by name (`-e NAME`), only when set in the invoking environment.
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Plain settings forwarded by name when set (e.g. HF_HUB_OFFLINE=1 for a pre-filled cache).
+FORWARD_ENV = ("HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "CUDA_VISIBLE_DEVICES", "VLLM_LOGGING_LEVEL")
+INTERRUPT_GRACE_S = 30.0
+
+
+def vllm_cache_dir() -> Path:
+    return Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
+
+
+def wants_cpu(argv: Sequence[str]) -> bool:
+    """A step asked to run on the CPU (`--device cpu`): no GPU checks, no --gpus."""
+    for i, a in enumerate(argv):
+        if a == "--device" and i + 1 < len(argv) and argv[i + 1] == "cpu":
+            return True
+        if a == "--device=cpu":
+            return True
+    return False
+
+
+def step_needs_gpu(step: Step) -> bool:
+    return step.needs_gpu and not wants_cpu(step.argv)
+
+
+def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_tag: str, env: dict[str, str], *,
+                       name: str, needs_gpu: bool, uid: Optional[int] = None, gid: Optional[int] = None) -> list[str]:
+    """The exact `docker run` argv (no secret values in it: those go by name)."""
+    uid = os.getuid() if uid is None else uid
+    gid = os.getgid() if gid is None else gid
+    cmd = [client_path, "run", "--rm", "--init", "--name", name,
+           "--user", f"{uid}:{gid}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
+           "--workdir", KIT_MOUNT, "--label", "kit.runner=docker"]
+    if needs_gpu:
+        cmd += ["--gpus", "all", "--shm-size", SHM_SIZE]
+    else:
+        cmd += ["--shm-size", "1g"]
+    mounts = [
+        (KIT_ROOT, KIT_MOUNT, "ro"),
+        (opts.results_dir, RESULTS_MOUNT, "rw"),
+        (opts.output_dir, OUTPUT_MOUNT, "rw"),
+        (opts.cache_dir, CACHE_MOUNT, "rw"),
+        (opts.hf_home, HF_MOUNT, "rw"),
+    ]
+    if step.stack == "vllm":
+        mounts.append((vllm_cache_dir(), VLLM_CACHE_MOUNT, "rw"))
+    if opts.ca_bundle:
+        mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
+    for host, target, mode in mounts:
+        cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={target}" + (",readonly" if mode == "ro" else "")]
+    for key, value in env.items():
+        cmd += ["-e", f"{key}={value}"]
+    for key in FORWARD_ENV + SECRET_ENV:
+        if os.environ.get(key):
+            cmd += ["-e", key]  # by name: docker reads the value from its own environment
+    cmd += [image_tag, "python", *step.argv]
+    return cmd
+
+
+def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) -> dict[str, str]:
+    env = child_env(opts, results_dir=RESULTS_MOUNT, output_dir=OUTPUT_MOUNT, cache_dir=CACHE_MOUNT,
+                    runner="docker", image=image_env)
+    env["HF_HOME"] = HF_MOUNT
+    env["TRITON_CACHE_DIR"] = f"{CACHE_MOUNT}/triton"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # /kit is read-only
+    if stack == "vllm":
+        env["VLLM_CACHE_ROOT"] = VLLM_CACHE_MOUNT
+    if opts.ca_bundle:
+        for key in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            env[key] = CA_MOUNT
+    for key in SECRET_ENV:
+        env.pop(key, None)  # never as KEY=value
+    return env
+
+
+def _ensure_dirs(step: Step, opts: RunnerOptions) -> None:
+    dirs = [opts.results_dir, opts.output_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home]
+    if step.stack == "vllm":
+        dirs.append(vllm_cache_dir())
+    for d in dirs:
+        try:
+            Path(d).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise KitError(f"cannot create {d} for the container's mounts ({e}). Choose writable folders "
+                           "(--results-dir, --output-dir, KIT_CACHE_DIR, HF_HOME).")
+
+
+def _container_running(client, name: str) -> bool:
+    r = subprocess.run([client.path, "inspect", "--format", "{{.State.Running}}", name],
+                       capture_output=True, text=True, env=client.env())
+    return r.returncode == 0 and r.stdout.strip() == "true"
+
+
+def _stop_container(client, name: str, proc: subprocess.Popen, drain) -> int:
+    """After Ctrl-C: let the container finish its interrupt handling, then insist."""
+    deadline = time.monotonic() + 2.0
+    while proc.poll() is None and time.monotonic() < deadline:
+        drain(0.2)
+    if proc.poll() is None and _container_running(client, name):
+        print(f"\n[docker] interrupt: sending SIGINT to container {name}", file=sys.stderr, flush=True)
+        subprocess.run([client.path, "kill", "--signal", "INT", name], capture_output=True, env=client.env())
+    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        drain(0.5)
+    if proc.poll() is None:
+        print(f"[docker] container {name} still running after {INTERRUPT_GRACE_S:.0f}s: docker stop", file=sys.stderr)
+        subprocess.run([client.path, "stop", "--time", "10", name], capture_output=True, env=client.env())
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, log_name: Optional[str] = None) -> int:
+    """Run a step in its image, streaming and logging its output; returns the exit code.
+
+    Raises KeyboardInterrupt after stopping the container on Ctrl-C.
+    """
+    from kit import preflight
+    from kit.images import STACK_INFO, base_image_override, ensure_image, image_tag, inspect_image_id
+
+    needs_gpu = step_needs_gpu(step)
+    if client is None:
+        client = preflight.find_docker()
+        preflight.check_daemon(client)
+        if needs_gpu:
+            preflight.check_gpu_step(client, step.argv)
+        if image is None and not inspect_image_id(client, image_tag(step.stack, base_image_override())):
+            preflight.check_disk(client, STACK_INFO[step.stack].build_free_gb, f"building the {step.stack} image")
+    if image is None:
+        image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")
+    name = f"awq-kit-{step.stack}-{secrets.token_hex(4)}"
+    env = container_env(opts, image.env(), step.stack)
+    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name, needs_gpu=needs_gpu)
+    log_path = opts.output_dir / "logs" / (log_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log")
+    print(f"[docker] {step.description or step.stack}: {image.tag} ({image.image_id[:19]}), "
+          f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
+
+    tail = bytearray()
+    _ensure_dirs(step, opts)
+    with open(log_path, "wb") as log:
+        log.write(("$ " + " ".join(cmd) + "\n").encode())
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=client.env())
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+
+        def drain(timeout: Optional[float] = None) -> bool:
+            import select
+
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                return True
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return False
+            log.write(chunk)
+            log.flush()
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            tail.extend(chunk)
+            del tail[:-8192]
+            return True
+
+        try:
+            while drain(None):
+                pass
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            _stop_container(client, name, proc, drain)
+            while drain(0.1) and proc.poll() is None:
+                pass
+            raise
+    text = tail.decode("utf-8", "replace")
+    if preflight.is_nvidia_runtime_failure(rc, text):
+        raise preflight.PreflightError(preflight.nvidia_runtime_paragraph())
+    return rc
+
+
+def run_docker(step: Step, opts: RunnerOptions) -> None:
+    rc = run_in_image(step, opts)
+    if rc == 125:
+        raise KitError(f"{step.description or ' '.join(step.argv)}: docker could not start the container (exit code "
+                       "125); docker's own message is printed above.")
+    if rc != 0:
+        raise KitError(
+            f"{step.description or ' '.join(step.argv)} failed inside the {step.stack} image (exit code {rc}). Its "
+            f"own message is printed above and kept under {opts.output_dir / 'logs'}; nothing incomplete was written "
+            "to the results folder."
+        )

@@ -1,0 +1,160 @@
+"""The committed locks match their .in files, and the Dockerfiles install them the way the kit promises.
+
+Offline checks always run: each lock records the sha256 of the .in it was resolved from, every direct pin
+of the .in is in the lock at a matching version, and every package in the lock carries hashes. The online
+check re-resolves each .in with uv (same command as `nox -s lock`) into a temporary folder and compares
+the pinned versions and hashes; it needs uv and PyPI (about 3 s per lock).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from kit import images  # noqa: E402
+
+PAIRS = [(stack, infile, lock) for stack in images.STACKS for infile, lock in images.LOCK_PAIRS]
+IDS = [f"{s}/{lock}" for s, _, lock in PAIRS]
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _direct_pins(in_text: str) -> dict[str, str]:
+    """{name: specifier} of the .in's requirement lines."""
+    pins = {}
+    for line in in_text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", line)
+        assert m, f"unparsable requirement line {line!r}"
+        pins[_norm(m.group(1))] = m.group(2).replace(" ", "")
+    return pins
+
+
+def _satisfies(version: str, spec: str) -> bool:
+    """Enough of PEP 440 for the .in files: ==, >=, <, <=, >, comma-separated, numeric versions."""
+    def key(v: str) -> tuple:
+        return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0])[:4])
+
+    for clause in filter(None, spec.split(",")):
+        m = re.match(r"^(==|>=|<=|<|>|!=)(.+)$", clause)
+        assert m, f"unsupported specifier {clause!r}"
+        op, want = m.groups()
+        a, b = key(version), key(want)
+        n = max(len(a), len(b))
+        a, b = a + (0,) * (n - len(a)), b + (0,) * (n - len(b))
+        if not {"==": a == b, ">=": a >= b, "<=": a <= b, "<": a < b, ">": a > b, "!=": a != b}[op]:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("stack,infile,lockfile", PAIRS, ids=IDS)
+def test_lock_records_its_in_file(stack, infile, lockfile):
+    d = images.stack_dir(stack)
+    lock_text = (d / lockfile).read_text()
+    recorded = images.recorded_in_hash(lock_text)
+    assert recorded, f"{d / lockfile} has no '# kit-lock: in-sha256=' header: regenerate it with `nox -s lock`"
+    assert recorded == images.in_file_hash(d / infile), (
+        f"{d / infile} changed since {lockfile} was generated: run `nox -s lock` and commit the new lock")
+    assert f"exclude-newer={images.EXCLUDE_NEWER}" in lock_text
+    assert f"python={images.LOCK_PYTHON}" in lock_text and f"platform={images.LOCK_PLATFORM}" in lock_text
+
+
+@pytest.mark.parametrize("stack,infile,lockfile", PAIRS, ids=IDS)
+def test_lock_pins_direct_requirements_with_hashes(stack, infile, lockfile):
+    d = images.stack_dir(stack)
+    reqs = images.lock_requirements((d / lockfile).read_text())
+    assert reqs, f"{d / lockfile} pins nothing"
+    for name, spec in _direct_pins((d / infile).read_text()).items():
+        assert name in reqs, f"{name} (from {infile}) is missing from {lockfile}"
+        version = reqs[name][0]
+        assert _satisfies(version, spec), f"{lockfile} pins {name}=={version}, but {infile} asks for {spec!r}"
+    unhashed = [n for n, (_, hashes) in reqs.items() if not hashes]
+    assert not unhashed, f"{lockfile}: packages without --hash: {unhashed}"
+
+
+def test_study_pins():
+    """The versions of the published study, exactly."""
+    hf = images.lock_requirements((images.stack_dir("hf") / "requirements.lock").read_text())
+    vllm = images.lock_requirements((images.stack_dir("vllm") / "requirements.lock").read_text())
+    assert hf["torch"][0] == "2.9.1" and hf["transformers"][0] == "4.51.3" and hf["autoawq"][0] == "0.2.9"
+    assert vllm["vllm"][0] == "0.12.0" and vllm["torch"][0] == "2.9.0"
+    assert vllm["flashinfer-python"][0] == "0.5.3" and vllm["xgrammar"][0] == "0.1.27"
+    # The bootstrap lock (pip/setuptools/wheel) agrees with the main lock where both pin a package.
+    for stack, main in (("hf", hf), ("vllm", vllm)):
+        boot = images.lock_requirements((images.stack_dir(stack) / "bootstrap.lock").read_text())
+        assert set(boot) == {"pip", "setuptools", "wheel"}
+        for name, (version, _) in boot.items():
+            if name in main:
+                assert main[name][0] == version, f"{stack}: bootstrap pins {name}=={version}, main lock {main[name][0]}"
+
+
+@pytest.mark.parametrize("stack", images.STACKS)
+def test_dockerfile_contract(stack):
+    text = (images.stack_dir(stack) / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), "a '# syntax=' line makes BuildKit pull a frontend"
+    assert re.search(r"^ARG BASE_IMAGE=ubuntu:24\.04@sha256:[0-9a-f]{64}$", text, re.M), "base must be digest-pinned"
+    assert "--require-hashes" in text and "--no-build-isolation" in text and "pip check" in text
+    assert "--mount=type=secret,id=ca" in text and "--mount=type=cache" in text
+    copies = re.findall(r"^(?:COPY|ADD)\s+(.*)$", text, re.M)
+    assert copies and all(set(c.split()[:-1]) <= {"bootstrap.lock", "requirements.lock"} for c in copies), (
+        f"only the locks may be copied into the image (the kit is mounted at run time): {copies}")
+    assert "kit.lock-hash" in text and "WORKDIR /kit" in text and "PYTHONPATH=/kit" in text
+    assert not re.search(r"HF_TOKEN|HUGGING_FACE_HUB_TOKEN", text), "no token may be referenced at build time"
+
+
+def test_image_tag_is_a_content_hash(tmp_path, monkeypatch):
+    """The tag changes with the Dockerfile, the locks and the base override, and with nothing else."""
+    monkeypatch.delenv("KIT_BASE_IMAGE", raising=False)
+    tag = images.image_tag("hf")
+    assert re.fullmatch(r"awq-kit-hf:[0-9a-f]{16}", tag)
+    assert images.image_tag("hf", "kit-base:bookworm") != tag
+    assert images.image_tag("vllm") != tag
+    fake = tmp_path / "images"
+    shutil.copytree(images.IMAGES_DIR, fake)
+    monkeypatch.setattr(images, "IMAGES_DIR", fake)
+    assert images.image_tag("hf") == tag
+    (fake / "hf" / "requirements.in").write_text((fake / "hf" / "requirements.in").read_text() + "\n# comment\n")
+    assert images.image_tag("hf") == tag, "the .in is not part of the image: only the lock is"
+    lock = fake / "hf" / "requirements.lock"
+    lock.write_text(lock.read_text() + "\n")
+    assert images.image_tag("hf") != tag
+
+
+def _pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stack,infile,lockfile", PAIRS, ids=IDS)
+def test_lock_regenerates_identically(stack, infile, lockfile, tmp_path):
+    uv = shutil.which("uv")
+    if not uv or not _pypi_reachable():
+        why = "uv is not on PATH" if not uv else "pypi.org:443 is unreachable"
+        if CI:
+            pytest.fail(f"CI=true but {why}: the lock cannot be re-resolved (install uv; allow PyPI)")
+        pytest.skip(f"{why}: cannot re-resolve the lock (the offline checks above still ran)")
+    new = images.compile_lock(stack, infile, tmp_path, uv=uv)
+    committed = images.stack_dir(stack) / lockfile
+    old_reqs = images.lock_requirements(committed.read_text())
+    new_reqs = images.lock_requirements(new.read_text())
+    changed = sorted(n for n in set(old_reqs) | set(new_reqs) if old_reqs.get(n) != new_reqs.get(n))
+    assert not changed, (f"{committed} differs from a fresh resolution of {infile} in: {changed[:10]}; "
+                         "run `nox -s lock` and commit")
+    assert images.recorded_in_hash(new.read_text()) == images.recorded_in_hash(committed.read_text())
