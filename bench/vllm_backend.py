@@ -1,0 +1,465 @@
+"""vLLM 0.12.0 backend of the shared benchmark: in-process V1 AsyncLLM, streamed DELTA outputs.
+
+    measure(workload, model, prompt_ids, args, progress) -> bench.api.Measurement
+
+One engine per row (quantization "awq" or "awq_marlin", passed explicitly, fp16, prefix caching
+off, stats on). Each request is the same prompt token ids (TokensPrompt), greedy, exactly
+`output_len` tokens (max_tokens = min_tokens, ignore_eos). Warm-up requests have the same shapes
+and are not recorded. Every request has its own id.
+
+Timing (client clock, `time.perf_counter`):
+  * t_submit is read just before the request's stream is first iterated (that first step is
+    what adds the request to the engine);
+  * one reading per streamed RequestOutput. With RequestOutputKind.DELTA a consumer that falls
+    behind gets several tokens merged into one output, so the reading is repeated once per token
+    in `len(outputs[0].token_ids)` (their gaps are 0 ms, and the notes say how often it happened);
+  * TTFT, inter-token gaps, end-to-end and TPOT come from bench.api.derive_token_timing, by
+    definition: TTFT = first token - submit, TPOT = (e2e - TTFT) / (N - 1);
+  * exactly N tokens must arrive, otherwise the run stops with a BenchError.
+
+Engine side: RequestOutput.metrics (a RequestStateStats) of each measured request is copied into
+Measurement.engine, per iteration. queued/scheduled/first_token/last_token timestamps are
+time.monotonic() readings in the engine-core process; arrival_time is a time.time() reading in
+this process. They are never mixed with the client clock: only differences within the engine
+clock are derived from them.
+
+Ctrl-C: KeyboardInterrupt propagates to the driver (which reports progress.done); on the way
+out the in-flight request is aborted (closing its stream makes vLLM abort it) and the engine
+is shut down (engine.shutdown()).
+
+This module imports torch and vllm only inside functions: the stream-consuming logic and the
+argument building (bench/vllm_args.py) are tested without them (tests/host/test_vllm_stream.py).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Optional
+
+from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
+from bench.errors import BenchError
+from bench.vllm_args import (
+    DTYPE,
+    backend_label,
+    check_capability,
+    check_checkpoint,
+    check_device,
+    engine_kwargs,
+    max_position_check,
+    quantization_of,
+    read_config,
+    sampling_kwargs,
+)
+from kit.results import Backend, Workload
+
+Clock = Callable[[], float]
+
+# RequestStateStats fields copied per measured iteration (vLLM 0.12.0, vllm/v1/metrics/stats.py).
+ENGINE_FIELDS = (
+    "arrival_time",
+    "queued_ts",
+    "scheduled_ts",
+    "first_token_ts",
+    "last_token_ts",
+    "first_token_latency",
+    "num_generation_tokens",
+    "is_corrupted",
+)
+ENGINE_CLOCK_NOTE = (
+    "vLLM RequestOutput.metrics (RequestStateStats) of each measured request. queued_ts, scheduled_ts, "
+    "first_token_ts and last_token_ts are time.monotonic() seconds read in the engine-core process; "
+    "arrival_time is time.time() in the frontend process and first_token_latency a frontend wall-clock "
+    "interval in seconds. The *_ms values are differences within the engine-core clock only. None of "
+    "these are comparable with the client-side samples (time.perf_counter in the benchmark process)."
+)
+
+
+# --------------------------------------------------------------------------- consuming one stream
+
+
+@dataclass
+class StreamRecord:
+    """What the client saw of one request: client clock readings, token counts, the last metrics."""
+
+    request_id: str
+    t_submit: float
+    token_times: list[float] = field(default_factory=list)  # one reading per generated token
+    tokens_per_yield: list[int] = field(default_factory=list)
+    finished: bool = False
+    finish_reason: Optional[str] = None
+    metrics: Any = None  # RequestOutput.metrics of the last output (engine clock)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_times)
+
+    @property
+    def merged_yields(self) -> int:
+        """Outputs that carried more than one token (DELTA outputs merged behind a slow consumer)."""
+        return sum(1 for k in self.tokens_per_yield if k > 1)
+
+
+async def consume_stream(
+    start: Callable[[], AsyncIterator[Any]],
+    request_id: str,
+    clock: Clock = time.perf_counter,
+) -> StreamRecord:
+    """Submit one request and record a client clock reading for every token it streams back.
+
+    start() returns the request's async stream (AsyncLLM.generate(...)); nothing is submitted
+    until it is first iterated, so t_submit is read just before that. A yield with k tokens
+    (DELTA outputs merged) adds k copies of its reading. If this coroutine leaves early (an
+    error, or cancellation by Ctrl-C), the stream is closed, which makes vLLM abort the request.
+    """
+    stream = start()
+    record = StreamRecord(request_id=request_id, t_submit=clock())
+    try:
+        async for out in stream:
+            t = clock()
+            completion = out.outputs[0]
+            k = len(completion.token_ids)
+            record.tokens_per_yield.append(k)
+            record.token_times.extend([t] * k)
+            record.metrics = getattr(out, "metrics", None)
+            if out.finished:
+                record.finished = True
+                record.finish_reason = completion.finish_reason
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None and not record.finished:
+            await aclose()
+    return record
+
+
+def check_record(record: StreamRecord, expected_tokens: int) -> None:
+    """Exactly N tokens and a finished request, or a BenchError that says what came back."""
+    if record.finished and record.n_tokens == expected_tokens:
+        return
+    state = f"finished with finish_reason={record.finish_reason!r}" if record.finished else "ended before finishing"
+    raise BenchError(
+        f"vLLM request {record.request_id} {state} after {record.n_tokens} generated tokens, but the workload asks "
+        f"for exactly {expected_tokens} (max_tokens = min_tokens = {expected_tokens}, ignore_eos=True). TPOT over a "
+        "different number of tokens would not be comparable, so the run stops. Check that --max-model-len is at "
+        "least input + output length and that nothing else aborted the request (see vLLM's log above)."
+    )
+
+
+def iteration_timing(record: StreamRecord) -> tuple[float, list[float], float, float]:
+    """(TTFT ms, inter-token gaps ms, e2e ms, TPOT ms) of one request, by definition."""
+    return derive_token_timing(record.t_submit, record.token_times)
+
+
+def engine_snapshot(metrics: Any) -> Optional[dict[str, Any]]:
+    """Copy a RequestStateStats into plain data, plus intervals derived within the engine clock."""
+    if metrics is None:
+        return None
+    snap: dict[str, Any] = {}
+    for name in ENGINE_FIELDS:
+        value = getattr(metrics, name, None)
+        if isinstance(value, (bool, int, float)) or value is None:
+            snap[name] = value
+    q, s, f, last = (snap.get(k) for k in ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts"))
+    n = snap.get("num_generation_tokens")
+
+    def ms(a: Optional[float], b: Optional[float]) -> Optional[float]:
+        # 0.0 means "never set" in RequestStateStats.
+        return (b - a) * 1e3 if a and b else None
+
+    snap["queued_to_scheduled_ms"] = ms(q, s)
+    snap["scheduled_to_first_token_ms"] = ms(s, f)
+    snap["queued_to_first_token_ms"] = ms(q, f)
+    snap["first_to_last_token_ms"] = ms(f, last)
+    decode = snap["first_to_last_token_ms"]
+    snap["tpot_ms"] = decode / (n - 1) if decode is not None and isinstance(n, int) and n > 1 else None
+    return snap
+
+
+def stream_notes(records: list[StreamRecord]) -> list[str]:
+    merged = [r for r in records if r.merged_yields]
+    if not merged:
+        return []
+    worst = max(max(r.tokens_per_yield) for r in merged)
+    return [
+        f"{len(merged)} of {len(records)} measured requests received some tokens merged into one streamed output "
+        f"(RequestOutputKind.DELTA behind a slow consumer; at most {worst} tokens in one output). Those tokens share "
+        "one client clock reading: their inter-token gaps are 0 ms and the gap before them is longer. TTFT and TPOT "
+        "are unaffected unless the first or last token was merged."
+    ]
+
+
+# --------------------------------------------------------------------------- vLLM objects (lazy imports)
+
+
+def make_engine_args(kwargs: dict[str, Any]):
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return AsyncEngineArgs(**kwargs)
+
+
+def make_sampling_params(kwargs: dict[str, Any]):
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    kw = dict(kwargs)
+    kw["output_kind"] = RequestOutputKind[kw["output_kind"]]
+    return SamplingParams(**kw)
+
+
+def make_prompt(prompt_ids: list[int]):
+    from vllm.inputs import TokensPrompt
+
+    return TokensPrompt(prompt_token_ids=[int(t) for t in prompt_ids])
+
+
+def _name(value: Any) -> Any:
+    """Enum members as their names; everything else JSON-able as is, else str()."""
+    if isinstance(value, enum.Enum):  # before int: CompilationMode is an IntEnum
+        return value.name
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_name(v) for v in value]
+    return str(value)
+
+
+def compilation_settings(compilation_config: Any) -> dict[str, Any]:
+    """mode / cudagraph_mode / capture sizes of a vllm CompilationConfig, as plain data."""
+    out: dict[str, Any] = {}
+    for attr in ("mode", "cudagraph_mode", "cudagraph_capture_sizes", "max_cudagraph_capture_size", "backend"):
+        if hasattr(compilation_config, attr):
+            out[attr] = _name(getattr(compilation_config, attr))
+    return out
+
+
+def resolved_settings(vllm_config: Any) -> dict[str, Any]:
+    """What vLLM resolved (the frontend's VllmConfig) for the settings the report records."""
+    model = getattr(vllm_config, "model_config", None)
+    cache = getattr(vllm_config, "cache_config", None)
+    sched = getattr(vllm_config, "scheduler_config", None)
+    comp = getattr(vllm_config, "compilation_config", None)
+    out: dict[str, Any] = {}
+    if model is not None:
+        out["quantization"] = _name(getattr(model, "quantization", None))
+        out["dtype"] = str(getattr(model, "dtype", None)).replace("torch.", "")
+        out["max_model_len"] = getattr(model, "max_model_len", None)
+        out["enforce_eager"] = getattr(model, "enforce_eager", None)
+        out["skip_tokenizer_init"] = getattr(model, "skip_tokenizer_init", None)
+    if cache is not None:
+        out["enable_prefix_caching"] = getattr(cache, "enable_prefix_caching", None)
+        out["gpu_memory_utilization"] = getattr(cache, "gpu_memory_utilization", None)
+        out["block_size"] = getattr(cache, "block_size", None)
+    if sched is not None:
+        for attr in ("max_num_seqs", "max_num_batched_tokens", "async_scheduling", "stream_interval",
+                     "enable_chunked_prefill"):
+            out[attr] = _name(getattr(sched, attr, None))
+    if comp is not None:
+        out["compilation"] = compilation_settings(comp)
+    return out
+
+
+def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str, Any], version: str) -> dict[str, Any]:
+    """Backend.settings: what was asked, what vLLM resolved, how the clocks were read."""
+    comp = resolved.get("compilation") or {}
+    enforce_eager = resolved.get("enforce_eager", ekw["enforce_eager"])
+    return {
+        "vllm_version": version,
+        "engine": "vllm.v1.engine.async_llm.AsyncLLM (in-process frontend, engine core in a child process)",
+        "quantization": resolved.get("quantization", ekw["quantization"]),
+        "quantization_asked": ekw["quantization"],
+        "enforce_eager": enforce_eager,
+        "compilation_mode": comp.get("mode", "NONE" if enforce_eager else "vLLM default (not readable)"),
+        "cudagraph_mode": comp.get("cudagraph_mode"),
+        "cudagraph_capture_sizes": comp.get("cudagraph_capture_sizes"),
+        "max_model_len": resolved.get("max_model_len", ekw["max_model_len"]),
+        "enable_prefix_caching": resolved.get("enable_prefix_caching", ekw["enable_prefix_caching"]),
+        "gpu_memory_utilization": resolved.get("gpu_memory_utilization", ekw["gpu_memory_utilization"]),
+        "prompt": "TokensPrompt (token ids)" + (", no tokenizer loaded" if ekw["skip_tokenizer_init"] else ""),
+        "client_clock": "time.perf_counter, read on each streamed RequestOutput (DELTA); one reading per token",
+        "engine_args": dict(ekw),
+        "sampling_params": dict(skw),
+        "resolved": resolved,
+        "resolved_source": "the frontend's VllmConfig after AsyncEngineArgs.create_engine_config; the engine core "
+                           "may still narrow cudagraph_mode to what the attention backend supports",
+    }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def gpu_capability() -> tuple[Optional[tuple[int, int]], str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BenchError(
+            "The vLLM backend needs an NVIDIA GPU, but torch sees none (torch.cuda.is_available() is False; torch "
+            f"{torch.__version__}, CUDA build {torch.version.cuda}). With Docker, check that the NVIDIA runtime is "
+            "installed (`docker info` lists an nvidia runtime) and the container was started with GPUs; locally, "
+            "that the driver works (`nvidia-smi`)."
+        )
+    cap = torch.cuda.get_device_capability(0)
+    return (int(cap[0]), int(cap[1])), torch.cuda.get_device_name(0)
+
+
+def _log(msg: str) -> None:
+    print(f"[vllm backend] {msg}", file=sys.stderr, flush=True)
+
+
+def _cancel_requested() -> bool:
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
+
+
+async def _run_requests(engine: Any, prompt: Any, sampling: Any, workload: Workload,
+                        progress: IterationProgress) -> list[StreamRecord]:
+    tag = uuid.uuid4().hex[:8]
+    n = workload.output_len
+    progress.warmup_total = workload.warmup
+    for i in range(workload.warmup):
+        rid = f"kit-{tag}-warmup-{i}"
+        rec = await consume_stream(lambda rid=rid: engine.generate(prompt, sampling, rid), rid)
+        check_record(rec, n)
+        progress.warmup_done = i + 1
+    records = []
+    for i in range(workload.iterations):
+        rid = f"kit-{tag}-iter-{i}"
+        rec = await consume_stream(lambda rid=rid: engine.generate(prompt, sampling, rid), rid)
+        check_record(rec, n)
+        records.append(rec)
+        progress.done = i + 1
+    return records
+
+
+def _engine_start_error(e: Exception, ekw: dict[str, Any], model: ResolvedModel) -> BenchError:
+    first = (str(e).strip().splitlines() or [""])[0][:500]
+    return BenchError(
+        f"vLLM {ekw.get('quantization')} could not start an engine for {model.model_id} ({type(e).__name__}: {first}). "
+        f"It was asked for quantization={ekw['quantization']}, dtype={ekw['dtype']}, max_model_len="
+        f"{ekw['max_model_len']}, gpu_memory_utilization={ekw['gpu_memory_utilization']}, enforce_eager="
+        f"{ekw['enforce_eager']}. If the GPU ran out of memory, lower --gpu-memory-utilization or free the GPU; if "
+        "vLLM rejected the quantization for this checkpoint, the checkpoint's quantization_config does not suit that "
+        "kernel (awq_marlin needs 4-bit, group size 128 or similar, and layer sizes divisible by 128). vLLM's own "
+        "log above has the details."
+    )
+
+
+async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], dict[str, Any]], prompt: Any,
+                      sampling: Any, workload: Workload, progress: IterationProgress,
+                      on_start_error: Callable[[Exception], BaseException]) -> tuple[list[StreamRecord], dict[str, Any]]:
+    """Start the engine, run warm-up and measured requests, always shut the engine down.
+
+    make_engine() builds the engine (AsyncLLM.from_engine_args in measure(); a test double in the
+    tests); describe(engine) returns what it resolved. Exceptions that vLLM raises because Ctrl-C
+    also reached its engine-core process are turned back into the cancellation they stand for.
+    """
+    engine = None
+    try:
+        try:
+            engine = make_engine()
+        except Exception as e:
+            if _cancel_requested():
+                raise asyncio.CancelledError() from e
+            raise on_start_error(e) from e
+        resolved = describe(engine)
+        _log(f"engine ready; {workload.warmup} warm-up and {workload.iterations} measured requests of "
+             f"{workload.input_len} + {workload.output_len} tokens")
+        try:
+            records = await _run_requests(engine, prompt, sampling, workload, progress)
+        except BenchError:
+            raise
+        except Exception as e:
+            # Ctrl-C reaches vLLM's engine-core process too, which may die before our task sees the
+            # cancellation: report an interrupt, not an engine failure.
+            if _cancel_requested():
+                raise asyncio.CancelledError() from e
+            raise
+        return records, resolved
+    finally:
+        if engine is not None:
+            engine.shutdown()
+
+
+async def _measure_async(workload: Workload, model: ResolvedModel, prompt_ids: list[int],
+                         ekw: dict[str, Any], skw: dict[str, Any],
+                         progress: IterationProgress) -> tuple[list[StreamRecord], dict[str, Any]]:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    engine_args = make_engine_args(ekw)
+    sampling = make_sampling_params(skw)
+    prompt = make_prompt(prompt_ids)
+
+    def describe(engine: Any) -> dict[str, Any]:
+        resolved = resolved_settings(engine.vllm_config)
+        if resolved.get("quantization") not in (None, ekw["quantization"]):
+            raise BenchError(
+                f"vLLM was asked for quantization={ekw['quantization']} but resolved {resolved['quantization']}; "
+                "the row would not measure the kernel it names, so it stops here."
+            )
+        return resolved
+
+    _log(f"starting AsyncLLM for {model.model_id} (quantization={ekw['quantization']}, "
+         f"enforce_eager={ekw['enforce_eager']}, max_model_len={ekw['max_model_len']})")
+    return await run_session(lambda: AsyncLLM.from_engine_args(engine_args), describe, prompt, sampling,
+                             workload, progress, lambda e: _engine_start_error(e, ekw, model))
+
+
+def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: dict[str, Any],
+                         skw: dict[str, Any], resolved: dict[str, Any], version: str,
+                         capability: tuple[int, int]) -> Measurement:
+    """Client samples from the client clock; engine timestamps kept apart in Measurement.engine."""
+    ttft, tpot, e2e, itl = [], [], [], []
+    for rec in records:
+        t, gaps, e, p = iteration_timing(rec)
+        ttft.append(t)
+        itl.append(gaps)
+        e2e.append(e)
+        tpot.append(p)
+    snaps = [engine_snapshot(r.metrics) for r in records]
+    notes = stream_notes(records)
+    engine: Optional[dict[str, Any]]
+    if all(s is None for s in snaps):
+        engine = None
+        notes.append("vLLM returned no RequestOutput.metrics (stats disabled?), so no engine-side timestamps.")
+    else:
+        engine = {"clock": ENGINE_CLOCK_NOTE, "iterations": snaps}
+        mismatched = [i for i, s in enumerate(snaps) if s and s.get("num_generation_tokens") != workload.output_len]
+        if mismatched:
+            notes.append(f"engine num_generation_tokens differs from output_len in iterations {mismatched}.")
+    q = ekw["quantization"]
+    settings = build_settings(ekw, skw, resolved, version)
+    settings["gpu_capability"] = f"{capability[0]}.{capability[1]}"
+    backend = Backend(name="vllm", label=backend_label(q), quantization=q, dtype=DTYPE, device="cuda",
+                      settings=settings)
+    return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, backend=backend, engine=engine, notes=notes)
+
+
+def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], args: argparse.Namespace,
+            progress: IterationProgress) -> Measurement:
+    """The bench/api.py contract for the vLLM rows. Raises BenchError; KeyboardInterrupt propagates."""
+    q = quantization_of(args)
+    check_device(getattr(args, "device", None))
+    config = model.config or read_config(model.path)
+    check_checkpoint(config, model.model_id)
+    ekw = engine_kwargs(model.path, workload, args)
+    max_position_check(config, ekw["max_model_len"], model.model_id)
+    skw = sampling_kwargs(workload, args)
+    if len(prompt_ids) != workload.input_len:
+        raise BenchError(f"internal: {len(prompt_ids)} prompt token ids for input_len {workload.input_len}.")
+    capability, gpu_name = gpu_capability()
+    check_capability(q, capability, gpu_name)
+
+    # asyncio.run: on Ctrl-C the main task is cancelled (the finally blocks abort the in-flight
+    # request and shut the engine down) and KeyboardInterrupt is raised from here.
+    records, resolved = asyncio.run(_measure_async(workload, model, prompt_ids, ekw, skw, progress))
+    return assemble_measurement(records, workload, ekw, skw, resolved, vllm_version(), capability)
+
+
+def vllm_version() -> str:
+    import vllm
+
+    return str(vllm.__version__)
