@@ -1,0 +1,53 @@
+"""docs/results-format.md documents every model and every field of kit/results.py."""
+from __future__ import annotations
+
+import inspect
+import re
+
+from pydantic import BaseModel
+
+from kit import KIT_ROOT
+from kit import results
+
+DOC = (KIT_ROOT / "docs" / "results-format.md").read_text(encoding="utf-8")
+
+
+def _models() -> dict[str, type[BaseModel]]:
+    return {name: obj for name, obj in vars(results).items()
+            if inspect.isclass(obj) and issubclass(obj, BaseModel) and obj.__module__ == results.__name__
+            and not name.startswith("_")}
+
+
+def _sections() -> dict[str, str]:
+    parts = re.split(r"^### `(\w+)`\s*$", DOC, flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def test_every_model_and_field_is_documented():
+    models, sections = _models(), _sections()
+    assert {"BenchResult", "ProfileResult", "Stats", "Provenance", "Roofline"} <= set(models)
+    missing = []
+    for name, model in sorted(models.items()):
+        if name not in sections:
+            missing.append(f"section ### `{name}`")
+            continue
+        for field in model.model_fields:
+            if f"| `{field}` |" not in sections[name]:
+                missing.append(f"{name}.{field}")
+    assert not missing, "docs/results-format.md lacks: " + ", ".join(missing)
+
+
+def test_documented_fields_exist():
+    models, sections = _models(), _sections()
+    stale = []
+    for name, text in sections.items():
+        assert name in models, f"docs/results-format.md documents `{name}`, which kit/results.py does not define"
+        for field in re.findall(r"^\| `(\w+)` \|", text, flags=re.M):
+            if field not in models[name].model_fields:
+                stale.append(f"{name}.{field}")
+    assert not stale, "documented but not in kit/results.py: " + ", ".join(stale)
+
+
+def test_documented_version_is_the_code_version():
+    assert results.SCHEMA_VERSION == 1 and "now `1`" in DOC
+    assert f'"{results.FORMAT_NAME}"' in DOC
