@@ -1,0 +1,224 @@
+"""torch.profiler of one forward pass of the transformers + autoawq path (week 2).
+
+Three labelled phases per run:
+  cold    the first prefill forward in a fresh process (Triton JIT included on a GPU)
+  warm    the same prefill after warm-up forwards
+  decode  one new token with the KV cache of that prefill (what TPOT measures), after a warm-up step
+
+Each phase keeps the table text verbatim (the seed's format), the two totals lines,
+the top rows as data, a Chrome trace, and a diagnosis computed from those numbers.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from kit.results import ProfilePhase, ProfileRow
+
+ROW_LIMIT = 10  # the seed's table
+STORED_ROWS = 30  # rows kept as data: the table's 10 plus context for the diagnosis
+AWQ_FUNCTION = "WQLinearMMFunction"
+LINEARS_PER_LAYER = 7  # q, k, v, o, gate, up, down
+
+
+# --------------------------------------------------------------------------- what ran
+
+
+def awq_module_state() -> str:
+    """The path autoawq's WQLinearMMFunction will try first, read from the library itself."""
+    from awq.modules.linear import gemm
+
+    if gemm.awq_ext is not None:
+        return "awq_ext"
+    if gemm.TRITON_AVAILABLE:
+        return "triton"
+    return "naive"
+
+
+def awq_path_from_events(event_names: set[str], module_state: str) -> str:
+    """Name the path that actually ran, from the kernels the profiler saw."""
+    if any("awq_gemm_kernel" in n for n in event_names):
+        return "triton: awq_gemm_kernel (split_k_iters=8)"
+    if any("awq_dequantize" in n for n in event_names):
+        return "triton: awq_dequantize_kernel + matmul (batch x seq >= 1024)"
+    if any("gemm_forward_cuda" in n or "dequantize_weights_cuda" in n for n in event_names):
+        return "awq_ext (CUDA extension)"
+    if module_state == "naive":
+        return "naive: dequantize_gemm + torch.matmul"
+    return f"{module_state} (no AWQ kernel seen in the profile)"
+
+
+# --------------------------------------------------------------------------- one profiled call
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: str) -> float:
+    """Wall time of fn in ms, with the device drained before both clock reads."""
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def profile_call(fn: Callable[[], object], device: str):
+    """Run fn once under torch.profiler; returns (profiler, wall_ms)."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities, profile_memory=True) as prof:
+        wall_ms = timed(fn, device)
+    return prof, wall_ms
+
+
+def split_table(text: str) -> tuple[str, list[str]]:
+    """key_averages().table() text -> (the dashed table block, the 'Self ... time total' lines)."""
+    lines = text.rstrip("\n").split("\n")
+    totals = [ln.strip() for ln in lines if ln.strip().startswith("Self ") and "time total:" in ln]
+    table = [ln for ln in lines if ln.strip() not in totals]
+    return "\n".join(table) + "\n", totals
+
+
+def _row(avg, device: str) -> ProfileRow:
+    on_gpu = device == "cuda"
+    return ProfileRow(
+        name=avg.key,
+        calls=avg.count,
+        self_cpu_us=float(avg.self_cpu_time_total),
+        cpu_total_us=float(avg.cpu_time_total),
+        self_device_us=float(avg.self_device_time_total) if on_gpu else None,
+        device_total_us=float(avg.device_time_total) if on_gpu else None,
+        cpu_mem_bytes=int(avg.cpu_memory_usage),
+        self_cpu_mem_bytes=int(avg.self_cpu_memory_usage),
+        device_mem_bytes=int(avg.device_memory_usage) if on_gpu else None,
+        self_device_mem_bytes=int(avg.self_device_memory_usage) if on_gpu else None,
+    )
+
+
+def sort_key(device: str) -> str:
+    # The seed sorts by self CUDA time; a CPU-only run has no device column to sort by.
+    return "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+
+
+def export_trace(prof, path: Path) -> str:
+    """Chrome trace written via temp file + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+# --------------------------------------------------------------------------- diagnosis
+
+
+def diagnose(rows: list[ProfileRow], self_cpu_total_us: float, self_device_total_us: float,
+             wall_ms: float, device: str, awq_path: str, num_layers: int) -> str:
+    awq = next((r for r in rows if r.name == AWQ_FUNCTION), None)
+    calls = f"{awq.calls} AWQ linear calls ({num_layers} layers x {LINEARS_PER_LAYER} = {num_layers * LINEARS_PER_LAYER} expected)" if awq else "no AWQ linear calls seen"
+    if device != "cuda":
+        share = 100.0 * awq.cpu_total_us / self_cpu_total_us if awq and self_cpu_total_us else 0.0
+        return (f"CPU run: no device timeline. AWQ linears {share:.0f}% of self CPU time; {calls}; "
+                f"autoawq path: {awq_path}.")
+    busy = 100.0 * (self_device_total_us / 1e3) / wall_ms if wall_ms else 0.0
+    share = 100.0 * (awq.device_total_us or 0.0) / self_device_total_us if awq and self_device_total_us else 0.0
+    host_share = 100.0 * awq.self_cpu_us / self_cpu_total_us if awq and self_cpu_total_us else 0.0
+    verdict = "host-bound" if busy < 50.0 else "device-bound"
+    return (f"{verdict}: GPU busy {busy:.0f}% of the forward's {wall_ms:.1f} ms wall time; "
+            f"AWQ linears {share:.0f}% of CUDA time and {host_share:.0f}% of self CPU time; {calls}; "
+            f"autoawq path: {awq_path}.")
+
+
+def phase_from_profiler(prof, *, label: str, description: str, device: str, wall_ms: float,
+                        trace_path: Optional[Path], num_layers: int) -> ProfilePhase:
+    averages = prof.key_averages()
+    table_text = averages.table(sort_by=sort_key(device), row_limit=ROW_LIMIT)
+    table, totals = split_table(table_text)
+    attr = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    ordered = sorted(averages, key=lambda a: getattr(a, attr), reverse=True)
+    rows = [_row(a, device) for a in ordered[:STORED_ROWS]]
+    awq_avg = next((a for a in averages if a.key == AWQ_FUNCTION), None)
+    if awq_avg is not None and all(r.name != AWQ_FUNCTION for r in rows):
+        rows.append(_row(awq_avg, device))  # the diagnosis always needs it
+    path = awq_path_from_events({a.key for a in averages}, awq_module_state())
+    self_cpu = float(sum(a.self_cpu_time_total for a in averages))
+    self_dev = float(sum(a.self_device_time_total for a in averages)) if device == "cuda" else 0.0
+    return ProfilePhase(
+        label=label,
+        description=description,
+        table=table,
+        totals=totals,
+        rows=rows,
+        wall_ms=wall_ms,
+        trace_file=export_trace(prof, trace_path) if trace_path else None,
+        diagnosis=diagnose(rows, self_cpu, self_dev, wall_ms, device, path, num_layers),
+        awq_kernel_path=path,
+    )
+
+
+# --------------------------------------------------------------------------- the three phases
+
+
+def _prefill(model, input_ids):
+    return lambda: model(input_ids=input_ids, use_cache=False)
+
+
+def profile_prefill_and_decode(model, input_ids, device: str, *, warmup: int, trace_dir: Optional[Path],
+                               run_id: str, num_layers: int,
+                               on_step: Callable[[str], None] = lambda s: None) -> tuple[list[ProfilePhase], dict]:
+    """Cold, warm and decode-step profiles, plus the profiler-overhead measurement.
+
+    Must be the first forward of the process for 'cold' to mean cold.
+    """
+    def trace(label: str) -> Optional[Path]:
+        return trace_dir / f"{run_id}-{label}.trace.json" if trace_dir else None
+
+    phases = []
+    with torch.inference_mode():
+        on_step("cold prefill (first forward in this process)")
+        prof, wall = profile_call(_prefill(model, input_ids), device)
+        phases.append(phase_from_profiler(prof, label="cold", device=device, wall_ms=wall, trace_path=trace("cold"),
+                                          num_layers=num_layers,
+                                          description=f"first prefill forward of {input_ids.shape[1]} tokens in a fresh process"))
+        on_step(f"warm-up ({warmup} forwards)")
+        for _ in range(warmup):
+            timed(_prefill(model, input_ids), device)
+        unprofiled = [timed(_prefill(model, input_ids), device) for _ in range(max(3, warmup))]
+        on_step("warm prefill")
+        prof, wall = profile_call(_prefill(model, input_ids), device)
+        phases.append(phase_from_profiler(prof, label="warm", device=device, wall_ms=wall, trace_path=trace("warm"),
+                                          num_layers=num_layers,
+                                          description=f"prefill forward of {input_ids.shape[1]} tokens after {warmup} warm-up forwards"))
+        overhead = {
+            "unprofiled_warm_forward_ms_median": statistics.median(unprofiled),
+            "unprofiled_warm_forward_ms_samples": unprofiled,
+            "profiled_warm_forward_ms": wall,
+        }
+        overhead["profiler_overhead_ratio"] = wall / overhead["unprofiled_warm_forward_ms_median"]
+
+        on_step("decode step (one token with the KV cache)")
+        out = model(input_ids=input_ids, use_cache=True)
+        cache = out.past_key_values
+        token = out.logits[:, -1:].argmax(-1)
+        out = model(input_ids=token, past_key_values=cache, use_cache=True)  # warm the M=1 shape
+        token = out.logits[:, -1:].argmax(-1)
+        cache = out.past_key_values
+        prof, wall = profile_call(lambda: model(input_ids=token, past_key_values=cache, use_cache=True), device)
+        phases.append(phase_from_profiler(prof, label="decode", device=device, wall_ms=wall, trace_path=trace("decode"),
+                                          num_layers=num_layers,
+                                          description=f"one decode step at position {input_ids.shape[1] + 1} with the KV cache, after one warm-up step"))
+    return phases, overhead

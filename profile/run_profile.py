@@ -1,0 +1,122 @@
+"""Week-2 profiler: `python profile/run_profile.py [workload options]` (what `nox -s profile-t4` runs).
+
+Profiles one prefill forward of the workload's prompt through the AWQ model (cold and
+warm) and one decode step, prints each table in the seed's format, and writes one
+ProfileResult JSON (tables verbatim, rows as data, totals, trace paths, diagnosis,
+profiler overhead) to $KIT_RESULTS_DIR.
+
+This folder is scripts, not a package: a profile/__init__.py would shadow the
+standard library's `profile` module.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KIT_ROOT = HERE.parent
+for p in (str(KIT_ROOT), str(HERE)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import os  # noqa: E402
+import secrets  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+
+from bench.errors import BenchError  # noqa: E402
+from bench.options import build_parser, check_args  # noqa: E402
+from kit.results import Backend, ProfileResult, result_filename, write_result  # noqa: E402
+
+
+def _log(msg: str) -> None:
+    print(f"[profile] {msg}", file=sys.stderr, flush=True)
+
+
+def _device_line(provenance, device: str) -> str:
+    if provenance.gpu is None:
+        return f"- Device: CPU ({provenance.platform})"
+    return f"- Device: {provenance.gpu.name}"
+
+
+def print_phase(phase, device_line: str) -> None:
+    """The seed's week-2 block: device line, the table verbatim, the totals as bullets."""
+    print(f"\n## {phase.label}: {phase.description}")
+    print(device_line)
+    print(phase.table, end="")
+    for line in phase.totals:
+        print(f"- {line}")
+    print(f"- Diagnosis: {phase.diagnosis}")
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser("profile", extra=lambda p: p.add_argument(
+        "--no-trace", action="store_true", help="do not export Chrome traces"))
+    args = check_args(parser.parse_args(argv), "transformers")
+
+    import torch
+
+    from bench.hf_backend import load_awq_model
+    from bench.provenance import collect_provenance
+    from bench.workload import build_workload, prompt_token_ids, resolve_device, resolve_model
+    from profiling import profile_prefill_and_decode
+
+    device = resolve_device(args.device)
+    resolved = resolve_model(args, progress=True)
+    workload = build_workload(args, resolved)
+    prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)
+    _log(f"loading {resolved.model_id} on {device}")
+    model, info = load_awq_model(resolved, device)
+    torch_device = "cuda" if device.startswith("cuda") else "cpu"
+    input_ids = torch.tensor([prompt_ids], device=model.device)
+    now = datetime.now(timezone.utc)
+    run_id = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    trace_dir = None if args.no_trace else Path(os.environ.get("KIT_OUTPUT_DIR") or "output") / "traces"
+    phases, overhead = profile_prefill_and_decode(
+        model, input_ids, torch_device, warmup=args.warmup, trace_dir=trace_dir, run_id=run_id,
+        num_layers=int(resolved.config.get("num_hidden_layers", 0)), on_step=lambda s: _log(s))
+    provenance = collect_provenance("hf", device)
+    notes = [
+        f"Profiler overhead on the warm prefill: profiled {overhead['profiled_warm_forward_ms']:.2f} ms vs "
+        f"unprofiled median {overhead['unprofiled_warm_forward_ms_median']:.2f} ms "
+        f"(x{overhead['profiler_overhead_ratio']:.2f}).",
+    ]
+    if resolved.source == "synthetic":
+        notes.append(f"Synthetic weights (config {resolved.synthetic_config}): random int4 values, same shapes and kernels.")
+    if torch_device == "cpu":
+        notes.append("CPU run: the table has CPU columns only and is sorted by self CPU time; not comparable with the T4 table.")
+    result = ProfileResult(
+        run_id=run_id,
+        created_utc=now.isoformat(timespec="seconds"),
+        workload=workload,
+        backend=Backend(name="transformers", label="transformers", quantization="awq", dtype=info["dtype"],
+                        device=torch_device,
+                        settings={**{k: v for k, v in info.items() if k != "quantization_config"},
+                                  "grad_mode": "torch.inference_mode", "profiler_overhead": overhead,
+                                  "activities": ["CPU", "CUDA"] if torch_device == "cuda" else ["CPU"],
+                                  "profile_memory": True, "row_limit": 10}),
+        phases=phases,
+        provenance=provenance,
+        notes=notes,
+    )
+    path = write_result(result, Path(os.environ.get("KIT_RESULTS_DIR") or "results") / result_filename(result))
+    line = _device_line(provenance, torch_device)
+    for phase in phases:
+        print_phase(phase, line)
+    _log(notes[0])
+    _log(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    try:
+        return run(argv)
+    except BenchError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        _log("interrupted: no profile result was written.")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
