@@ -1,0 +1,115 @@
+"""Fixtures for tests that use the real Docker engine (and build/reuse the real images).
+
+No mocks: the daemon, the images and the kit's own entry points (`python -m kit ...`) are the real ones.
+Without a usable Docker these tests skip with the reason, except under CI=true, where they fail.
+
+Base image: the kit uses KIT_BASE_IMAGE when set (CI: kit-base:bookworm, made with debootstrap). When it
+is unset, the Dockerfile's digest-pinned ubuntu:24.04 is used if present locally; otherwise a local
+`kit-base:bookworm` is used and the session header says so (no registry is reachable on such machines).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+for _p in (str(REPO), str(Path(__file__).resolve().parent)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from kit import images, preflight  # noqa: E402
+from dockerkit import CI, LOCAL_BASE, unavailable  # noqa: E402
+
+@pytest.fixture(scope="session")
+def docker_client() -> preflight.DockerClient:
+    try:
+        client = preflight.find_docker()
+        preflight.check_daemon(client)
+    except preflight.PreflightError as e:
+        unavailable(f"no usable Docker: {e}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """The base the kit builds on in this session (exported as KIT_BASE_IMAGE for child processes)."""
+    chosen = os.environ.get("KIT_BASE_IMAGE")
+    if not chosen:
+        default = images.default_base_image("hf")
+        if images.inspect_image_id(docker_client, default):
+            return ""
+        if images.inspect_image_id(docker_client, LOCAL_BASE):
+            chosen = LOCAL_BASE
+        else:
+            unavailable(f"neither the Dockerfile's base ({default}) nor {LOCAL_BASE} is present locally and no "
+                        "registry may be reachable: set KIT_BASE_IMAGE (see .ci/run)")
+    if not images.inspect_image_id(docker_client, chosen):
+        unavailable(f"KIT_BASE_IMAGE={chosen} is not a local image")
+    os.environ["KIT_BASE_IMAGE"] = chosen
+    return chosen
+
+
+def pytest_report_header(config):
+    return [f"docker tests: KIT_BASE_IMAGE={os.environ.get('KIT_BASE_IMAGE') or '(unset)'}, "
+            f"KIT_CA_BUNDLE={os.environ.get('KIT_CA_BUNDLE') or '(unset)'}, CI={CI}"]
+
+
+@pytest.fixture(scope="session")
+def build_log_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("build-logs")
+
+
+@pytest.fixture(scope="session")
+def hf_image(docker_client, base_image, build_log_dir) -> images.ImageInfo:
+    """The hf image, built by the kit or reused (as `nox -s bench-hf` would)."""
+    return images.ensure_image("hf", docker_client, log_dir=build_log_dir)
+
+
+@pytest.fixture
+def kit_env(tmp_path, base_image):
+    """Environment for a `python -m kit ...` child: caches and folders under tmp_path, no token unless planted."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update({
+        "KIT_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache"),
+        "PYTHONPATH": str(REPO),
+    })
+    if base_image:
+        env["KIT_BASE_IMAGE"] = base_image
+    return env
+
+
+@pytest.fixture(scope="session")
+def nonroot_python(tmp_path_factory):
+    """(python, uid, gid, docker_gid): a venv with the kit's host dependencies that a non-root uid can run.
+
+    Only root can switch uid; the kit's Python under /root is not readable by other users, so a small
+    venv (pydantic, rich, tabulate) is made from the system's python3 with uv.
+    """
+    if os.getuid() != 0:
+        unavailable("switching to another uid needs root")
+    uv = shutil.which("uv")
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if not uv or not system_python:
+        unavailable("needs uv and /usr/bin/python3 to make a venv a non-root uid can run")
+    # Not under pytest's basetemp: /tmp/pytest-of-root is 0700, so another uid could not reach it.
+    d = Path(tempfile.mkdtemp(prefix="kit-nonroot-"))
+    os.chmod(d, 0o755)
+    venv = d / "venv"
+    for cmd in ([uv, "venv", "-q", "--python", system_python, str(venv)],
+                [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "pydantic>=2.6", "rich>=13",
+                 "tabulate>=0.9"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, UV_PYTHON_DOWNLOADS="never"))
+        if r.returncode != 0:
+            unavailable(f"could not make the non-root venv: {' '.join(cmd)}: {r.stderr.strip()[-500:]}")
+    sock = Path((os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock").replace("unix://", ""))
+    docker_gid = sock.stat().st_gid if sock.exists() else None
+    yield str(venv / "bin" / "python"), 4242, 4242, docker_gid
+    shutil.rmtree(d, ignore_errors=True)

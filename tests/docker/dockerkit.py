@@ -1,0 +1,51 @@
+"""Helpers shared by the Docker tests (imported by conftest.py and the test modules)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CI = os.environ.get("CI", "").lower() == "true"
+LOCAL_BASE = "kit-base:bookworm"
+
+
+def unavailable(reason: str):
+    """Skip with the reason; under CI=true a missing prerequisite is a failure."""
+    if CI:
+        pytest.fail(f"CI=true, so this is not skipped: {reason}")
+    pytest.skip(reason)
+
+
+def kit_dirs(tmp_path: Path) -> list[str]:
+    return ["--results-dir", str(tmp_path / "results"), "--output-dir", str(tmp_path / "output"),
+            "--reports-dir", str(tmp_path / "reports")]
+
+
+def run_kit(args: list[str], env: dict, *, python: str = sys.executable, timeout: float = 1200,
+            **kwargs) -> subprocess.CompletedProcess:
+    """`python -m kit ARGS` from the repository root, output captured (and echoed for the pytest log)."""
+    r = subprocess.run([python, "-m", "kit", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=timeout, **kwargs)
+    print(f"$ python -m kit {' '.join(args)}  -> exit {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+# CPU workload for the tiny synthetic checkpoint: seconds, not minutes.
+CPU_BENCH = ["--synthetic", "tiny", "--device", "cpu", "--warmup", "1", "--iters", "2", "--input-len", "16",
+             "--output-len", "4"]
+
+
+
+def world_dir(prefix: str) -> Path:
+    """A 0755 folder another uid can reach (the caller chowns what that uid must write)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(d, 0o755)
+    return d

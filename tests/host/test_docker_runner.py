@@ -1,0 +1,114 @@
+"""The Docker runner's argv and the preflight's GPU logic, without a daemon (tests/docker has the real thing)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from kit import KIT_ROOT, preflight  # noqa: E402
+from kit.runners import RunnerOptions, Step  # noqa: E402
+from kit.runners.docker import (container_env, docker_run_command, step_needs_gpu,  # noqa: E402
+                                wants_cpu)
+
+IMAGE_ENV = {"KIT_IMAGE_ID": "sha256:" + "a" * 64, "KIT_IMAGE_TAG": "awq-kit-hf:0123456789abcdef",
+             "KIT_LOCK_HASH": "b" * 64}
+
+
+def _cmd(tmp_path, stack="hf", argv=("-m", "bench", "run"), needs_gpu=True, ca=None, **env):
+    opts = RunnerOptions(results_dir=tmp_path / "results", output_dir=tmp_path / "output",
+                         cache_dir=tmp_path / "cache", hf_home=tmp_path / "hf", ca_bundle=ca)
+    step = Step(stack, tuple(argv), needs_gpu=needs_gpu)
+    return docker_run_command("docker", step, opts, "awq-kit-hf:0123456789abcdef",
+                              container_env(opts, IMAGE_ENV, stack), name="n", needs_gpu=step_needs_gpu(step),
+                              uid=1234, gid=5678)
+
+
+def test_run_argv(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    cmd = _cmd(tmp_path)
+    joined = " ".join(cmd)
+    assert cmd[:4] == ["docker", "run", "--rm", "--init"]
+    assert "--user 1234:5678" in joined and "-e HOME=/tmp" in joined and "-e USER=" in joined
+    assert "--gpus all --shm-size 8g" in joined
+    assert f"type=bind,source={KIT_ROOT},target=/kit,readonly" in joined
+    assert f"source={tmp_path / 'results'},target=/results" in joined and "target=/hf-cache" in joined
+    assert "hf_secret_value_123" not in joined
+    assert cmd[cmd.index("HF_TOKEN") - 1] == "-e", "HF_TOKEN goes by name only"
+    for key, value in IMAGE_ENV.items():
+        assert f"{key}={value}" in cmd
+    assert "KIT_RESULTS_DIR=/results" in cmd and "KIT_RUNNER=docker" in cmd and "HF_HOME=/hf-cache" in cmd
+    assert cmd[-4:] == ["python", "-m", "bench", "run"] and cmd[-5] == "awq-kit-hf:0123456789abcdef"
+
+
+def test_no_token_no_flag(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    assert "HF_TOKEN" not in " ".join(_cmd(tmp_path))
+
+
+def test_token_in_extra_env_is_not_spelled_out(tmp_path, monkeypatch):
+    """Even a token that slipped into extra_env is never written as KEY=value."""
+    opts = RunnerOptions(extra_env={"HF_TOKEN": "hf_leak"})
+    assert "HF_TOKEN" not in container_env(opts, IMAGE_ENV, "hf")
+
+
+def test_cpu_steps_and_vllm_mounts(tmp_path):
+    cpu = _cmd(tmp_path, argv=("-m", "bench", "run", "--device", "cpu"))
+    assert "--gpus" not in cpu
+    assert wants_cpu(["--device=cpu"]) and not wants_cpu(["--device", "cuda"])
+    v = " ".join(_cmd(tmp_path, stack="vllm"))
+    assert "target=/vllm-cache" in v and "VLLM_CACHE_ROOT=/vllm-cache" in v
+
+
+def test_ca_bundle_is_mounted_read_only_at_run_time(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    cmd = " ".join(_cmd(tmp_path, ca=ca))
+    assert f"source={ca},target=/run/kit/ca-bundle.pem,readonly" in cmd
+    assert "SSL_CERT_FILE=/run/kit/ca-bundle.pem" in cmd and "REQUESTS_CA_BUNDLE=/run/kit/ca-bundle.pem" in cmd
+
+
+def _fake_smi(tmp_path, monkeypatch, csv: str, rc: int = 0):
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir(exist_ok=True)
+    smi.write_text(f"#!/bin/sh\nprintf '{csv}'\nexit {rc}\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_awq_marlin_on_a_t4(tmp_path, monkeypatch):
+    _fake_smi(tmp_path, monkeypatch, "0, Tesla T4, 7.5\\n")
+    gpus = preflight.visible_gpus()
+    assert gpus[0].compute_cap == 7.5
+    with pytest.raises(preflight.PreflightError, match=r"awq_marlin needs compute capability >= 8.0.*Tesla T4.*7.5"):
+        preflight.check_awq_marlin(["-m", "bench", "run", "--quantization", "awq_marlin"], gpus)
+    preflight.check_awq_marlin(["--quantization", "awq"], gpus)  # awq is fine on 7.5
+    preflight.check_awq_marlin(["--quantization=awq_marlin"], [preflight.GpuInfo(0, "NVIDIA A100-SXM4-80GB", 8.0)])
+
+
+def test_no_gpu_visible(tmp_path, monkeypatch):
+    _fake_smi(tmp_path, monkeypatch, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver\\n", 9)
+    with pytest.raises(preflight.PreflightError, match="No GPU visible: nvidia-smi found no usable GPU"):
+        preflight.visible_gpus()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(preflight.PreflightError, match="nvidia-smi is not on PATH"):
+        preflight.visible_gpus()
+
+
+def test_buildkit_support_by_client_version(tmp_path):
+    stub = tmp_path / "docker"
+    stub.write_text("#!/bin/sh\nexit 1\n")  # no buildx plugin
+    stub.chmod(0o755)
+    assert preflight.buildkit_support(str(stub), "20.10.24+dfsg1") == "builtin"
+    assert preflight.buildkit_support(str(stub), "28.2.2") is None
+    plugin = tmp_path / "docker2"
+    plugin.write_text('#!/bin/sh\n[ "$1" = buildx ] && echo "github.com/docker/buildx v0.17.1" && exit 0\nexit 1\n')
+    plugin.chmod(0o755)
+    assert preflight.buildkit_support(str(plugin), "28.2.2") == "buildx"
