@@ -1,0 +1,262 @@
+"""The exact arguments the vLLM backend builds, handed to the real vllm 0.12.0 classes (CPU, no engine).
+
+Every object here comes from bench.vllm_args / bench.vllm_backend's own builders
+(engine_kwargs -> make_engine_args, sampling_kwargs -> make_sampling_params, make_prompt), so a
+renamed or retyped vLLM argument fails here rather than on a GPU host.
+
+What cannot be checked without a GPU (AsyncEngineArgs.create_engine_config raises
+"Device string must not be empty"): the compilation / CUDA-graph settings vLLM resolves, and
+starting AsyncLLM. Those are recorded at run time in Backend.settings.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+
+import pytest
+
+from bench import vllm_args, vllm_backend
+from kit.results import Workload
+
+PINNED = "0.12.0"
+
+
+def _workload(**kw) -> Workload:
+    base = dict(model="tiny", model_source="synthetic", synthetic=True, input_len=32, output_len=128, warmup=1,
+                iterations=2, seed=0)
+    base.update(kw)
+    return Workload(**base)
+
+
+def _args(**kw) -> argparse.Namespace:
+    base = dict(quantization="awq", enforce_eager=False, seed=0, device="cuda", max_model_len=None,
+                gpu_memory_utilization=0.9)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def _has_cuda_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_vllm_is_the_pinned_version(vllm_mod):
+    assert vllm_mod.__version__ == PINNED, (
+        f"tests/vllm check the kit against vllm {PINNED}; this environment has {vllm_mod.__version__}"
+    )
+    assert vllm_args.VLLM_VERSION == PINNED
+
+
+def test_tiny_checkpoint_is_awq_and_marlin_friendly(tiny_ckpt):
+    config = json.loads((tiny_ckpt / "config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == "awq"
+    for size in (config["hidden_size"], config["num_attention_heads"] * config["head_dim"],
+                 config["intermediate_size"]):
+        assert size % 128 == 0
+    vllm_args.check_checkpoint(config, "tiny")
+    assert not vllm_args.has_tokenizer(tiny_ckpt)
+
+
+@pytest.mark.parametrize("quantization", ["awq", "awq_marlin"])
+@pytest.mark.parametrize("enforce_eager", [False, True])
+def test_async_engine_args_take_the_kit_kwargs(vllm_mod, tiny_ckpt, quantization, enforce_eager):
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    kwargs = vllm_args.engine_kwargs(tiny_ckpt, _workload(), _args(quantization=quantization,
+                                                                   enforce_eager=enforce_eager))
+    field_names = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    assert set(kwargs) <= field_names, set(kwargs) - field_names
+    ea = vllm_backend.make_engine_args(kwargs)
+    assert isinstance(ea, AsyncEngineArgs)
+    for key, value in kwargs.items():
+        assert getattr(ea, key) == value, key
+    assert ea.quantization == quantization and ea.dtype == "float16"
+    assert ea.enable_prefix_caching is False and ea.disable_log_stats is False
+    assert ea.skip_tokenizer_init is True and ea.max_model_len == 160 and ea.enforce_eager is enforce_eager
+
+
+def test_model_config_from_the_kit_engine_args_awq(vllm_mod, tiny_ckpt):
+    """vLLM's own path from our engine args to a ModelConfig (the same call create_engine_config makes)."""
+    import torch
+
+    ea = vllm_backend.make_engine_args(vllm_args.engine_kwargs(tiny_ckpt, _workload(), _args(quantization="awq")))
+    mc = ea.create_model_config()
+    assert mc.quantization == "awq"  # explicit: not upgraded to awq_marlin
+    assert mc.dtype == torch.float16
+    assert mc.max_model_len == 160
+    assert mc.skip_tokenizer_init is True
+    assert mc.enforce_eager is False
+    assert mc.seed == 0
+
+
+def test_model_config_direct_awq(vllm_mod, tiny_ckpt):
+    from vllm.config import ModelConfig
+
+    kw = vllm_args.engine_kwargs(tiny_ckpt, _workload(), _args(quantization="awq", enforce_eager=True))
+    mc = ModelConfig(model=kw["model"], quantization=kw["quantization"], dtype=kw["dtype"], seed=kw["seed"],
+                     max_model_len=kw["max_model_len"], enforce_eager=kw["enforce_eager"],
+                     skip_tokenizer_init=kw["skip_tokenizer_init"])
+    assert mc.quantization == "awq" and mc.enforce_eager is True
+
+
+def test_awq_marlin_model_config_needs_a_gpu(vllm_mod, tiny_ckpt):
+    """FIELD-NOTES: without a GPU, awq_marlin is rejected. Why, in vLLM 0.12.0: the platform is not CUDA
+    (no GPU: UnspecifiedPlatform, device capability None, read as -1), so
+    AWQMarlinConfig.is_awq_marlin_compatible() is False, the checkpoint stays "awq", and ModelConfig
+    refuses the explicit quantization="awq_marlin" as a mismatch. On a T4 (7.5) the same happens via
+    check_marlin_supported (needs 8.0); the kit refuses that case up front with its own message.
+    On a GPU of compute capability >= 8.0 the same arguments construct."""
+    from vllm.config import ModelConfig
+
+    kw = vllm_args.engine_kwargs(tiny_ckpt, _workload(), _args(quantization="awq_marlin"))
+    build = lambda: vllm_backend.make_engine_args(kw).create_model_config()  # noqa: E731
+    if _has_cuda_gpu():
+        import torch
+
+        cap = torch.cuda.get_device_capability(0)
+        if cap >= (8, 0):
+            assert build().quantization == "awq_marlin"
+            return
+    with pytest.raises(Exception) as err:
+        build()
+    assert "does not match the quantization method specified in the `quantization` argument (awq_marlin)" in str(
+        err.value)
+    with pytest.raises(Exception, match="awq_marlin"):
+        ModelConfig(model=str(tiny_ckpt), quantization="awq_marlin", dtype="float16", max_model_len=160,
+                    skip_tokenizer_init=True)
+
+
+def test_unset_quantization_is_why_the_kit_passes_it(vllm_mod, tiny_ckpt):
+    """Unset, vLLM picks the kernel itself: awq_marlin on a GPU >= 8.0, awq here (no GPU)."""
+    kw = vllm_args.engine_kwargs(tiny_ckpt, _workload(), _args())
+    kw["quantization"] = None
+    mc = vllm_backend.make_engine_args(kw).create_model_config()
+    expected = "awq"
+    if _has_cuda_gpu():
+        import torch
+
+        expected = "awq_marlin" if torch.cuda.get_device_capability(0) >= (8, 0) else "awq"
+    assert mc.quantization == expected
+
+
+def test_capability_table_matches_vllm(vllm_mod):
+    from vllm.model_executor.layers.quantization.awq import AWQConfig
+    from vllm.model_executor.layers.quantization.awq_marlin import AWQMarlinConfig
+    from vllm.model_executor.layers.quantization.utils.marlin_utils import check_marlin_supported
+
+    def as_int(cap):
+        return cap[0] * 10 + cap[1]
+
+    assert as_int(vllm_args.MIN_CAPABILITY["awq"]) == AWQConfig.get_min_capability() == 75
+    assert as_int(vllm_args.MIN_CAPABILITY["awq_marlin"]) == AWQMarlinConfig.get_min_capability() == 80
+    # The Qwen3-8B-AWQ quantization (4 bit, group 128, zero point) on marlin, at given capabilities.
+    uint4 = AWQMarlinConfig.TYPE_MAP[4]
+    assert not check_marlin_supported(uint4, group_size=128, has_zp=True, device_capability=75)  # T4
+    assert check_marlin_supported(uint4, group_size=128, has_zp=True, device_capability=80)  # A100
+    assert check_marlin_supported(uint4, group_size=128, has_zp=True, device_capability=90)  # H100/H200
+
+
+def test_sampling_params_take_the_kit_kwargs(vllm_mod):
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind, SamplingType
+
+    kwargs = vllm_args.sampling_kwargs(_workload(output_len=128, seed=3), _args(seed=3))
+    sp = vllm_backend.make_sampling_params(kwargs)
+    assert isinstance(sp, SamplingParams)
+    assert sp.output_kind is RequestOutputKind.DELTA
+    assert sp.max_tokens == sp.min_tokens == 128
+    assert sp.ignore_eos is True and sp.detokenize is False
+    assert sp.temperature == 0.0 and sp.n == 1 and sp.seed == 3
+    assert sp.sampling_type == SamplingType.GREEDY  # the seed changes nothing
+    # ignore_eos: the generation config's EOS ids do not become stop tokens (they only feed min_tokens).
+    sp.update_from_generation_config({"eos_token_id": [151645, 151643]}, None)
+    assert sp.stop_token_ids == []
+    assert sp.all_stop_token_ids == {151645, 151643}
+
+
+def test_the_request_passes_vllm_input_processing(vllm_mod, tiny_ckpt):
+    """The kit's prompt + sampling params through V1's InputProcessor (what AsyncLLM.add_request runs),
+    with a VllmConfig built by hand around vLLM's own ModelConfig from our engine args: the device
+    part of create_engine_config cannot run without a GPU."""
+    from vllm.config import CacheConfig, DeviceConfig, VllmConfig
+    from vllm.sampling_params import RequestOutputKind
+    from vllm.v1.engine import EngineCoreRequest
+    from vllm.v1.engine.input_processor import InputProcessor
+
+    wl = _workload(input_len=32, output_len=128)
+    args = _args()
+    ekw = vllm_args.engine_kwargs(tiny_ckpt, wl, args)
+    ea = vllm_backend.make_engine_args(ekw)
+    vc = VllmConfig(model_config=ea.create_model_config(), device_config=DeviceConfig(device="cuda"),
+                    cache_config=CacheConfig(enable_prefix_caching=ea.enable_prefix_caching,
+                                             gpu_memory_utilization=ea.gpu_memory_utilization))
+    processor = InputProcessor(vc, None)  # skip_tokenizer_init: no tokenizer
+    prompt = vllm_backend.make_prompt(list(range(wl.input_len)))
+    assert prompt == {"prompt_token_ids": list(range(32))}
+    sp = vllm_backend.make_sampling_params(vllm_args.sampling_kwargs(wl, args))
+    req = processor.process_inputs("kit-test-0", prompt, sp)
+    assert isinstance(req, EngineCoreRequest)
+    assert list(req.prompt_token_ids) == list(range(32))
+    assert req.sampling_params.max_tokens == req.sampling_params.min_tokens == 128
+    assert req.sampling_params.output_kind is RequestOutputKind.DELTA
+    assert req.sampling_params.stop_token_ids == []  # only max_tokens ends the request
+    # max_model_len = input + output exactly: a longer prompt is refused by vLLM itself.
+    with pytest.raises(ValueError, match="maximum model length"):
+        processor.process_inputs("kit-test-1", vllm_backend.make_prompt(list(range(161))), sp)
+
+    # The settings reader understands the real config objects (names, enums).
+    resolved = vllm_backend.resolved_settings(vc)
+    assert resolved["quantization"] == "awq" and resolved["dtype"] == "float16"
+    assert resolved["max_model_len"] == 160 and resolved["enable_prefix_caching"] is False
+    assert resolved["enforce_eager"] is False and resolved["skip_tokenizer_init"] is True
+    for key in ("max_num_seqs", "max_num_batched_tokens", "async_scheduling", "stream_interval"):
+        assert key in resolved
+    assert set(resolved["compilation"]) == {"mode", "cudagraph_mode", "cudagraph_capture_sizes",
+                                            "max_cudagraph_capture_size", "backend"}
+    json.dumps(resolved)
+
+
+def test_compilation_settings_read_a_real_compilation_config(vllm_mod):
+    from vllm.config import CompilationConfig
+    from vllm.config.compilation import CompilationMode, CUDAGraphMode
+
+    cc = CompilationConfig(mode=CompilationMode.VLLM_COMPILE, cudagraph_mode=CUDAGraphMode.FULL_AND_PIECEWISE,
+                           cudagraph_capture_sizes=[1, 2, 4, 8])
+    got = vllm_backend.compilation_settings(cc)
+    assert got["mode"] == "VLLM_COMPILE"  # the IntEnum's name, not 3
+    assert got["cudagraph_mode"] == "FULL_AND_PIECEWISE"
+    assert got["cudagraph_capture_sizes"] == [1, 2, 4, 8]
+    json.dumps(got)
+
+
+def test_async_llm_surface_the_backend_uses(vllm_mod):
+    from vllm.engine.async_llm_engine import AsyncLLMEngine
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    assert AsyncLLMEngine is AsyncLLM
+    params = inspect.signature(AsyncLLM.generate).parameters
+    assert list(params)[:4] == ["self", "prompt", "sampling_params", "request_id"]
+    assert inspect.isasyncgenfunction(AsyncLLM.generate)
+    assert inspect.iscoroutinefunction(AsyncLLM.abort)
+    assert callable(AsyncLLM.shutdown) and not inspect.iscoroutinefunction(AsyncLLM.shutdown)
+    assert "engine_args" in inspect.signature(AsyncLLM.from_engine_args).parameters
+
+
+def test_request_output_metrics_fields(vllm_mod):
+    from vllm.outputs import CompletionOutput, RequestOutput
+    from vllm.v1.metrics.stats import RequestStateStats
+
+    names = {f.name for f in dataclasses.fields(RequestStateStats)}
+    assert set(vllm_backend.ENGINE_FIELDS) <= names
+    assert "metrics" in inspect.signature(RequestOutput.__init__).parameters
+    assert {"token_ids", "finish_reason"} <= {f.name for f in dataclasses.fields(CompletionOutput)}
+    # A real RequestStateStats goes through the snapshot as plain data.
+    stats = RequestStateStats(num_generation_tokens=4, arrival_time=1.7e9, queued_ts=10.0, scheduled_ts=10.001,
+                              first_token_ts=10.031, last_token_ts=10.046)
+    snap = vllm_backend.engine_snapshot(stats)
+    assert snap["queued_to_first_token_ms"] == pytest.approx(31.0)
+    assert snap["tpot_ms"] == pytest.approx(5.0)
+    json.dumps(snap)
