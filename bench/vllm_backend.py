@@ -280,6 +280,9 @@ def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str,
         "gpu_memory_utilization": resolved.get("gpu_memory_utilization", ekw["gpu_memory_utilization"]),
         "prompt": "TokensPrompt (token ids)" + (", no tokenizer loaded" if ekw["skip_tokenizer_init"] else ""),
         "client_clock": "time.perf_counter, read on each streamed RequestOutput (DELTA); one reading per token",
+        "stats": "on (disable_log_stats=False) for RequestOutput.metrics, as in `vllm serve`: the frontend records "
+                 "its stat loggers after each engine step, before the client reads the step's token; the engine-"
+                 "side tpot_ms (first to last token, engine clock) excludes that frontend time",
         "engine_args": dict(ekw),
         "sampling_params": dict(skw),
         "resolved": resolved,
@@ -438,11 +441,24 @@ def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: d
     return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, backend=backend, engine=engine, notes=notes)
 
 
+def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:
+    """The checks that need no model: quantization named, a GPU, and one that can run the kernel.
+
+    Cheap (torch only, no vllm). measure() runs it first; a driver may call it before resolving
+    (downloading) the model, so that awq_marlin on a T4 is refused before anything long starts.
+    Returns ((major, minor), GPU name).
+    """
+    q = quantization_of(args)
+    check_device(getattr(args, "device", None))
+    capability, gpu_name = gpu_capability()
+    check_capability(q, capability, gpu_name)
+    return capability, gpu_name
+
+
 def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], args: argparse.Namespace,
             progress: IterationProgress) -> Measurement:
     """The bench/api.py contract for the vLLM rows. Raises BenchError; KeyboardInterrupt propagates."""
-    q = quantization_of(args)
-    check_device(getattr(args, "device", None))
+    capability, _gpu_name = preflight(args)
     config = model.config or read_config(model.path)
     check_checkpoint(config, model.model_id)
     ekw = engine_kwargs(model.path, workload, args)
@@ -450,8 +466,6 @@ def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], arg
     skw = sampling_kwargs(workload, args)
     if len(prompt_ids) != workload.input_len:
         raise BenchError(f"internal: {len(prompt_ids)} prompt token ids for input_len {workload.input_len}.")
-    capability, gpu_name = gpu_capability()
-    check_capability(q, capability, gpu_name)
 
     # asyncio.run: on Ctrl-C the main task is cancelled (the finally blocks abort the in-flight
     # request and shut the engine down) and KeyboardInterrupt is raised from here.

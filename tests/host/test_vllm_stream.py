@@ -419,6 +419,22 @@ def test_marlin_refusal_on_a_t4_says_what_to_do():
     assert "Tesla T4" in msg and "--quantization awq" in msg and "Ampere" in msg
 
 
+def test_measure_refuses_marlin_on_a_t4_before_building_an_engine(monkeypatch, tmp_path):
+    monkeypatch.setattr(vllm_backend, "gpu_capability", lambda: ((7, 5), "Tesla T4"))
+
+    def no_engine(*a, **k):
+        raise AssertionError("an engine must not be built")
+
+    monkeypatch.setattr(vllm_backend, "_measure_async", no_engine)
+    model = SimpleNamespace(path=str(tmp_path), model_id="Qwen/Qwen3-8B-AWQ", config={})
+    with pytest.raises(BenchError, match="awq_marlin kernel needs compute capability >= 8.0.*Tesla T4"):
+        vllm_backend.measure(_workload(), model, list(range(32)), argparse.Namespace(quantization="awq_marlin"),
+                             IterationProgress(total=3))
+    with pytest.raises(BenchError, match="Tesla T4"):
+        vllm_backend.preflight(argparse.Namespace(quantization="awq_marlin", device="cuda"))
+    assert vllm_backend.preflight(argparse.Namespace(quantization="awq", device="cuda")) == ((7, 5), "Tesla T4")
+
+
 def test_unknown_capability_is_refused():
     with pytest.raises(BenchError, match="compute capability"):
         vllm_args.check_capability("awq", None)
