@@ -548,3 +548,31 @@ def test_measurement_is_valid_results_data():
     assert back.settings["compilation_mode"] == "VLLM_COMPILE" and back.settings["gpu_capability"] == "8.0"
     samples = BenchSamples(ttft_ms=m.ttft_ms, tpot_ms=m.tpot_ms, e2e_ms=m.e2e_ms, itl_ms=m.itl_ms, engine=m.engine)
     assert BenchSamples.model_validate(json.loads(samples.model_dump_json())).engine == m.engine
+
+
+def test_measure_end_to_end_with_the_fake_engine(monkeypatch, tmp_path):
+    """measure() with FakeAsyncLLM in place of AsyncLLM: what the driver gets back passes its own checks."""
+    from bench.run import _check_measurement
+
+    clock = FakeClock()
+    wl = _workload(output_len=6, warmup=2, iterations=3)
+    engine = FakeAsyncLLM(clock, n=6)
+    monkeypatch.setattr(vllm_backend, "gpu_capability", lambda: ((9, 0), "NVIDIA H200"))
+    monkeypatch.setattr(vllm_backend, "vllm_version", lambda: "0.12.0")
+
+    async def fake_measure_async(workload, model, prompt_ids, ekw, skw, progress):
+        return await vllm_backend.run_session(lambda: engine, lambda e: {"quantization": ekw["quantization"]},
+                                              prompt_ids, skw, workload, progress, lambda e: BenchError(str(e)))
+
+    monkeypatch.setattr(vllm_backend, "_measure_async", fake_measure_async)
+    model = SimpleNamespace(path=str(tmp_path), model_id="synthetic:tiny",
+                            config={"quantization_config": {"quant_method": "awq"}, "max_position_embeddings": 2048})
+    progress = IterationProgress(total=3)
+    args = argparse.Namespace(quantization="awq_marlin", enforce_eager=False, seed=0, device="cuda")
+    m = vllm_backend.measure(wl, model, list(range(32)), args, progress)
+    _check_measurement(m, wl.iterations, wl.output_len)
+    assert progress.done == 3 and progress.warmup_done == 2 and engine.shutdown_calls == 1
+    assert m.backend.label == "vLLM (awq_marlin)" and m.backend.settings["gpu_capability"] == "9.0"
+    assert len(m.engine["iterations"]) == 3
+    # measure() reads the real time.perf_counter (the FakeClock only drives consume_stream's own tests).
+    assert all(x >= 0 for x in m.ttft_ms + m.tpot_ms + m.e2e_ms)
