@@ -27,7 +27,7 @@ N(0, 0.02) in fp16; norm weights are 1. Every tensor has its own RNG stream seed
 
 Memory: each shard file is written by hand in the safetensors format (8-byte header length,
 JSON header, then the raw little-endian tensor bytes), streaming every tensor in chunks of
-at most 32 MiB, so peak RSS is a few chunks, not a shard, whatever the model size. The
+at most 8 MiB, so peak RSS is a few chunks, not a shard, whatever the model size. The
 whole checkpoint is written into a hidden sibling folder and renamed into place at the end;
 on a full disk (or any write error, or Ctrl-C) the partial folder and its shards are
 removed and a BenchError says what happened.
@@ -57,7 +57,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MARKER = ".kit-synthetic-complete.json"
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 HF_MAX_SHARD_BYTES = 5 * 10**9  # save_pretrained's default max_shard_size="5GB"
-CHUNK_BYTES = 32 * 2**20
+CHUNK_BYTES = 8 * 2**20
 SCALE_RANGE = (1e-3, 1e-2)
 EMBED_STD = 0.02
 SUPPORTED_MODEL_TYPES = ("qwen3", "qwen2", "llama", "mistral")
@@ -345,6 +345,7 @@ def _write_shard(path: Path, shard: list[TensorSpec], seed: int, advance: Callab
                 _write(f, memoryview(np.ascontiguousarray(chunk)).cast("B"))
                 written += chunk.nbytes
                 advance(chunk.nbytes)
+                del chunk  # before the generator makes the next one
             if written != spec.nbytes:  # pragma: no cover - a bug, not a user error
                 raise AssertionError(f"{spec.name}: wrote {written} bytes, expected {spec.nbytes}")
         f.flush()

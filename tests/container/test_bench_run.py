@@ -1,0 +1,208 @@
+"""`python -m bench run --backend transformers` end to end on CPU, timing by definition, and bad input."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.api import IterationProgress, ResolvedModel
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TINY = ["run", "--backend", "transformers", "--synthetic", "tiny", "--device", "cpu"]
+
+
+def _results(env) -> list[Path]:
+    d = Path(env["KIT_RESULTS_DIR"])
+    return sorted(d.glob("*.json")) if d.exists() else []
+
+
+def test_end_to_end_result_validates(stack, tiny_ckpt, run_bench, kit_env):
+    from kit.results import load_result
+
+    from bench.roofline import tensor_sizes
+    from bench.workload import prompt_token_ids
+
+    n, warm, iters = 12, 1, 3
+    proc = run_bench(*TINY, "--input-len", "16", "--output-len", str(n), "--warmup", str(warm), "--iters", str(iters),
+                     "--seed", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert f"measured {iters}/{iters}" in proc.stderr and "wrote" in proc.stderr
+    [path] = _results(kit_env)
+    r = load_result(path)
+    assert path.name.startswith("bench-transformers-cpu-cpu-")
+    w = r.workload
+    assert (w.model, w.model_source, w.synthetic, w.synthetic_config) == ("synthetic:tiny", "synthetic", True, "tiny")
+    assert (w.input_len, w.output_len, w.warmup, w.iterations, w.seed, w.batch_size) == (16, n, warm, iters, 4, 1)
+    b = r.backend
+    assert (b.name, b.label, b.device, b.dtype) == ("transformers", "transformers (CPU)", "cpu", "float16")
+    assert b.settings["awq_kernel_path"].startswith("naive")
+    assert b.settings["awq_calls_first_generate"] == {"naive.dequantize_gemm": 14 * n}  # 14 AWQ linears x N forwards
+    assert b.settings["grad_mode"] == "torch.inference_mode"
+    s = r.samples
+    assert len(s.ttft_ms) == len(s.tpot_ms) == len(s.e2e_ms) == len(s.itl_ms) == iters
+    for ttft, tpot, e2e, gaps in zip(s.ttft_ms, s.tpot_ms, s.e2e_ms, s.itl_ms):
+        assert len(gaps) == n - 1 and all(g >= 0 for g in gaps)
+        assert e2e == pytest.approx(ttft + sum(gaps), rel=1e-9)
+        assert tpot == pytest.approx((e2e - ttft) / (n - 1), rel=1e-9)
+    assert r.summary.tpot_ms.n == iters and r.summary.itl_ms.n == iters * (n - 1)
+    assert r.summary.ttft_ms.median == pytest.approx(sorted(s.ttft_ms)[1])
+    p = r.provenance
+    assert p.runner == "local" and p.gpu is None and p.libraries["transformers"] and p.libraries["torch"]
+    assert p.pins["transformers"] == "4.51.3" and p.pins["autoawq"] == "0.2.9"
+    for name in ("torch", "transformers", "autoawq"):
+        assert (p.libraries[name] != p.pins[name]) == any(d.startswith(name + " ") for d in p.deviations)
+    ckpt = Path(kit_env["KIT_CACHE_DIR"]) / "synthetic" / "tiny-0"
+    weights = sum(tensor_sizes(ckpt).values())
+    emb = 2048 * 256 * 2
+    assert r.roofline.bytes_breakdown["embed_tokens_one_row"] == 256 * 2
+    assert r.roofline.bytes_per_decode_step == weights - emb + 256 * 2 + r.roofline.bytes_breakdown["kv_cache_mean_context"]
+    assert r.roofline.bandwidth_gb_s is None  # no GPU
+    assert any("CPU run" in note for note in r.notes) and any("Synthetic weights" in note for note in r.notes)
+    assert prompt_token_ids(json.loads((ckpt / "config.json").read_text()), 16, 4) == prompt_token_ids(
+        json.loads((ckpt / "config.json").read_text()), 16, 4)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_ckpt):
+    from bench.hf_backend import load_awq_model
+
+    config = json.loads((tiny_ckpt / "config.json").read_text())
+    rm = ResolvedModel(path=str(tiny_ckpt), model_id="synthetic:tiny", source="synthetic", synthetic_config="tiny",
+                       config=config)
+    model, _ = load_awq_model(rm, "cpu", progress=False)
+    return model, config, rm
+
+
+def test_exactly_n_tokens_even_when_eos_comes_first(loaded):
+    """Make the first greedy token the EOS: plain generate() stops after 1 token, the bench's makes exactly N."""
+    import torch
+
+    from bench.hf_backend import _generation_config, generate_timed
+
+    model, config, _ = loaded
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.inference_mode():
+        first = int(model(ids).logits[0, -1].argmax())
+    cfg = dict(config, eos_token_id=first)
+    plain = _generation_config(cfg, 10)
+    plain.min_new_tokens = None
+    with torch.inference_mode():
+        stopped = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=plain)
+    assert stopped.shape[-1] == ids.shape[-1] + 1  # EOS ended it: the check below is meaningful
+    for n in (2, 10, 33):
+        rec = generate_timed(model, ids, _generation_config(cfg, n), "cpu")
+        assert len(rec["tokens"]) == n and len(rec["itl_ms"]) == n - 1
+        assert first not in rec["tokens"]  # min_new_tokens masks EOS until the N-th token
+
+
+def test_ttft_and_tpot_follow_their_definitions(loaded, monkeypatch):
+    """With a scripted clock: TTFT = first token - submit; gaps; TPOT = (e2e - TTFT) / (N - 1)."""
+    import torch
+
+    import bench.hf_backend as hb
+
+    model, config, _ = loaded
+    n = 6
+    # submit at 10.000 s; tokens at 10.250, then gaps of 20, 30, 40, 50, 60 ms
+    clock = iter([10.000, 10.250, 10.270, 10.300, 10.340, 10.390, 10.450])
+    monkeypatch.setattr(hb.time, "perf_counter", lambda: next(clock))
+    rec = hb.generate_timed(model, torch.tensor([[1, 2, 3]]), hb._generation_config(config, n), "cpu")
+    assert rec["ttft_ms"] == pytest.approx(250.0)
+    assert rec["itl_ms"] == pytest.approx([20.0, 30.0, 40.0, 50.0, 60.0])
+    assert rec["e2e_ms"] == pytest.approx(450.0)
+    assert rec["tpot_ms"] == pytest.approx((450.0 - 250.0) / (n - 1))
+    with pytest.raises(StopIteration):
+        next(clock)  # exactly one reading per generated token, plus the submit
+
+
+def test_measure_counts_warmup_and_iterations(loaded):
+    import argparse
+
+    from bench.hf_backend import measure
+    from kit.results import Workload
+
+    _model, _config, rm = loaded
+    w = Workload(model=rm.model_id, model_source="synthetic", synthetic=True, synthetic_config="tiny", input_len=8,
+                 output_len=5, warmup=2, iterations=3, seed=0)
+    progress = IterationProgress(total=3, warmup_total=2)
+    m = measure(w, rm, [1, 2, 3, 4, 5, 6, 7, 8], argparse.Namespace(device="cpu", progress=False), progress)
+    assert (progress.warmup_done, progress.done) == (2, 3)
+    assert len(m.ttft_ms) == 3 and all(len(g) == 4 for g in m.itl_ms)
+    assert m.backend.settings["greedy_tokens_identical_across_runs"] is True
+    assert m.cuda_event_tpot_ms is None
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _no_traceback(proc):
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_output_len_beyond_max_positions_fails_before_loading(stack, run_bench, kit_env, tmp_path):
+    env = dict(kit_env, KIT_CACHE_DIR=str(tmp_path / "fresh-cache"))
+    proc = run_bench(*TINY, "--output-len", "5000", env=env)
+    assert proc.returncode == 2
+    _no_traceback(proc)
+    assert "max_position_embeddings = 2048" in proc.stderr and "nothing was loaded" in proc.stderr
+    assert not (tmp_path / "fresh-cache" / "synthetic").exists()  # no checkpoint generated
+    assert _results(env) == []
+
+
+def test_offline_unknown_model_id(stack, run_bench, kit_env):
+    proc = run_bench("run", "--backend", "transformers", "--model", "no-such-org/no-such-model-awq", "--device", "cpu")
+    assert proc.returncode == 2
+    _no_traceback(proc)
+    assert "HF_HUB_OFFLINE is set" in proc.stderr and "no-such-org/no-such-model-awq" in proc.stderr
+    assert "--synthetic qwen3-8b-awq" in proc.stderr
+    assert _results(kit_env) == []
+
+
+def test_non_awq_checkpoint_via_cli(stack, run_bench, kit_env, tmp_path):
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from bench.synthetic import load_config
+
+    cfg = dict(load_config("tiny")[1])
+    cfg.pop("quantization_config")
+    Qwen3ForCausalLM(Qwen3Config(**cfg)).to(torch.float16).save_pretrained(tmp_path / "plain")
+    proc = run_bench("run", "--backend", "transformers", "--model", str(tmp_path / "plain"), "--device", "cpu")
+    assert proc.returncode == 2
+    _no_traceback(proc)
+    assert "is not an AWQ checkpoint" in proc.stderr
+    assert _results(kit_env) == []
+
+
+def test_ctrl_c_during_iterations_writes_nothing(stack, tiny_ckpt, kit_env):
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *TINY, "--warmup", "0", "--iters", "500",
+                             "--output-len", "16"], cwd=str(REPO_ROOT), env=kit_env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    deadline = time.monotonic() + 240
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "measured 2/500" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+        rest = proc.stderr.read()
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 130, "".join(seen) + rest
+    assert "Traceback" not in rest
+    import re
+
+    m = re.search(r"interrupted after (\d+) of 500 measured iterations", rest)
+    assert m and 2 <= int(m.group(1)) < 500, rest
+    assert "no result file was written" in rest
+    assert _results(kit_env) == []
+    assert not list(Path(kit_env["KIT_RESULTS_DIR"]).glob(".*.tmp")) if Path(kit_env["KIT_RESULTS_DIR"]).exists() else True
