@@ -10,10 +10,14 @@ Pure function of its inputs: same results + same published data give the same by
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import struct
 import tempfile
+import zlib
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from kit.errors import KitError
 from kit.report.common import Inputs, _stderr_note, group_runs, label_order, load_inputs
@@ -21,19 +25,73 @@ from kit.report.published import Published, load_published
 
 OUTPUTS = ("week1.md", "week1.png", "week2.md", "week2.png")
 
-__all__ = ["OUTPUTS", "assemble_reports", "render_reports", "load_inputs", "load_published"]
+__all__ = ["OUTPUTS", "PLOT_KEY", "assemble_reports", "render_reports", "write_all", "load_inputs", "load_published",
+           "png_text_chunks"]
 
 
-def _week1_plot(inputs: Inputs, published: Published) -> bytes:
-    from kit.report.plots import week1_png
+# --------------------------------------------------------------------------- plots
+#
+# Rendering the two PNGs (and importing matplotlib for it) is most of the report's wall time. Each PNG
+# carries, in a tEXt chunk, a key: a hash of exactly what it was drawn from (the plot data, the source of
+# kit/report/plots.py and the matplotlib version). When the PNG already in the reports folder has the
+# key the new one would have, its bytes are reused and matplotlib is not imported: the same inputs
+# give the same bytes either way.
 
+PLOT_KEY = "kit-plot-key"
+
+
+def _plot_key(name: str, payload: Any) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mpl = version("matplotlib")
+    except PackageNotFoundError:
+        mpl = "unknown"
+    code = hashlib.sha256((Path(__file__).parent / "plots.py").read_bytes()).hexdigest()
+    blob = json.dumps([name, payload, code, mpl], sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def png_text_chunks(data: bytes) -> dict[str, str]:
+    """The tEXt chunks of a PNG ({} for anything that is not a well-formed PNG)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return {}
+    out, pos = {}, 8
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        end = pos + 12 + length
+        if end > len(data):
+            return {}
+        ctype, body = data[pos + 4:pos + 8], data[pos + 8:end - 4]
+        if struct.unpack(">I", data[end - 4:end])[0] != zlib.crc32(ctype + body):
+            return {}
+        if ctype == b"tEXt" and b"\0" in body:
+            key, value = body.split(b"\0", 1)
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        if ctype == b"IEND":
+            return out
+        pos = end
+    return {}
+
+
+def _cached_png(previous: Optional[Path], key: str) -> Optional[bytes]:
+    if previous is None or not previous.is_file():
+        return None
+    try:
+        data = previous.read_bytes()
+    except OSError:
+        return None
+    return data if png_text_chunks(data).get(PLOT_KEY) == key else None
+
+
+def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any], Optional[str]]:
     pub = published.week1
     groups = group_runs(inputs.bench)
     labels = label_order({*(c.label for c in pub.columns), *(l for g in groups for l in g.latest)})
     by_label = {c.label: c for c in pub.columns}
-    series = [(f"published, {pub.device}",
-               [by_label[l].ttft_ms if l in by_label else None for l in labels],
-               [by_label[l].tpot_ms if l in by_label else None for l in labels])]
+    series: list[Any] = [(f"published, {pub.device}",
+                          [by_label[l].ttft_ms if l in by_label else None for l in labels],
+                          [by_label[l].tpot_ms if l in by_label else None for l in labels])]
     for g in groups:
         def med(label: str, metric: str) -> Optional[float]:
             run = g.latest.get(label)
@@ -41,31 +99,50 @@ def _week1_plot(inputs: Inputs, published: Published) -> bytes:
         k = g.key
         name = f"reproduced, {k.device.title}, in {k.input_len} / out {k.output_len} tokens" + (
             f", batch {k.batch_size}" if k.batch_size != 1 else "")
-        series.append((name,
-                       [med(l, "ttft_ms") for l in labels], [med(l, "tpot_ms") for l in labels]))
+        series.append((name, [med(l, "ttft_ms") for l in labels], [med(l, "tpot_ms") for l in labels]))
     note = None if groups else "nothing reproduced yet: published numbers only"
-    return week1_png(labels, series, note)
+    return labels, series, note
 
 
-def _week2_plot(inputs: Inputs, published: Published) -> bytes:
-    from kit.report.plots import week2_png
+def _week1_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
+    labels, series, note = _week1_series(inputs, published)
+    key = _plot_key("week1", [labels, series, note])
+    cached = _cached_png(previous, key)
+    if cached is not None:
+        return cached
+    from kit.report.plots import week1_png
+
+    return week1_png(labels, series, note, {PLOT_KEY: key})
+
+
+def _week2_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
     from kit.report.week2 import plot_series
 
     series = plot_series(inputs, published)
     note = None if len(series) > 1 else "nothing reproduced yet: published table only"
-    return week2_png(series, note)
+    key = _plot_key("week2", [series, note])
+    cached = _cached_png(previous, key)
+    if cached is not None:
+        return cached
+    from kit.report.plots import week2_png
+
+    return week2_png(series, note, {PLOT_KEY: key})
 
 
-def render_reports(inputs: Inputs, published: Published) -> dict[str, bytes]:
-    """All report files, in memory: {file name: bytes}."""
+def render_reports(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> dict[str, bytes]:
+    """All report files, in memory: {file name: bytes}.
+
+    previous: the reports folder about to be replaced; its PNGs are reused when their key matches.
+    """
     from kit.report.week1 import render_week1
     from kit.report.week2 import render_week2
 
+    prev = (lambda name: Path(previous) / name) if previous is not None else (lambda name: None)
     return {
         "week1.md": render_week1(inputs, published, plot="week1.png").encode("utf-8"),
-        "week1.png": _week1_plot(inputs, published),
+        "week1.png": _week1_plot(inputs, published, prev("week1.png")),
         "week2.md": render_week2(inputs, published, plot="week2.png").encode("utf-8"),
-        "week2.png": _week2_plot(inputs, published),
+        "week2.png": _week2_plot(inputs, published, prev("week2.png")),
     }
 
 
@@ -119,5 +196,5 @@ def assemble_reports(results_dir: Path, reports_dir: Path, *, published_path: Op
     """
     inputs = load_inputs(Path(results_dir), note=note)
     published = load_published(published_path)
-    files = render_reports(inputs, published)
+    files = render_reports(inputs, published, previous=Path(reports_dir))
     return write_all(Path(reports_dir), files)

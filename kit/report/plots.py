@@ -3,7 +3,8 @@
 matplotlib is imported here only, and this module only when plotting (it is the slowest import of the
 report path). Determinism: matplotlib's default style (a user's matplotlibrc is ignored), its bundled
 DejaVu Sans font, a fixed size and dpi, and no 'Software' metadata in the PNG. Agg PNGs carry no
-timestamp, so the same inputs give the same bytes with the same matplotlib/freetype build.
+timestamp, so the same inputs give the same bytes with the same matplotlib/freetype build. `text` adds
+PNG tEXt chunks (the report stores the plot's input key there: see kit/report/__init__.py).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ RC = {
 }
 
 
-def _render(draw, size: tuple[float, float]) -> bytes:
+def _render(draw, size: tuple[float, float], text: Optional[dict[str, str]] = None) -> bytes:
     import matplotlib
     import matplotlib.style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -35,7 +36,7 @@ def _render(draw, size: tuple[float, float]) -> bytes:
         FigureCanvasAgg(fig)
         draw(fig)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None, **(text or {})})
     return buf.getvalue()
 
 
@@ -44,7 +45,7 @@ def _short(text: str, width: int = 42) -> str:
 
 
 def week1_png(labels: Sequence[str], series: Sequence[tuple[str, Sequence[Optional[float]], Sequence[Optional[float]]]],
-              note: Optional[str] = None) -> bytes:
+              note: Optional[str] = None, text: Optional[dict[str, str]] = None) -> bytes:
     """Grouped bars: x = backend label, one bar per series (published first), TTFT and TPOT side by side.
 
     series: (name, ttft per label, tpot per label); None = not measured, drawn as a '—' at the base.
@@ -88,10 +89,11 @@ def week1_png(labels: Sequence[str], series: Sequence[tuple[str, Sequence[Option
         fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.6 / height, bottom=(0.75 + 0.18 * len(series)) / height,
                             wspace=0.25)
 
-    return _render(draw, (10, 4.2 + 0.18 * len(series)))
+    return _render(draw, (10, 4.2 + 0.18 * len(series)), text)
 
 
-def week2_png(series: Sequence[tuple[str, str, Sequence[tuple[str, float]]]], note: Optional[str] = None) -> bytes:
+def week2_png(series: Sequence[tuple[str, str, Sequence[tuple[str, float]]]], note: Optional[str] = None,
+              text: Optional[dict[str, str]] = None) -> bytes:
     """One horizontal bar chart per block (published first, then each reproduced phase): top ops by self time."""
     n = max(len(series), 1)
 
@@ -119,4 +121,4 @@ def week2_png(series: Sequence[tuple[str, str, Sequence[tuple[str, float]]]], no
         fig.subplots_adjust(left=0.36, right=0.97, top=1 - 0.7 / (2.6 * n + 0.8), bottom=0.45 / (2.6 * n + 0.8),
                             hspace=0.55)
 
-    return _render(draw, (9, 2.6 * n + 0.8))
+    return _render(draw, (9, 2.6 * n + 0.8), text)

@@ -213,3 +213,66 @@ def test_missing_and_empty_results_folders_render_the_same(tmp_path, missing):
     assemble_reports(other, tmp_path / "other" / "reports", note=lambda _: None)
     for name in OUTPUTS:
         assert (tmp_path / "reports" / name).read_bytes() == (tmp_path / "other" / "reports" / name).read_bytes()
+
+
+def test_unchanged_plots_are_reused_and_changed_ones_redrawn(tmp_path, monkeypatch, make_bench_result,
+                                                             write_result_file):
+    import kit.report.plots as plots
+    from kit.report import PLOT_KEY, png_text_chunks
+
+    res, reports = tmp_path / "results", tmp_path / "reports"
+    write_result_file(make_bench_result(label="transformers"), res)
+    assemble_reports(res, reports, note=lambda _: None)
+    first = {name: (reports / name).read_bytes() for name in OUTPUTS}
+    key1 = png_text_chunks(first["week1.png"])[PLOT_KEY]
+    assert len(key1) == 64 and "Software" not in png_text_chunks(first["week1.png"])
+
+    def must_not_draw(*args, **kwargs):
+        raise AssertionError("an unchanged plot was drawn again")
+
+    with monkeypatch.context() as m:
+        m.setattr(plots, "week1_png", must_not_draw)
+        m.setattr(plots, "week2_png", must_not_draw)
+        assemble_reports(res, reports, note=lambda _: None)
+        assert {name: (reports / name).read_bytes() for name in OUTPUTS} == first
+        # New results change the week-1 plot's inputs: it must be drawn (week 2 is unchanged and reused).
+        write_result_file(make_bench_result(label="vLLM (awq)", gpu="NVIDIA H200"), res)
+        with pytest.raises(AssertionError, match="unchanged plot was drawn"):
+            assemble_reports(res, reports, note=lambda _: None)
+    assemble_reports(res, reports, note=lambda _: None)
+    new = (reports / "week1.png").read_bytes()
+    assert new != first["week1.png"] and png_text_chunks(new)[PLOT_KEY] != key1
+    assert (reports / "week2.png").read_bytes() == first["week2.png"]
+    # The reused bytes are exactly what drawing gives: compare with a fresh folder.
+    assemble_reports(res, tmp_path / "fresh", note=lambda _: None)
+    for name in OUTPUTS:
+        assert (reports / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+
+
+def test_a_png_without_the_right_key_is_redrawn(tmp_path, make_bench_result, write_result_file):
+    res, reports = tmp_path / "results", tmp_path / "reports"
+    write_result_file(make_bench_result(), res)
+    assemble_reports(res, tmp_path / "fresh", note=lambda _: None)
+    reports.mkdir()
+    (reports / "week1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    good = (tmp_path / "fresh" / "week2.png").read_bytes()
+    (reports / "week2.png").write_bytes(good.replace(b"kit-plot-key", b"kit-plot-kez"))  # breaks the chunk CRC
+    assemble_reports(res, reports, note=lambda _: None)
+    for name in OUTPUTS:
+        assert (reports / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+
+
+def test_a_rerender_with_unchanged_plots_does_not_import_matplotlib(tmp_path):
+    import subprocess
+    import sys
+
+    from kit import KIT_ROOT
+
+    res, reports = tmp_path / "results", tmp_path / "reports"
+    sample_set(res)
+    code = ("import sys\nfrom pathlib import Path\nfrom kit.report import assemble_reports\n"
+            f"assemble_reports(Path({str(res)!r}), Path({str(reports)!r}), note=lambda _: None)\n"
+            "print('matplotlib' in sys.modules)\n")
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=KIT_ROOT, capture_output=True, text=True, timeout=120)
+            for _ in range(2)]
+    assert [r.stdout.strip() for r in runs] == ["True", "False"], [r.stderr for r in runs]

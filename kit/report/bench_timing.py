@@ -1,0 +1,114 @@
+"""Wall time of a warm `python -m kit report` (target: at most 2 s), and where it goes.
+
+    python -m kit.report.bench_timing [--runs N] [--nox]
+
+Times, in fresh interpreters like the nox session runs, `python -m kit report` on
+  1. this checkout's results/ folder, and
+  2. a sample results folder (8 files: three backends on two GPUs, a CPU run, a 3-phase profile),
+each after one untimed warm-up run (matplotlib's font cache, .pyc files), writing into a temp folder.
+Then one in-process run split into stages. With --nox it also times `nox -s report` itself (its venv
+reused, but nox still runs `pip install .` each time). Prints the figures; changes nothing in the repo.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from kit import KIT_ROOT
+
+TARGET_S = 2.0
+
+
+def _time_cmd(cmd: Callable[[int], list[str]], runs: int) -> list[float]:
+    subprocess.run(cmd(0), cwd=KIT_ROOT, check=True, capture_output=True)  # warm-up
+    out = []
+    for i in range(1, runs + 1):
+        argv = cmd(i)
+        t0 = time.perf_counter()
+        subprocess.run(argv, cwd=KIT_ROOT, check=True, capture_output=True)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _line(name: str, times: list[float]) -> str:
+    med = statistics.median(times)
+    verdict = "ok" if med <= TARGET_S else "OVER TARGET"
+    return (f"{name:<52} median {med:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}   "
+            f"(n={len(times)}, target ≤ {TARGET_S:.1f} s: {verdict})")
+
+
+# Run in a fresh interpreter so that the import stages are real (this module has already imported kit.report).
+_STAGES = r"""
+import sys, time
+t = [("start", time.perf_counter())]
+from pathlib import Path
+from kit.report import load_inputs, load_published, write_all, _week1_plot, _week2_plot
+from kit.report.week1 import render_week1
+from kit.report.week2 import render_week2
+t.append(("import kit.report (pydantic, models)", time.perf_counter()))
+inputs = load_inputs(Path(sys.argv[1]), note=lambda _: None)
+published = load_published()
+t.append(("load + validate results and published data", time.perf_counter()))
+md = {"week1.md": render_week1(inputs, published).encode(), "week2.md": render_week2(inputs, published).encode()}
+t.append(("render markdown", time.perf_counter()))
+import matplotlib.figure
+from matplotlib.backends import backend_agg
+t.append(("import matplotlib", time.perf_counter()))
+png = {"week1.png": _week1_plot(inputs, published), "week2.png": _week2_plot(inputs, published)}
+t.append(("render two PNGs", time.perf_counter()))
+write_all(Path(sys.argv[2]), {**md, **png})
+t.append(("write (temp files + rename)", time.perf_counter()))
+for i in range(1, len(t)):
+    print(f"  {t[i][0]:<44} {(t[i][1] - t[i - 1][1]) * 1e3:8.1f} ms")
+print(f"  {'total (after interpreter start)':<44} {(t[-1][1] - t[0][1]) * 1e3:8.1f} ms")
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kit.report.bench_timing", description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=5, help="timed runs per case (default 5)")
+    p.add_argument("--nox", action="store_true", help="also time `nox -s report` (needs nox on PATH)")
+    ns = p.parse_args(argv)
+
+    from kit.report.samples import sample_set
+
+    with tempfile.TemporaryDirectory(prefix="kit-report-timing-") as tmp:
+        tmp_path = Path(tmp)
+        sample = tmp_path / "results"
+        n_files = len(sample_set(sample))
+        cases = [
+            # Re-rendering into the same folder: unchanged plots are reused (their key matches).
+            ("results/ of this checkout, re-render", KIT_ROOT / "results", False),
+            (f"{n_files} sample results, re-render", sample, False),
+            # A new reports folder every run: both PNGs drawn (what a run with new results costs).
+            (f"{n_files} sample results, plots drawn", sample, True),
+        ]
+        print(f"python {sys.version.split()[0]}; {ns.runs} timed runs per case after one warm-up; "
+              "each run is `python -m kit report --results-dir R --reports-dir D` in a fresh interpreter")
+        for name, results, fresh in cases:
+            def cmd(i: int, results: Path = results, fresh: bool = fresh, name: str = name) -> list[str]:
+                reports = tmp_path / ("fresh-%d" % i if fresh else "same") / name.replace(" ", "_").replace("/", "")
+                return [sys.executable, "-m", "kit", "report", "--results-dir", str(results),
+                        "--reports-dir", str(reports)]
+            print(_line(name, _time_cmd(cmd, ns.runs)), flush=True)
+        if ns.nox:
+            for flags, name in ((["-s"], "nox -s report (venv reused, pip install . each run)"),
+                                (["-R", "-s"], "nox -R -s report (venv reused, no install)")):
+                def nox_cmd(i: int, flags: list[str] = flags) -> list[str]:
+                    return ["nox", *flags, "report", "--", "--results-dir", str(sample), "--reports-dir",
+                            str(tmp_path / "nox")]
+                print(_line(name, _time_cmd(nox_cmd, ns.runs)), flush=True)
+        print(f"\nstages of one run on the {n_files} sample results (fresh interpreter, warm caches):", flush=True)
+        subprocess.run([sys.executable, "-c", _STAGES, str(sample), str(tmp_path / "stages")], cwd=KIT_ROOT,
+                       check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
