@@ -77,10 +77,21 @@ def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namesp
     opts = _options(ns)
     _check_workload_args(command, passthrough)
     steps = steps_for(ns, passthrough)
+    failures: list[str] = []
     try:
         for i, step in enumerate(steps, 1):
             print(f"[{command}] step {i}/{len(steps)}: {step.description}", flush=True)
-            run_step(step, opts)
+            try:
+                run_step(step, opts)
+            except KitError as e:
+                # One row failing (e.g. awq_marlin refused on a T4) must not cost the others.
+                if len(steps) == 1:
+                    raise
+                print(f"[{command}] {step.description} failed: {e}", file=sys.stderr, flush=True)
+                failures.append(f"{step.description}: {e}")
+        if failures:
+            raise KitError(f"{len(failures)} of {len(steps)} steps failed (the others' results were written): "
+                           + " | ".join(failures))
     finally:
         # Whatever finished is in results/: keep reports in step with it, even after a failure or Ctrl-C.
         if not ns.no_report:
