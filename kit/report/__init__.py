@@ -93,7 +93,7 @@ def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list
                           [by_label[l].ttft_ms if l in by_label else None for l in labels],
                           [by_label[l].tpot_ms if l in by_label else None for l in labels])]
     for g in groups:
-        def med(label: str, metric: str) -> Optional[float]:
+        def med(label: str, metric: str, g=g) -> Optional[float]:
             run = g.latest.get(label)
             return None if run is None else getattr(run.result.summary, metric).median
         k = g.key

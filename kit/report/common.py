@@ -125,7 +125,7 @@ def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -
             continue
         try:
             result = load_result(path)
-        except NotAResultFile as e:
+        except NotAResultFile:
             why = "JSON that is not a kit result (no \"format\": \"awq-kit-result\")"
             inputs.skipped.append(f"{path.name}: {why}")
             note(f"report: skipped {path}: {why}")

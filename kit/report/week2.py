@@ -213,7 +213,7 @@ def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[
     column, ops = top_ops_from_table(published.week2.table, n)
     series = [(f"Published: {published.week2.device}", column, ops)]
     for g in group_runs(inputs.profile):
-        for label, run in g.latest.items():
+        for run in g.latest.values():
             for phase in ordered_phases(run.result):  # type: ignore[arg-type]
                 column, ops = top_ops_from_phase(phase, n)
                 series.append((f"{g.key.device.title}, {phase.label} ({g.key.input_len} in)", column, ops))

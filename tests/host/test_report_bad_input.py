@@ -11,7 +11,7 @@ import pytest
 
 from kit import KIT_ROOT
 from kit.errors import KitError
-from kit.report import OUTPUTS, assemble_reports
+from kit.report import assemble_reports
 from kit.results import dump_result
 
 
