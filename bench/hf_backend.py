@@ -420,7 +420,7 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
     if on_cpu:
         notes.append("CPU run: autoawq's naive path (dequantize_gemm + torch.matmul per call) in fp16 on the CPU. "
                      "These timings show the harness working; they are not comparable with the published GPU numbers.")
-    backend = Backend(name="transformers", label="transformers (CPU)" if on_cpu else "transformers",
+    backend = Backend(name="transformers", label="transformers",
                       quantization="awq (autoawq WQLinear_GEMM)", dtype=info["dtype"], device="cpu" if on_cpu else "cuda",
                       settings=settings)
     return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, backend=backend, notes=notes,

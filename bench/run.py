@@ -125,25 +125,28 @@ def run(argv: list[str]) -> int:
 
     progress = IterationProgress(total=args.iters, warmup_total=args.warmup)
     try:
+        try:
+            backend = importlib.import_module(BACKEND_MODULES[args.backend])
+        except ImportError as e:
+            raise BenchError(f"the {args.backend} backend cannot be imported here ({e}). Run it in its stack's image "
+                             f"(or a venv made from its lock): transformers needs the HF stack, vllm the vLLM stack.") from e
+        # Checks that need no model (GPU present, kernel supported) before anything is downloaded or generated.
+        preflight = getattr(backend, "preflight", None)
+        if preflight is not None:
+            preflight(args)
+        device = "cuda" if args.backend == "vllm" else None
+        if device is None:
+            from bench.workload import resolve_device
+
+            device = resolve_device(args.device)
+        args.device = device
         resolved = resolve_model(args, progress=True)
         prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)
         workload = build_workload(args, resolved)
         _log(f"{args.backend}: {resolved.model_id} ({resolved.source}"
              f"{', commit ' + resolved.resolved_revision[:12] if resolved.resolved_revision else ''}), input "
              f"{args.input_len}, output {args.output_len}, warm-up {args.warmup}, iterations {args.iters}, "
-             f"seed {args.seed}")
-        try:
-            backend = importlib.import_module(BACKEND_MODULES[args.backend])
-        except ImportError as e:
-            raise BenchError(f"the {args.backend} backend cannot be imported here ({e}). Run it in its stack's image "
-                             f"(or a venv made from its lock): transformers needs the HF stack, vllm the vLLM stack.") from e
-        if args.backend == "vllm":
-            device = "cuda"
-        else:
-            from bench.workload import resolve_device
-
-            device = resolve_device(args.device)
-        args.device = device
+             f"seed {args.seed}, device {device}")
         bandwidth, method = None, None
         if device.startswith("cuda"):
             from bench.roofline import measure_bandwidth_subprocess

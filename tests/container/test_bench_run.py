@@ -34,12 +34,12 @@ def test_end_to_end_result_validates(stack, tiny_ckpt, run_bench, kit_env):
     assert f"measured {iters}/{iters}" in proc.stderr and "wrote" in proc.stderr
     [path] = _results(kit_env)
     r = load_result(path)
-    assert path.name.startswith("bench-transformers-cpu-cpu-")
+    assert path.name.startswith("bench-transformers-cpu-2")
     w = r.workload
     assert (w.model, w.model_source, w.synthetic, w.synthetic_config) == ("synthetic:tiny", "synthetic", True, "tiny")
     assert (w.input_len, w.output_len, w.warmup, w.iterations, w.seed, w.batch_size) == (16, n, warm, iters, 4, 1)
     b = r.backend
-    assert (b.name, b.label, b.device, b.dtype) == ("transformers", "transformers (CPU)", "cpu", "float16")
+    assert (b.name, b.label, b.device, b.dtype) == ("transformers", "transformers", "cpu", "float16")
     assert b.settings["awq_kernel_path"].startswith("naive")
     assert b.settings["awq_calls_first_generate"] == {"naive.dequantize_gemm": 14 * n}  # 14 AWQ linears x N forwards
     assert b.settings["grad_mode"] == "torch.inference_mode"

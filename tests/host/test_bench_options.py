@@ -1,0 +1,249 @@
+"""Torch-free parts of the container side: options, prompt ids, roofline bytes, provenance pins, demo plumbing."""
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench import options  # noqa: E402
+from bench.errors import BenchError  # noqa: E402
+from kit.errors import KitError  # noqa: E402
+
+QWEN = json.loads((REPO_ROOT / "bench" / "configs" / "qwen3-8b-awq.json").read_text())
+TINY = json.loads((REPO_ROOT / "bench" / "configs" / "tiny.json").read_text())
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_defaults_are_vllm_bench_latency():
+    ns = options.parse_run_args(["--backend", "transformers"])
+    assert (ns.input_len, ns.output_len, ns.warmup, ns.iters, ns.seed) == (32, 128, 10, 30, 0)
+    assert ns.model == "Qwen/Qwen3-8B-AWQ" and ns.synthetic is None and ns.device == "auto"
+
+
+def test_bench_error_is_a_kit_error():
+    # kit/cli.py catches KitError only: validate_passthrough's errors must be KitErrors.
+    assert issubclass(BenchError, KitError) and BenchError("x").exit_code == 2
+
+
+@pytest.mark.parametrize("command, argv, match", [
+    ("bench-hf", ["--output-len", "1"], "--output-len must be at least 2"),
+    ("bench-hf", ["--input-len", "0"], "--input-len must be at least 1"),
+    ("bench-hf", ["--iters", "0"], "--iters must be at least 1"),
+    ("bench-hf", ["--warmup", "-1"], "--warmup must be at least 0"),
+    ("bench-hf", ["--input-len", "abc"], "must be a whole number"),
+    ("bench-hf", ["--device", "tpu"], "invalid choice"),
+    ("bench-hf", ["--bogus"], "unrecognized arguments: --bogus"),
+    ("bench-hf", ["--quantization", "awq"], "vLLM-only"),
+    ("bench-hf", ["--enforce-eager"], "vLLM-only"),
+    ("bench-hf", ["--synthetic", "nope"], "expected one of qwen3-8b-awq, tiny"),
+    ("bench-hf", ["--synthetic", "tiny", "--model", "Qwen/Qwen3-8B-AWQ"], "exclusive"),
+    ("bench-hf", ["--synthetic", "tiny", "--revision", "main"], "hub models only"),
+    ("bench-hf", ["--model", "./no/such/folder"], "no such local folder"),
+    ("bench-vllm", ["--device", "cpu"], "need an NVIDIA GPU"),
+    ("bench-vllm", ["--max-model-len", "100"], "shorter than --input-len \\+ --output-len"),
+    ("bench-vllm", ["--gpu-memory-utilization", "1.5"], "must be in \\(0, 1\\]"),
+    ("demo", ["--output-len", "1"], "--output-len must be at least 2"),
+    ("profile", ["--iters", "0"], "--iters must be at least 1"),
+])
+def test_bad_values_are_refused_with_one_paragraph(command, argv, match):
+    with pytest.raises(BenchError, match=match) as info:
+        options.validate_passthrough(command, argv)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("bench-hf", []),
+    ("bench-hf", ["--synthetic", "qwen3-8b-awq", "--input-len", "512", "--device", "cuda"]),
+    ("bench-hf", ["--model", "Qwen/Qwen3-8B-AWQ", "--revision", "main"]),
+    ("bench-vllm", ["--synthetic", "tiny", "--enforce-eager", "--max-model-len", "4096"]),
+    ("profile", ["--synthetic", "tiny", "--device", "cpu", "--no-trace"]),  # the profiler's own options pass
+    ("demo", ["--synthetic", "tiny", "--device", "cpu"]),
+])
+def test_good_values_pass(command, argv):
+    options.validate_passthrough(command, argv)
+
+
+def test_vllm_run_needs_explicit_quantization():
+    with pytest.raises(BenchError, match="silently upgrades"):
+        options.parse_run_args(["--backend", "vllm", "--synthetic", "tiny"])
+    ns = options.parse_run_args(["--backend", "vllm", "--synthetic", "tiny", "--quantization", "awq_marlin"])
+    assert ns.quantization == "awq_marlin"
+
+
+def test_synthetic_config_path_is_accepted(tmp_path):
+    p = tmp_path / "cfg.json"
+    p.write_text(json.dumps(TINY))
+    options.validate_passthrough("bench-hf", ["--synthetic", str(p)])
+
+
+def test_local_model_folder_is_not_a_hub_id(tmp_path):
+    ns = options.parse_run_args(["--backend", "transformers", "--model", str(tmp_path)])
+    assert ns.model == str(tmp_path)
+
+
+# --------------------------------------------------------------------------- prompt ids
+
+
+def test_prompt_ids_are_fixed_by_the_seed_alone():
+    from bench.workload import prompt_token_ids
+
+    # Golden values: both images (and any Python) must produce exactly these ids.
+    assert prompt_token_ids(QWEN, 8, 0) == [71685, 107843, 92397, 117944, 103730, 34555, 485, 23870]
+    assert prompt_token_ids(QWEN, 32, 0)[:8] == prompt_token_ids(QWEN, 8, 0)
+    assert prompt_token_ids(QWEN, 32, 1) != prompt_token_ids(QWEN, 32, 0)
+
+
+def test_prompt_ids_avoid_special_tokens_and_stay_in_vocab(tmp_path):
+    from bench.workload import prompt_token_ids, regular_vocab_limit
+
+    assert regular_vocab_limit(QWEN) == 151643  # Qwen3: ordinary BPE ids end where <|endoftext|> starts
+    ids = prompt_token_ids(QWEN, 4096, 3)
+    assert len(ids) == 4096 and max(ids) < 151643 and min(ids) >= 0
+    tiny = prompt_token_ids(TINY, 2000, 0)
+    assert max(tiny) < 2046 and not {2046, 2047} & set(tiny)
+    # added tokens declared by a shipped tokenizer_config.json are avoided too
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {"5": {}, "7": {}}}))
+    small = dict(TINY, vocab_size=16, bos_token_id=14, eos_token_id=15)
+    got = prompt_token_ids(small, 500, 0, model_dir=str(tmp_path))
+    assert set(got) == set(range(14)) - {5, 7}
+
+
+def test_lengths_and_awq_checks():
+    from bench.workload import check_lengths, require_awq
+
+    check_lengths(TINY, 1024, 1024, "tiny")
+    with pytest.raises(BenchError, match="max_position_embeddings = 2048"):
+        check_lengths(TINY, 1024, 1025, "tiny")
+    with pytest.raises(BenchError, match="no quantization_config"):
+        require_awq({k: v for k, v in TINY.items() if k != "quantization_config"}, "x")
+    with pytest.raises(BenchError, match="'gptq', not AWQ"):
+        require_awq(dict(TINY, quantization_config={"quant_method": "gptq"}), "x")
+    with pytest.raises(BenchError, match="version 'gemv'"):
+        require_awq(dict(TINY, quantization_config=dict(TINY["quantization_config"], version="gemv")), "x")
+
+
+# --------------------------------------------------------------------------- roofline
+
+
+def _write_header_only_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
+    sizes = {"I32": 4, "F16": 2}
+    header, off = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        n = sizes[dtype]
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + n]}
+        off += n
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * off)
+
+
+def test_decode_step_bytes_from_checkpoint_headers(tmp_path):
+    from bench.roofline import decode_step_bytes, kv_cache_bytes_per_position
+
+    cfg = dict(TINY, num_hidden_layers=1)
+    _write_header_only_safetensors(tmp_path / "model-00001-of-00002.safetensors", {
+        "model.embed_tokens.weight": ("F16", [2048, 256]),
+        "model.layers.0.mlp.up_proj.qweight": ("I32", [256, 64]),
+        "model.layers.0.mlp.up_proj.qzeros": ("I32", [2, 64]),
+        "model.layers.0.mlp.up_proj.scales": ("F16", [2, 512]),
+    })
+    _write_header_only_safetensors(tmp_path / "model-00002-of-00002.safetensors", {
+        "model.norm.weight": ("F16", [256]),
+        "lm_head.weight": ("F16", [2048, 256]),
+    })
+    total, parts = decode_step_bytes(tmp_path, cfg, 32, 128)
+    kv = kv_cache_bytes_per_position(cfg) * (32 + 64)
+    assert parts == {"embed_tokens_one_row": 512, "kv_cache_mean_context": kv, "lm_head": 2048 * 512,
+                     "norms": 512, "qweight": 256 * 64 * 4, "qzeros": 2 * 64 * 4, "scales": 2 * 512 * 2}
+    assert total == sum(parts.values())
+
+
+def test_qwen3_8b_decode_bytes_match_field_notes():
+    """FIELD-NOTES: about 4.85 GB per batch-1 decode step (weights; the KV cache adds ~0.3% at 32+128)."""
+    from bench.roofline import kv_cache_bytes_per_position
+
+    assert kv_cache_bytes_per_position(QWEN) == 36 * 2 * 8 * 128 * 2
+    h, i, v = 4096, 12288, 151936
+    qweight = 36 * (h * (4096 + 1024 + 1024) + 4096 * h + 3 * h * i) // 2
+    assert round(qweight / 1e9, 3) == 3.473
+    scales, qzeros = qweight // 32, qweight // 128  # fp16 [K/128, N]; int32 [K/128, N/8]
+    weights = qweight + scales + qzeros + v * h * 2 + h * 2  # + fp16 lm_head + one embedding row (norms aside)
+    assert round(weights / 1e9, 2) == 4.85
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def test_deviations_list_every_difference():
+    from bench.provenance import deviations
+
+    pins = {"python": "3.12", "torch": "2.9.1", "transformers": "4.51.3", "autoawq": "0.2.9"}
+    libs = {"torch": "2.11.0", "transformers": "4.51.3", "autoawq": None}
+    assert deviations(pins, libs, "3.12.3") == ["torch 2.11.0 (pinned 2.9.1)", "autoawq not installed (pinned 0.2.9)"]
+    assert deviations(pins, dict(libs, torch="2.9.1", autoawq="0.2.9"), "3.11.2") == ["python 3.11.2 (pinned 3.12)"]
+
+
+def test_pins_follow_the_image_lock(tmp_path, monkeypatch):
+    from bench import provenance
+
+    lock = tmp_path / "images" / "hf" / "requirements.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("torch==2.9.1 \\\n    --hash=sha256:abc\ntransformers==4.51.3 \\\n    --hash=sha256:def\n"
+                    "autoawq==0.2.9\n")
+    assert provenance.lock_versions("hf", tmp_path) == {"torch": "2.9.1", "transformers": "4.51.3", "autoawq": "0.2.9"}
+    assert provenance.stack_pins("hf")["torch"] == provenance.PINS["hf"]["torch"]
+
+
+def test_provenance_reads_the_env_contract(monkeypatch):
+    from bench.provenance import collect_provenance
+
+    monkeypatch.setenv("KIT_GIT_COMMIT", "c0ffee")
+    monkeypatch.setenv("KIT_GIT_DIRTY", "1")
+    monkeypatch.setenv("KIT_RUNNER", "docker")
+    monkeypatch.setenv("KIT_IMAGE_ID", "sha256:123")
+    monkeypatch.setenv("KIT_IMAGE_TAG", "awq-kit/hf:abc")
+    monkeypatch.setenv("KIT_LOCK_HASH", "deadbeef")
+    monkeypatch.setenv("KIT_LABEL", "reference run")
+    p = collect_provenance("hf", "cpu")
+    assert (p.kit_commit, p.kit_dirty, p.runner, p.image_id, p.image_tag, p.lock_hash, p.label) == (
+        "c0ffee", True, "docker", "sha256:123", "awq-kit/hf:abc", "deadbeef", "reference run")
+    assert p.gpu is None and p.pins["transformers"] == "4.51.3"
+    assert set(p.libraries) >= {"torch", "transformers", "autoawq", "triton", "vllm"}
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_workload_and_steps(tmp_path):
+    from kit.demo import DEMO_WORKLOAD, demo_steps, workload_argv
+
+    argv = workload_argv(["--output-len=16", "--iters", "2"])
+    assert argv.count("--output-len") == 0 and "--output-len=16" in argv and argv.count("--iters") == 1
+    assert argv[argv.index("--synthetic") + 1] == "tiny" and argv[argv.index("--device") + 1] == "cpu"
+    options.validate_passthrough("demo", workload_argv([]))
+    assert "--synthetic" not in workload_argv(["--model", str(tmp_path)])
+    steps = demo_steps(workload_argv([]), profiler=tmp_path / "missing.py")
+    assert len(steps) == 1 and steps[0].argv[:5] == ("-m", "bench", "run", "--backend", "transformers")
+    assert not steps[0].needs_gpu
+    real = demo_steps(workload_argv([]))
+    if (REPO_ROOT / "profile" / "run_profile.py").is_file():
+        assert real[1].argv[0] == "profile/run_profile.py"
+    assert DEMO_WORKLOAD["--device"] == "cpu"
+
+
+def test_demo_never_writes_into_results_or_reports():
+    from kit.demo import run_demo
+
+    for folder in ("results", "reports", "results/sub"):
+        with pytest.raises(KitError, match="never writes there"):
+            run_demo(["--demo-dir", str(REPO_ROOT / folder)])
