@@ -12,10 +12,14 @@ nox.options.sessions = ["report"]
 
 # The interpreter that runs nox: the local runner's default (the Colab path, where nox runs beside torch).
 NOX_PYTHON = {"KIT_LOCAL_PYTHON": sys.executable}
+# `python -m kit` runs from this checkout, so only the dependencies are installed (no wheel build per run).
+PROJECT = nox.project.load_toml("pyproject.toml")["project"]
+DEPS = PROJECT["dependencies"]
+TEST_DEPS = DEPS + PROJECT["optional-dependencies"]["test"]
 
 
 def _kit(session: nox.Session, command: str) -> None:
-    session.install("-q", ".")
+    session.install("-q", *DEPS)
     session.run("python", "-m", "kit", command, *session.posargs, env=NOX_PYTHON)
 
 
@@ -52,12 +56,12 @@ def demo(session: nox.Session) -> None:
 @nox.session(name="lock")
 def lock(session: nox.Session) -> None:
     """Regenerate images/*/requirements.lock from requirements.in with uv (hashed, dated, Python 3.12)."""
-    session.install("-q", ".", "uv")
+    session.install("-q", *DEPS, "uv")
     session.run("python", "-m", "kit", "lock", *session.posargs)
 
 
 @nox.session(name="tests")
 def tests(session: nox.Session) -> None:
     """All tests: host side (no torch), then real Docker: both pinned images built, CPU suites run inside them."""
-    session.install("-q", ".[test]")
+    session.install("-q", *TEST_DEPS)
     session.run("python", "-m", "kit", "test", *session.posargs)
