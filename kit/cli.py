@@ -74,6 +74,7 @@ def cmd_report(argv: list[str]) -> None:
 def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namespace, list[str]], list[Step]],
              parser: argparse.ArgumentParser) -> None:
     ns, passthrough = parser.parse_known_args(argv)
+    passthrough = [a for a in passthrough if a != "--"]  # `python -m kit bench-hf [runner opts] -- [workload opts]`
     opts = _options(ns)
     _check_workload_args(command, passthrough)
     steps = steps_for(ns, passthrough)
