@@ -98,6 +98,20 @@ def base_image_override() -> Optional[str]:
     return os.environ.get("KIT_BASE_IMAGE") or None
 
 
+def base_identity(docker: "DockerClientLike", base: Optional[str]) -> Optional[str]:
+    """What the tag hashes for a base override: ``name@<local image id>`` when the name is a local image and not
+    digest-pinned, so that re-making e.g. kit-base:bookworm (a new debootstrap) yields new images."""
+    if not base or "@sha256:" in base:
+        return base
+    image_id = inspect_image_id(docker, base)
+    return f"{base}@{image_id}" if image_id else base
+
+
+def current_tag(stack: str, docker: "DockerClientLike") -> str:
+    """The tag ``ensure_image`` would use now (KIT_BASE_IMAGE and its local id included)."""
+    return image_tag(stack, base_identity(docker, base_image_override()))
+
+
 def default_base_image(stack: str) -> str:
     text = (stack_dir(stack) / "Dockerfile").read_text(encoding="utf-8")
     m = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.M)
@@ -173,7 +187,7 @@ def build_command(docker: DockerClientLike, stack: str, tag: str, *, base_image:
     d = stack_dir(stack)
     cmd = [docker.path, "build", "--progress=plain", "--tag", tag,
            "--build-arg", f"LOCK_HASH={lock_hash(stack)}",
-           "--build-arg", f"CONTENT_HASH={content_hash(stack, base_image)}",
+           "--build-arg", f"CONTENT_HASH={content_hash(stack, base_identity(docker, base_image))}",
            "--file", str(d / "Dockerfile")]
     if base_image:
         cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
@@ -203,7 +217,7 @@ def ensure_image(stack: str, docker: DockerClientLike, *, ca_bundle: Optional[Pa
     """
     base_override = base_image_override()
     base = base_override or default_base_image(stack)
-    tag = image_tag(stack, base_override)
+    tag = image_tag(stack, base_identity(docker, base_override))
     lh = lock_hash(stack)
     if not force_build:
         image_id = inspect_image_id(docker, tag)
@@ -390,3 +404,57 @@ def lock_main(argv: list[str]) -> None:
             print(f"lock: images/{stack}/{lockfile}: {n} packages, {status} ({time.monotonic() - t0:.1f}s)")
     if stale:
         raise KitError(f"these locks do not match their .in files: {', '.join(stale)}. Run `nox -s lock` and commit.")
+
+
+# --------------------------------------------------------------------------- build / benchmark command
+
+
+def images_main(argv: list[str]) -> None:
+    """`python -m kit.images build|bench`: build (or reuse) the images; time cold and warm builds."""
+    from kit.preflight import check_daemon, check_disk, find_docker
+
+    p = argparse.ArgumentParser(prog="python -m kit.images", description=images_main.__doc__)
+    p.add_argument("action", choices=("build", "bench"),
+                   help="build: build or reuse; bench: time a build (cold with --cold) and a warm rebuild")
+    p.add_argument("--stack", action="append", choices=STACKS, help="only this stack (repeatable; default: both)")
+    p.add_argument("--cold", action="store_true",
+                   help="bench: first remove the stack's image and prune ALL BuildKit cache (cache mounts included)")
+    p.add_argument("--ca-bundle", type=Path, help="CA bundle passed as the BuildKit secret (also KIT_CA_BUNDLE)")
+    p.add_argument("--log-dir", type=Path, default=KIT_ROOT / "output" / "logs")
+    ns = p.parse_args(argv)
+    client = find_docker()
+    check_daemon(client)
+    stacks = ns.stack or list(STACKS)
+    rows = []
+    for stack in stacks:
+        tag = current_tag(stack, client)
+        cold_s = None
+        if ns.action == "bench" and ns.cold:
+            subprocess.run([client.path, "rmi", "-f", tag], capture_output=True, env=client.env())
+            subprocess.run([client.path, "builder", "prune", "-af"], capture_output=True, env=client.env())
+        if not inspect_image_id(client, tag):
+            check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
+        first = ensure_image(stack, client, ca_bundle=ns.ca_bundle, log_dir=ns.log_dir)
+        if first.built:
+            cold_s = first.build_seconds
+        warm_s = None
+        if ns.action == "bench":
+            warm = ensure_image(stack, client, ca_bundle=ns.ca_bundle, log_dir=ns.log_dir, force_build=True)
+            warm_s = warm.build_seconds
+            if warm.image_id != first.image_id or warm.run_steps:
+                print(f"warning: the warm rebuild of {stack} re-ran {warm.run_steps} step(s)")
+        size = image_size_bytes(client, tag)
+        rows.append((stack, tag, first.image_id[:19], cold_s, warm_s, size))
+    print(f"\n{'stack':<6} {'tag':<30} {'id':<20} {'build (s)':>10} {'warm (s)':>9} {'size (GB)':>9}")
+    for stack, tag, iid, cold_s, warm_s, size in rows:
+        c = f"{cold_s:.1f}" if cold_s is not None else "reused"
+        w = f"{warm_s:.1f}" if warm_s is not None else "-"
+        print(f"{stack:<6} {tag:<30} {iid:<20} {c:>10} {w:>9} {(size or 0) / 1e9:>9.2f}")
+
+
+if __name__ == "__main__":
+    try:
+        images_main(sys.argv[1:])
+    except KitError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code)

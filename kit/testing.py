@@ -103,7 +103,7 @@ def run_host_suite(suite: str, extra: list[str], workdir: Path) -> SuiteResult:
 
 def run_image_suite(suite: str, extra: list[str], workdir: Path, ca_bundle: Optional[Path]) -> SuiteResult:
     from kit import preflight
-    from kit.images import STACK_INFO, base_image_override, ensure_image, image_tag, inspect_image_id
+    from kit.images import STACK_INFO, current_tag, ensure_image, inspect_image_id
     from kit.runners import RunnerOptions, Step
     from kit.runners.docker import OUTPUT_MOUNT, run_in_image
 
@@ -112,7 +112,7 @@ def run_image_suite(suite: str, extra: list[str], workdir: Path, ca_bundle: Opti
     t0 = time.monotonic()
     client = preflight.find_docker()
     preflight.check_daemon(client)
-    if not inspect_image_id(client, image_tag(stack, base_image_override())):
+    if not inspect_image_id(client, current_tag(stack, client)):
         preflight.check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
     out = workdir / suite
     opts = RunnerOptions(runner="docker", results_dir=out / "results", output_dir=out / "output", ca_bundle=ca_bundle)

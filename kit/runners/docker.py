@@ -43,7 +43,7 @@ SHM_SIZE = os.environ.get("KIT_SHM_SIZE", "8g")
 # Secrets: passed by name (`-e NAME`), only when set in the invoking environment.
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Plain settings forwarded by name when set (e.g. HF_HUB_OFFLINE=1 for a pre-filled cache).
-FORWARD_ENV = ("HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "CUDA_VISIBLE_DEVICES", "VLLM_LOGGING_LEVEL")
+FORWARD_ENV = ("CI", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "CUDA_VISIBLE_DEVICES", "VLLM_LOGGING_LEVEL")
 INTERRUPT_GRACE_S = 30.0
 
 
@@ -160,7 +160,7 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
     Raises KeyboardInterrupt after stopping the container on Ctrl-C.
     """
     from kit import preflight
-    from kit.images import STACK_INFO, base_image_override, ensure_image, image_tag, inspect_image_id
+    from kit.images import STACK_INFO, current_tag, ensure_image, inspect_image_id
 
     needs_gpu = step_needs_gpu(step)
     if client is None:
@@ -168,7 +168,7 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
         preflight.check_daemon(client)
         if needs_gpu:
             preflight.check_gpu_step(client, step.argv)
-        if image is None and not inspect_image_id(client, image_tag(step.stack, base_image_override())):
+        if image is None and not inspect_image_id(client, current_tag(step.stack, client)):
             preflight.check_disk(client, STACK_INFO[step.stack].build_free_gb, f"building the {step.stack} image")
     if image is None:
         image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")

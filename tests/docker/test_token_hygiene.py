@@ -65,7 +65,7 @@ def token_image(docker_client, hf_image, base_image):
     source = base_image or images.default_base_image("hf")
     alias = f"kit-token-test-base:{secrets.token_hex(4)}"
     subprocess.run([docker_client.path, "tag", source, alias], check=True, env=docker_client.env())
-    tag = images.image_tag("hf", alias)
+    tag = images.image_tag("hf", images.base_identity(docker_client, alias))
     yield alias, tag
     subprocess.run([docker_client.path, "rmi", tag, alias], capture_output=True, env=docker_client.env())
 
