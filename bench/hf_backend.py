@@ -30,7 +30,6 @@ dequantize kernels, awq_ext), and the counts are recorded.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 import warnings
@@ -203,7 +202,8 @@ def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
     if missing or unexpected:
         raise BenchError(
             f"{path}: the checkpoint does not match its config for an AWQ GEMM model: "
-            f"{len(missing)} tensors missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
+            f"{len(missing)} tensors missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:3]}). "
             "It may be a different architecture or AWQ version, or a damaged download; re-download or regenerate it."
         )
     try:
@@ -229,7 +229,8 @@ def _load_gpu(path: Path, device: str):
                                                      low_cpu_mem_usage=True)
     except (ImportError, RuntimeError, ValueError) as e:
         raise BenchError(f"transformers could not load the AWQ checkpoint {path} on {device}: {e}. The HF stack "
-                         "needs autoawq 0.2.9 with triton (or awq_ext) and a CUDA GPU of compute capability >= 7.5.") from e
+                         "needs autoawq 0.2.9 with triton (or awq_ext) and a CUDA GPU of compute capability >= 7.5."
+                         ) from e
     return model.eval()
 
 
@@ -288,12 +289,10 @@ class TimingStreamer:
     then end(). Only the token calls are timed; a call carrying several tokens repeats its reading.
     """
 
-    def __init__(self, sync: bool, cuda_events: bool = False):
+    def __init__(self, sync: bool):
         self.sync = sync
-        self.cuda_events = cuda_events
         self.prompt_seen = False
         self.times: list[float] = []
-        self.events: list[Any] = []
         self.ended = False
 
     def put(self, value) -> None:
@@ -304,17 +303,35 @@ class TimingStreamer:
             import torch
 
             torch.cuda.synchronize()
-        t = time.perf_counter()
-        if self.cuda_events:
-            import torch
-
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            self.events.append(ev)
-        self.times.extend([t] * max(1, int(value.numel())))
+        self.times.extend([time.perf_counter()] * max(1, int(value.numel())))
 
     def end(self) -> None:
         self.ended = True
+
+
+class CudaEventStepTimer:
+    """A logits processor that records a CUDA event after each step's forward, without any sync.
+
+    generate() calls it once per generated token, right after that step's logits were enqueued, so
+    the gaps between its events time the same decode steps on the device clock, independently of
+    the streamer's host clock: the check of the harness's own overhead (optimum-benchmark's method).
+    """
+
+    def __init__(self):
+        self.events: list[Any] = []
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        self.events.append(event)
+        return scores
+
+    def tpot_ms(self) -> Optional[float]:
+        if len(self.events) < 2:
+            return None
+        return self.events[0].elapsed_time(self.events[-1]) / (len(self.events) - 1)
 
 
 def _generation_config(config: dict[str, Any], n: int):
@@ -331,15 +348,21 @@ def _generation_config(config: dict[str, Any], n: int):
 def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
     """One greedy generate() of exactly gen_config.max_new_tokens tokens, timed token by token."""
     import torch
+    from transformers import LogitsProcessorList
 
     on_gpu = device.startswith("cuda")
-    streamer = TimingStreamer(sync=on_gpu, cuda_events=on_gpu)
+    streamer = TimingStreamer(sync=on_gpu)
+    step_timer = CudaEventStepTimer() if on_gpu else None
+    extra = {"logits_processor": LogitsProcessorList([step_timer])} if step_timer else {}
     attention_mask = torch.ones_like(input_ids)
+    # Our config becomes the model's own: a generation_config passed to generate() gets its default-valued
+    # fields (do_sample=False among them) replaced by the checkpoint's generation_config.json (Qwen3 samples).
+    model.generation_config = gen_config
     if on_gpu:
         torch.cuda.synchronize()
     t_submit = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(input_ids, attention_mask=attention_mask, generation_config=gen_config, streamer=streamer)
+        out = model.generate(input_ids, attention_mask=attention_mask, streamer=streamer, **extra)
     if on_gpu:
         torch.cuda.synchronize()
     n = gen_config.max_new_tokens
@@ -350,8 +373,8 @@ def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
     ttft, gaps, e2e, tpot = derive_token_timing(t_submit, streamer.times)
     rec = {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
            "tokens": out[0, input_ids.shape[-1]:].tolist()}
-    if streamer.events and len(streamer.events) > 1:
-        rec["cuda_event_tpot_ms"] = streamer.events[0].elapsed_time(streamer.events[-1]) / (len(streamer.events) - 1)
+    if step_timer is not None and step_timer.tpot_ms() is not None:
+        rec["cuda_event_tpot_ms"] = step_timer.tpot_ms()
     return rec
 
 
@@ -421,7 +444,8 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
         notes.append("CPU run: autoawq's naive path (dequantize_gemm + torch.matmul per call) in fp16 on the CPU. "
                      "These timings show the harness working; they are not comparable with the published GPU numbers.")
     backend = Backend(name="transformers", label="transformers",
-                      quantization="awq (autoawq WQLinear_GEMM)", dtype=info["dtype"], device="cpu" if on_cpu else "cuda",
+                      quantization="awq (autoawq WQLinear_GEMM)", dtype=info["dtype"],
+                      device="cpu" if on_cpu else "cuda",
                       settings=settings)
     return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, backend=backend, notes=notes,
                        cuda_event_tpot_ms=cuda_tpot or None)
