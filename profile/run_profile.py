@@ -21,6 +21,7 @@ for p in (str(KIT_ROOT), str(HERE)):
 
 import os  # noqa: E402
 import secrets  # noqa: E402
+import tempfile  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 
 from bench.errors import BenchError  # noqa: E402
@@ -49,9 +50,18 @@ def print_phase(phase, device_line: str) -> None:
 
 
 def run(argv: list[str]) -> int:
-    parser = build_parser("profile", extra=lambda p: p.add_argument(
-        "--no-trace", action="store_true", help="do not export Chrome traces"))
-    args = check_args(parser.parse_args(argv), "transformers")
+    def extra(p) -> None:
+        p.add_argument("--no-trace", action="store_true", help="do not export Chrome traces")
+        p.add_argument("--reuse-triton-cache", action="store_true",
+                       help="keep Triton's on-disk kernel cache: 'cold' then excludes JIT compilation")
+
+    args = check_args(build_parser("profile", extra=extra).parse_args(argv), "transformers")
+    # 'cold' means what a fresh machine sees (the published Colab T4 run): Triton compiles every kernel.
+    # An on-disk cache left by an earlier run would hide that, so start from an empty one.
+    triton_cache = "reused (TRITON_CACHE_DIR as set)"
+    if not args.reuse_triton_cache:
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="kit-triton-cold-")
+        triton_cache = "fresh, empty (JIT compilation included in the cold phase)"
 
     import torch
 
@@ -93,7 +103,7 @@ def run(argv: list[str]) -> int:
                         settings={**{k: v for k, v in info.items() if k != "quantization_config"},
                                   "grad_mode": "torch.inference_mode", "profiler_overhead": overhead,
                                   "activities": ["CPU", "CUDA"] if torch_device == "cuda" else ["CPU"],
-                                  "profile_memory": True, "row_limit": 10}),
+                                  "profile_memory": True, "row_limit": 10, "triton_cache": triton_cache}),
         phases=phases,
         provenance=provenance,
         notes=notes,
