@@ -24,7 +24,7 @@ for _p in (str(REPO), str(Path(__file__).resolve().parent)):
         sys.path.insert(0, _p)
 
 from kit import images, preflight  # noqa: E402
-from dockerkit import CI, LOCAL_BASE, unavailable  # noqa: E402
+from dockerkit import CI, LOCAL_BASE, NonRoot, copy_kit, unavailable  # noqa: E402
 
 @pytest.fixture(scope="session")
 def docker_client() -> preflight.DockerClient:
@@ -88,10 +88,11 @@ def kit_env(tmp_path, base_image):
 
 @pytest.fixture(scope="session")
 def nonroot_python(tmp_path_factory):
-    """(python, uid, gid, docker_gid): a venv with the kit's host dependencies that a non-root uid can run.
+    """NonRoot(python, uid, gid, docker_gid, kit): what a non-root user needs to run the kit.
 
-    Only root can switch uid; the kit's Python under /root is not readable by other users, so a small
-    venv (pydantic, rich, tabulate) is made from the system's python3 with uv.
+    Only root can switch uid. The kit's Python under /root is not readable by other users, so a small venv
+    (pydantic, rich, tabulate) is made from the system's python3 with uv; and the user runs their own copy
+    of the checkout (owned by them), since this one may sit in a folder only root can read.
     """
     if os.getuid() != 0:
         unavailable("switching to another uid needs root")
@@ -111,5 +112,8 @@ def nonroot_python(tmp_path_factory):
             unavailable(f"could not make the non-root venv: {' '.join(cmd)}: {r.stderr.strip()[-500:]}")
     sock = Path((os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock").replace("unix://", ""))
     docker_gid = sock.stat().st_gid if sock.exists() else None
-    yield str(venv / "bin" / "python"), 4242, 4242, docker_gid
+    kit = copy_kit(d / "kit")
+    for p in [kit, *kit.rglob("*")]:
+        os.chown(p, 4242, 4242, follow_symlinks=False)
+    yield NonRoot(str(venv / "bin" / "python"), 4242, 4242, docker_gid, kit)
     shutil.rmtree(d, ignore_errors=True)

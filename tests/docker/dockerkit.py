@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import pytest
 
@@ -29,10 +31,10 @@ def kit_dirs(tmp_path: Path) -> list[str]:
             "--reports-dir", str(tmp_path / "reports")]
 
 
-def run_kit(args: list[str], env: dict, *, python: str = sys.executable, timeout: float = 1200,
+def run_kit(args: list[str], env: dict, *, python: str = sys.executable, timeout: float = 1200, cwd: Path = REPO,
             **kwargs) -> subprocess.CompletedProcess:
-    """`python -m kit ARGS` from the repository root, output captured (and echoed for the pytest log)."""
-    r = subprocess.run([python, "-m", "kit", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    """`python -m kit ARGS` from the repository root (or cwd), output captured (and echoed for the pytest log)."""
+    r = subprocess.run([python, "-m", "kit", *args], cwd=cwd, env=env, capture_output=True, text=True,
                        timeout=timeout, **kwargs)
     print(f"$ python -m kit {' '.join(args)}  -> exit {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return r
@@ -49,3 +51,19 @@ def world_dir(prefix: str) -> Path:
     d = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(d, 0o755)
     return d
+
+
+class NonRoot(NamedTuple):
+    python: str
+    uid: int
+    gid: int
+    docker_gid: Optional[int]
+    kit: Path  # the user's own copy of the checkout
+
+
+def copy_kit(dst: Path) -> Path:
+    """A copy of the checkout without VCS, venvs, caches or outputs."""
+    ignore = shutil.ignore_patterns(".git", ".nox", ".venv*", "__pycache__", "output", "results", "reports",
+                                    "demo", ".pytest_cache")
+    shutil.copytree(REPO, dst, ignore=ignore)
+    return dst

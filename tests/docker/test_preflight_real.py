@@ -96,10 +96,11 @@ def test_daemon_unreachable(kit_env, tmp_path, docker_client):
 
 def test_permission_denied(nonroot_python, kit_env, docker_client):
     """A uid outside the docker group gets the permission paragraph (real socket, real daemon)."""
-    python, uid, gid, _ = nonroot_python
+    nr = nonroot_python
     kit_env["HOME"] = "/tmp"
+    kit_env["PYTHONPATH"] = str(nr.kit)
     r = run_kit(["bench-hf", "--runner", "docker", "--no-report", "--results-dir", "/tmp/kit-nonroot-never",
-                 *CPU_BENCH], kit_env, python=python, user=uid, group=gid, extra_groups=[])
+                 *CPU_BENCH], kit_env, python=nr.python, cwd=nr.kit, user=nr.uid, group=nr.gid, extra_groups=[])
     assert r.returncode == 2, r.stderr
     assert "Docker daemon permission denied" in r.stderr and "docker` group" in r.stderr
     _no_traceback(r)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kit import images
 from kit.results import BenchResult, ProfileResult, load_result
-from dockerkit import CPU_BENCH, REPO, kit_dirs, run_kit, world_dir
+from dockerkit import CPU_BENCH, copy_kit, kit_dirs, run_kit, world_dir
 
 
 def _check_provenance(result, hf_image):
@@ -54,14 +54,14 @@ def test_cpu_bench_and_profile_in_the_hf_image(hf_image, kit_env, tmp_path):
 
 def test_results_owned_by_a_nonroot_uid(nonroot_python, hf_image, base_image):
     """The whole kit run as uid 4242 (in the docker group): every file it makes belongs to 4242."""
-    python, uid, gid, docker_gid = nonroot_python
+    python, uid, gid, docker_gid, kit = nonroot_python
     assert docker_gid is not None, "the docker socket's group is needed to run as another uid"
     d = world_dir("kit-owner-")
     try:
         for sub in ("home", "results", "output", "reports", "cache", "hf-home"):
             (d / sub).mkdir()
             os.chown(d / sub, uid, gid)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(d / "home"), "PYTHONPATH": str(REPO),
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(d / "home"), "PYTHONPATH": str(kit),
                "KIT_CACHE_DIR": str(d / "cache"), "HF_HOME": str(d / "hf-home"), "LANG": "C.UTF-8"}
         if base_image:
             env["KIT_BASE_IMAGE"] = base_image
@@ -69,7 +69,7 @@ def test_results_owned_by_a_nonroot_uid(nonroot_python, hf_image, base_image):
             if os.environ.get(key):
                 env[key] = os.environ[key]
         r = run_kit(["bench-hf", "--runner", "docker", "--no-report", "--results-dir", str(d / "results"),
-                     "--output-dir", str(d / "output"), *CPU_BENCH], env, python=python,
+                     "--output-dir", str(d / "output"), *CPU_BENCH], env, python=python, cwd=kit,
                     user=uid, group=gid, extra_groups=[docker_gid])
         assert r.returncode == 0, r.stderr[-3000:]
         assert f"reusing {hf_image.tag}" in r.stdout and f"uid {uid}" in r.stdout
@@ -83,17 +83,10 @@ def test_results_owned_by_a_nonroot_uid(nonroot_python, hf_image, base_image):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _copy_kit(dst: Path) -> Path:
-    ignore = shutil.ignore_patterns(".git", ".nox", ".venv*", "__pycache__", "output", "results", "reports",
-                                    "demo", ".pytest_cache")
-    shutil.copytree(REPO, dst, ignore=ignore)
-    return dst
-
-
 def test_code_only_change_rebuilds_no_layer(docker_client, hf_image, base_image, tmp_path):
     """Change code under bench/ and profile/ in a copy of the kit: same tag, and a forced rebuild reuses every
     layer and yields the very same image id."""
-    copy = _copy_kit(tmp_path / "kit")
+    copy = copy_kit(tmp_path / "kit")
     for f in (copy / "bench" / "__init__.py", copy / "profile" / "run_profile.py"):
         f.write_text(f.read_text() + "\n# a code-only change\n")
     code = ("import sys; from kit.preflight import find_docker; from kit.images import ensure_image, image_tag\n"
