@@ -85,7 +85,8 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("workload (shared by every backend and the profiler)")
     g.add_argument("--model", default=None,
                    help=f"hub id or local checkpoint folder (default {DEFAULT_MODEL}; not with --synthetic)")
-    g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit); the resolved commit is recorded")
+    g.add_argument("--revision", default=None,
+                   help="hub revision (branch, tag or commit); the resolved commit is recorded")
     g.add_argument("--synthetic", default=None, metavar="CONFIG",
                    help=f"random-weight AWQ checkpoint of a named config ({', '.join(synthetic_config_names())}) or a "
                         "config.json path, generated once into $KIT_CACHE_DIR/synthetic/<config>-<seed>/")
@@ -118,12 +119,14 @@ def add_vllm_args(p: argparse.ArgumentParser) -> None:
 _VLLM_ONLY = ("--quantization", "--enforce-eager", "--max-model-len", "--gpu-memory-utilization")
 
 
-def build_parser(command: str = "run", extra: Optional[Callable[[argparse.ArgumentParser], None]] = None) -> argparse.ArgumentParser:
+def build_parser(command: str = "run",
+                 extra: Optional[Callable[[argparse.ArgumentParser], None]] = None) -> argparse.ArgumentParser:
     """The parser of `python -m bench run` ("run"), or of the workload part of another entry point.
 
     `extra` adds an entry point's own options (e.g. the profiler's).
     """
-    prog = {"run": "python -m bench run", "profile": "python profile/run_profile.py"}.get(command, f"nox -s {command} --")
+    progs = {"run": "python -m bench run", "profile": "python profile/run_profile.py"}
+    prog = progs.get(command, f"nox -s {command} --")
     p = _Parser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     if command == "run":
         p.add_argument("--backend", choices=BACKENDS, required=True)
@@ -138,8 +141,8 @@ def build_parser(command: str = "run", extra: Optional[Callable[[argparse.Argume
 def check_args(ns: argparse.Namespace, backend: Optional[str]) -> argparse.Namespace:
     """Cross-option checks; fills derived defaults (model). Raises BenchError."""
     if ns.synthetic and ns.model:
-        raise BenchError("--model and --synthetic are exclusive: --synthetic CONFIG generates a random-weight checkpoint "
-                         "of that config; --model names a real one. Pass one of them.")
+        raise BenchError("--model and --synthetic are exclusive: --synthetic CONFIG generates a random-weight "
+                         "checkpoint of that config; --model names a real one. Pass one of them.")
     if ns.synthetic and ns.revision:
         raise BenchError("--revision applies to hub models only; a --synthetic checkpoint has no revision. Drop it.")
     if ns.synthetic:
@@ -152,7 +155,8 @@ def check_args(ns: argparse.Namespace, backend: Optional[str]) -> argparse.Names
         ns.model = DEFAULT_MODEL
     if ns.model and _looks_like_path(ns.model) and not Path(os.path.expanduser(ns.model)).exists():
         raise BenchError(f"--model {ns.model!r}: no such local folder. Pass an existing checkpoint folder (with "
-                         "config.json and *.safetensors), a hub id such as Qwen/Qwen3-8B-AWQ, or --synthetic qwen3-8b-awq.")
+                         "config.json and *.safetensors), a hub id such as Qwen/Qwen3-8B-AWQ, or --synthetic "
+                         "qwen3-8b-awq.")
     if backend == "vllm":
         if getattr(ns, "quantization", None) is None:
             raise BenchError("The vLLM backend needs --quantization awq or awq_marlin: left unset, vLLM silently "

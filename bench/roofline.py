@@ -81,7 +81,8 @@ def kv_cache_bytes_per_position(config: dict[str, Any], dtype_bytes: int = 2) ->
     return int(config["num_hidden_layers"]) * 2 * kv * hd * dtype_bytes
 
 
-def decode_step_bytes(model_dir: Path, config: dict[str, Any], input_len: int, output_len: int) -> tuple[int, dict[str, int]]:
+def decode_step_bytes(model_dir: Path, config: dict[str, Any], input_len: int,
+                      output_len: int) -> tuple[int, dict[str, int]]:
     """(total, breakdown) bytes read by one batch-1 decode step."""
     sizes = tensor_sizes(model_dir)
     breakdown: dict[str, int] = {}
@@ -99,7 +100,8 @@ def decode_step_bytes(model_dir: Path, config: dict[str, Any], input_len: int, o
     return sum(breakdown.values()), breakdown
 
 
-def measure_copy_bandwidth(device: str = "cuda", size_mib: int = 1024, repeats: int = 10, warmup: int = 3) -> tuple[float, str]:
+def measure_copy_bandwidth(device: str = "cuda", size_mib: int = 1024, repeats: int = 10,
+                           warmup: int = 3) -> tuple[float, str]:
     """(GB/s counting bytes read + written, method) of a device-to-device copy."""
     import torch
 

@@ -129,7 +129,8 @@ def run(argv: list[str]) -> int:
             backend = importlib.import_module(BACKEND_MODULES[args.backend])
         except ImportError as e:
             raise BenchError(f"the {args.backend} backend cannot be imported here ({e}). Run it in its stack's image "
-                             f"(or a venv made from its lock): transformers needs the HF stack, vllm the vLLM stack.") from e
+                             "(or a venv made from its lock): transformers needs the HF stack, vllm the vLLM stack."
+                             ) from e
         # Checks that need no model (GPU present, kernel supported) before anything is downloaded or generated.
         preflight = getattr(backend, "preflight", None)
         if preflight is not None:

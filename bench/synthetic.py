@@ -120,7 +120,8 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
             f"({', '.join(SUPPORTED_MODEL_TYPES)}). Use one of those architectures, or a real checkpoint (--model)."
         )
     qc = config.get("quantization_config") or {}
-    if qc.get("quant_method") != "awq" or int(qc.get("bits", 0)) != 4 or str(qc.get("version", "gemm")).lower() != "gemm":
+    version = str(qc.get("version", "gemm")).lower()
+    if qc.get("quant_method") != "awq" or int(qc.get("bits", 0)) != 4 or version != "gemm":
         raise BenchError(
             f"{source}: quantization_config {qc!r} is not AWQ 4-bit GEMM. The synthetic generator writes "
             'AWQ GEMM checkpoints only: add {"quant_method": "awq", "bits": 4, "group_size": 128, '
@@ -398,10 +399,10 @@ def generate_checkpoint(config: dict[str, Any], out_dir: Path, *, seed: int = 0,
     names = [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
     bar = _progress(total, f"synthetic {config_name}", progress)
     try:
-        for name, shard in zip(names, shards):
+        for name, shard in zip(names, shards, strict=True):
             _write_shard(tmp / name, shard, seed, bar.update)
         index = {"metadata": {"total_size": total},
-                 "weight_map": {s.name: name for name, shard in zip(names, shards) for s in shard}}
+                 "weight_map": {s.name: name for name, shard in zip(names, shards, strict=True) for s in shard}}
         marker = {"generator_version": GENERATOR_VERSION, "config_name": config_name,
                   "config_sha256": config_fingerprint(config), "seed": seed, "total_size": total, "shards": names}
         for fname, obj in (("model.safetensors.index.json", index), ("config.json", config),
@@ -471,7 +472,8 @@ def synth_main(argv: list[str]) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m bench synth",
-                                description="Write a synthetic Hugging Face-format AWQ checkpoint (random int4 weights).")
+                                description="Write a synthetic Hugging Face-format AWQ checkpoint "
+                                            "(random int4 weights).")
     p.add_argument("--config", required=True,
                    help=f"named config ({', '.join(named_configs())}) or the path to a config.json with an AWQ "
                         "quantization_config")

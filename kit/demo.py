@@ -114,4 +114,4 @@ if __name__ == "__main__":  # pragma: no cover
         run_demo(sys.argv[1:])
     except KitError as e:
         print(f"\nerror: {e}", file=sys.stderr)
-        raise SystemExit(e.exit_code)
+        raise SystemExit(e.exit_code) from None

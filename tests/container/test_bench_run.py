@@ -45,7 +45,7 @@ def test_end_to_end_result_validates(stack, tiny_ckpt, run_bench, kit_env):
     assert b.settings["grad_mode"] == "torch.inference_mode"
     s = r.samples
     assert len(s.ttft_ms) == len(s.tpot_ms) == len(s.e2e_ms) == len(s.itl_ms) == iters
-    for ttft, tpot, e2e, gaps in zip(s.ttft_ms, s.tpot_ms, s.e2e_ms, s.itl_ms):
+    for ttft, tpot, e2e, gaps in zip(s.ttft_ms, s.tpot_ms, s.e2e_ms, s.itl_ms, strict=True):
         assert len(gaps) == n - 1 and all(g >= 0 for g in gaps)
         assert e2e == pytest.approx(ttft + sum(gaps), rel=1e-9)
         assert tpot == pytest.approx((e2e - ttft) / (n - 1), rel=1e-9)
@@ -60,7 +60,8 @@ def test_end_to_end_result_validates(stack, tiny_ckpt, run_bench, kit_env):
     weights = sum(tensor_sizes(ckpt).values())
     emb = 2048 * 256 * 2
     assert r.roofline.bytes_breakdown["embed_tokens_one_row"] == 256 * 2
-    assert r.roofline.bytes_per_decode_step == weights - emb + 256 * 2 + r.roofline.bytes_breakdown["kv_cache_mean_context"]
+    kv = r.roofline.bytes_breakdown["kv_cache_mean_context"]
+    assert r.roofline.bytes_per_decode_step == weights - emb + 256 * 2 + kv
     assert r.roofline.bandwidth_gb_s is None  # no GPU
     assert any("CPU run" in note for note in r.notes) and any("Synthetic weights" in note for note in r.notes)
     assert prompt_token_ids(json.loads((ckpt / "config.json").read_text()), 16, 4) == prompt_token_ids(
@@ -205,4 +206,5 @@ def test_ctrl_c_during_iterations_writes_nothing(stack, tiny_ckpt, kit_env):
     assert m and 2 <= int(m.group(1)) < 500, rest
     assert "no result file was written" in rest
     assert _results(kit_env) == []
-    assert not list(Path(kit_env["KIT_RESULTS_DIR"]).glob(".*.tmp")) if Path(kit_env["KIT_RESULTS_DIR"]).exists() else True
+    results_dir = Path(kit_env["KIT_RESULTS_DIR"])
+    assert not results_dir.exists() or not list(results_dir.glob(".*.tmp"))

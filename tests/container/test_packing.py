@@ -44,9 +44,11 @@ def test_pack_matches_autoawq_from_linear(stack, quantized):
         * s32.repeat_interleave(G, 0)  # [K, N]
     linear = torch.nn.Linear(K, N, bias=False)
     linear.weight.data = w.t().contiguous()
-    awq_linear = WQLinear_GEMM.from_linear(linear, 4, G, scales=torch.from_numpy(s), zeros=torch.from_numpy(z.astype(np.float32)))
-    assert np.array_equal(awq_linear.qweight.numpy(), synthetic.pack_awq_gemm(q))
-    assert np.array_equal(awq_linear.qzeros.numpy(), synthetic.pack_awq_gemm(z))
+    awq_linear = WQLinear_GEMM.from_linear(linear, 4, G, scales=torch.from_numpy(s),
+                                           zeros=torch.from_numpy(z.astype(np.float32)))
+    # .cpu(): on a GPU machine from_linear packs the zeros on autoawq's "best device"
+    assert np.array_equal(awq_linear.qweight.cpu().numpy(), synthetic.pack_awq_gemm(q))
+    assert np.array_equal(awq_linear.qzeros.cpu().numpy(), synthetic.pack_awq_gemm(z))
 
 
 def test_dequantize_matches_autoawq(stack, quantized):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,7 +164,8 @@ def test_config_path_and_bad_configs(stack, tmp_path):
 
 def test_synth_cli(stack, tmp_path, kit_env):
     out = tmp_path / "ck"
-    proc = subprocess.run([sys.executable, "-m", "bench", "synth", "--config", "tiny", "--out", str(out), "--no-progress"],
+    cmd = [sys.executable, "-m", "bench", "synth", "--config", "tiny", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd,
                           cwd=str(REPO_ROOT), env=kit_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert synthetic.read_marker(out)["config_name"] == "tiny"
