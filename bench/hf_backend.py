@@ -426,6 +426,7 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
         "awq_kernel_state_before_forcing": info["awq_kernel_state_before"],
         "awq_calls_first_generate": observed,
         "awq_linear_layers": info["awq_linear_layers"],
+        "checkpoint_quantization_config": info["quantization_config"],  # as read from config.json
         "loader": info["loader"],
         "load_s": info["load_s"],
         "grad_mode": GRAD_MODE,
