@@ -24,7 +24,7 @@ for _p in (str(REPO), str(Path(__file__).resolve().parent)):
         sys.path.insert(0, _p)
 
 from kit import images, preflight  # noqa: E402
-from dockerkit import CI, LOCAL_BASE, NonRoot, copy_kit, unavailable  # noqa: E402
+from dockerkit import CI, LOCAL_BASE, NOTES, NonRoot, copy_kit, unavailable  # noqa: E402
 
 @pytest.fixture(scope="session")
 def docker_client() -> preflight.DockerClient:
@@ -55,6 +55,13 @@ def base_image(docker_client) -> str:
     return chosen
 
 
+def pytest_terminal_summary(terminalreporter):
+    if NOTES:
+        terminalreporter.section("docker figures")
+        for note in NOTES:
+            terminalreporter.write_line(note)
+
+
 def pytest_report_header(config):
     return [f"docker tests: KIT_BASE_IMAGE={os.environ.get('KIT_BASE_IMAGE') or '(unset)'}, "
             f"KIT_CA_BUNDLE={os.environ.get('KIT_CA_BUNDLE') or '(unset)'}, CI={CI}"]
@@ -68,7 +75,11 @@ def build_log_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def hf_image(docker_client, base_image, build_log_dir) -> images.ImageInfo:
     """The hf image, built by the kit or reused (as `nox -s bench-hf` would)."""
-    return images.ensure_image("hf", docker_client, log_dir=build_log_dir)
+    info = images.ensure_image("hf", docker_client, log_dir=build_log_dir)
+    size = images.image_size_bytes(docker_client, info.tag) or 0
+    how = f"built in {info.build_seconds:.1f}s" if info.built else "reused"
+    NOTES.append(f"hf image {info.tag} ({info.image_id[:19]}): {how}, {size / 1e9:.2f} GB")
+    return info
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 CI = os.environ.get("CI", "").lower() == "true"
+# Figures worth seeing in the session summary (build times, sizes, bytes scanned): see conftest.py.
+NOTES: list[str] = []
 LOCAL_BASE = "kit-base:bookworm"
 
 
