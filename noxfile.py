@@ -2,6 +2,7 @@
 
 Options after `--` go to the command, e.g. `nox -s bench-hf -- --synthetic qwen3-8b-awq --runner local`.
 """
+import os
 import sys
 
 import nox
@@ -11,7 +12,7 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["report"]
 
 # The interpreter that runs nox: the local runner's default (the Colab path, where nox runs beside torch).
-NOX_PYTHON = {"KIT_LOCAL_PYTHON": sys.executable}
+NOX_PYTHON = {"KIT_LOCAL_PYTHON": os.environ.get("KIT_LOCAL_PYTHON", sys.executable)}
 # `python -m kit` runs from this checkout, so only the dependencies are installed (no wheel build per run).
 PROJECT = nox.project.load_toml("pyproject.toml")["project"]
 DEPS = PROJECT["dependencies"]

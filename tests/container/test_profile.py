@@ -22,7 +22,7 @@ def profile_run(tmp_path_factory, stack, tiny_ckpt):
     tmp = tmp_path_factory.mktemp("profile")
     env = dict(os.environ)
     env.update({
-        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
         "KIT_RESULTS_DIR": str(tmp / "results"),
         "KIT_OUTPUT_DIR": str(tmp / "output"),
         "KIT_CACHE_DIR": str(tiny_ckpt.parent.parent),
