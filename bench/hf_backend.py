@@ -444,6 +444,10 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
     if on_cpu:
         notes.append("CPU run: autoawq's naive path (dequantize_gemm + torch.matmul per call) in fp16 on the CPU. "
                      "These timings show the harness working; they are not comparable with the published GPU numbers.")
+    if not deterministic and path.startswith("triton"):
+        notes.append("Greedy tokens differed between runs: autoawq's Triton GEMM adds its split-K partial sums with "
+                     "fp16 atomic_add, whose order varies from run to run; near-ties in the logits (common with random "
+                     "weights) then flip. Every run still generated exactly the workload's output length.")
     backend = Backend(name="transformers", label="transformers",
                       quantization="awq (autoawq WQLinear_GEMM)", dtype=info["dtype"],
                       device="cpu" if on_cpu else "cuda",

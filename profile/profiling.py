@@ -110,7 +110,7 @@ def sort_key(device: str) -> str:
 
 
 def export_trace(prof, path: Path) -> str:
-    """Chrome trace written via temp file + rename."""
+    """Chrome trace written via temp file + rename; returns the path relative to the output folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -120,7 +120,7 @@ def export_trace(prof, path: Path) -> str:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return str(path)
+    return f"{path.parent.name}/{path.name}"  # e.g. traces/<run>-cold.trace.json under KIT_OUTPUT_DIR
 
 
 # --------------------------------------------------------------------------- diagnosis
@@ -143,6 +143,24 @@ def diagnose(rows: list[ProfileRow], self_cpu_total_us: float, self_device_total
             f"autoawq path: {awq_path}.")
 
 
+def table_self_device_total_us(averages) -> float:
+    """The 'Self CUDA time total' of the table, by torch's own rule: kernels counted once.
+
+    An op's self device time repeats its kernels' (WQLinearMMFunction and awq_gemm_kernel both
+    show the GEMM), so only device-side events (or legacy CPU events) are summed.
+    """
+    from torch.autograd import DeviceType
+
+    total = 0.0
+    for a in averages:
+        if a.device_type == DeviceType.CPU:
+            if getattr(a, "is_legacy", False):
+                total += a.self_device_time_total
+        elif not getattr(a, "is_user_annotation", False):
+            total += a.self_device_time_total
+    return float(total)
+
+
 def phase_from_profiler(prof, *, label: str, description: str, device: str, wall_ms: float,
                         trace_path: Optional[Path], num_layers: int) -> ProfilePhase:
     averages = prof.key_averages()
@@ -156,7 +174,7 @@ def phase_from_profiler(prof, *, label: str, description: str, device: str, wall
         rows.append(_row(awq_avg, device))  # the diagnosis always needs it
     path = awq_path_from_events({a.key for a in averages}, awq_module_state())
     self_cpu = float(sum(a.self_cpu_time_total for a in averages))
-    self_dev = float(sum(a.self_device_time_total for a in averages)) if device == "cuda" else 0.0
+    self_dev = table_self_device_total_us(averages) if device == "cuda" else 0.0
     return ProfilePhase(
         label=label,
         description=description,

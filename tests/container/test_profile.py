@@ -98,3 +98,23 @@ def test_prints_seed_format_and_writes_traces(profile_run):
     assert len(traces) == 3
     assert json.loads(traces[0].read_text())["traceEvents"]
     assert "Profiler overhead on the warm prefill" in proc.stderr
+
+
+def test_device_total_counts_each_kernel_once(stack):
+    """WQLinearMMFunction's self CUDA time repeats awq_gemm_kernel's: the total must count it once (torch's rule)."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    sys.path.insert(0, str(REPO_ROOT / "profile"))
+    from profiling import table_self_device_total_us
+
+    averages = [
+        SimpleNamespace(key="WQLinearMMFunction", device_type=DeviceType.CPU, is_legacy=False,
+                        is_user_annotation=False, self_device_time_total=8578.0),
+        SimpleNamespace(key="awq_gemm_kernel", device_type=DeviceType.CUDA, is_legacy=False,
+                        is_user_annotation=False, self_device_time_total=8578.0),
+        SimpleNamespace(key="elementwise_kernel", device_type=DeviceType.CUDA, is_legacy=False,
+                        is_user_annotation=False, self_device_time_total=4707.0),
+    ]
+    assert table_self_device_total_us(averages) == 8578.0 + 4707.0
