@@ -65,6 +65,43 @@ def step_needs_gpu(step: Step) -> bool:
     return step.needs_gpu and not wants_cpu(step.argv)
 
 
+MODEL_MOUNT = "/models"
+PATH_OPTIONS = ("--model", "--synthetic")
+
+
+def map_host_paths(argv: Sequence[str]) -> tuple[list[str], list[tuple[Path, str]]]:
+    """Rewrite `--model PATH` / `--synthetic PATH` that name host files into container paths.
+
+    Paths inside the kit checkout map to /kit/...; others are bind-mounted read-only under /models/.
+    Hub ids and config names (no such file or folder on the host) are left alone. Returns (argv, mounts).
+    """
+    out: list[str] = []
+    mounts: list[tuple[Path, str]] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        opt, value, joined = None, None, False
+        if a in PATH_OPTIONS and i + 1 < len(args):
+            opt, value = a, args[i + 1]
+        elif "=" in a and a.split("=", 1)[0] in PATH_OPTIONS:
+            opt, value = a.split("=", 1)
+            joined = True
+        if opt is None or not os.path.exists(value):
+            out.append(a)
+            i += 1
+            continue
+        host = Path(value).resolve()
+        try:
+            target = f"{KIT_MOUNT}/{host.relative_to(KIT_ROOT)}"
+        except ValueError:
+            target = f"{MODEL_MOUNT}/{len(mounts)}/{host.name}"
+            mounts.append((host, target))
+        out += [f"{opt}={target}"] if joined else [opt, target]
+        i += 1 if joined else 2
+    return out, mounts
+
+
 def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_tag: str, env: dict[str, str], *,
                        name: str, needs_gpu: bool, uid: Optional[int] = None, gid: Optional[int] = None) -> list[str]:
     """The exact `docker run` argv (no secret values in it: those go by name)."""
@@ -88,6 +125,8 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
         mounts.append((vllm_cache_dir(), VLLM_CACHE_MOUNT, "rw"))
     if opts.ca_bundle:
         mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
+    argv, path_mounts = map_host_paths(step.argv)
+    mounts += [(host, target, "ro") for host, target in path_mounts]
     for host, target, mode in mounts:
         cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={target}" + (",readonly" if mode == "ro" else "")]
     for key, value in env.items():
@@ -95,7 +134,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
     for key in FORWARD_ENV + SECRET_ENV:
         if os.environ.get(key):
             cmd += ["-e", key]  # by name: docker reads the value from its own environment
-    cmd += [image_tag, "python", *step.argv]
+    cmd += [image_tag, "python", *argv]
     return cmd
 
 
@@ -134,19 +173,24 @@ def _container_running(client, name: str) -> bool:
 
 
 def _stop_container(client, name: str, proc: subprocess.Popen, drain) -> int:
-    """After Ctrl-C: let the container finish its interrupt handling, then insist."""
-    deadline = time.monotonic() + 2.0
-    while proc.poll() is None and time.monotonic() < deadline:
-        drain(0.2)
-    if proc.poll() is None and _container_running(client, name):
-        print(f"\n[docker] interrupt: sending SIGINT to container {name}", file=sys.stderr, flush=True)
-        subprocess.run([client.path, "kill", "--signal", "INT", name], capture_output=True, env=client.env())
-    deadline = time.monotonic() + INTERRUPT_GRACE_S
-    while proc.poll() is None and time.monotonic() < deadline:
-        drain(0.5)
-    if proc.poll() is None:
-        print(f"[docker] container {name} still running after {INTERRUPT_GRACE_S:.0f}s: docker stop", file=sys.stderr)
-        subprocess.run([client.path, "stop", "--time", "10", name], capture_output=True, env=client.env())
+    """After Ctrl-C: let the container finish its interrupt handling, then insist. A second Ctrl-C kills it."""
+    try:
+        deadline = time.monotonic() + 2.0
+        while proc.poll() is None and time.monotonic() < deadline:
+            drain(0.2)
+        if proc.poll() is None and _container_running(client, name):
+            print(f"\n[docker] interrupt: sending SIGINT to container {name}", file=sys.stderr, flush=True)
+            subprocess.run([client.path, "kill", "--signal", "INT", name], capture_output=True, env=client.env())
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            drain(0.5)
+        if proc.poll() is None:
+            print(f"[docker] container {name} still running after {INTERRUPT_GRACE_S:.0f}s: docker stop",
+                  file=sys.stderr, flush=True)
+            subprocess.run([client.path, "stop", "--time", "10", name], capture_output=True, env=client.env())
+    except KeyboardInterrupt:
+        print(f"\n[docker] second interrupt: killing container {name}", file=sys.stderr, flush=True)
+        subprocess.run([client.path, "kill", name], capture_output=True, env=client.env())
     try:
         return proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
@@ -187,12 +231,14 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
 
-        def drain(timeout: Optional[float] = None) -> bool:
+        def drain(timeout: Optional[float] = None) -> Optional[bool]:
+            """Copy what the container printed to the terminal and the log: True (data), None (nothing within
+            timeout), False (end of output)."""
             import select
 
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
-                return True
+                return None
             chunk = os.read(fd, 65536)
             if not chunk:
                 return False
@@ -210,7 +256,8 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
             rc = proc.wait()
         except KeyboardInterrupt:
             _stop_container(client, name, proc, drain)
-            while drain(0.1) and proc.poll() is None:
+            deadline = time.monotonic() + 5.0  # what the container printed last (its interrupt report)
+            while time.monotonic() < deadline and drain(0.5) is not False:
                 pass
             raise
     text = tail.decode("utf-8", "replace")

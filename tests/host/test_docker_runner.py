@@ -13,8 +13,8 @@ if str(REPO) not in sys.path:
 
 from kit import KIT_ROOT, preflight  # noqa: E402
 from kit.runners import RunnerOptions, Step  # noqa: E402
-from kit.runners.docker import (container_env, docker_run_command, step_needs_gpu,  # noqa: E402
-                                wants_cpu)
+from kit.runners.docker import (container_env, docker_run_command, map_host_paths,  # noqa: E402
+                                step_needs_gpu, wants_cpu)
 
 IMAGE_ENV = {"KIT_IMAGE_ID": "sha256:" + "a" * 64, "KIT_IMAGE_TAG": "awq-kit-hf:0123456789abcdef",
              "KIT_LOCK_HASH": "b" * 64}
@@ -112,3 +112,16 @@ def test_buildkit_support_by_client_version(tmp_path):
     plugin.write_text('#!/bin/sh\n[ "$1" = buildx ] && echo "github.com/docker/buildx v0.17.1" && exit 0\nexit 1\n')
     plugin.chmod(0o755)
     assert preflight.buildkit_support(str(plugin), "28.2.2") == "buildx"
+
+
+def test_host_model_paths_are_mounted(tmp_path):
+    model = tmp_path / "Qwen3-8B-AWQ"
+    model.mkdir()
+    argv, mounts = map_host_paths(["-m", "bench", "run", "--model", str(model), "--synthetic=tiny"])
+    assert argv == ["-m", "bench", "run", "--model", "/models/0/Qwen3-8B-AWQ", "--synthetic=tiny"]
+    assert mounts == [(model.resolve(), "/models/0/Qwen3-8B-AWQ")]
+    inside = KIT_ROOT / "bench" / "configs" / "tiny.json"
+    argv, mounts = map_host_paths(["--synthetic", str(inside), "--model", "Qwen/Qwen3-8B-AWQ"])
+    assert argv == ["--synthetic", "/kit/bench/configs/tiny.json", "--model", "Qwen/Qwen3-8B-AWQ"] and not mounts
+    cmd = " ".join(_cmd(tmp_path, argv=("-m", "bench", "run", "--model", str(model))))
+    assert f"source={model.resolve()},target=/models/0/Qwen3-8B-AWQ,readonly" in cmd
