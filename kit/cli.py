@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from kit import KIT_ROOT
 from kit.errors import KitError
-from kit.runners import RunnerOptions, Step, run_step
+from kit.runners import RunnerOptions, Step, run_step, wants_cpu
 
 VLLM_QUANTIZATIONS = ("awq", "awq_marlin")
 
@@ -102,7 +102,7 @@ def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namesp
 def cmd_bench_hf(argv: list[str]) -> None:
     p = _runner_parser("nox -s bench-hf --", "Week-1 TTFT/TPOT of transformers 4.51.3 + autoawq 0.2.9.")
     _measure("bench-hf", argv, lambda ns, rest: [
-        Step("hf", ("-m", "bench", "run", "--backend", "transformers", *rest),
+        Step("hf", ("-m", "bench", "run", "--backend", "transformers", *rest), needs_gpu=not wants_cpu(rest),
              description="transformers + autoawq bench")], p)
 
 
@@ -127,7 +127,8 @@ def cmd_profile(argv: list[str]) -> None:
     p = _runner_parser("nox -s profile-t4 --",
                        "Week-2 torch.profiler table of the transformers + autoawq path (cold, warm, decode step).")
     _measure("profile", argv, lambda ns, rest: [
-        Step("hf", ("profile/run_profile.py", *rest), description="torch.profiler of the transformers + autoawq path")], p)
+        Step("hf", ("profile/run_profile.py", *rest), needs_gpu=not wants_cpu(rest),
+             description="torch.profiler of the transformers + autoawq path")], p)
 
 
 def cmd_demo(argv: list[str]) -> None:

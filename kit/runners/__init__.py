@@ -24,6 +24,16 @@ from kit import KIT_ROOT
 Stack = Literal["hf", "vllm"]
 
 
+def wants_cpu(argv) -> bool:
+    """A step asked to run on the CPU (`--device cpu`): no GPU checks, no --gpus."""
+    for i, a in enumerate(argv):
+        if a == "--device" and i + 1 < len(argv) and argv[i + 1] == "cpu":
+            return True
+        if a == "--device=cpu":
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Step:
     stack: Stack

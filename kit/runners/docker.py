@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 from kit import KIT_ROOT
 from kit.errors import KitError
-from kit.runners import RunnerOptions, Step, child_env
+from kit.runners import RunnerOptions, Step, child_env, wants_cpu
 
 # Where the host folders appear inside the container.
 KIT_MOUNT = "/kit"
@@ -49,16 +49,6 @@ INTERRUPT_GRACE_S = 30.0
 
 def vllm_cache_dir() -> Path:
     return Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
-
-
-def wants_cpu(argv: Sequence[str]) -> bool:
-    """A step asked to run on the CPU (`--device cpu`): no GPU checks, no --gpus."""
-    for i, a in enumerate(argv):
-        if a == "--device" and i + 1 < len(argv) and argv[i + 1] == "cpu":
-            return True
-        if a == "--device=cpu":
-            return True
-    return False
 
 
 def step_needs_gpu(step: Step) -> bool:

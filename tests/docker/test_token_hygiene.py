@@ -10,7 +10,6 @@ container logs, the reports, the caches and the kit's own output.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import subprocess
 from pathlib import Path
