@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from bench.hf_backend import awq_kernel_state
 from kit.results import ProfilePhase, ProfileRow
 
 ROW_LIMIT = 10  # the seed's table
@@ -29,17 +30,6 @@ LINEARS_PER_LAYER = 7  # q, k, v, o, gate, up, down
 
 
 # --------------------------------------------------------------------------- what ran
-
-
-def awq_module_state() -> str:
-    """The path autoawq's WQLinearMMFunction will try first, read from the library itself."""
-    from awq.modules.linear import gemm
-
-    if gemm.awq_ext is not None:
-        return "awq_ext"
-    if gemm.TRITON_AVAILABLE:
-        return "triton"
-    return "naive"
 
 
 def awq_path_from_events(event_names: set[str], module_state: str) -> str:
@@ -172,7 +162,7 @@ def phase_from_profiler(prof, *, label: str, description: str, device: str, wall
     awq_avg = next((a for a in averages if a.key == AWQ_FUNCTION), None)
     if awq_avg is not None and all(r.name != AWQ_FUNCTION for r in rows):
         rows.append(_row(awq_avg, device))  # the diagnosis always needs it
-    path = awq_path_from_events({a.key for a in averages}, awq_module_state())
+    path = awq_path_from_events({a.key for a in averages}, awq_kernel_state())
     self_cpu = float(sum(a.self_cpu_time_total for a in averages))
     self_dev = table_self_device_total_us(averages) if device == "cuda" else 0.0
     return ProfilePhase(

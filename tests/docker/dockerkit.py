@@ -9,23 +9,17 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-CI = os.environ.get("CI", "").lower() == "true"
+from ci_policy import IN_CI as CI, skip_or_fail as unavailable  # noqa: E402,F401
 # Figures worth seeing in the session summary (build times, sizes, bytes scanned): see conftest.py.
 NOTES: list[str] = []
 LOCAL_BASE = "kit-base:bookworm"
 
 
-def unavailable(reason: str):
-    """Skip with the reason; under CI=true a missing prerequisite is a failure."""
-    if CI:
-        pytest.fail(f"CI=true, so this is not skipped: {reason}")
-    pytest.skip(reason)
 
 
 def kit_dirs(tmp_path: Path) -> list[str]:
