@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-for _p in (str(REPO), str(Path(__file__).resolve().parent)):
+for _p in (str(REPO), str(REPO / "tests" / "support"), str(Path(__file__).resolve().parent)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 

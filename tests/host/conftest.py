@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# The repo (kit, bench) and tests/support (ci_policy). Not tests/ itself: a conftest.py there would make
+# pytest put tests/ on sys.path, and tests/vllm would then import as a namespace package called `vllm`.
+for _p in (str(REPO_ROOT), str(REPO_ROOT / "tests" / "support")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 from kit.report import samples  # noqa: E402
 

@@ -23,7 +23,7 @@ from kit import images  # noqa: E402
 
 PAIRS = [(stack, infile, lock) for stack in images.STACKS for infile, lock in images.LOCK_PAIRS]
 IDS = [f"{s}/{lock}" for s, _, lock in PAIRS]
-from ci_policy import skip_or_fail  # noqa: E402  (tests/conftest.py puts it on the path)
+from ci_policy import skip_or_fail  # noqa: E402  (the suite conftest puts tests/support on sys.path)
 
 
 def _norm(name: str) -> str:

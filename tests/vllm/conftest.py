@@ -23,10 +23,13 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# The repo (kit, bench) and tests/support (ci_policy). Not tests/ itself: a conftest.py there would make
+# pytest put tests/ on sys.path, and tests/vllm would then import as a namespace package called `vllm`.
+for _p in (str(REPO_ROOT), str(REPO_ROOT / "tests" / "support")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
-from ci_policy import skip_or_fail  # noqa: E402  (tests/conftest.py puts it on the path)
+from ci_policy import skip_or_fail  # noqa: E402  (the suite conftest puts tests/support on sys.path)
 
 # vLLM and Hugging Face write caches/config under $HOME; keep them out of the (possibly read-only,
 # possibly unnamed-user) home and never reach for the network.
