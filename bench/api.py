@@ -36,8 +36,9 @@ class Measurement:
     ttft_ms: list[float]
     tpot_ms: list[float]
     e2e_ms: list[float]
-    itl_ms: list[list[float]]  # output_len - 1 gaps per iteration
+    itl_ms: list[list[float]]  # per iteration, one gap per streamed output after the first
     backend: Backend
+    tokens_per_output: Optional[list[list[int]]] = None  # tokens in each streamed output; None: one each
     engine: Optional[dict[str, Any]] = None  # vLLM engine-side timestamps (their own clock)
     # transformers on a GPU: TPOT of the same decode steps from CUDA events (device clock), per iteration
     cuda_event_tpot_ms: Optional[list[float]] = None

@@ -89,10 +89,12 @@ def _check_measurement(m: Measurement, iterations: int, output_len: int) -> None
     if lens != {iterations}:
         raise BenchError(f"the backend returned {sorted(lens)} samples for {iterations} iterations; this is a bug in "
                          "the backend module, please report it.")
-    bad = [len(g) for g in m.itl_ms if len(g) != output_len - 1]
-    if bad:
-        raise BenchError(f"the backend returned inter-token gap lists of length {bad[:3]} instead of "
-                         f"{output_len - 1} (output_len - 1); this is a bug in the backend module.")
+    per_output = m.tokens_per_output or [[1] * output_len for _ in m.itl_ms]
+    bad = [(len(g), k) for g, k in zip(m.itl_ms, per_output) if sum(k) != output_len or len(g) != len(k) - 1]
+    if bad or len(per_output) != iterations:
+        raise BenchError(f"the backend returned (gaps, tokens per output) {bad[:3]} for output_len {output_len}: one "
+                         "gap per streamed output after the first, outputs summing to output_len; this is a bug in "
+                         "the backend module.")
 
 
 def _results_dir() -> Path:
@@ -108,7 +110,8 @@ def build_result(workload, measurement: Measurement, provenance, roofline, notes
         workload=workload,
         backend=measurement.backend,
         samples=BenchSamples(ttft_ms=measurement.ttft_ms, tpot_ms=measurement.tpot_ms, e2e_ms=measurement.e2e_ms,
-                             itl_ms=measurement.itl_ms, engine=measurement.engine,
+                             itl_ms=measurement.itl_ms, tokens_per_output=measurement.tokens_per_output,
+                             engine=measurement.engine,
                              cuda_event_tpot_ms=measurement.cuda_event_tpot_ms),
         summary=BenchSummary(ttft_ms=summarize(measurement.ttft_ms), tpot_ms=summarize(measurement.tpot_ms),
                              itl_ms=summarize(itl_flat or [0.0]), e2e_ms=summarize(measurement.e2e_ms)),

@@ -118,8 +118,12 @@ class BenchSamples(_Strict):
     ttft_ms: list[float]
     tpot_ms: list[float]
     e2e_ms: list[float]
-    # One list of output_len - 1 inter-token gaps per iteration.
+    # Per iteration, one gap per streamed output after the first (transformers: one output per token, so
+    # output_len - 1 gaps). ITL statistics are computed over these gaps, as vLLM's serving benchmark does.
     itl_ms: list[list[float]]
+    # Per iteration, how many tokens each streamed output carried, the first output included (so one more
+    # entry than itl_ms[i], summing to output_len). None: one token per output (transformers).
+    tokens_per_output: Optional[list[list[int]]] = None
     # vLLM only: engine-side timestamps (engine-core monotonic clock, never mixed with client clocks).
     engine: Optional[dict[str, Any]] = None
     # transformers on a GPU: TPOT of the same decode steps from CUDA events recorded in the
