@@ -55,19 +55,25 @@ class IterationProgress:
     warmup_done: int = 0
 
 
-def derive_token_timing(t_submit: float, token_times: list[float]) -> tuple[float, list[float], float, float]:
-    """TTFT, inter-token gaps, end-to-end and TPOT (all ms) from one request's clock readings (seconds).
+def derive_token_timing(t_submit: float, output_times: list[float],
+                        tokens_per_output: Optional[list[int]] = None) -> tuple[float, list[float], float, float]:
+    """TTFT, inter-output gaps, end-to-end and TPOT (all ms) from one request's clock readings (seconds).
 
-    token_times holds one reading per generated token (a reading shared by tokens that
-    arrived together repeats). TTFT = first token - submit; TPOT = (e2e - TTFT) / (N - 1).
+    output_times holds one reading per streamed output; tokens_per_output how many tokens each carried
+    (None: one each, as the transformers streamer delivers them). TTFT = first output - submit;
+    TPOT = (e2e - TTFT) / (N - 1) with N the total token count; the gaps are between outputs, one per
+    output after the first, so tokens that arrived together invent no 0 ms gaps.
     """
-    if not token_times:
+    if not output_times:
         raise ValueError("no generated tokens were timed")
-    if any(b < a for a, b in zip(token_times, token_times[1:])) or token_times[0] < t_submit:
+    counts = [1] * len(output_times) if tokens_per_output is None else list(tokens_per_output)
+    if len(counts) != len(output_times) or any(k < 1 for k in counts):
+        raise ValueError("one token count >= 1 per streamed output is needed")
+    if any(b < a for a, b in zip(output_times, output_times[1:])) or output_times[0] < t_submit:
         raise ValueError("token timestamps must be non-decreasing and after submission")
-    ttft = (token_times[0] - t_submit) * 1e3
-    e2e = (token_times[-1] - t_submit) * 1e3
-    gaps = [(b - a) * 1e3 for a, b in zip(token_times, token_times[1:])]
-    n = len(token_times)
+    ttft = (output_times[0] - t_submit) * 1e3
+    e2e = (output_times[-1] - t_submit) * 1e3
+    gaps = [(b - a) * 1e3 for a, b in zip(output_times, output_times[1:])]
+    n = sum(counts)
     tpot = (e2e - ttft) / (n - 1) if n > 1 else 0.0
     return ttft, gaps, e2e, tpot

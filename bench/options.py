@@ -114,9 +114,13 @@ def add_vllm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-model-len", type=_positive("--max-model-len", 2), default=None,
                    help="default: input-len + output-len")
     g.add_argument("--gpu-memory-utilization", type=_fraction, default=0.9, help="default 0.9")
+    g.add_argument("--async-scheduling", choices=("on", "off"), default="off",
+                   help="vLLM's async scheduling, always passed explicitly (default off: vLLM 0.12.0's default, "
+                        "the study's version; vLLM 0.20 turns it on when unset)")
 
 
-_VLLM_ONLY = ("--quantization", "--enforce-eager", "--max-model-len", "--gpu-memory-utilization")
+_VLLM_ONLY = ("--quantization", "--enforce-eager", "--max-model-len", "--gpu-memory-utilization",
+              "--async-scheduling")
 
 
 def build_parser(command: str = "run",

@@ -30,6 +30,7 @@ LIBRARIES = ("torch", "transformers", "autoawq", "autoawq-kernels", "triton", "v
 PINS: dict[str, dict[str, str]] = {
     "hf": {"python": "3.12", "torch": "2.9.1", "transformers": "4.51.3", "autoawq": "0.2.9"},
     "vllm": {"python": "3.12", "torch": "2.9.0", "vllm": "0.12.0"},
+    "vllm-0.20": {"python": "3.12", "torch": "2.11.0", "vllm": "0.20.0"},
 }
 KIT_ROOT = Path(__file__).resolve().parent.parent
 _LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")

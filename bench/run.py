@@ -181,7 +181,7 @@ def run(argv: list[str]) -> int:
         notes.append("CPU run: not comparable with the published GPU numbers.")
     if device.startswith("cuda") and bandwidth is None:
         notes.append(method or "bandwidth not measured")
-    result = build_result(workload, measurement, collect_provenance(STACKS[args.backend], device), roofline, notes)
+    result = build_result(workload, measurement, collect_provenance(os.environ.get("KIT_STACK") or STACKS[args.backend], device), roofline, notes)
     path = write_result(result, _results_dir() / result_filename(result))
     s = result.summary
     floor = roofline.floor_ms

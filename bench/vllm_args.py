@@ -11,6 +11,7 @@ Options read from the driver's argparse.Namespace (all with defaults, see `_opt`
     args.max_model_len           int | None, default input_len + output_len
     args.gpu_memory_utilization  float, default 0.9 (vLLM's default)
     args.seed                    int, default workload.seed (engine seed and per-request seed)
+    args.async_scheduling        "on" | "off", default "off" (vLLM 0.12.0's default; 0.20 turns it on when unset)
     args.device                  "cuda" | "auto" | "cpu" (cpu is refused: vLLM rows need a GPU)
 """
 from __future__ import annotations
@@ -33,6 +34,9 @@ QUANTIZATIONS = tuple(MIN_CAPABILITY)
 LABELS = {"awq": "vLLM (awq)", "awq_marlin": "vLLM (awq_marlin)"}
 
 DTYPE = "float16"  # the awq kernel runs in fp16 only; both rows use it so the comparison is fair
+# The study ran vLLM 0.12.0, whose SchedulerConfig.async_scheduling defaults to False; vLLM 0.20 turns it on
+# when unset, which alone moves awq_marlin's TTFT by ~2x on an H200 (FIELD-NOTES). So it is always passed.
+STUDY_ASYNC_SCHEDULING = "off"
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's own default
 OUTPUT_KIND = "DELTA"  # vllm.sampling_params.RequestOutputKind member name
 
@@ -163,7 +167,23 @@ def engine_kwargs(model_dir: str | Path, workload: Workload, args: argparse.Name
         "enable_log_requests": False,
         "gpu_memory_utilization": float(_opt(args, "gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
         "tensor_parallel_size": 1,
+        # Explicit, like the quantization: unset, vLLM 0.20 would schedule asynchronously and 0.12 would not.
+        "async_scheduling": _opt(args, "async_scheduling", STUDY_ASYNC_SCHEDULING) == "on",
     }
+
+
+def variant_of(engine_kw: dict[str, Any]) -> list[str]:
+    """How a row's engine settings differ from the study's configuration (empty: the study's own).
+
+    The study's vLLM 0.12.0 ran with its defaults: torch.compile + CUDA graphs, async scheduling off.
+    The report fills week-1 cells only with runs whose variant is empty and lists the others beside them.
+    """
+    out = []
+    if engine_kw.get("enforce_eager"):
+        out.append("enforce_eager (no CUDA graphs, no torch.compile)")
+    if engine_kw.get("async_scheduling"):
+        out.append("async scheduling on")
+    return out
 
 
 def sampling_kwargs(workload: Workload, args: argparse.Namespace) -> dict[str, Any]:

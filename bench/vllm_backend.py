@@ -10,11 +10,12 @@ and are not recorded. Every request has its own id.
 Timing (client clock, `time.perf_counter`):
   * t_submit is read just before the request's stream is first iterated (that first step is
     what adds the request to the engine);
-  * one reading per streamed RequestOutput. With RequestOutputKind.DELTA a consumer that falls
-    behind gets several tokens merged into one output, so the reading is repeated once per token
-    in `len(outputs[0].token_ids)` (their gaps are 0 ms, and the notes say how often it happened);
-  * TTFT, inter-token gaps, end-to-end and TPOT come from bench.api.derive_token_timing, by
-    definition: TTFT = first token - submit, TPOT = (e2e - TTFT) / (N - 1);
+  * one reading per streamed RequestOutput, with its token count `len(outputs[0].token_ids)`: with
+    RequestOutputKind.DELTA a consumer that falls behind gets several tokens merged into one output.
+    As in vLLM's own serving benchmark, the ITL samples are the gaps between outputs (one per output
+    after the first), never invented 0 ms gaps; the merges are counted and reported;
+  * TTFT, gaps, end-to-end and TPOT come from bench.api.derive_token_timing, by definition:
+    TTFT = first output - submit, TPOT = (e2e - TTFT) / (N - 1) with N the tokens counted;
   * exactly N tokens must arrive, otherwise the run stops with a BenchError.
 
 Engine side: RequestOutput.metrics (a RequestStateStats) of each measured request is copied into
@@ -54,6 +55,7 @@ from bench.vllm_args import (
     quantization_of,
     read_config,
     sampling_kwargs,
+    variant_of,
 )
 from kit.results import Backend, Workload
 
@@ -88,15 +90,15 @@ class StreamRecord:
 
     request_id: str
     t_submit: float
-    token_times: list[float] = field(default_factory=list)  # one reading per generated token
-    tokens_per_yield: list[int] = field(default_factory=list)
+    output_times: list[float] = field(default_factory=list)  # one reading per streamed output
+    tokens_per_yield: list[int] = field(default_factory=list)  # tokens each of those outputs carried
     finished: bool = False
     finish_reason: Optional[str] = None
     metrics: Any = None  # RequestOutput.metrics of the last output (engine clock)
 
     @property
     def n_tokens(self) -> int:
-        return len(self.token_times)
+        return sum(self.tokens_per_yield)
 
     @property
     def merged_yields(self) -> int:
@@ -112,8 +114,8 @@ async def consume_stream(
     """Submit one request and record a client clock reading for every token it streams back.
 
     start() returns the request's async stream (AsyncLLM.generate(...)); nothing is submitted
-    until it is first iterated, so t_submit is read just before that. A yield with k tokens
-    (DELTA outputs merged) adds k copies of its reading. If this coroutine leaves early (an
+    until it is first iterated, so t_submit is read just before that. Each yield adds one reading and
+    its token count (k > 1: DELTA outputs merged behind the consumer). If this coroutine leaves early (an
     error, or cancellation by Ctrl-C), the stream is closed, which makes vLLM abort the request.
     """
     stream = start()
@@ -123,8 +125,9 @@ async def consume_stream(
             t = clock()
             completion = out.outputs[0]
             k = len(completion.token_ids)
-            record.tokens_per_yield.append(k)
-            record.token_times.extend([t] * k)
+            if k:  # a final output may carry no new token; it is not a token arrival
+                record.tokens_per_yield.append(k)
+                record.output_times.append(t)
             record.metrics = getattr(out, "metrics", None)
             if out.finished:
                 record.finished = True
@@ -150,8 +153,8 @@ def check_record(record: StreamRecord, expected_tokens: int) -> None:
 
 
 def iteration_timing(record: StreamRecord) -> tuple[float, list[float], float, float]:
-    """(TTFT ms, inter-token gaps ms, e2e ms, TPOT ms) of one request, by definition."""
-    return derive_token_timing(record.t_submit, record.token_times)
+    """(TTFT ms, gaps between streamed outputs ms, e2e ms, TPOT ms) of one request, by definition."""
+    return derive_token_timing(record.t_submit, record.output_times, record.tokens_per_yield)
 
 
 def engine_snapshot(metrics: Any) -> Optional[dict[str, Any]]:
@@ -179,16 +182,29 @@ def engine_snapshot(metrics: Any) -> Optional[dict[str, Any]]:
     return snap
 
 
+def merge_counts(records: list[StreamRecord]) -> dict[str, int]:
+    """How often vLLM merged tokens into one streamed output, over the measured requests."""
+    return {
+        "requests": len(records),
+        "requests_with_merges": sum(1 for r in records if r.merged_yields),
+        "merged_outputs": sum(r.merged_yields for r in records),
+        "outputs": sum(len(r.tokens_per_yield) for r in records),
+        "tokens": sum(r.n_tokens for r in records),
+        "max_tokens_in_one_output": max((max(r.tokens_per_yield, default=0) for r in records), default=0),
+    }
+
+
 def stream_notes(records: list[StreamRecord]) -> list[str]:
-    merged = [r for r in records if r.merged_yields]
-    if not merged:
-        return []
-    worst = max(max(r.tokens_per_yield) for r in merged)
+    c = merge_counts(records)
+    if not c["merged_outputs"]:
+        return [f"Every one of the {c['tokens']} measured tokens arrived in its own streamed output: no merges, so "
+                "the ITL gaps are per token."]
     return [
-        f"{len(merged)} of {len(records)} measured requests received some tokens merged into one streamed output "
-        f"(RequestOutputKind.DELTA behind a slow consumer; at most {worst} tokens in one output). Those tokens share "
-        "one client clock reading: their inter-token gaps are 0 ms and the gap before them is longer. TTFT and TPOT "
-        "are unaffected unless the first or last token was merged."
+        f"{c['requests_with_merges']} of {c['requests']} measured requests received tokens merged into one streamed "
+        f"output ({c['merged_outputs']} of {c['outputs']} outputs; at most {c['max_tokens_in_one_output']} tokens in "
+        "one; RequestOutputKind.DELTA behind the consumer). ITL samples are the gaps between outputs (one per output "
+        "after the first, as vLLM's serving benchmark counts them), so merges invent no 0 ms gaps; TPOT = "
+        "(e2e - TTFT) / (N - 1) counts every token."
     ]
 
 
@@ -211,9 +227,19 @@ def make_sampling_params(kwargs: dict[str, Any]):
 
 
 def make_prompt(prompt_ids: list[int]):
-    from vllm.inputs import TokensPrompt
+    """The prompt as token ids, in the form this vLLM takes without re-processing it.
 
-    return TokensPrompt(prompt_token_ids=[int(t) for t in prompt_ids])
+    The one API difference between the kit's two vLLM stacks: 0.20 (vllm.inputs.tokens_input) takes an
+    already-rendered TokensInput and warns that a raw TokensPrompt ("Passing raw prompts to InputProcessor is
+    deprecated"); 0.12 has no tokens_input and takes the TokensPrompt. Both go straight to the engine: no
+    tokenizer is involved either way (tests/vllm checks each against the real InputProcessor).
+    """
+    import vllm.inputs
+
+    ids = [int(t) for t in prompt_ids]
+    if hasattr(vllm.inputs, "tokens_input"):
+        return vllm.inputs.tokens_input(ids)
+    return vllm.inputs.TokensPrompt(prompt_token_ids=ids)
 
 
 def _name(value: Any) -> Any:
@@ -277,9 +303,14 @@ def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str,
         "cudagraph_capture_sizes": comp.get("cudagraph_capture_sizes"),
         "max_model_len": resolved.get("max_model_len", ekw["max_model_len"]),
         "enable_prefix_caching": resolved.get("enable_prefix_caching", ekw["enable_prefix_caching"]),
+        "async_scheduling": resolved.get("async_scheduling", ekw["async_scheduling"]),
+        "async_scheduling_asked": ekw["async_scheduling"],
+        # Empty: the study's configuration (CUDA graphs, async scheduling off); else how this run differs.
+        "variant": variant_of({**ekw, "enforce_eager": enforce_eager,
+                               "async_scheduling": resolved.get("async_scheduling", ekw["async_scheduling"])}),
         "gpu_memory_utilization": resolved.get("gpu_memory_utilization", ekw["gpu_memory_utilization"]),
         "prompt": "TokensPrompt (token ids)" + (", no tokenizer loaded" if ekw["skip_tokenizer_init"] else ""),
-        "client_clock": "time.perf_counter, read on each streamed RequestOutput (DELTA); one reading per token",
+        "client_clock": "time.perf_counter, read on each streamed RequestOutput (DELTA), with its token count",
         "stats": "on (disable_log_stats=False) for RequestOutput.metrics, as in `vllm serve`: the frontend records "
                  "its stat loggers after each engine step, before the client reads the step's token; the engine-"
                  "side tpot_ms (first to last token, engine clock) excludes that frontend time",
@@ -406,7 +437,8 @@ async def _measure_async(workload: Workload, model: ResolvedModel, prompt_ids: l
         return resolved
 
     _log(f"starting AsyncLLM for {model.model_id} (quantization={ekw['quantization']}, "
-         f"enforce_eager={ekw['enforce_eager']}, max_model_len={ekw['max_model_len']})")
+         f"enforce_eager={ekw['enforce_eager']}, async_scheduling={ekw['async_scheduling']}, "
+         f"max_model_len={ekw['max_model_len']})")
     return await run_session(lambda: AsyncLLM.from_engine_args(engine_args), describe, prompt, sampling,
                              workload, progress, lambda e: _engine_start_error(e, ekw, model))
 
@@ -415,8 +447,9 @@ def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: d
                          skw: dict[str, Any], resolved: dict[str, Any], version: str,
                          capability: tuple[int, int]) -> Measurement:
     """Client samples from the client clock; engine timestamps kept apart in Measurement.engine."""
-    ttft, tpot, e2e, itl = [], [], [], []
+    ttft, tpot, e2e, itl, per_output = [], [], [], [], []
     for rec in records:
+        per_output.append(list(rec.tokens_per_yield))
         t, gaps, e, p = iteration_timing(rec)
         ttft.append(t)
         itl.append(gaps)
@@ -433,12 +466,17 @@ def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: d
         mismatched = [i for i, s in enumerate(snaps) if s and s.get("num_generation_tokens") != workload.output_len]
         if mismatched:
             notes.append(f"engine num_generation_tokens differs from output_len in iterations {mismatched}.")
+    if resolved.get("async_scheduling") not in (None, ekw["async_scheduling"]):
+        notes.append(f"async_scheduling was asked {ekw['async_scheduling']} but vLLM resolved "
+                     f"{resolved['async_scheduling']}; the row is labelled with what vLLM resolved.")
     q = ekw["quantization"]
     settings = build_settings(ekw, skw, resolved, version)
     settings["gpu_capability"] = f"{capability[0]}.{capability[1]}"
+    settings["stream_merges"] = merge_counts(records)
     backend = Backend(name="vllm", label=backend_label(q), quantization=q, dtype=DTYPE, device="cuda",
                       settings=settings)
-    return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, backend=backend, engine=engine, notes=notes)
+    return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, tokens_per_output=per_output,
+                       backend=backend, engine=engine, notes=notes)
 
 
 def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 from kit import KIT_ROOT
 from kit.errors import KitError
+from kit.images import VLLM_STACKS
 from kit.runners import RunnerOptions, Step, run_step, wants_cpu
 
 VLLM_QUANTIZATIONS = ("awq", "awq_marlin")
@@ -107,9 +108,12 @@ def cmd_bench_hf(argv: list[str]) -> None:
 
 
 def cmd_bench_vllm(argv: list[str]) -> None:
-    p = _runner_parser("nox -s bench-vllm --", "Week-1 TTFT/TPOT of vLLM 0.12.0, one row per quantization.")
+    p = _runner_parser("nox -s bench-vllm --", "Week-1 TTFT/TPOT of vLLM (0.12.0 by default), one row per quantization.")
     p.add_argument("--quantization", default=",".join(VLLM_QUANTIZATIONS),
                    help="comma-separated subset of awq,awq_marlin (default: both rows)")
+    p.add_argument("--vllm", choices=tuple(VLLM_STACKS), default="0.12",
+                   help="vLLM stack: 0.12 (vLLM 0.12.0 on torch 2.9.0, the study's version; default) or 0.20 "
+                        "(vLLM 0.20.0 on torch 2.11.0, for CUDA 13 hosts); results of the two never share a cell")
 
     def steps(ns: argparse.Namespace, rest: list[str]) -> list[Step]:
         qs = [q.strip() for q in ns.quantization.split(",") if q.strip()]
@@ -117,8 +121,9 @@ def cmd_bench_vllm(argv: list[str]) -> None:
         if bad or not qs:
             raise KitError(f"--quantization {ns.quantization!r}: expected a comma-separated subset of "
                            f"{','.join(VLLM_QUANTIZATIONS)}.")
-        return [Step("vllm", ("-m", "bench", "run", "--backend", "vllm", "--quantization", q, *rest),
-                     description=f"vLLM ({q}) bench") for q in qs]
+        stack = VLLM_STACKS[ns.vllm]
+        return [Step(stack, ("-m", "bench", "run", "--backend", "vllm", "--quantization", q, *rest),
+                     description=f"vLLM {ns.vllm} ({q}) bench") for q in qs]
 
     _measure("bench-vllm", argv, steps, p)
 

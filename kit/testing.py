@@ -33,8 +33,10 @@ from typing import Optional
 from kit import KIT_ROOT
 from kit.errors import KitError
 
-SUITES = ("host", "docker", "container", "vllm")
-IMAGE_OF = {"container": "hf", "vllm": "vllm"}
+SUITES = ("host", "docker", "container", "vllm", "vllm-0.20")
+IMAGE_OF = {"container": "hf", "vllm": "vllm", "vllm-0.20": "vllm-0.20"}
+# The vLLM contract suite runs once per vLLM stack, against that version's real classes.
+TEST_DIR = {"vllm-0.20": "vllm"}
 NO_SKIP_IN_CI = ("host", "docker")
 
 
@@ -118,15 +120,15 @@ def run_image_suite(suite: str, extra: list[str], workdir: Path, ca_bundle: Opti
     opts = RunnerOptions(runner="docker", results_dir=out / "results", output_dir=out / "output", ca_bundle=ca_bundle)
     _banner(f"{suite}: image {stack}")
     image = ensure_image(stack, client, ca_bundle=ca_bundle, log_dir=opts.output_dir / "logs")
-    argv = ("-m", "pytest", f"tests/{suite}", "-ra", "-p", "no:cacheprovider",
+    argv = ("-m", "pytest", f"tests/{TEST_DIR.get(suite, suite)}", "-ra", "-p", "no:cacheprovider",
             f"--junitxml={OUTPUT_MOUNT}/junit-{suite}.xml", *extra)
     _banner(f"{suite}: python {' '.join(argv)}  (in {image.tag}, kit at /kit read-only, CPU)")
-    step = Step(stack, argv, needs_gpu=False, description=f"tests/{suite} in the {stack} image")
+    step = Step(stack, argv, needs_gpu=False, description=f"{argv[2]} in the {stack} image")
     res.rc = run_in_image(step, opts, client=client, image=image, log_name=f"pytest-{suite}.log")
     res.seconds = time.monotonic() - t0
     read_junit(opts.output_dir / f"junit-{suite}.xml", res)
     if res.rc == 5:
-        res.note = f"no tests collected in tests/{suite}"
+        res.note = f"no tests collected in {argv[2]}"
     return res
 
 

@@ -87,7 +87,7 @@ def _cached_png(previous: Optional[Path], key: str) -> Optional[bytes]:
 def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any], Optional[str]]:
     pub = published.week1
     groups = group_runs(inputs.bench)
-    labels = label_order({*(c.label for c in pub.columns), *(l for g in groups for l in g.latest)})
+    labels = label_order({*(c.label for c in pub.columns), *(l for g in groups for l in g.labels)})
     by_label = {c.label: c for c in pub.columns}
     series: list[Any] = [(f"published, {pub.device}",
                           [by_label[l].ttft_ms if l in by_label else None for l in labels],
@@ -98,7 +98,7 @@ def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list
             return None if run is None else getattr(run.result.summary, metric).median
         k = g.key
         name = f"reproduced, {k.device.title}, in {k.input_len} / out {k.output_len} tokens" + (
-            f", batch {k.batch_size}" if k.batch_size != 1 else "")
+            f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")
         series.append((name, [med(l, "ttft_ms") for l in labels], [med(l, "tpot_ms") for l in labels]))
     note = None if groups else "nothing reproduced yet: published numbers only"
     return labels, series, note

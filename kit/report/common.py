@@ -165,6 +165,7 @@ class GroupKey:
     input_len: int
     output_len: int
     batch_size: int
+    vllm: str = ""  # the vLLM version of the table's vLLM runs ("" for a table without any)
 
     @property
     def workload_title(self) -> str:
@@ -172,12 +173,35 @@ class GroupKey:
 
     @property
     def title(self) -> str:
-        return f"{self.device.title}, {self.workload_title}"
+        return f"{self.device.title}, {self.workload_title}" + (f", vLLM {self.vllm}" if self.vllm else "")
+
+    def without_vllm(self) -> "GroupKey":
+        return GroupKey(self.device, self.input_len, self.output_len, self.batch_size)
+
+
+def vllm_version_of(result: Result) -> str:
+    """The vLLM version a vLLM run read inside its environment; "" for other backends."""
+    if result.backend.name != "vllm":
+        return ""
+    return library_version(result.provenance.libraries, "vllm") or "version not recorded"
+
+
+def variant_of(result: Result) -> tuple[str, ...]:
+    """How the run's engine configuration departs from the study's (empty: the study's own configuration).
+
+    vLLM results record it (settings.variant); for results without that field, enforce_eager is the one
+    departure the kit could be asked for.
+    """
+    settings = result.backend.settings
+    recorded = settings.get("variant")
+    if recorded is None:
+        recorded = ["enforce_eager (no CUDA graphs, no torch.compile)"] if settings.get("enforce_eager") else []
+    return tuple(recorded)
 
 
 def group_key(result: Result) -> GroupKey:
     w = result.workload
-    return GroupKey(device_of(result), w.input_len, w.output_len, w.batch_size)
+    return GroupKey(device_of(result), w.input_len, w.output_len, w.batch_size, vllm_version_of(result))
 
 
 def _created_key(created_utc: str) -> tuple[int, float, str]:
@@ -205,24 +229,51 @@ def label_order(labels: Iterable[str]) -> list[str]:
 @dataclass
 class Group:
     key: GroupKey
-    latest: dict[str, Loaded]  # backend label -> the run shown
+    latest: dict[str, Loaded]  # backend label -> the run shown (the study's configuration only)
     superseded: dict[str, list[Loaded]]  # backend label -> older runs, newest first
+    # backend label -> variant (e.g. async scheduling on) -> its runs, newest first: listed, never in a cell
+    variants: dict[str, dict[tuple[str, ...], list[Loaded]]] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return label_order({*self.latest, *self.variants})
+
+
+def _by_key(runs: Iterable[Loaded]) -> dict[GroupKey, list[Loaded]]:
+    """Runs per table. A table holds one vLLM version; runs without one (transformers) join each vLLM version's
+    table of their GPU and workload, or get a table of their own when there is none."""
+    by_key: dict[GroupKey, list[Loaded]] = {}
+    for run in runs:
+        by_key.setdefault(group_key(run.result), []).append(run)
+    for key in [k for k in by_key if not k.vllm]:
+        siblings = [k for k in by_key if k.vllm and k.without_vllm() == key]
+        if siblings:
+            shared = by_key.pop(key)
+            for sibling in siblings:
+                by_key[sibling].extend(shared)
+    return by_key
 
 
 def group_runs(runs: Iterable[Loaded]) -> list[Group]:
-    """One group per (device, input_len, output_len, batch_size); in each, the latest run per backend label."""
-    by_key: dict[GroupKey, dict[str, list[Loaded]]] = {}
-    for run in runs:
-        by_key.setdefault(group_key(run.result), {}).setdefault(run.result.backend.label, []).append(run)
+    """One group per (device, input_len, output_len, batch_size, vLLM version); in each, per backend label, the
+    latest run of the study's configuration (a cell) and the variant configurations (listed beside it)."""
     groups = []
-    for key in sorted(by_key):
-        latest, superseded = {}, {}
-        for label in label_order(by_key[key]):
-            ordered = sorted(by_key[key][label], key=recency_key, reverse=True)
-            latest[label] = ordered[0]
-            if ordered[1:]:
-                superseded[label] = ordered[1:]
-        groups.append(Group(key, latest, superseded))
+    for key, key_runs in sorted(_by_key(runs).items()):
+        by_label: dict[str, list[Loaded]] = {}
+        for run in key_runs:
+            by_label.setdefault(run.result.backend.label, []).append(run)
+        latest, superseded, variants = {}, {}, {}
+        for label in label_order(by_label):
+            ordered = sorted(by_label[label], key=recency_key, reverse=True)
+            study = [r for r in ordered if not variant_of(r.result)]
+            if study:
+                latest[label] = study[0]
+                if study[1:]:
+                    superseded[label] = study[1:]
+            for run in ordered:
+                if variant_of(run.result):
+                    variants.setdefault(label, {}).setdefault(variant_of(run.result), []).append(run)
+        groups.append(Group(key, latest, superseded, variants))
     return groups
 
 

@@ -7,9 +7,10 @@ from typing import Optional, Sequence
 
 from kit.report.common import (
     DASH, Footnotes, Group, Inputs, Loaded, backend_text, gb, group_runs, label_order, ms, pipe_table, ratio,
-    stack_versions, workload_text,
+    stack_versions, variant_of, vllm_version_of, workload_text,
 )
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
+from kit.report.vllm_rows import CONFIGURATIONS_NOTE, clock_check_text, configurations_table, key_comparison
 from kit.results import BenchResult
 
 TITLE = "# Week 1. Benchmark"
@@ -113,9 +114,21 @@ def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
         words = f"same GPU as published ({gpu.name})"
     else:
         words = f"different GPU ({gpu.name} vs {week1.device}): not a reproduction"
+    version = vllm_version_of(result)
+    published_version = _published_version(week1, "vllm")
+    if version and published_version and version != published_version:
+        words += f"; vLLM {version}, not the published {published_version}"
     if result.workload.synthetic:
         words += "; synthetic weights"
     return words
+
+
+def _published_version(week1: PublishedWeek1, library: str) -> Optional[str]:
+    for stack in week1.stacks:
+        for name, version in stack.versions:
+            if name == library:
+                return version
+    return None
 
 
 def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1, plot: str) -> str:
@@ -150,6 +163,7 @@ def render_comparison(groups: Sequence[Group], labels: Sequence[str], published:
         out += [f"### {g.key.title}", "",
                 pipe_table(["Backend", "Metric", "Reproduced", "Published", "Ratio", "Comparison"], rows,
                            align="llrrrl"), ""]
+    out += [key_comparison(groups, labels, published), ""]
     out.append(f"![Week 1: median TTFT and TPOT per backend, reproduced vs published]({plot})")
     return "\n".join(out)
 
@@ -212,6 +226,7 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
         for label in labels:
             run = g.latest.get(label)
             if run is None:
+                out += _configurations(g, label, notes, heading=True)
                 continue
             r: BenchResult = run.result  # type: ignore[assignment]
             out += ["", f"#### {label}{notes.ref(run)}", "", _stats_table(r), ""]
@@ -220,13 +235,41 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
             out.append(f"- Memory-bandwidth floor: {floor_text(r)}")
             if r.samples.cuda_event_tpot_ms:
                 out.append(f"- Device-clock check: {device_clock_text(r)}")
+            engine_check = clock_check_text(r)
+            if engine_check:
+                out.append(f"- Client vs engine clock: {engine_check}")
             for note in r.notes:
                 out.append(f"- Note: {note}")
             for old in g.superseded.get(label, []):
                 o = old.result.summary
                 out.append(f"- Superseded by the run above: `{old.name}` (created {old.result.created_utc}): "
                            f"TTFT {ms(o.ttft_ms.median)}, TPOT {ms(o.tpot_ms.median)}{notes.ref(old)}")
+            out += _configurations(g, label, notes, heading=False)
     return "\n".join(out)
+
+
+def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> list[str]:
+    """A vLLM row's configurations and TTFT stages (with engine timestamps, or with variants to compare)."""
+    has_engine = any(r.result.samples.engine for r in [*g.latest.values(), *(
+        v for runs in g.variants.get(label, {}).values() for v in runs)] if r.result.backend.label == label)
+    if not has_engine and label not in g.variants:
+        return []
+    table = configurations_table(g, label, notes.ref)
+    if table is None:
+        return []
+    out = [""]
+    if heading:
+        out += [f"#### {label}: variant configurations only", "",
+                f"No run of the study configuration for {label} in this table, so its cell shows \"{DASH}\".", ""]
+    out += [f"Configurations measured for {label}, and where the time to first token goes:", "", table, "",
+            CONFIGURATIONS_NOTE]
+    for runs in g.variants.get(label, {}).values():
+        for old in runs[1:]:
+            o = old.result.summary
+            out.append(f"- Superseded variant run: `{old.name}` ({', '.join(variant_of(old.result))}, created "
+                       f"{old.result.created_utc}): TTFT {ms(o.ttft_ms.median)}, TPOT {ms(o.tpot_ms.median)}"
+                       f"{notes.ref(old)}")
+    return out
 
 
 DEFINITIONS = """## Definitions
@@ -239,11 +282,14 @@ def how_built(inputs: Inputs) -> str:
     lines = [
         "## How this report is built",
         "",
-        "- One table per GPU and workload (input length, output length, batch size): runs from different GPUs or "
-        "workloads never share a table. Tables are ordered by device name (CPU last), then by workload; the first "
-        "one sits under the title in the study's own format.",
-        "- In a table, each backend's latest run wins (by `created_utc`, then by file name); older runs of the same "
-        "backend are listed under Details as superseded.",
+        "- One table per GPU, workload (input length, output length, batch size) and vLLM version: runs from "
+        "different GPUs, workloads or vLLM versions never share a table (a transformers run appears in each vLLM "
+        "version's table of its GPU and workload). Tables are ordered by device name (CPU last), then by workload "
+        "and vLLM version; the first one sits under the title in the study's own format.",
+        "- In a table, each backend's latest run of the study's configuration wins (by `created_utc`, then by file "
+        "name); older runs of the same backend are listed under Details as superseded. Runs of another "
+        "configuration (vLLM with `--enforce-eager` or `--async-scheduling on`) never fill a cell: Details lists "
+        "them beside the study configuration's run.",
         f"- Cells hold measured runs only; \"{DASH}\" means nothing has been reproduced for that backend there.",
         "- The report is a pure function of the results files and reports/published.json: the same inputs give "
         "the same bytes. Re-render with `nox -s report`.",
@@ -260,7 +306,7 @@ def how_built(inputs: Inputs) -> str:
 def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") -> str:
     groups = group_runs(inputs.bench)
     labels = label_order({*(c.label for c in published.week1.columns),
-                          *(l for g in groups for l in g.latest)})
+                          *(l for g in groups for l in g.labels)})
     notes = Footnotes("w1-")
     parts = [TITLE, ""]
     if not groups:

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 
 from kit import KIT_ROOT
 from kit.errors import KitError
+from kit.images import is_vllm_stack
 from kit.runners import RunnerOptions, Step, child_env, wants_cpu
 
 # Where the host folders appear inside the container.
@@ -111,7 +112,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
         (opts.cache_dir, CACHE_MOUNT, "rw"),
         (opts.hf_home, HF_MOUNT, "rw"),
     ]
-    if step.stack == "vllm":
+    if is_vllm_stack(step.stack):
         mounts.append((vllm_cache_dir(), VLLM_CACHE_MOUNT, "rw"))
     if opts.ca_bundle:
         mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
@@ -132,9 +133,10 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
     env = child_env(opts, results_dir=RESULTS_MOUNT, output_dir=OUTPUT_MOUNT, cache_dir=CACHE_MOUNT,
                     runner="docker", image=image_env)
     env["HF_HOME"] = HF_MOUNT
+    env["KIT_STACK"] = stack  # whose lock the provenance compares the installed versions with
     env["TRITON_CACHE_DIR"] = f"{CACHE_MOUNT}/triton"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # /kit is read-only
-    if stack == "vllm":
+    if is_vllm_stack(stack):
         env["VLLM_CACHE_ROOT"] = VLLM_CACHE_MOUNT
     if opts.ca_bundle:
         for key in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -146,7 +148,7 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
 
 def _ensure_dirs(step: Step, opts: RunnerOptions) -> None:
     dirs = [opts.results_dir, opts.output_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home]
-    if step.stack == "vllm":
+    if is_vllm_stack(step.stack):
         dirs.append(vllm_cache_dir())
     for d in dirs:
         try:

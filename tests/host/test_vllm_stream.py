@@ -148,7 +148,7 @@ def _run(coro):
 # --------------------------------------------------------------------------- stream consumption
 
 
-def test_merged_deltas_expand_to_one_reading_per_token():
+def test_merged_deltas_give_one_gap_per_streamed_output_not_invented_zeros():
     clock = FakeClock(100.0)
     stream = FakeAsyncLLMStream(clock, chunks=[1, 1, 3, 1], delays=[0.050, 0.005, 0.015, 0.005])
     rec = _run(vllm_backend.consume_stream(lambda: stream, "r0", clock=clock))
@@ -156,11 +156,16 @@ def test_merged_deltas_expand_to_one_reading_per_token():
     assert rec.n_tokens == 6
     assert rec.tokens_per_yield == [1, 1, 3, 1]
     assert rec.merged_yields == 1
-    assert rec.token_times == pytest.approx([100.050, 100.055, 100.070, 100.070, 100.070, 100.075])
+    assert rec.output_times == pytest.approx([100.050, 100.055, 100.070, 100.075])
     assert rec.finished and rec.finish_reason == "length"
     ttft, gaps, e2e, tpot = vllm_backend.iteration_timing(rec)
-    assert gaps == pytest.approx([5.0, 15.0, 0.0, 0.0, 5.0])
-    assert len(gaps) == rec.n_tokens - 1
+    assert gaps == pytest.approx([5.0, 15.0, 5.0])  # one per output after the first: no 0 ms gaps
+    assert 0.0 not in gaps
+    assert ttft == pytest.approx(50.0) and e2e == pytest.approx(75.0)
+    assert tpot == pytest.approx((75.0 - 50.0) / (6 - 1))  # every token counts in TPOT
+    counts = vllm_backend.merge_counts([rec])
+    assert counts["merged_outputs"] == 1 and counts["outputs"] == 4 and counts["max_tokens_in_one_output"] == 3
+    assert "1 of 1 measured requests" in vllm_backend.stream_notes([rec])[0]
 
 
 def test_ttft_and_tpot_by_definition():
@@ -268,7 +273,7 @@ def test_engine_metrics_kept_separate_from_client_samples():
     assert not any(abs(v) > 1e5 for v in client)
     assert m.backend.name == "vllm" and m.backend.label == "vLLM (awq)" and m.backend.device == "cuda"
     assert m.backend.settings["quantization"] == "awq" and m.backend.settings["enable_prefix_caching"] is False
-    assert m.notes == []
+    assert m.notes == [vllm_backend.stream_notes(records)[0]] and "no merges" in m.notes[0]
 
 
 def test_engine_snapshot_leaves_unset_timestamps_underived():
@@ -470,6 +475,7 @@ def test_engine_kwargs(tmp_path):
         "enable_log_requests": False,
         "gpu_memory_utilization": 0.9,
         "tensor_parallel_size": 1,
+        "async_scheduling": False,  # vLLM 0.12.0's default, passed explicitly
     }
     (tmp_path / "tokenizer.json").write_text("{}")
     assert vllm_args.engine_kwargs(tmp_path, wl, args)["skip_tokenizer_init"] is False
@@ -485,6 +491,20 @@ def test_engine_kwargs_defaults_when_the_driver_sets_fewer_options(tmp_path):
     assert kw["max_model_len"] == 4096 and kw["gpu_memory_utilization"] == 0.5 and kw["enforce_eager"] is False
     with pytest.raises(BenchError, match="shorter than"):
         vllm_args.engine_kwargs(tmp_path, wl, argparse.Namespace(quantization="awq", max_model_len=10))
+
+
+@pytest.mark.parametrize("asked,expected", [(None, False), ("off", False), ("on", True)])
+def test_async_scheduling_is_always_explicit_and_defaults_to_the_study_version(tmp_path, asked, expected):
+    args = argparse.Namespace(quantization="awq", async_scheduling=asked)
+    kw = vllm_args.engine_kwargs(tmp_path, _workload(), args)
+    assert kw["async_scheduling"] is expected  # never None: vLLM 0.20 would resolve None to on
+    assert ("async scheduling on" in vllm_args.variant_of(kw)) is expected
+
+
+def test_variant_names_every_departure_from_the_study_configuration():
+    assert vllm_args.variant_of({"enforce_eager": False, "async_scheduling": False}) == []
+    assert vllm_args.variant_of({"enforce_eager": True, "async_scheduling": True}) == [
+        "enforce_eager (no CUDA graphs, no torch.compile)", "async scheduling on"]
 
 
 def test_sampling_kwargs_ask_for_exactly_n_greedy_tokens():

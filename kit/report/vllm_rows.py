@@ -1,0 +1,190 @@
+"""What week 1 says about the vLLM rows beyond the study's table: the engine's own clock against the client's,
+where the time to first token goes, the configurations measured beside the study's (CUDA graphs off, async
+scheduling on), and the study's key comparison, awq / awq_marlin.
+
+The engine-side numbers come from each result's samples.engine.iterations (vLLM's RequestStateStats per measured
+request, see bench/vllm_backend.py): queued/scheduled/first/last token timestamps on the engine core's monotonic
+clock, first_token_latency on the frontend's wall clock. Only differences within one clock, or per-iteration
+differences between two intervals, are shown: never a timestamp of one clock against another's.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Callable, Optional, Sequence
+
+from kit.report.common import DASH, Group, Loaded, ms, pipe_table, variant_of
+from kit.report.published import PublishedWeek1
+from kit.results import BenchResult
+
+AWQ, MARLIN = "vLLM (awq)", "vLLM (awq_marlin)"
+STUDY_CONFIG = "study configuration (CUDA graphs, async scheduling off)"
+
+
+def engine_iterations(r: BenchResult) -> list[dict]:
+    return list((r.samples.engine or {}).get("iterations") or [])
+
+
+def _per_iteration(r: BenchResult, f: Callable[[float, float, dict], Optional[float]]) -> list[float]:
+    """f(client TTFT, client TPOT, engine snapshot) for every iteration that has an engine snapshot."""
+    out = []
+    for ttft, tpot, snap in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine_iterations(r)):
+        value = f(ttft, tpot, snap) if snap else None
+        if value is not None:
+            out.append(value)
+    return out
+
+
+def _tpot_gap_pct(_ttft: float, tpot: float, snap: dict) -> Optional[float]:
+    engine = snap.get("tpot_ms")
+    return 100.0 * (tpot - engine) / engine if engine else None
+
+
+def _first_token_latency_ms(snap: dict) -> Optional[float]:
+    v = snap.get("first_token_latency")
+    return v * 1e3 if v else None
+
+
+def _client_side_ms(ttft: float, _tpot: float, snap: dict) -> Optional[float]:
+    frontend = _first_token_latency_ms(snap)
+    return ttft - frontend if frontend is not None else None
+
+
+def _frontend_ms(_ttft: float, _tpot: float, snap: dict) -> Optional[float]:
+    frontend, core = _first_token_latency_ms(snap), snap.get("queued_to_first_token_ms")
+    return frontend - core if frontend is not None and core is not None else None
+
+
+def _field(name: str) -> Callable[[float, float, dict], Optional[float]]:
+    return lambda _ttft, _tpot, snap: snap.get(name)
+
+
+def clock_check_text(r: BenchResult) -> Optional[str]:
+    """The harness overhead against the engine's clocks, per iteration; None without engine timestamps."""
+    tpot_pct = _per_iteration(r, _tpot_gap_pct)
+    ttft_ms = _per_iteration(r, _client_side_ms)
+    if not tpot_pct and not ttft_ms:
+        return None
+    parts = []
+    if tpot_pct:
+        parts.append(f"client TPOT vs the engine core's (last_token_ts − first_token_ts) / (N − 1): "
+                     f"{min(tpot_pct):+.3f}% to {max(tpot_pct):+.3f}% per iteration (median "
+                     f"{statistics.median(tpot_pct):+.3f}%, n={len(tpot_pct)})")
+    if ttft_ms:
+        parts.append(f"client TTFT − the frontend's first_token_latency: median {statistics.median(ttft_ms):+.3f} ms "
+                     f"({min(ttft_ms):+.3f} to {max(ttft_ms):+.3f} ms, n={len(ttft_ms)})")
+    return "; ".join(parts) + ". The engine reads its own clocks, so these differences are what the client adds"
+
+
+# The stages of the time to first token: (column, what it spans and on which clocks, per-iteration value).
+TTFT_STAGES: tuple[tuple[str, str, Callable[[float, float, dict], Optional[float]]], ...] = (
+    ("queue (ms)", "queued → scheduled, engine-core clock", _field("queued_to_scheduled_ms")),
+    ("prefill (ms)", "scheduled → first token (the prefill step and its sampling), engine-core clock",
+     _field("scheduled_to_first_token_ms")),
+    ("frontend (ms)", "the frontend's first_token_latency minus queued → first token: arrival → queued plus first "
+     "token → frontend (IPC and output processing)", _frontend_ms),
+    ("client (ms)", "client TTFT minus first_token_latency: submission → arrival plus frontend → client (stream "
+     "delivery)", _client_side_ms),
+)
+
+
+def _median_or_dash(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):.2f}" if values else DASH
+
+
+def ttft_breakdown_cells(r: BenchResult) -> list[str]:
+    return [_median_or_dash(_per_iteration(r, f)) for _, _, f in TTFT_STAGES]
+
+
+def merges_text(r: BenchResult) -> str:
+    m = r.backend.settings.get("stream_merges")
+    if not m:
+        return DASH
+    return f"{m.get('merged_outputs', 0)} of {m.get('outputs', 0)}"
+
+
+def _config_name(run: Loaded) -> str:
+    variant = variant_of(run.result)
+    return ", ".join(variant) if variant else STUDY_CONFIG
+
+
+def configurations(group: Group, label: str) -> list[Loaded]:
+    """The study configuration's run first (if any), then the latest run of each variant."""
+    runs = [group.latest[label]] if label in group.latest else []
+    runs += [variant_runs[0] for _, variant_runs in sorted(group.variants.get(label, {}).items())]
+    return runs
+
+
+def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str]) -> Optional[str]:
+    """Every configuration measured for one vLLM row: medians, the TTFT stages, and the change against the study's
+    configuration (how much of the row is CUDA graphs, how much the scheduler's mode moves it)."""
+    runs = configurations(group, label)
+    if not runs:
+        return None
+    base = group.latest.get(label)
+    stage_headers = [column for column, _, _ in TTFT_STAGES]
+    rows = []
+    for run in runs:
+        s = run.result.summary
+        vs = DASH
+        if base is not None and run is not base:
+            b = base.result.summary
+            vs = f"TTFT ×{s.ttft_ms.median / b.ttft_ms.median:.2f}, TPOT ×{s.tpot_ms.median / b.tpot_ms.median:.2f}"
+        rows.append([_config_name(run) + ref(run), f"{s.ttft_ms.median:.2f}", f"{s.tpot_ms.median:.2f}", vs,
+                     *ttft_breakdown_cells(run.result), merges_text(run.result)])
+    headers = ["configuration", "TTFT (ms)", "TPOT (ms)", "vs the study configuration", *stage_headers,
+               "merged outputs"]
+    return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
+
+
+CONFIGURATIONS_NOTE = (
+    "Medians over the measured iterations. Where the time to first token goes: "
+    + "; ".join(f"**{column[:-5]}** = {what}" for column, what, _ in TTFT_STAGES)
+    + ". Each stage is a per-iteration interval within one clock, or the difference of two intervals, never "
+    "timestamps of two clocks against each other; medians of the stages sum to about, not exactly, the median TTFT. "
+    "\"merged outputs\": streamed outputs that carried more than one token, of all outputs. Only the study "
+    "configuration fills a week-1 cell; the others are shown here alone.")
+
+
+# --------------------------------------------------------------------------- awq / awq_marlin and the floor
+
+
+def floor_pct(r: BenchResult) -> Optional[float]:
+    floor = r.roofline.floor_ms if r.roofline else None
+    tpot = r.summary.tpot_ms.median
+    return floor / tpot * 100.0 if floor and tpot > 0 else None
+
+
+def _pct(value: Optional[float]) -> str:
+    return DASH if value is None else f"{value:.1f}%"
+
+
+def _quotient(a: Optional[float], b: Optional[float]) -> str:
+    return DASH if a is None or b is None or b <= 0 else f"{a / b:.1f}×"
+
+
+def _median(group: Group, label: str, metric: str) -> Optional[float]:
+    run = group.latest.get(label)
+    return None if run is None else getattr(run.result.summary, metric).median
+
+
+def key_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1) -> str:
+    """awq / awq_marlin for TTFT and TPOT, published and per reproduced table, with each row's % of the floor."""
+    pub = {c.label: c for c in published.columns}
+    pub_stack = next((dict(s.versions) for s in published.stacks if s.name == "vLLM"), {})
+    rows = [[f"published: {published.device}, vLLM {pub_stack.get('vllm', '?')}",
+             _quotient(pub[AWQ].ttft_ms, pub[MARLIN].ttft_ms) if AWQ in pub and MARLIN in pub else DASH,
+             _quotient(pub[AWQ].tpot_ms, pub[MARLIN].tpot_ms) if AWQ in pub and MARLIN in pub else DASH,
+             *(DASH for _ in labels)]]
+    for g in groups:
+        rows.append([g.key.title,
+                     _quotient(_median(g, AWQ, "ttft_ms"), _median(g, MARLIN, "ttft_ms")),
+                     _quotient(_median(g, AWQ, "tpot_ms"), _median(g, MARLIN, "tpot_ms")),
+                     *(_pct(floor_pct(g.latest[l].result)) if l in g.latest else DASH for l in labels)])
+    table = pipe_table(["table", "TTFT awq / awq_marlin", "TPOT awq / awq_marlin",
+                        *(f"{l}: % of floor" for l in labels)], rows, align="l" + "r" * (2 + len(labels)))
+    return "\n".join([
+        "### The study's key comparison: awq / awq_marlin", "",
+        "The ratio of the two vLLM rows' medians (how many times slower the awq kernel is than marlin), published "
+        "and in each reproduced table (study configuration only), with each row's share of the memory-bandwidth "
+        "floor (floor / median TPOT; the study published no floor). A ratio needs both rows in one table: one GPU, "
+        "one workload, one vLLM version.", "", table])
