@@ -71,6 +71,19 @@ def git_state(root: Path = KIT_ROOT) -> tuple[Optional[str], Optional[bool]]:
         return None, None
 
 
+def declared_git_state() -> Optional[tuple[str, Optional[bool]]]:
+    """KIT_GIT_COMMIT / KIT_GIT_DIRTY set by whoever started the kit, or None.
+
+    They win over the checkout's own .git: a copy of the working tree (a GPU machine that received the files,
+    not the history) may carry a stale .git whose HEAD is not the code that runs.
+    """
+    commit = os.environ.get("KIT_GIT_COMMIT")
+    if not commit:
+        return None
+    dirty = os.environ.get("KIT_GIT_DIRTY")
+    return commit, None if dirty is None else dirty == "1"
+
+
 def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_dir: str,
               runner: str, image: Optional[dict[str, str]] = None) -> dict[str, str]:
     """The environment contract between a runner and the container side.
@@ -84,7 +97,7 @@ def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_d
     KIT_LABEL        free-text provenance label
     KIT_STACK        the step's stack (hf, vllm, vllm-0.20), set by each runner: whose lock provenance reads
     """
-    commit, dirty = git_state()
+    commit, dirty = declared_git_state() or git_state()
     env = {
         "KIT_RESULTS_DIR": results_dir,
         "KIT_OUTPUT_DIR": output_dir,
