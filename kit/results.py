@@ -91,8 +91,9 @@ class Provenance(_Strict):
     python: str
     platform: str
     libraries: dict[str, Optional[str]] = Field(description="versions read inside the environment")
-    pins: dict[str, str] = Field(default_factory=dict, description="versions the stack pins")
-    deviations: list[str] = Field(default_factory=list, description="library versions that differ from the pins")
+    pins: dict[str, str] = Field(default_factory=dict, description="versions the stack pins: its whole lock")
+    pins_source: Optional[str] = Field(None, description="where the pins come from, e.g. images/hf/requirements.lock")
+    deviations: list[str] = Field(default_factory=list, description="pinned packages whose installed version differs")
     gpu: Optional[GPU] = Field(None, description="None on a CPU run")
     label: Optional[str] = Field(None, description="free text, e.g. 'reference run'")
 

@@ -82,6 +82,7 @@ def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_d
     KIT_GIT_COMMIT / KIT_GIT_DIRTY   the kit checkout (the container has no .git)
     KIT_IMAGE_ID / KIT_IMAGE_TAG / KIT_LOCK_HASH   docker runner only
     KIT_LABEL        free-text provenance label
+    KIT_STACK        the step's stack (set by each runner): provenance reads images/<stack>/requirements.lock
     """
     commit, dirty = git_state()
     env = {

@@ -134,6 +134,7 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
     env["HF_HOME"] = HF_MOUNT
     env["TRITON_CACHE_DIR"] = f"{CACHE_MOUNT}/triton"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # /kit is read-only
+    env["KIT_STACK"] = stack  # provenance compares the image with images/<stack>/requirements.lock
     if stack == "vllm":
         env["VLLM_CACHE_ROOT"] = VLLM_CACHE_MOUNT
     if opts.ca_bundle:
