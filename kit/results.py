@@ -242,6 +242,17 @@ def summarize(samples: list[float]) -> Stats:
     )
 
 
+def harness_overhead(instrumented_ms: Optional[list[float]],
+                     bare_ms: Optional[list[float]]) -> Optional[list[tuple[float, float]]]:
+    """Per iteration (ms, % of bare): instrumented generate() - the bare generate() run right after it.
+
+    None when the run measured no baseline (samples.bare_generate_ms is null).
+    """
+    if not instrumented_ms or not bare_ms:
+        return None
+    return [(a - b, 100.0 * (a - b) / b if b > 0 else math.nan) for a, b in zip(instrumented_ms, bare_ms)]
+
+
 # --------------------------------------------------------------------------- consistency
 
 # JSON keeps floats exactly; the tolerance only absorbs adding the same numbers in another order.
