@@ -11,7 +11,7 @@ statistics, provenance, roofline) and writes it atomically.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from kit.results import Backend
 
@@ -42,17 +42,30 @@ class Measurement:
     engine: Optional[dict[str, Any]] = None  # vLLM engine-side timestamps (their own clock)
     # transformers on a GPU: TPOT of the same decode steps from CUDA events (device clock), per iteration
     cuda_event_tpot_ms: Optional[list[float]] = None
+    # transformers: per iteration, the instrumented generate() and a bare one right after it (the overhead baseline)
+    instrumented_generate_ms: Optional[list[float]] = None
+    bare_generate_ms: Optional[list[float]] = None
     notes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class IterationProgress:
-    """Shared with the driver so that Ctrl-C can say how many measured iterations finished."""
+    """Shared with the driver so that Ctrl-C can say how many measured iterations finished.
+
+    Backends only count (progress.done += 1 after an iteration). The count runs `listener` (the driver's
+    display) in the backend's own thread, at that moment: between iterations, never during a timed one.
+    """
 
     total: int
     done: int = 0
     warmup_total: int = 0
     warmup_done: int = 0
+    listener: Optional[Callable[[], None]] = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in ("done", "warmup_done") and getattr(self, "listener", None) is not None:
+            self.listener()
 
 
 def derive_token_timing(t_submit: float, output_times: list[float],

@@ -20,8 +20,16 @@ takes a time.perf_counter() reading per generated token, after torch.cuda.synchr
 the ordering independent of that detail). The clock starts, after a sync, right before
 generate() is called: TTFT covers input preparation, the prefill and the first token's sampling.
 TTFT, inter-token gaps and TPOT = (e2e - TTFT)/(N - 1) come from bench.api.derive_token_timing.
-On a GPU the streamer also records a CUDA event per token: TPOT from the device clock
-(cuda_event_tpot_ms) shows the harness's own overhead.
+On a GPU a logits processor also records a CUDA event per step (cuda_event_tpot_ms): since the streamer
+syncs on every token, that device clock agrees with the host clock by construction and says nothing
+about the harness's overhead.
+
+The overhead is measured against a baseline instead (`generate_bare`): right after each measured
+iteration, the same generate() (same inputs, generation config and grad mode) without streamer or
+logits processor, timed from one sync before to one sync after. The measured iteration's own
+generate() is timed the same way (instrumented_generate_ms); the difference, per iteration, is
+what the instrumentation costs. Pairs run back to back so that the machine's slow drift (about 5%
+between runs on the H200) cancels instead of reading as overhead.
 
 The kernel path is read from autoawq's module state and checked: the first generate() runs
 with counting wrappers around autoawq's entry points (naive dequantize_gemm, Triton GEMM and
@@ -313,8 +321,8 @@ class CudaEventStepTimer:
     """A logits processor that records a CUDA event after each step's forward, without any sync.
 
     generate() calls it once per generated token, right after that step's logits were enqueued, so
-    the gaps between its events time the same decode steps on the device clock, independently of
-    the streamer's host clock: the check of the harness's own overhead (optimum-benchmark's method).
+    the gaps between its events time the same decode steps on the device clock (optimum-benchmark's
+    method). The streamer syncs on every token, so the two clocks agree by construction here.
     """
 
     def __init__(self):
@@ -365,6 +373,7 @@ def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
         out = model.generate(input_ids, attention_mask=attention_mask, streamer=streamer, **extra)
     if on_gpu:
         torch.cuda.synchronize()
+    t_returned = time.perf_counter()
     n = gen_config.max_new_tokens
     new_tokens = out.shape[-1] - input_ids.shape[-1]
     if new_tokens != n or len(streamer.times) != n:
@@ -372,10 +381,32 @@ def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
                          f"exactly {n}: min_new_tokens did not hold. Check the checkpoint's eos_token_id.")
     ttft, gaps, e2e, tpot = derive_token_timing(t_submit, streamer.times)
     rec = {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
-           "tokens": out[0, input_ids.shape[-1]:].tolist()}
+           "generate_ms": (t_returned - t_submit) * 1e3, "tokens": out[0, input_ids.shape[-1]:].tolist()}
     if step_timer is not None and step_timer.tpot_ms() is not None:
         rec["cuda_event_tpot_ms"] = step_timer.tpot_ms()
     return rec
+
+
+def generate_bare(model, input_ids, gen_config, device: str) -> float:
+    """The same generate() as generate_timed, uninstrumented: no streamer, no logits processor, one sync
+    before and one after. Its wall time in ms, the baseline of the harness-overhead comparison."""
+    import torch
+
+    on_gpu = device.startswith("cuda")
+    attention_mask = torch.ones_like(input_ids)
+    model.generation_config = gen_config
+    if on_gpu:
+        torch.cuda.synchronize()
+    t_submit = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids, attention_mask=attention_mask)
+    if on_gpu:
+        torch.cuda.synchronize()
+    elapsed_ms = (time.perf_counter() - t_submit) * 1e3
+    if out.shape[-1] - input_ids.shape[-1] != gen_config.max_new_tokens:
+        raise BenchError(f"the bare generate() produced {out.shape[-1] - input_ids.shape[-1]} new tokens instead of "
+                         f"exactly {gen_config.max_new_tokens}: min_new_tokens did not hold.")
+    return elapsed_ms
 
 
 def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progress: IterationProgress) -> Measurement:
@@ -389,7 +420,7 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
     input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
     gen_config = _generation_config(model.config, workload.output_len)
 
-    ttft, tpot, e2e, itl, cuda_tpot = [], [], [], [], []
+    ttft, tpot, e2e, itl, cuda_tpot, instrumented, bare = [], [], [], [], [], [], []
     observed: dict[str, int] = {}
     tokens_first: Optional[list[int]] = None
     deterministic = True
@@ -412,7 +443,9 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
         itl.append(rec["itl_ms"])
         if "cuda_event_tpot_ms" in rec:
             cuda_tpot.append(rec["cuda_event_tpot_ms"])
-        progress.done += 1
+        instrumented.append(rec["generate_ms"])
+        bare.append(generate_bare(hf_model, input_ids, gen_config, dev))
+        progress.done += 1  # the progress display updates here, between iterations
 
     path = describe_awq_path(observed)
     state = info["awq_kernel_state"]
@@ -436,6 +469,8 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
         "timing": ("time.perf_counter() at TimingStreamer.put() per generated token"
                    + (", after torch.cuda.synchronize()" if not on_cpu else "")
                    + "; clock started right before generate()"),
+        "overhead_baseline": ("after each measured iteration, the same generate() without streamer or logits "
+                              "processor, timed from one sync before to one sync after (samples.bare_generate_ms)"),
         "greedy_tokens_identical_across_runs": deterministic,
     }
     if on_cpu:
@@ -453,4 +488,5 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
                       device="cpu" if on_cpu else "cuda",
                       settings=settings)
     return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, backend=backend, notes=notes,
-                       cuda_event_tpot_ms=cuda_tpot or None)
+                       cuda_event_tpot_ms=cuda_tpot or None, instrumented_generate_ms=instrumented,
+                       bare_generate_ms=bare)

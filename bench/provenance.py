@@ -5,10 +5,12 @@
     Python and platform;
   - the GPU (name, memory, driver through nvidia-ml-py when importable, else torch; CUDA runtime
     from torch; compute capability) — None on a CPU run;
-  - the stack's pins (PINS, overridden by images/<stack>/requirements.lock when the kit carries
-    one) and `deviations`: every pinned version that differs from what is installed;
+  - the stack's pins: every `name==version` line of images/<stack>/requirements.lock and the Python of its
+    `# kit-lock:` header (PINS only for a stack without a lock), and `deviations`: every pinned package whose
+    installed version differs, or that is not installed. The stack is KIT_STACK, which the runners set from
+    their Step, else the caller's default: a new images/<stack>/ needs no code here;
   - the runner's environment contract (kit/runners/__init__.py): KIT_GIT_COMMIT/KIT_GIT_DIRTY,
-    KIT_IMAGE_ID/KIT_IMAGE_TAG, KIT_LOCK_HASH, KIT_RUNNER, KIT_LABEL.
+    KIT_IMAGE_ID/KIT_IMAGE_TAG, KIT_LOCK_HASH, KIT_RUNNER, KIT_LABEL, KIT_STACK.
 
 Only torch is imported (for the GPU), and only when device is "cuda".
 """
@@ -26,7 +28,7 @@ from kit.results import GPU, Provenance
 LIBRARIES = ("torch", "transformers", "autoawq", "autoawq-kernels", "triton", "vllm", "tokenizers", "safetensors",
              "huggingface-hub", "accelerate", "numpy", "flashinfer-python", "xformers", "nvidia-ml-py")
 
-# What the study ran (seeds/000: Python 3.12.3), and what the images pin.
+# The headline versions, for a stack whose lock the kit does not carry (every stack in images/ has one).
 PINS: dict[str, dict[str, str]] = {
     "hf": {"python": "3.12", "torch": "2.9.1", "transformers": "4.51.3", "autoawq": "0.2.9"},
     "vllm": {"python": "3.12", "torch": "2.9.0", "vllm": "0.12.0"},
@@ -34,6 +36,7 @@ PINS: dict[str, dict[str, str]] = {
 }
 KIT_ROOT = Path(__file__).resolve().parent.parent
 _LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+_LOCK_PYTHON = re.compile(r"^# kit-lock:.*\bpython=(\S+)", re.M)
 
 
 def _norm(name: str) -> str:
@@ -50,14 +53,21 @@ def library_versions(names=LIBRARIES) -> dict[str, Optional[str]]:
     return out
 
 
-def lock_versions(stack: str, root: Path = KIT_ROOT) -> dict[str, str]:
-    """name -> version from images/<stack>/requirements.lock (empty when absent)."""
-    path = root / "images" / stack / "requirements.lock"
+def lock_path(stack: str, root: Optional[Path] = None) -> Path:
+    return (root or KIT_ROOT) / "images" / stack / "requirements.lock"
+
+
+def lock_versions(stack: str, root: Optional[Path] = None) -> dict[str, str]:
+    """name -> version of every `name==version` line of images/<stack>/requirements.lock (empty when absent),
+    plus "python" from its `# kit-lock: ... python=X.Y` header when it has one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = lock_path(stack, root).read_text(encoding="utf-8")
     except OSError:
         return {}
     found = {}
+    header = _LOCK_PYTHON.search(text)
+    if header:
+        found["python"] = header.group(1)
     for line in text.splitlines():
         m = _LOCK_LINE.match(line.strip())
         if m:
@@ -65,16 +75,17 @@ def lock_versions(stack: str, root: Path = KIT_ROOT) -> dict[str, str]:
     return found
 
 
-def stack_pins(stack: str) -> dict[str, str]:
-    pins = dict(PINS.get(stack, {}))
-    locked = lock_versions(stack)
-    for name in list(pins):
-        if name != "python" and _norm(name) in locked:
-            pins[name] = locked[_norm(name)]
-    return pins
+def stack_pins(stack: str, root: Optional[Path] = None) -> tuple[dict[str, str], str]:
+    """(pins, where they come from): the whole lock when the kit carries one, else PINS."""
+    locked = lock_versions(stack, root)
+    if locked:
+        path = lock_path(stack, root)
+        return locked, str(path.relative_to(root or KIT_ROOT))
+    return dict(PINS.get(stack, {})), f"kit defaults (no images/{stack}/requirements.lock)"
 
 
-def deviations(pins: dict[str, str], libraries: dict[str, Optional[str]], python: str) -> list[str]:
+def deviations(pins: dict[str, str], installed: dict[str, Optional[str]], python: str) -> list[str]:
+    """Every pin that the environment does not meet, in pin order: python by prefix, packages exactly."""
     out = []
     for name, want in pins.items():
         if name == "python":
@@ -82,7 +93,7 @@ def deviations(pins: dict[str, str], libraries: dict[str, Optional[str]], python
             if ".".join(have.split(".")[: len(want.split("."))]) != want:
                 out.append(f"python {have} (pinned {want})")
             continue
-        have = libraries.get(name)
+        have = installed.get(name)
         if have is None:
             out.append(f"{name} not installed (pinned {want})")
         elif have != want:
@@ -124,10 +135,12 @@ def _env_bool(name: str) -> Optional[bool]:
 
 
 def collect_provenance(stack: str, device: str) -> Provenance:
-    """stack: "hf" | "vllm"; device: "cuda..." | "cpu"."""
+    """stack: the caller's default ("hf" | "vllm"), KIT_STACK wins; device: "cuda..." | "cpu"."""
+    stack = os.environ.get("KIT_STACK") or stack
     libs = library_versions()
     python = platform.python_version()
-    pins = stack_pins(stack)
+    pins, pins_source = stack_pins(stack)
+    installed = library_versions([name for name in pins if name != "python"])
     commit = os.environ.get("KIT_GIT_COMMIT")
     dirty = _env_bool("KIT_GIT_DIRTY")
     if commit is None:  # started by hand in a checkout, not by a runner
@@ -149,7 +162,8 @@ def collect_provenance(stack: str, device: str) -> Provenance:
         platform=platform.platform(),
         libraries=libs,
         pins=pins,
-        deviations=deviations(pins, libs, python),
+        pins_source=pins_source,
+        deviations=deviations(pins, installed, python),
         gpu=gpu_info() if device.startswith("cuda") else None,
         label=os.environ.get("KIT_LABEL"),
     )

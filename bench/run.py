@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import secrets
+import statistics
 import sys
 import threading
 from datetime import datetime, timezone
@@ -21,7 +22,8 @@ from typing import Optional
 from bench.api import IterationProgress, Measurement
 from bench.errors import BenchError
 from bench.options import parse_run_args
-from kit.results import BenchResult, BenchSamples, BenchSummary, result_filename, summarize, write_result
+from kit.results import (BenchResult, BenchSamples, BenchSummary, ResultFileError, harness_overhead, result_filename,
+                         summarize, write_result)
 
 BACKEND_MODULES = {"transformers": "bench.hf_backend", "vllm": "bench.vllm_backend"}
 STACKS = {"transformers": "hf", "vllm": "vllm"}
@@ -32,27 +34,36 @@ def _log(msg: str) -> None:
 
 
 class ProgressDisplay:
-    """Shows IterationProgress (updated by the backend) as tqdm bars on a terminal, as log lines otherwise.
+    """Shows IterationProgress as tqdm bars on a terminal, as log lines otherwise.
 
-    A small thread polls the counters, so backends only increment progress.warmup_done / .done.
+    It updates when a backend counts a finished iteration (IterationProgress.listener), in the backend's
+    thread, between iterations: nothing of the display runs while a generate() is being timed.
+    poll_interval (KIT_PROGRESS_POLL_S; off by default) instead polls from a thread throughout, as the
+    kit once did: only to measure what such a thread costs the timed runs.
     """
 
-    def __init__(self, progress: IterationProgress, interval: float = 0.2):
+    def __init__(self, progress: IterationProgress, poll_interval: Optional[float] = None):
         self.p = progress
-        self.interval = interval
+        self.poll_interval = poll_interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
+        self._thread: Optional[threading.Thread] = None
         self._tty = sys.stderr.isatty()
         self._bars: dict[str, object] = {}
         self._seen = {"warmup": 0, "measured": 0}
 
     def __enter__(self) -> "ProgressDisplay":
-        self._thread.start()
+        if self.poll_interval:
+            self._thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
+            self._thread.start()
+        else:
+            self.p.listener = self._poll
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
+        self.p.listener = None
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=2)
         self._poll()
         for bar in self._bars.values():
             bar.close()  # type: ignore[attr-defined]
@@ -80,12 +91,28 @@ class ProgressDisplay:
             self._seen[key] = done
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.poll_interval):
             self._poll()
 
 
+def progress_poll_interval() -> Optional[float]:
+    """KIT_PROGRESS_POLL_S: seconds between polls of a progress thread (unset or 0: no thread)."""
+    raw = os.environ.get("KIT_PROGRESS_POLL_S", "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise BenchError(f"KIT_PROGRESS_POLL_S={raw!r} is not a number of seconds >= 0. Unset it (progress then "
+                         "updates between iterations only) or give e.g. 0.2 to measure a polling thread's cost.")
+    return value or None
+
+
 def _check_measurement(m: Measurement, iterations: int, output_len: int) -> None:
-    lens = {len(m.ttft_ms), len(m.tpot_ms), len(m.e2e_ms), len(m.itl_ms)}
+    optional = [x for x in (m.instrumented_generate_ms, m.bare_generate_ms) if x is not None]
+    lens = {len(m.ttft_ms), len(m.tpot_ms), len(m.e2e_ms), len(m.itl_ms), *map(len, optional)}
     if lens != {iterations}:
         raise BenchError(f"the backend returned {sorted(lens)} samples for {iterations} iterations; this is a bug in "
                          "the backend module, please report it.")
@@ -112,7 +139,9 @@ def build_result(workload, measurement: Measurement, provenance, roofline, notes
         samples=BenchSamples(ttft_ms=measurement.ttft_ms, tpot_ms=measurement.tpot_ms, e2e_ms=measurement.e2e_ms,
                              itl_ms=measurement.itl_ms, tokens_per_output=measurement.tokens_per_output,
                              engine=measurement.engine,
-                             cuda_event_tpot_ms=measurement.cuda_event_tpot_ms),
+                             cuda_event_tpot_ms=measurement.cuda_event_tpot_ms,
+                             instrumented_generate_ms=measurement.instrumented_generate_ms,
+                             bare_generate_ms=measurement.bare_generate_ms),
         summary=BenchSummary(ttft_ms=summarize(measurement.ttft_ms), tpot_ms=summarize(measurement.tpot_ms),
                              itl_ms=summarize(itl_flat or [0.0]), e2e_ms=summarize(measurement.e2e_ms)),
         provenance=provenance,
@@ -124,6 +153,7 @@ def build_result(workload, measurement: Measurement, provenance, roofline, notes
 def run(argv: list[str]) -> int:
     args = parse_run_args(argv)
     args.progress = sys.stderr.isatty()
+    poll = progress_poll_interval()
     from bench.workload import build_workload, prompt_token_ids, resolve_model
 
     progress = IterationProgress(total=args.iters, warmup_total=args.warmup)
@@ -159,7 +189,7 @@ def run(argv: list[str]) -> int:
             bandwidth, method = measure_bandwidth_subprocess()
             if bandwidth is None:
                 _log(method or "bandwidth not measured")
-        with ProgressDisplay(progress):
+        with ProgressDisplay(progress, poll):
             measurement = backend.measure(workload, resolved, prompt_ids, args, progress)
     except KeyboardInterrupt:
         _log(f"interrupted after {progress.done} of {progress.total} measured iterations "
@@ -181,15 +211,32 @@ def run(argv: list[str]) -> int:
         notes.append("CPU run: not comparable with the published GPU numbers.")
     if device.startswith("cuda") and bandwidth is None:
         notes.append(method or "bandwidth not measured")
-    result = build_result(workload, measurement, collect_provenance(os.environ.get("KIT_STACK") or STACKS[args.backend], device), roofline, notes)
+    if poll:
+        notes.append(f"Progress display polled from a thread every {poll:g} s during timed generation "
+                     "(KIT_PROGRESS_POLL_S), to measure that thread's cost; by default it updates between iterations.")
+    result = build_result(workload, measurement, collect_provenance(STACKS[args.backend], device), roofline, notes)
     path = write_result(result, _results_dir() / result_filename(result))
     s = result.summary
     floor = roofline.floor_ms
     _log(f"{result.backend.label}: TTFT median {s.ttft_ms.median:.2f} ms, TPOT median {s.tpot_ms.median:.2f} ms "
          f"({result.workload.iterations} iterations)"
          + (f"; floor {floor:.2f} ms/token = {100 * floor / s.tpot_ms.median:.0f}% of TPOT" if floor else ""))
+    overhead = overhead_summary(measurement)
+    if overhead:
+        _log(overhead)
     _log(f"wrote {path}")
     return 0
+
+
+def overhead_summary(m: Measurement) -> Optional[str]:
+    """One log line: instrumented generate() - bare generate(), per iteration (the week-1 details say the same)."""
+    pairs = harness_overhead(m.instrumented_generate_ms, m.bare_generate_ms)
+    if not pairs:
+        return None
+    diffs, pcts = sorted(d for d, _ in pairs), sorted(p for _, p in pairs)
+    return (f"harness overhead (instrumented - bare generate()): median {statistics.median(diffs):+.3f} ms "
+            f"({statistics.median(pcts):+.3f}%) per iteration, range {diffs[0]:+.3f} to {diffs[-1]:+.3f} ms "
+            f"({pcts[0]:+.3f}% to {pcts[-1]:+.3f}%), n={len(pairs)}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -199,3 +246,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BenchError as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return e.exit_code
+    except ResultFileError as e:  # the result contradicted itself: nothing was written
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 1

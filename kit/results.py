@@ -91,8 +91,9 @@ class Provenance(_Strict):
     python: str
     platform: str
     libraries: dict[str, Optional[str]] = Field(description="versions read inside the environment")
-    pins: dict[str, str] = Field(default_factory=dict, description="versions the stack pins")
-    deviations: list[str] = Field(default_factory=list, description="library versions that differ from the pins")
+    pins: dict[str, str] = Field(default_factory=dict, description="versions the stack pins: its whole lock")
+    pins_source: Optional[str] = Field(None, description="where the pins come from, e.g. images/hf/requirements.lock")
+    deviations: list[str] = Field(default_factory=list, description="pinned packages whose installed version differs")
     gpu: Optional[GPU] = Field(None, description="None on a CPU run")
     label: Optional[str] = Field(None, description="free text, e.g. 'reference run'")
 
@@ -126,9 +127,14 @@ class BenchSamples(_Strict):
     tokens_per_output: Optional[list[list[int]]] = None
     # vLLM only: engine-side timestamps (engine-core monotonic clock, never mixed with client clocks).
     engine: Optional[dict[str, Any]] = None
-    # transformers on a GPU: TPOT of the same decode steps from CUDA events recorded in the
-    # streamer (device clock), to measure the harness's own overhead against the client clock.
+    # transformers on a GPU: TPOT of the same decode steps from CUDA events recorded by a logits processor
+    # (device clock). The streamer syncs on every token, so this agrees with the host clock by construction.
     cuda_event_tpot_ms: Optional[list[float]] = None
+    # transformers: the harness-overhead baseline. Per iteration, the wall time of the instrumented generate()
+    # (clock start to its return, one sync after) and of a bare generate() run right after it with the same
+    # inputs and generation config (no streamer, no logits processor; one sync before, one after).
+    instrumented_generate_ms: Optional[list[float]] = None
+    bare_generate_ms: Optional[list[float]] = None
 
 
 class BenchSummary(_Strict):
@@ -236,6 +242,104 @@ def summarize(samples: list[float]) -> Stats:
     )
 
 
+def harness_overhead(instrumented_ms: Optional[list[float]],
+                     bare_ms: Optional[list[float]]) -> Optional[list[tuple[float, float]]]:
+    """Per iteration (ms, % of bare): instrumented generate() - the bare generate() run right after it.
+
+    None when the run measured no baseline (samples.bare_generate_ms is null).
+    """
+    if not instrumented_ms or not bare_ms:
+        return None
+    return [(a - b, 100.0 * (a - b) / b if b > 0 else math.nan) for a, b in zip(instrumented_ms, bare_ms)]
+
+
+# --------------------------------------------------------------------------- consistency
+
+# JSON keeps floats exactly; the tolerance only absorbs adding the same numbers in another order.
+_REL_TOL, _ABS_TOL_MS = 1e-9, 1e-6
+_PER_ITERATION = ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms", "tokens_per_output", "cuda_event_tpot_ms",
+                  "instrumented_generate_ms", "bare_generate_ms")
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=_ABS_TOL_MS)
+
+
+def _count_problems(r: BenchResult) -> list[str]:
+    n = r.workload.iterations
+    out = [f"field 'samples.{name}' has {len(v)} entries, but workload.iterations is {n} (one per measured iteration)"
+           for name in _PER_ITERATION if (v := getattr(r.samples, name)) is not None and len(v) != n]
+    if (r.samples.bare_generate_ms is None) != (r.samples.instrumented_generate_ms is None):
+        out.append("fields 'samples.bare_generate_ms' and 'samples.instrumented_generate_ms' come as a pair, but "
+                   "only one of them is present")
+    return out
+
+
+def _gap_problems(r: BenchResult) -> list[str]:
+    """itl_ms[i]: one gap per streamed output after the first; the outputs carry output_len tokens in all."""
+    n, out = r.workload.output_len, []
+    for i, gaps in enumerate(r.samples.itl_ms):
+        outputs = r.samples.tokens_per_output[i] if r.samples.tokens_per_output is not None else None
+        if outputs is None:
+            if len(gaps) != n - 1:
+                out.append(f"field 'samples.itl_ms[{i}]' has {len(gaps)} gaps, but output_len {n} tokens, one per "
+                           f"output (samples.tokens_per_output is null), give {n - 1}")
+            continue
+        if sum(outputs) != n or any(k < 1 for k in outputs):
+            out.append(f"field 'samples.tokens_per_output[{i}]' is {outputs[:8]}{'...' if len(outputs) > 8 else ''}, "
+                       f"but the outputs of an iteration carry at least one token each and output_len {n} in all")
+        elif len(gaps) != len(outputs) - 1:
+            out.append(f"field 'samples.itl_ms[{i}]' has {len(gaps)} gaps, but samples.tokens_per_output[{i}] lists "
+                       f"{len(outputs)} outputs, which give {len(outputs) - 1}")
+    return out
+
+
+def _timing_problems(r: BenchResult) -> list[str]:
+    """Per iteration: e2e = TTFT + the sum of its gaps; TPOT = (e2e - TTFT) / (N - 1)."""
+    s, n, out = r.samples, r.workload.output_len, []
+    for i, (ttft, tpot, e2e, gaps) in enumerate(zip(s.ttft_ms, s.tpot_ms, s.e2e_ms, s.itl_ms)):
+        if not _close(e2e, ttft + math.fsum(gaps)):
+            out.append(f"field 'samples.e2e_ms[{i}]' is {e2e!r}, but ttft_ms[{i}] + the sum of itl_ms[{i}] is "
+                       f"{ttft + math.fsum(gaps)!r}")
+        want = (e2e - ttft) / (n - 1) if n > 1 else 0.0
+        if not _close(tpot, want):
+            out.append(f"field 'samples.tpot_ms[{i}]' is {tpot!r}, but (e2e_ms[{i}] - ttft_ms[{i}]) / (output_len - 1) "
+                       f"is {want!r}")
+    for i, (e2e, wall) in enumerate(zip(s.e2e_ms, s.instrumented_generate_ms or [])):
+        if wall < e2e and not _close(wall, e2e):
+            out.append(f"field 'samples.instrumented_generate_ms[{i}]' is {wall!r}, shorter than e2e_ms[{i}] {e2e!r}, "
+                       "but generate() returns after its last token")
+    return out
+
+
+def _summary_problems(r: BenchResult) -> list[str]:
+    """summary = summarize(samples), field by field; ITL over all gaps of all iterations."""
+    s = r.samples
+    expected = {"ttft_ms": s.ttft_ms, "tpot_ms": s.tpot_ms, "e2e_ms": s.e2e_ms,
+                "itl_ms": [g for gaps in s.itl_ms for g in gaps] or [0.0]}
+    out = []
+    for name, values in expected.items():
+        want, have = summarize(values), getattr(r.summary, name)
+        for stat in Stats.model_fields:
+            a, b = getattr(have, stat), getattr(want, stat)
+            if not (a == b if stat == "n" else _close(a, b)):
+                out.append(f"field 'summary.{name}.{stat}' is {a!r}, but the {stat} of samples.{name} is {b!r}")
+    return out
+
+
+def bench_inconsistencies(r: BenchResult) -> list[str]:
+    """Where a bench result contradicts itself: one phrase per problem, naming the field and what was expected.
+
+    The counts are checked first: the per-iteration checks pair lists by index.
+    """
+    return _count_problems(r) or (_gap_problems(r) + _timing_problems(r) + _summary_problems(r))
+
+
+def _describe_inconsistencies(path: Path, problems: list[str], advice: str) -> str:
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return f"{path}: the result contradicts itself: " + "; ".join(problems[:5]) + more + ". " + advice
+
+
 # --------------------------------------------------------------------------- errors / io
 
 
@@ -286,8 +390,12 @@ def dump_result(result: Result) -> str:
 
 
 def write_result(result: Result, path: Path) -> Path:
-    """Validate (again) and write atomically. Returns the path."""
+    """Validate (again), check that a bench result agrees with itself, and write atomically. Returns the path."""
     type(result).model_validate(result.model_dump(mode="json"))
+    if isinstance(result, BenchResult) and (problems := bench_inconsistencies(result)):
+        raise ResultFileError(_describe_inconsistencies(
+            Path(path), problems, "Nothing was written: this is a bug in the code that built the result, please "
+            "report it with this message."))
     atomic_write_text(Path(path), dump_result(result))
     return Path(path)
 
@@ -305,7 +413,7 @@ def _describe_validation_error(path: Path, err: ValidationError) -> str:
 
 
 def load_result(path: Path) -> Result:
-    """Load and validate one results file.
+    """Load and validate one results file; a bench result must also agree with itself (bench_inconsistencies).
 
     Raises NotAResultFile for JSON that is not ours (or not JSON-named), and
     ResultFileError (one paragraph) for our files that are broken.
@@ -339,9 +447,14 @@ def load_result(path: Path) -> Result:
             f"{path}: field 'kind' is {kind!r}; expected one of {sorted(_BY_KIND)}."
         )
     try:
-        return model.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as e:
         raise ResultFileError(_describe_validation_error(path, e)) from e
+    if isinstance(result, BenchResult) and (problems := bench_inconsistencies(result)):
+        raise ResultFileError(_describe_inconsistencies(
+            path, problems, "A report would show numbers its own samples do not support. Re-run the session that "
+            "produced the file, or remove it."))
+    return result
 
 
 def result_filename(result: Result) -> str:

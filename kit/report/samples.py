@@ -5,7 +5,9 @@ timing benchmark (kit/report/bench_timing.py) and demos. Never written into resu
     make_profile_result(**overrides) -> ProfileResult
     write_sample(result, folder) -> Path        (file name from kit.results.result_filename)
 
-Every value is derived from the arguments, so the same call gives the same result (no clocks, no randomness).
+Every value is derived from the arguments, so the same call gives the same result (no clocks, no randomness),
+and a bench result agrees with itself (kit.results.bench_inconsistencies): its summary is computed from its samples
+after any `samples=` override; a `summary=` override is applied last (to build contradictions on purpose).
 Keyword arguments not listed below are deep-merged into the result's JSON form before validation, e.g.
 ``make_bench_result(workload={"input_len": 512}, provenance={"label": "reference run"})``.
 """
@@ -97,9 +99,6 @@ def make_bench_result(*, label: str = "transformers", gpu: Optional[str] = "NVID
                      "iterations": n, "seed": 0},
         "backend": backend,
         "samples": {"ttft_ms": ttft, "tpot_ms": tpot, "e2e_ms": e2e, "itl_ms": itl},
-        "summary": {"ttft_ms": summarize(ttft).model_dump(), "tpot_ms": summarize(tpot).model_dump(),
-                    "itl_ms": summarize([x for xs in itl for x in xs] or [0.0]).model_dump(),
-                    "e2e_ms": summarize(e2e).model_dump()},
         "provenance": _provenance(backend["name"], gpu),
         "roofline": None,
         "notes": [],
@@ -111,7 +110,15 @@ def make_bench_result(*, label: str = "transformers", gpu: Optional[str] = "NVID
                                 "lm_head": 1_245_000_000},
             "bandwidth_gb_s": 1600.0 if gpu else 40.0,
             "bandwidth_method": "device-to-device copy, read+write"}, roofline if isinstance(roofline, dict) else {})
+    data["samples"] = _deep_merge(data["samples"], overrides.pop("samples", {}))
+    data["summary"] = _summary_of(data["samples"])  # of the samples as overridden: the result agrees with itself
     return BenchResult.model_validate(_deep_merge(data, overrides))
+
+
+def _summary_of(samples: dict[str, Any]) -> dict[str, Any]:
+    gaps = [x for xs in samples["itl_ms"] for x in xs]
+    return {"ttft_ms": summarize(samples["ttft_ms"]).model_dump(), "tpot_ms": summarize(samples["tpot_ms"]).model_dump(),
+            "itl_ms": summarize(gaps or [0.0]).model_dump(), "e2e_ms": summarize(samples["e2e_ms"]).model_dump()}
 
 
 # --------------------------------------------------------------------------- profiles

@@ -95,7 +95,7 @@ def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_d
     KIT_GIT_COMMIT / KIT_GIT_DIRTY   the kit checkout (the container has no .git)
     KIT_IMAGE_ID / KIT_IMAGE_TAG / KIT_LOCK_HASH   docker runner only
     KIT_LABEL        free-text provenance label
-    KIT_STACK        the step's stack (hf, vllm, vllm-0.20), set by each runner: whose lock provenance reads
+    KIT_STACK        the step's stack (set by each runner): provenance reads images/<stack>/requirements.lock
     """
     commit, dirty = declared_git_state() or git_state()
     env = {

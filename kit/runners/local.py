@@ -30,7 +30,7 @@ def run_local(step: Step, opts: RunnerOptions) -> None:
     env = dict(os.environ)
     env.update(child_env(opts, results_dir=str(opts.results_dir), output_dir=str(opts.output_dir),
                          cache_dir=str(opts.cache_dir), runner="local"))
-    env["KIT_STACK"] = step.stack  # whose lock the provenance compares the installed versions with
+    env["KIT_STACK"] = step.stack  # provenance compares the environment with images/<stack>/requirements.lock
     env["PYTHONPATH"] = os.pathsep.join([str(KIT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     cmd = [python, *step.argv]
     proc = subprocess.Popen(cmd, cwd=KIT_ROOT, env=env)

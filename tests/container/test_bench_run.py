@@ -50,6 +50,10 @@ def test_end_to_end_result_validates(stack, tiny_ckpt, run_bench, kit_env):
         assert e2e == pytest.approx(ttft + sum(gaps), rel=1e-9)
         assert tpot == pytest.approx((e2e - ttft) / (n - 1), rel=1e-9)
     assert r.summary.tpot_ms.n == iters and r.summary.itl_ms.n == iters * (n - 1)
+    # The harness-overhead baseline: one bare generate() per measured iteration, logged as it is reported.
+    assert len(s.bare_generate_ms) == len(s.instrumented_generate_ms) == iters and min(s.bare_generate_ms) > 0
+    assert all(wall >= e2e for wall, e2e in zip(s.instrumented_generate_ms, s.e2e_ms, strict=True))
+    assert "harness overhead (instrumented - bare generate()): median" in proc.stderr
     assert r.summary.ttft_ms.median == pytest.approx(sorted(s.ttft_ms)[1])
     p = r.provenance
     assert p.runner == "local" and p.gpu is None and p.libraries["transformers"] and p.libraries["torch"]
@@ -109,16 +113,17 @@ def test_ttft_and_tpot_follow_their_definitions(loaded, monkeypatch):
 
     model, config, _ = loaded
     n = 6
-    # submit at 10.000 s; tokens at 10.250, then gaps of 20, 30, 40, 50, 60 ms
-    clock = iter([10.000, 10.250, 10.270, 10.300, 10.340, 10.390, 10.450])
+    # submit at 10.000 s; tokens at 10.250, then gaps of 20, 30, 40, 50, 60 ms; generate() returned at 10.460
+    clock = iter([10.000, 10.250, 10.270, 10.300, 10.340, 10.390, 10.450, 10.460])
     monkeypatch.setattr(hb.time, "perf_counter", lambda: next(clock))
     rec = hb.generate_timed(model, torch.tensor([[1, 2, 3]]), hb._generation_config(config, n), "cpu")
     assert rec["ttft_ms"] == pytest.approx(250.0)
     assert rec["itl_ms"] == pytest.approx([20.0, 30.0, 40.0, 50.0, 60.0])
     assert rec["e2e_ms"] == pytest.approx(450.0)
     assert rec["tpot_ms"] == pytest.approx((450.0 - 250.0) / (n - 1))
+    assert rec["generate_ms"] == pytest.approx(460.0)  # the instrumented call, compared with a bare one
     with pytest.raises(StopIteration):
-        next(clock)  # exactly one reading per generated token, plus the submit
+        next(clock)  # exactly one reading per generated token, plus the submit and the return
 
 
 def test_measure_counts_warmup_and_iterations(loaded):
@@ -136,6 +141,45 @@ def test_measure_counts_warmup_and_iterations(loaded):
     assert len(m.ttft_ms) == 3 and all(len(g) == 4 for g in m.itl_ms)
     assert m.backend.settings["greedy_tokens_identical_across_runs"] is True
     assert m.cuda_event_tpot_ms is None
+
+
+def test_each_measured_generate_is_followed_by_the_same_generate_bare(loaded, monkeypatch):
+    """A spy around the real model's generate(): the baseline runs the same inputs, generation config and grad
+    mode as the measured run right before it, without streamer or logits processor; progress counts the pair."""
+    import argparse
+
+    import torch
+
+    import bench.hf_backend as hb
+    from kit.results import Workload
+
+    _model, _config, rm = loaded
+    calls, real_load = [], hb.load_awq_model
+    progress = IterationProgress(total=2, warmup_total=1)
+
+    def load_with_generate_spy(*a, **k):
+        model, info = real_load(*a, **k)
+        real_generate = model.generate
+
+        def generate_spy(input_ids, **kwargs):
+            calls.append({"instrumented": kwargs.get("streamer") is not None or "logits_processor" in kwargs,
+                          "ids": input_ids.tolist(), "mask": kwargs["attention_mask"].tolist(),
+                          "config": model.generation_config.to_json_string(),
+                          "inference_mode": torch.is_inference_mode_enabled(), "done": progress.done})
+            return real_generate(input_ids, **kwargs)
+
+        model.generate = generate_spy
+        return model, info
+
+    monkeypatch.setattr(hb, "load_awq_model", load_with_generate_spy)
+    w = Workload(model=rm.model_id, model_source="synthetic", synthetic=True, synthetic_config="tiny", input_len=4,
+                 output_len=5, warmup=1, iterations=2, seed=0)
+    m = hb.measure(w, rm, [1, 2, 3, 4], argparse.Namespace(device="cpu", progress=False), progress)
+    assert [c["instrumented"] for c in calls] == [True, True, False, True, False]  # warm-up, then pairs
+    assert [c["done"] for c in calls] == [0, 0, 0, 1, 1]  # progress moves between pairs, not during one
+    assert all(c["inference_mode"] for c in calls)
+    assert len({(str(c["ids"]), str(c["mask"]), c["config"]) for c in calls}) == 1
+    assert len(m.bare_generate_ms) == len(m.instrumented_generate_ms) == 2
 
 
 # --------------------------------------------------------------------------- bad input
