@@ -95,6 +95,10 @@ class ProgressDisplay:
             self._poll()
 
 
+def progress_thread_variant(poll: float) -> str:
+    return f"progress polled from a thread every {poll:g} s during timed generation"
+
+
 def progress_poll_interval() -> Optional[float]:
     """KIT_PROGRESS_POLL_S: seconds between polls of a progress thread (unset or 0: no thread)."""
     raw = os.environ.get("KIT_PROGRESS_POLL_S", "").strip()
@@ -214,6 +218,8 @@ def run(argv: list[str]) -> int:
     if poll:
         notes.append(f"Progress display polled from a thread every {poll:g} s during timed generation "
                      "(KIT_PROGRESS_POLL_S), to measure that thread's cost; by default it updates between iterations.")
+        # A diagnostic configuration: listed beside the study configuration's run, never in a week-1 cell.
+        measurement.backend.settings.setdefault("variant", []).append(progress_thread_variant(poll))
     result = build_result(workload, measurement, collect_provenance(STACKS[args.backend], device), roofline, notes)
     path = write_result(result, _results_dir() / result_filename(result))
     s = result.summary

@@ -17,7 +17,7 @@ from kit.report.published import PublishedWeek1
 from kit.results import BenchResult
 
 AWQ, MARLIN = "vLLM (awq)", "vLLM (awq_marlin)"
-STUDY_CONFIG = "study configuration (CUDA graphs, async scheduling off)"
+STUDY_CONFIG = {"vllm": "study configuration (CUDA graphs, async scheduling off)"}
 
 
 def engine_iterations(r: BenchResult) -> list[dict]:
@@ -104,7 +104,7 @@ def merges_text(r: BenchResult) -> str:
 
 def _config_name(run: Loaded) -> str:
     variant = variant_of(run.result)
-    return ", ".join(variant) if variant else STUDY_CONFIG
+    return ", ".join(variant) if variant else STUDY_CONFIG.get(run.result.backend.name, "study configuration")
 
 
 def configurations(group: Group, label: str) -> list[Loaded]:
@@ -121,7 +121,8 @@ def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str])
     if not runs:
         return None
     base = group.latest.get(label)
-    stage_headers = [column for column, _, _ in TTFT_STAGES]
+    engine = any(engine_iterations(run.result) for run in runs)  # vLLM: the TTFT stages and stream merges
+    stage_headers = [column for column, _, _ in TTFT_STAGES] + ["merged outputs"] if engine else []
     rows = []
     for run in runs:
         s = run.result.summary
@@ -129,13 +130,16 @@ def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str])
         if base is not None and run is not base:
             b = base.result.summary
             vs = f"TTFT ×{s.ttft_ms.median / b.ttft_ms.median:.2f}, TPOT ×{s.tpot_ms.median / b.tpot_ms.median:.2f}"
+        stages = [*ttft_breakdown_cells(run.result), merges_text(run.result)] if engine else []
         rows.append([_config_name(run) + ref(run), f"{s.ttft_ms.median:.2f}", f"{s.tpot_ms.median:.2f}", vs,
-                     *ttft_breakdown_cells(run.result), merges_text(run.result)])
-    headers = ["configuration", "TTFT (ms)", "TPOT (ms)", "vs the study configuration", *stage_headers,
-               "merged outputs"]
+                     *stages])
+    headers = ["configuration", "TTFT (ms)", "TPOT (ms)", "vs the study configuration", *stage_headers]
     return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
 
 
+CONFIGURATIONS_NOTE_PLAIN = (
+    "Medians over the measured iterations. Only the study configuration fills a week-1 cell; the others are shown "
+    "here alone.")
 CONFIGURATIONS_NOTE = (
     "Medians over the measured iterations. Where the time to first token goes: "
     + "; ".join(f"**{column[:-5]}** = {what}" for column, what, _ in TTFT_STAGES)

@@ -10,7 +10,9 @@ from kit.report.common import (
     stack_versions, variant_of, vllm_version_of, workload_text,
 )
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
-from kit.report.vllm_rows import CONFIGURATIONS_NOTE, clock_check_text, configurations_table, key_comparison
+from kit.report.vllm_rows import (
+    CONFIGURATIONS_NOTE, CONFIGURATIONS_NOTE_PLAIN, clock_check_text, configurations_table, key_comparison,
+)
 from kit.results import BenchResult, harness_overhead
 
 TITLE = "# Week 1. Benchmark"
@@ -277,8 +279,11 @@ def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> li
     if heading:
         out += [f"#### {label}: variant configurations only", "",
                 f"No run of the study configuration for {label} in this table, so its cell shows \"{DASH}\".", ""]
-    out += [f"Configurations measured for {label}, and where the time to first token goes:", "", table, "",
-            CONFIGURATIONS_NOTE]
+    if has_engine:
+        out += [f"Configurations measured for {label}, and where the time to first token goes:", "", table, "",
+                CONFIGURATIONS_NOTE]
+    else:
+        out += [f"Configurations measured for {label}:", "", table, "", CONFIGURATIONS_NOTE_PLAIN]
     for runs in g.variants.get(label, {}).values():
         for old in runs[1:]:
             o = old.result.summary
