@@ -40,11 +40,20 @@ def test_overhead_is_printed_even_when_the_bare_run_was_slower():
     assert "median -2.000 ms (-10.000%)" in text
 
 
-def test_committed_results_without_a_baseline_say_so(tmp_path):
+def test_committed_results_say_whether_they_measured_the_overhead(tmp_path):
+    """Each shown transformers run: its measured overhead when it has the bare baseline, else "not measured"."""
+    from kit.report.common import group_runs, load_inputs
+
     assemble_reports(KIT_ROOT / "results", tmp_path, note=lambda _: None)
     week1 = (tmp_path / "week1.md").read_text(encoding="utf-8")
     lines = [l for l in week1.splitlines() if l.startswith("- Harness overhead: ")]
-    assert len(lines) == 2 and all("not measured by this run" in l for l in lines)  # the two tables' latest runs
+    shown = [g.latest["transformers"].result for g in group_runs(load_inputs(KIT_ROOT / "results", note=lambda _: None).bench)
+             if "transformers" in g.latest]
+    assert len(lines) == len(shown) >= 1
+    for line, result in zip(lines, shown):
+        assert ("not measured by this run" in line) == (result.samples.bare_generate_ms is None), line
+        if result.samples.bare_generate_ms is not None:
+            assert "median " in line and "per iteration" in line
     assert "bounds the harness" not in week1
 
 
