@@ -247,36 +247,9 @@ def _stop_container(client, name: str, proc: subprocess.Popen, drain) -> int:
         return proc.wait()
 
 
-def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, log_name: Optional[str] = None) -> int:
-    """Run a step in its image, streaming and logging its output; returns the exit code.
-
-    Raises KeyboardInterrupt after stopping the container on Ctrl-C.
-    """
-    from kit import preflight
-    from kit.images import STACK_INFO, current_tag, ensure_image, inspect_image_id
-
-    needs_gpu = step_needs_gpu(step)
-    if client is None:
-        client = preflight.find_docker()
-        preflight.check_daemon(client)
-        if needs_gpu:
-            preflight.check_gpu_step(client, step.argv)
-        if image is None and not inspect_image_id(client, current_tag(step.stack, client)):
-            preflight.check_disk(client, STACK_INFO[step.stack].build_free_gb, f"building the {step.stack} image")
-    sweep_stale_containers(client)
-    if image is None:
-        image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")
-    name = f"awq-kit-{step.stack}-{secrets.token_hex(4)}"
-    env = container_env(opts, image.env(), step.stack)
-    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name, needs_gpu=needs_gpu)
-    log_path = opts.output_dir / "logs" / (log_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log")
-    print(f"[docker] {step.description or step.stack}: {image.tag} ({image.image_id[:19]}), "
-          f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
-
-    tail = bytearray()
-    _ensure_dirs(step, opts)
-    guard = start_container_guard(client, name)
-    with open(log_path, "wb") as log, guard.stdin:  # closing the guard's stdin: the container is no longer needed
+def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytearray) -> int:
+    """`docker run` in the foreground, its output shown live and logged; on Ctrl-C the container is stopped."""
+    with open(log_path, "wb") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=client.env())
         assert proc.stdout is not None
@@ -311,6 +284,43 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
             while time.monotonic() < deadline and drain(0.5) is not False:
                 pass
             raise
+    return rc
+
+
+def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, log_name: Optional[str] = None) -> int:
+    """Run a step in its image, streaming and logging its output; returns the exit code.
+
+    Raises KeyboardInterrupt after stopping the container on Ctrl-C.
+    """
+    from kit import preflight
+    from kit.images import STACK_INFO, current_tag, ensure_image, inspect_image_id
+
+    needs_gpu = step_needs_gpu(step)
+    if client is None:
+        client = preflight.find_docker()
+        preflight.check_daemon(client)
+        if needs_gpu:
+            preflight.check_gpu_step(client, step.argv)
+        if image is None and not inspect_image_id(client, current_tag(step.stack, client)):
+            preflight.check_disk(client, STACK_INFO[step.stack].build_free_gb, f"building the {step.stack} image")
+    sweep_stale_containers(client)
+    if image is None:
+        image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")
+    name = f"awq-kit-{step.stack}-{secrets.token_hex(4)}"
+    env = container_env(opts, image.env(), step.stack)
+    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name, needs_gpu=needs_gpu)
+    log_path = opts.output_dir / "logs" / (log_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log")
+    print(f"[docker] {step.description or step.stack}: {image.tag} ({image.image_id[:19]}), "
+          f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
+
+    tail = bytearray()
+    _ensure_dirs(step, opts)
+    guard = start_container_guard(client, name)
+    try:
+        rc = _run_attached(client, name, cmd, log_path, tail)
+    finally:
+        guard.stdin.close()  # the kit is done with the container: the guard removes whatever is left of it
+        guard.wait()
     text = tail.decode("utf-8", "replace")
     if preflight.is_nvidia_runtime_failure(rc, text):
         raise preflight.PreflightError(preflight.nvidia_runtime_paragraph())
