@@ -2,17 +2,15 @@
 
 Options after `--` go to the command, e.g. `nox -s bench-hf -- --synthetic qwen3-8b-awq --runner local`.
 """
-import os
-import sys
-
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["report"]
 
-# The interpreter that runs nox: the local runner's default (the Colab path, where nox runs beside torch).
-NOX_PYTHON = {"KIT_LOCAL_PYTHON": os.environ.get("KIT_LOCAL_PYTHON", sys.executable)}
+# On Ctrl-C nox would SIGTERM the kit 0.3 s after the SIGINT both got, cutting off the kit's own clean-up (the
+# container stopped, the bench's report, the reports, its "interrupted" line). The kit bounds that itself.
+KIT_SHUTDOWN_S = 120
 # `python -m kit` runs from this checkout, so only the dependencies are installed (no wheel build per run).
 PROJECT = nox.project.load_toml("pyproject.toml")["project"]
 DEPS = PROJECT["dependencies"]
@@ -21,7 +19,7 @@ TEST_DEPS = DEPS + PROJECT["optional-dependencies"]["test"]
 
 def _kit(session: nox.Session, command: str) -> None:
     session.install("-q", *DEPS)
-    session.run("python", "-m", "kit", command, *session.posargs, env=NOX_PYTHON)
+    session.run("python", "-m", "kit", command, *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
 
 
 @nox.session(name="report")
@@ -52,6 +50,13 @@ def profile_t4(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Whole pipeline on this CPU with a tiny synthetic checkpoint; writes only under demo/."""
     _kit(session, "demo")
+
+
+@nox.session(name="venv")
+def venv(session: nox.Session) -> None:
+    """Make .venv-hf/ (or `-- vllm`: .venv-vllm/) from the stack's hashed locks: the local runner's default interpreter."""
+    session.install("-q", "uv")
+    session.run("python", "-m", "kit", "venv", *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
 
 
 @nox.session(name="lock")

@@ -25,9 +25,10 @@ def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
                                        "the container side; `python -m bench run --help` lists them.")
     p.add_argument("--runner", choices=("docker", "local"), default="docker",
                    help="docker: the stack's pinned image (default); local: this interpreter or --python")
-    p.add_argument("--python", help="local runner: interpreter with the stack installed (default: the current one)")
+    p.add_argument("--python", help="local runner: interpreter with the stack (default: $KIT_LOCAL_PYTHON, else "
+                                    ".venv-<stack>/ made by `nox -s venv -- <stack>`, else the current one)")
     p.add_argument("--results-dir", type=Path, default=KIT_ROOT / "results")
-    p.add_argument("--reports-dir", type=Path, default=KIT_ROOT / "reports")
+    p.add_argument("--reports-dir", type=Path, help=REPORTS_DIR_HELP)
     p.add_argument("--output-dir", type=Path, default=KIT_ROOT / "output", help="traces and logs (git-ignored)")
     p.add_argument("--ca-bundle", type=Path, help="CA bundle for TLS-intercepting proxies, passed to image builds as a BuildKit secret")
     p.add_argument("--label", help="free-text provenance label stored in each result (e.g. 'reference run')")
@@ -53,6 +54,28 @@ def _check_workload_args(command: str, passthrough: list[str]) -> None:
     validate_passthrough(command, passthrough)
 
 
+REPORTS_DIR_HELP = ("default: next to the results folder: reports/ beside a folder named results (the repo's "
+                    "results/ -> reports/), else <results-dir>-reports")
+
+
+def reports_dir_for(results_dir: Path, reports_dir: Optional[Path]) -> Path:
+    """Reports go next to the results they render, unless the user names a folder: the committed reports/ is
+    rendered only from the committed results/."""
+    if reports_dir is not None:
+        return reports_dir
+    results_dir = results_dir.resolve()
+    name = "reports" if results_dir.name == "results" else f"{results_dir.name}-reports"
+    return results_dir.parent / name
+
+
+def _result_files(results_dir: Path) -> dict[str, tuple[int, int]]:
+    """name -> (mtime, size) of the result files in results_dir: what a step wrote shows as a difference."""
+    try:
+        return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in results_dir.glob("*.json")}
+    except OSError:
+        return {}
+
+
 def assemble(results_dir: Path, reports_dir: Path) -> None:
     from kit.report import assemble_reports
 
@@ -67,9 +90,9 @@ def assemble(results_dir: Path, reports_dir: Path) -> None:
 def cmd_report(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="nox -s report --", description="Re-render reports/ from results/ and the published data.")
     p.add_argument("--results-dir", type=Path, default=KIT_ROOT / "results")
-    p.add_argument("--reports-dir", type=Path, default=KIT_ROOT / "reports")
+    p.add_argument("--reports-dir", type=Path, help=REPORTS_DIR_HELP)
     ns = p.parse_args(argv)
-    assemble(ns.results_dir, ns.reports_dir)
+    assemble(ns.results_dir, reports_dir_for(ns.results_dir, ns.reports_dir))
 
 
 def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namespace, list[str]], list[Step]],
@@ -79,6 +102,7 @@ def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namesp
     opts = _options(ns)
     _check_workload_args(command, passthrough)
     steps = steps_for(ns, passthrough)
+    before = _result_files(opts.results_dir)
     failures: list[str] = []
     try:
         for i, step in enumerate(steps, 1):
@@ -95,9 +119,13 @@ def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namesp
             raise KitError(f"{len(failures)} of {len(steps)} steps failed (the others' results were written): "
                            + " | ".join(failures))
     finally:
-        # Whatever finished is in results/: keep reports in step with it, even after a failure or Ctrl-C.
+        # Whatever finished is in the results folder: keep its reports in step, even after a failure or Ctrl-C.
         if not ns.no_report:
-            assemble(opts.results_dir, ns.reports_dir)
+            reports_dir = reports_dir_for(opts.results_dir, ns.reports_dir)
+            if _result_files(opts.results_dir) != before:
+                assemble(opts.results_dir, reports_dir)
+            else:
+                print(f"report: no new result in {opts.results_dir}; {reports_dir} left as it was", flush=True)
 
 
 def cmd_bench_hf(argv: list[str]) -> None:
@@ -148,6 +176,12 @@ def cmd_lock(argv: list[str]) -> None:
     lock_main(argv)
 
 
+def cmd_venv(argv: list[str]) -> None:
+    from kit.local_env import venv_main
+
+    venv_main(argv)
+
+
 def cmd_test(argv: list[str]) -> None:
     from kit.testing import run_tests
 
@@ -161,6 +195,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "profile": cmd_profile,
     "demo": cmd_demo,
     "lock": cmd_lock,
+    "venv": cmd_venv,
     "test": cmd_test,
 }
 
@@ -178,4 +213,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: results already written are kept; nothing partial was written.", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in HOST_DEPENDENCIES:
+            raise
+        print(f"\nerror: {missing_host_dependency(e.name)}", file=sys.stderr)
+        return 2
     return 0
+
+
+# pyproject.toml's [project] dependencies (a host test keeps the two lists equal).
+HOST_DEPENDENCIES = ("pydantic", "tabulate", "matplotlib", "rich")
+
+
+def missing_host_dependency(module: str) -> str:
+    return (f"`python -m kit` needs the host-side packages {', '.join(HOST_DEPENDENCIES)} (no torch), and this "
+            f"interpreter ({sys.executable}) has no {module!r}. Run it through nox, which installs them into its own "
+            "venv (`nox -s report`, `nox -s bench-hf` ...), or install them here: "
+            f"`{sys.executable} -m pip install {' '.join(HOST_DEPENDENCIES)}`.")

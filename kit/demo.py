@@ -6,8 +6,9 @@
     3. report   kit.report.assemble_reports(demo/results -> demo/reports)
 
 Both steps run through the LOCAL runner (kit/runners/local.py) with the interpreter given by
---python, else $KIT_LOCAL_PYTHON (nox sets it to its own interpreter), else this one: it needs
-torch, transformers 4.51.3 and autoawq 0.2.9 (a venv made from images/hf/requirements.lock).
+--python, else $KIT_LOCAL_PYTHON, else .venv-hf/ (made once by `nox -s venv -- hf` from the hashed
+locks), else this one: it needs torch, transformers 4.51.3 and autoawq 0.2.9, and one without them
+gets a paragraph naming that command.
 Everything is written under the git-ignored demo/ folder (demo/results, demo/reports,
 demo/output, demo/cache); results/ and reports/ are never touched. Earlier demo results and
 reports are cleared first, so the demo report shows this run only.
@@ -66,7 +67,7 @@ def _clear(folder: Path) -> None:
 
 def run_demo(argv: list[str], *, profiler: Optional[Path] = None) -> dict[str, float]:
     p = argparse.ArgumentParser(prog="nox -s demo --", description=__doc__.split("\n\n")[0])
-    p.add_argument("--python", help="interpreter with the HF stack (default: $KIT_LOCAL_PYTHON, else this one)")
+    p.add_argument("--python", help="interpreter with the HF stack (default: $KIT_LOCAL_PYTHON, else .venv-hf/, else this one)")
     p.add_argument("--demo-dir", type=Path, default=KIT_ROOT / "demo", help="default: demo/ (git-ignored)")
     ns, rest = p.parse_known_args(argv)
     workload = workload_argv(rest)

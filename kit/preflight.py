@@ -5,8 +5,9 @@ Checks, in order (each raises or collects a KitError paragraph):
 - a docker CLI exists (KIT_DOCKER, else `docker` on PATH, else the usual install locations);
 - the daemon answers (unreachable / permission denied are told apart);
 - the client can build with BuildKit (docker < 23 has it built in; newer clients need the buildx plugin);
-- GPU steps only: the daemon has the NVIDIA runtime, nvidia-smi sees a GPU, and a step that asks for
-  ``--quantization awq_marlin`` runs on compute capability >= 8.0;
+- GPU steps only: the daemon has the NVIDIA runtime, nvidia-smi sees a GPU, and the GPU the step will run on
+  (CUDA_VISIBLE_DEVICES' first, else GPU 0) meets the vLLM kernel's minimum compute capability (the bench's
+  own rule and message, bench/vllm_args.py);
 - a build only: enough free disk under the docker root for the image.
 
 Host side; no torch.
@@ -232,7 +233,13 @@ def is_nvidia_runtime_failure(returncode: int, output: str) -> bool:
 class GpuInfo:
     index: int
     name: str
-    compute_cap: Optional[float]
+    capability: Optional[tuple[int, int]]  # (major, minor); None when nvidia-smi does not say
+    uuid: str = ""
+
+
+def _capability(text: str) -> Optional[tuple[int, int]]:
+    m = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def visible_gpus() -> list[GpuInfo]:
@@ -245,7 +252,7 @@ def visible_gpus() -> list[GpuInfo]:
             "use `--device cpu` or `nox -s demo`."
         )
     try:
-        r = subprocess.run([smi, "--query-gpu=index,name,compute_cap", "--format=csv,noheader"],
+        r = subprocess.run([smi, "--query-gpu=index,name,compute_cap,uuid", "--format=csv,noheader"],
                            capture_output=True, text=True, timeout=PROBE_TIMEOUT)
     except subprocess.TimeoutExpired:
         r = subprocess.CompletedProcess([smi], 1, "", "nvidia-smi timed out")
@@ -253,11 +260,7 @@ def visible_gpus() -> list[GpuInfo]:
     for line in r.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 3 and parts[0].isdigit():
-            try:
-                cap = float(parts[2])
-            except ValueError:
-                cap = None
-            gpus.append(GpuInfo(int(parts[0]), parts[1], cap))
+            gpus.append(GpuInfo(int(parts[0]), parts[1], _capability(parts[2]), parts[3] if len(parts) > 3 else ""))
     if r.returncode != 0 or not gpus:
         raise PreflightError(
             "No GPU visible: nvidia-smi found no usable GPU"
@@ -265,6 +268,22 @@ def visible_gpus() -> list[GpuInfo]:
             "library version mismatch needs a reboot); inside a VM or container the GPU must be passed through."
         )
     return gpus
+
+
+def gpu_that_will_run(gpus: list[GpuInfo], cuda_visible_devices: Optional[str]) -> GpuInfo:
+    """The GPU a step's cuda:0 is: the first entry of CUDA_VISIBLE_DEVICES (an nvidia-smi index or a UUID; the
+    runner sets CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA numbers GPUs as nvidia-smi does), else GPU 0."""
+    if cuda_visible_devices is None:
+        return gpus[0]
+    first = cuda_visible_devices.split(",")[0].strip()
+    for gpu in gpus:
+        if first and (first == str(gpu.index) or gpu.uuid.startswith(first)):
+            return gpu
+    listed = ", ".join(f"{g.index} ({g.name}, {g.uuid or 'no uuid'})" for g in gpus)
+    raise PreflightError(
+        f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r} names no GPU that nvidia-smi lists ({listed}), so the step "
+        "would see no GPU. Set it to one of those indexes or UUIDs, or unset it to use GPU 0."
+    )
 
 
 def requested_quantizations(argv: Sequence[str]) -> list[str]:
@@ -277,17 +296,18 @@ def requested_quantizations(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def check_awq_marlin(argv: Sequence[str], gpus: list[GpuInfo]) -> None:
-    if "awq_marlin" not in requested_quantizations(argv) or not gpus:
-        return
-    gpu = gpus[0]  # vLLM runs on cuda:0
-    if gpu.compute_cap is not None and gpu.compute_cap < 8.0:
-        raise PreflightError(
-            f"awq_marlin needs compute capability >= 8.0 (Ampere or newer), but GPU {gpu.index} ({gpu.name}) has "
-            f"{gpu.compute_cap:.1f}; vLLM would reject it after loading the model. Run only the awq row here "
-            "(`nox -s bench-vllm -- --quantization awq`; awq needs >= 7.5), or use an A100/L4/H100-class GPU for "
-            "the awq_marlin row."
-        )
+def check_quantization_capability(argv: Sequence[str], gpu: GpuInfo) -> None:
+    """The vLLM backend's own rule and message (bench.vllm_args.check_capability), applied before any build."""
+    from bench.errors import BenchError
+    from bench.vllm_args import MIN_CAPABILITY, check_capability  # torch-free
+
+    for quantization in requested_quantizations(argv):
+        if quantization not in MIN_CAPABILITY or gpu.capability is None:
+            continue  # unknown names are refused by the bench's option check; an unknown capability, in the run
+        try:
+            check_capability(quantization, gpu.capability, f"GPU {gpu.index} ({gpu.name})")
+        except BenchError as e:
+            raise PreflightError(str(e)) from None
 
 
 def check_gpu_step(client: DockerClient, argv: Sequence[str]) -> None:
@@ -297,13 +317,9 @@ def check_gpu_step(client: DockerClient, argv: Sequence[str]) -> None:
         check_nvidia_runtime(client)
     except PreflightError as e:
         problems.append(str(e))
-    gpus: list[GpuInfo] = []
     try:
-        gpus = visible_gpus()
-    except PreflightError as e:
-        problems.append(str(e))
-    try:
-        check_awq_marlin(argv, gpus)
+        gpu = gpu_that_will_run(visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+        check_quantization_capability(argv, gpu)
     except PreflightError as e:
         problems.append(str(e))
     if problems:

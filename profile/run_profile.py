@@ -56,13 +56,17 @@ def run(argv: list[str]) -> int:
                        help="keep Triton's on-disk kernel cache: 'cold' then excludes JIT compilation")
 
     args = check_args(build_parser("profile", extra=extra).parse_args(argv), "transformers")
+    if args.reuse_triton_cache:
+        return profile_run(args, "reused (TRITON_CACHE_DIR as set)")
     # 'cold' means what a fresh machine sees (the published Colab T4 run): Triton compiles every kernel.
-    # An on-disk cache left by an earlier run would hide that, so start from an empty one.
-    triton_cache = "reused (TRITON_CACHE_DIR as set)"
-    if not args.reuse_triton_cache:
-        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="kit-triton-cold-")
-        triton_cache = "fresh, empty (JIT compilation included in the cold phase)"
+    # An on-disk cache left by an earlier run would hide that, so start from an empty one, removed afterwards
+    # (also after an error or Ctrl-C).
+    with tempfile.TemporaryDirectory(prefix="kit-triton-cold-", ignore_cleanup_errors=True) as cold:
+        os.environ["TRITON_CACHE_DIR"] = cold
+        return profile_run(args, "fresh, empty (JIT compilation included in the cold phase)")
 
+
+def profile_run(args, triton_cache: str) -> int:
     import torch
 
     from bench.hf_backend import load_awq_model
@@ -71,6 +75,10 @@ def run(argv: list[str]) -> int:
     from profiling import profile_prefill_and_decode
 
     device = resolve_device(args.device)
+    if device == "cpu":
+        # Without a CUDA driver, kineto logs "ERROR ... gpuGetDeviceCount failed with code 35" when the profiler
+        # starts: harmless on a CPU run (no device to trace), so its log is silenced there; GPU runs keep it.
+        os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     resolved = resolve_model(args, progress=True)
     workload = build_workload(args, resolved)
     prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)

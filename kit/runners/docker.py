@@ -15,6 +15,12 @@ Preflight (kit/preflight.py) -> build or reuse ``awq-kit-<stack>:<content hash>`
 Ctrl-C: the docker CLI forwards SIGINT to the container (tini, then the bench prints what finished); if the
 container is still up after a grace period it gets `docker kill --signal INT`, then `docker stop`.
 Everything the container prints is shown live and kept in <output>/logs/.
+
+No container outlives the kit process that started it, even one killed without a chance to clean up (SIGKILL,
+a timeout): each container carries the labels ``kit.runner=docker`` and ``kit.owner=<this process>``, a guard
+process (kit/runners/container_guard.py) removes it the moment the kit process is gone, and every run first
+removes kit-labelled containers whose owner process no longer exists on this machine (`sweep_stale_containers`;
+never a container without the kit's labels, nor one whose owner is alive or on another machine).
 """
 from __future__ import annotations
 
@@ -46,6 +52,58 @@ SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Plain settings forwarded by name when set (e.g. HF_HUB_OFFLINE=1 for a pre-filled cache).
 FORWARD_ENV = ("CI", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "CUDA_VISIBLE_DEVICES", "VLLM_LOGGING_LEVEL")
 INTERRUPT_GRACE_S = 30.0
+RUNNER_LABEL = "kit.runner=docker"
+OWNER_LABEL = "kit.owner"
+
+
+def _machine_id() -> Optional[str]:
+    """'<boot id>/<pid namespace>': processes with this prefix can be looked up in this /proc. None without /proc."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return None
+
+
+def owner_tag(pid: Optional[int] = None) -> Optional[str]:
+    """'<machine>/<pid>/<start time>' of a live process (the start time tells a reused pid apart); None when the
+    process is gone or this system has no /proc."""
+    machine = _machine_id()
+    pid = os.getpid() if pid is None else pid
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+    return f"{machine}/{pid}/{start}" if machine else None
+
+
+def is_stale_owner(owner: str) -> bool:
+    """A kit.owner label whose process has ended on this machine. Other machines' owners are never stale here."""
+    machine = _machine_id()
+    parts = owner.rsplit("/", 2)
+    if not machine or len(parts) != 3 or parts[0] != machine or not parts[1].isdigit():
+        return False
+    return owner_tag(int(parts[1])) != owner
+
+
+def sweep_stale_containers(client) -> list[str]:
+    """Remove the kit's containers whose kit process died without removing them; returns their names."""
+    r = client.run("ps", "--all", "--filter", f"label={RUNNER_LABEL}",
+                   "--format", f'{{{{.Names}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}')
+    stale = [name for name, _, owner in (line.partition("\t") for line in r.stdout.splitlines())
+             if r.returncode == 0 and is_stale_owner(owner)]
+    for name in stale:
+        client.run("rm", "--force", name)
+        print(f"[docker] removed container {name}: the kit process that started it is gone", file=sys.stderr,
+              flush=True)
+    return stale
+
+
+def start_container_guard(client, name: str) -> subprocess.Popen:
+    """A process, in its own session, that removes container `name` once this process closes the pipe or dies."""
+    return subprocess.Popen([sys.executable, "-m", "kit.runners.container_guard", client.path, name],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=KIT_ROOT, env=client.env(), start_new_session=True)
 
 
 def vllm_cache_dir() -> Path:
@@ -100,7 +158,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
     gid = os.getgid() if gid is None else gid
     cmd = [client_path, "run", "--rm", "--init", "--name", name,
            "--user", f"{uid}:{gid}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
-           "--workdir", KIT_MOUNT, "--label", "kit.runner=docker"]
+           "--workdir", KIT_MOUNT, "--label", RUNNER_LABEL, "--label", f"{OWNER_LABEL}={owner_tag() or ''}"]
     if needs_gpu:
         cmd += ["--gpus", "all", "--shm-size", SHM_SIZE]
     else:
@@ -136,6 +194,7 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
     env["KIT_STACK"] = stack  # whose lock the provenance compares the installed versions with
     env["TRITON_CACHE_DIR"] = f"{CACHE_MOUNT}/triton"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # /kit is read-only
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA_VISIBLE_DEVICES then means nvidia-smi's numbers, as preflight reads them
     if is_vllm_stack(stack):
         env["VLLM_CACHE_ROOT"] = VLLM_CACHE_MOUNT
     if opts.ca_bundle:
@@ -190,33 +249,8 @@ def _stop_container(client, name: str, proc: subprocess.Popen, drain) -> int:
         return proc.wait()
 
 
-def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, log_name: Optional[str] = None) -> int:
-    """Run a step in its image, streaming and logging its output; returns the exit code.
-
-    Raises KeyboardInterrupt after stopping the container on Ctrl-C.
-    """
-    from kit import preflight
-    from kit.images import STACK_INFO, current_tag, ensure_image, inspect_image_id
-
-    needs_gpu = step_needs_gpu(step)
-    if client is None:
-        client = preflight.find_docker()
-        preflight.check_daemon(client)
-        if needs_gpu:
-            preflight.check_gpu_step(client, step.argv)
-        if image is None and not inspect_image_id(client, current_tag(step.stack, client)):
-            preflight.check_disk(client, STACK_INFO[step.stack].build_free_gb, f"building the {step.stack} image")
-    if image is None:
-        image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")
-    name = f"awq-kit-{step.stack}-{secrets.token_hex(4)}"
-    env = container_env(opts, image.env(), step.stack)
-    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name, needs_gpu=needs_gpu)
-    log_path = opts.output_dir / "logs" / (log_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log")
-    print(f"[docker] {step.description or step.stack}: {image.tag} ({image.image_id[:19]}), "
-          f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
-
-    tail = bytearray()
-    _ensure_dirs(step, opts)
+def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytearray) -> int:
+    """`docker run` in the foreground, its output shown live and logged; on Ctrl-C the container is stopped."""
     with open(log_path, "wb") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=client.env())
@@ -252,6 +286,43 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
             while time.monotonic() < deadline and drain(0.5) is not False:
                 pass
             raise
+    return rc
+
+
+def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, log_name: Optional[str] = None) -> int:
+    """Run a step in its image, streaming and logging its output; returns the exit code.
+
+    Raises KeyboardInterrupt after stopping the container on Ctrl-C.
+    """
+    from kit import preflight
+    from kit.images import STACK_INFO, current_tag, ensure_image, inspect_image_id
+
+    needs_gpu = step_needs_gpu(step)
+    if client is None:
+        client = preflight.find_docker()
+        preflight.check_daemon(client)
+        if needs_gpu:
+            preflight.check_gpu_step(client, step.argv)
+        if image is None and not inspect_image_id(client, current_tag(step.stack, client)):
+            preflight.check_disk(client, STACK_INFO[step.stack].build_free_gb, f"building the {step.stack} image")
+    sweep_stale_containers(client)
+    if image is None:
+        image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")
+    name = f"awq-kit-{step.stack}-{secrets.token_hex(4)}"
+    env = container_env(opts, image.env(), step.stack)
+    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name, needs_gpu=needs_gpu)
+    log_path = opts.output_dir / "logs" / (log_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log")
+    print(f"[docker] {step.description or step.stack}: {image.tag} ({image.image_id[:19]}), "
+          f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
+
+    tail = bytearray()
+    _ensure_dirs(step, opts)
+    guard = start_container_guard(client, name)
+    try:
+        rc = _run_attached(client, name, cmd, log_path, tail)
+    finally:
+        guard.stdin.close()  # the kit is done with the container: the guard removes whatever is left of it
+        guard.wait()
     text = tail.decode("utf-8", "replace")
     if preflight.is_nvidia_runtime_failure(rc, text):
         raise preflight.PreflightError(preflight.nvidia_runtime_paragraph())

@@ -27,7 +27,9 @@ def profile_run(tmp_path_factory, stack, tiny_ckpt):
         "KIT_CACHE_DIR": str(tiny_ckpt.parent.parent),
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(tmp / "tmp"),  # where the cold phase's Triton cache is made: empty again afterwards
     })
+    (tmp / "tmp").mkdir()
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "profile" / "run_profile.py"), "--synthetic", "tiny",
                            "--device", "cpu", "--warmup", "1"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -117,3 +119,14 @@ def test_device_total_counts_each_kernel_once(stack):
                         is_user_annotation=False, self_device_time_total=4707.0),
     ]
     assert table_self_device_total_us(averages) == 8578.0 + 4707.0
+
+
+def test_the_cold_triton_cache_is_removed(profile_run):
+    _, _, tmp = profile_run
+    assert not list((tmp / "tmp").glob("kit-triton-cold-*"))
+
+
+def test_a_cpu_profile_prints_no_kineto_device_error(profile_run):
+    """Without a CUDA driver kineto logs 'gpuGetDeviceCount failed with code 35': harmless there, so silenced."""
+    proc, _, _ = profile_run
+    assert "gpuGetDeviceCount" not in proc.stdout + proc.stderr

@@ -24,7 +24,23 @@ for _p in (str(REPO), str(REPO / "tests" / "support"), str(Path(__file__).resolv
         sys.path.insert(0, _p)
 
 from kit import images, preflight  # noqa: E402
+from kit.runners.docker import sweep_stale_containers  # noqa: E402
 from dockerkit import CI, LOCAL_BASE, NOTES, NonRoot, copy_kit, unavailable  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_container_left_behind():
+    """Teardown by label: whatever kit process a test started has ended by now, so a kit-labelled container it
+    left would be stale; remove it (never one without the kit's labels, nor one of a kit process still alive)."""
+    yield
+    try:
+        client = preflight.find_docker()
+        preflight.check_daemon(client)
+    except preflight.PreflightError:
+        return
+    for name in sweep_stale_containers(client):
+        NOTES.append(f"teardown removed container {name}, left by a kit process that died")
+
 
 @pytest.fixture(scope="session")
 def docker_client() -> preflight.DockerClient:

@@ -84,13 +84,49 @@ def _fake_smi(tmp_path, monkeypatch, csv: str, rc: int = 0):
 
 
 def test_awq_marlin_on_a_t4(tmp_path, monkeypatch):
-    _fake_smi(tmp_path, monkeypatch, "0, Tesla T4, 7.5\\n")
+    _fake_smi(tmp_path, monkeypatch, "0, Tesla T4, 7.5, GPU-aaaa\\n")
     gpus = preflight.visible_gpus()
-    assert gpus[0].compute_cap == 7.5
-    with pytest.raises(preflight.PreflightError, match=r"awq_marlin needs compute capability >= 8.0.*Tesla T4.*7.5"):
-        preflight.check_awq_marlin(["-m", "bench", "run", "--quantization", "awq_marlin"], gpus)
-    preflight.check_awq_marlin(["--quantization", "awq"], gpus)  # awq is fine on 7.5
-    preflight.check_awq_marlin(["--quantization=awq_marlin"], [preflight.GpuInfo(0, "NVIDIA A100-SXM4-80GB", 8.0)])
+    assert gpus[0].capability == (7, 5) and gpus[0].uuid == "GPU-aaaa"
+    with pytest.raises(preflight.PreflightError, match=r"awq_marlin kernel needs compute capability >= 8.0.*Tesla T4.*7.5"):
+        preflight.check_quantization_capability(["-m", "bench", "run", "--quantization", "awq_marlin"], gpus[0])
+    preflight.check_quantization_capability(["--quantization", "awq"], gpus[0])  # awq is fine on 7.5
+    preflight.check_quantization_capability(["--quantization=awq_marlin"],
+                                            preflight.GpuInfo(0, "NVIDIA A100-SXM4-80GB", (8, 0)))
+
+
+def test_preflight_applies_the_benchs_rule_and_message(tmp_path, monkeypatch):
+    """One rule: awq on a V100 (7.0) is refused up front, as the bench itself would refuse it after the build."""
+    from bench.errors import BenchError
+    from bench.vllm_args import check_capability
+
+    v100 = preflight.GpuInfo(0, "Tesla V100-SXM2-16GB", (7, 0))
+    with pytest.raises(preflight.PreflightError) as kit_side:
+        preflight.check_quantization_capability(["--quantization", "awq"], v100)
+    with pytest.raises(BenchError) as bench_side:
+        check_capability("awq", (7, 0), "GPU 0 (Tesla V100-SXM2-16GB)")
+    assert str(kit_side.value) == str(bench_side.value)
+
+
+@pytest.mark.parametrize("visible,checked", [(None, "A100"), ("1", "T4"), ("GPU-bbbb", "T4"), ("0,1", "A100")])
+def test_preflight_checks_the_gpu_that_will_run(tmp_path, monkeypatch, visible, checked):
+    _fake_smi(tmp_path, monkeypatch, "0, NVIDIA A100-SXM4-80GB, 8.0, GPU-aaaa\\n1, Tesla T4, 7.5, GPU-bbbb\\n")
+    gpu = preflight.gpu_that_will_run(preflight.visible_gpus(), visible)
+    assert checked in gpu.name
+    if checked == "T4":
+        with pytest.raises(preflight.PreflightError, match=r"GPU 1 \(Tesla T4\) is 7.5"):
+            preflight.check_quantization_capability(["--quantization", "awq_marlin"], gpu)
+    else:
+        preflight.check_quantization_capability(["--quantization", "awq_marlin"], gpu)
+
+
+def test_cuda_visible_devices_naming_no_gpu(tmp_path, monkeypatch):
+    _fake_smi(tmp_path, monkeypatch, "0, Tesla T4, 7.5, GPU-aaaa\\n")
+    with pytest.raises(preflight.PreflightError, match=r"CUDA_VISIBLE_DEVICES='3' names no GPU.*0 \(Tesla T4"):
+        preflight.gpu_that_will_run(preflight.visible_gpus(), "3")
+
+
+def test_container_numbers_gpus_as_nvidia_smi_does(tmp_path):
+    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in _cmd(tmp_path)
 
 
 def test_no_gpu_visible(tmp_path, monkeypatch):

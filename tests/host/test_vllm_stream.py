@@ -31,6 +31,7 @@ from bench import vllm_args, vllm_backend  # noqa: E402
 from bench.api import IterationProgress  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
 from kit.results import Workload  # noqa: E402
+from signals import sigint_raises_keyboard_interrupt  # noqa: E402  (tests/support)
 
 
 # --------------------------------------------------------------------------- test doubles
@@ -350,7 +351,15 @@ def test_engine_start_failure_becomes_a_bench_error():
                                       lambda e: vllm_backend._engine_start_error(e, ekw, model)))
 
 
-def test_ctrl_c_during_measured_iterations_propagates_aborts_and_shuts_down():
+@pytest.fixture
+def sigint_raises():
+    """The Ctrl-C tests send themselves SIGINT: it must raise KeyboardInterrupt even if pytest was started with
+    SIGINT ignored (nohup, a background job)."""
+    with sigint_raises_keyboard_interrupt():
+        yield
+
+
+def test_ctrl_c_during_measured_iterations_propagates_aborts_and_shuts_down(sigint_raises):
     """SIGINT mid-stream: KeyboardInterrupt leaves asyncio.run, the open stream is closed, engine shut down."""
     clock = FakeClock()
     wl = _workload(output_len=4, warmup=1, iterations=3)
@@ -372,7 +381,7 @@ def test_ctrl_c_during_measured_iterations_propagates_aborts_and_shuts_down():
     assert len(engine.streams) == 3  # nothing submitted after the interrupt
 
 
-def test_engine_death_after_ctrl_c_is_reported_as_the_interrupt():
+def test_engine_death_after_ctrl_c_is_reported_as_the_interrupt(sigint_raises):
     """Ctrl-C also kills vLLM's engine-core process; its error must not hide the interrupt."""
     clock = FakeClock()
     wl = _workload(output_len=4, warmup=0, iterations=2)

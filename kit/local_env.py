@@ -1,0 +1,74 @@
+"""`nox -s venv -- STACK` (`python -m kit venv STACK`): the local runner's interpreter, made from the stack's locks.
+
+Makes .venv-<STACK>/ at the repository root with exactly what the stack's image installs: images/<STACK>/
+bootstrap.lock (pip, setuptools, wheel) first, then requirements.lock with --require-hashes --no-deps
+--no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed setuptools, not an unpinned one
+fetched by build isolation), then a dependency check. uv does the installs. The local runner and the demo use
+this interpreter by default (kit/runners/local.py). Host side; no torch here.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kit import KIT_ROOT
+from kit.errors import KitError
+
+# What a local interpreter must be able to import to run a stack's steps (bench, profile; pydantic: the results).
+STACK_MODULES = {"hf": ("torch", "transformers", "awq", "pydantic"), "vllm": ("torch", "vllm", "pydantic"),
+                 "vllm-0.20": ("torch", "vllm", "pydantic")}
+
+
+def venv_python(stack: str, root: Path = KIT_ROOT) -> Path:
+    return root / f".venv-{stack}" / "bin" / "python"
+
+
+def make_command(stack: str) -> str:
+    return f"nox -s venv -- {stack}"
+
+
+def _uv() -> str:
+    uv = shutil.which("uv")
+    if not uv:
+        raise KitError(f"Making the local interpreter needs uv, and it is not on PATH. Use `{make_command('hf')}` "
+                       "(nox installs uv into its own venv), or `pip install uv` first.")
+    return uv
+
+
+def _run(cmd: list[str]) -> None:
+    print("$ " + " ".join(cmd), flush=True)
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")  # use the given interpreter, never fetch one
+    if subprocess.run(cmd, env=env).returncode != 0:
+        raise KitError(f"`{' '.join(cmd)}` failed; uv's message is printed above. A network or certificate error "
+                       "behind a TLS-intercepting proxy needs SSL_CERT_FILE pointing at the proxy's CA bundle.")
+
+
+def make_venv(stack: str, python: str, root: Path = KIT_ROOT) -> Path:
+    locks = root / "images" / stack
+    if not (locks / "requirements.lock").is_file():
+        stacks = sorted(p.name for p in (root / "images").iterdir() if (p / "requirements.lock").is_file())
+        raise KitError(f"No stack {stack!r}: images/{stack}/requirements.lock does not exist. Stacks: {', '.join(stacks)}.")
+    uv, target = _uv(), venv_python(stack, root)
+    t0 = time.monotonic()
+    _run([uv, "venv", "--clear", "--python", python, str(target.parent.parent)])
+    _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps",
+          "-r", str(locks / "bootstrap.lock")])
+    _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps", "--no-build-isolation",
+          "-r", str(locks / "requirements.lock")])
+    _run([uv, "pip", "check", "--python", str(target)])
+    print(f"venv: {target.parent.parent} made from images/{stack}/*.lock in {time.monotonic() - t0:.0f} s; "
+          f"`--runner local` and `nox -s demo` use it by default", flush=True)
+    return target
+
+
+def venv_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="nox -s venv --", description=__doc__.split("\n\n")[0])
+    p.add_argument("stack", nargs="?", default="hf", help="hf (default) or vllm: which images/<stack>/ locks")
+    p.add_argument("--python", default=sys.executable, help="base interpreter (default: the one running this)")
+    ns = p.parse_args(argv)
+    make_venv(ns.stack, ns.python)
