@@ -30,7 +30,7 @@ def report(session: nox.Session) -> None:
 
 @nox.session(name="bench-vllm")
 def bench_vllm(session: nox.Session) -> None:
-    """Week-1 TTFT/TPOT with vLLM 0.12.0, rows awq and awq_marlin (pinned image; --runner local too)."""
+    """Week-1 TTFT/TPOT with vLLM 0.12.0 (`-- --vllm 0.20`: 0.20.0), rows awq and awq_marlin (pinned image; --runner local too)."""
     _kit(session, "bench-vllm")
 
 

@@ -1,15 +1,16 @@
-"""The two pinned images: hashed locks (`nox -s lock`), content-hash tags, build-or-reuse.
+"""The pinned images: hashed locks (`nox -s lock`), content-hash tags, build-or-reuse.
 
-Host side, no torch. Layout per stack (``images/hf/``, ``images/vllm/``)::
+Host side, no torch. ``images/Dockerfile`` (ARG BASE_IMAGE: digest-pinned ubuntu:24.04; venv at /opt/venv from
+the locks) builds every stack; a stack is its folder of locks (``images/hf/``, ``images/vllm/``,
+``images/vllm-0.20/``), which is also the build context::
 
-    Dockerfile          ARG BASE_IMAGE (digest-pinned ubuntu:24.04), venv at /opt/venv from the locks
     bootstrap.in/.lock  pip + setuptools + wheel, hashed, installed first
     requirements.in     what the stack pins (the study's versions)
     requirements.lock   uv pip compile --generate-hashes, fixed --exclude-newer date, Python 3.12,
                         x86_64-manylinux_2_35; never edited by hand
 
-The image tag is ``awq-kit-<stack>:<content hash>`` where the hash covers the Dockerfile, both locks
-and the base-image override; the kit's code is mounted at run time, never baked, so a code-only
+The image tag is ``awq-kit-<stack>:<content hash>`` where the hash covers the Dockerfile, the stack's name, its
+locks and the base-image override; the kit's code is mounted at run time, never baked, so a code-only
 change neither changes the tag nor invalidates a layer.
 
 Environment:
@@ -76,6 +77,11 @@ def is_vllm_stack(stack: str) -> bool:
     return stack in VLLM_STACKS.values()
 
 
+def dockerfile() -> Path:
+    """The one Dockerfile of every stack; a stack is its folder of locks."""
+    return IMAGES_DIR / "Dockerfile"
+
+
 def stack_dir(stack: str) -> Path:
     if stack not in STACKS:
         raise KitError(f"unknown image stack {stack!r}; expected one of {', '.join(STACKS)}.")
@@ -124,17 +130,23 @@ def current_tag(stack: str, docker: "DockerClientLike") -> str:
 
 
 def default_base_image(stack: str) -> str:
-    text = (stack_dir(stack) / "Dockerfile").read_text(encoding="utf-8")
+    stack_dir(stack)  # an unknown stack is an error here too
+    text = dockerfile().read_text(encoding="utf-8")
     m = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.M)
     if not m:
-        raise KitError(f"{stack_dir(stack) / 'Dockerfile'}: no `ARG BASE_IMAGE=...` line.")
+        raise KitError(f"{dockerfile()}: no `ARG BASE_IMAGE=...` line.")
     return m.group(1)
 
 
+def stack_pins(stack: str) -> str:
+    """The `name==version` lines of the stack's requirements.in (its image's kit.pins label)."""
+    lines = (stack_dir(stack) / "requirements.in").read_text(encoding="utf-8").splitlines()
+    return " ".join(l.strip() for l in lines if "==" in l and not l.lstrip().startswith("#"))
+
+
 def content_hash(stack: str, base_image: Optional[str] = None) -> str:
-    """The image's identity: Dockerfile + locks (+ the base-image override, when there is one)."""
-    d = stack_dir(stack)
-    parts = [b"Dockerfile", (d / "Dockerfile").read_bytes(), b"lock", lock_hash(stack).encode()]
+    """The image's identity: the Dockerfile, the stack and its locks (+ the base-image override, when there is one)."""
+    parts = [b"Dockerfile", dockerfile().read_bytes(), b"stack", stack.encode(), b"lock", lock_hash(stack).encode()]
     if base_image:
         parts += [b"base", base_image.encode()]
     return _sha256(*parts)
@@ -197,15 +209,16 @@ def build_command(docker: DockerClientLike, stack: str, tag: str, *, base_image:
                   ca_bundle: Optional[Path]) -> list[str]:
     d = stack_dir(stack)
     cmd = [docker.path, "build", "--progress=plain", "--tag", tag,
+           "--build-arg", f"STACK={stack}", "--build-arg", f"PINS={stack_pins(stack)}",
            "--build-arg", f"LOCK_HASH={lock_hash(stack)}",
            "--build-arg", f"CONTENT_HASH={content_hash(stack, base_identity(docker, base_image))}",
-           "--file", str(d / "Dockerfile")]
+           "--file", str(dockerfile())]
     if base_image:
         cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
     if ca_bundle:
         # A BuildKit secret: mounted at /run/secrets/ca only during the RUN that asks for it, never in a layer.
         cmd += ["--secret", f"id=ca,src={ca_bundle}"]
-    cmd.append(str(d))  # build context: the stack's folder only (Dockerfile + locks), never the kit's code
+    cmd.append(str(d))  # build context: the stack's folder only (its locks), never the kit's code
     return cmd
 
 

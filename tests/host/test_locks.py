@@ -101,9 +101,8 @@ def test_study_pins():
                 assert main[name][0] == version, f"{stack}: bootstrap pins {name}=={version}, main lock {main[name][0]}"
 
 
-@pytest.mark.parametrize("stack", images.STACKS)
-def test_dockerfile_contract(stack):
-    text = (images.stack_dir(stack) / "Dockerfile").read_text()
+def test_dockerfile_contract():
+    text = images.dockerfile().read_text()
     assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), "a '# syntax=' line makes BuildKit pull a frontend"
     assert re.search(r"^ARG BASE_IMAGE=ubuntu:24\.04@sha256:[0-9a-f]{64}$", text, re.M), "base must be digest-pinned"
     assert "--require-hashes" in text and "--no-build-isolation" in text and "pip check" in text
@@ -113,6 +112,19 @@ def test_dockerfile_contract(stack):
         f"only the locks may be copied into the image (the kit is mounted at run time): {copies}")
     assert "kit.lock-hash" in text and "WORKDIR /kit" in text and "PYTHONPATH=/kit" in text
     assert not re.search(r"HF_TOKEN|HUGGING_FACE_HUB_TOKEN", text), "no token may be referenced at build time"
+    # The per-stack build args only label the image: declared after the last RUN, they invalidate no layer.
+    last_run = max(m.start() for m in re.finditer(r"^RUN ", text, re.M))
+    for arg in ("STACK", "PINS", "LOCK_HASH", "CONTENT_HASH"):
+        assert text.index(f"ARG {arg}") > last_run, arg
+
+
+@pytest.mark.parametrize("stack", images.STACKS)
+def test_a_stack_is_a_folder_of_locks(stack):
+    d = images.stack_dir(stack)
+    assert not (d / "Dockerfile").exists(), "one Dockerfile for every stack: images/Dockerfile"
+    assert {"bootstrap.lock", "requirements.lock"} <= {p.name for p in d.iterdir()}
+    pins = images.stack_pins(stack)
+    assert pins and all("==" in p for p in pins.split())
 
 
 def test_image_tag_is_a_content_hash(tmp_path, monkeypatch):
@@ -130,7 +142,11 @@ def test_image_tag_is_a_content_hash(tmp_path, monkeypatch):
     assert images.image_tag("hf") == tag, "the .in is not part of the image: only the lock is"
     lock = fake / "hf" / "requirements.lock"
     lock.write_text(lock.read_text() + "\n")
-    assert images.image_tag("hf") != tag
+    changed_lock = images.image_tag("hf")
+    assert changed_lock != tag
+    vllm = images.image_tag("vllm")
+    (fake / "Dockerfile").write_text((fake / "Dockerfile").read_text() + "\n# comment\n")
+    assert images.image_tag("hf") != changed_lock and images.image_tag("vllm") != vllm, "the Dockerfile is every stack's"
 
 
 def _pypi_reachable() -> bool:

@@ -1,4 +1,4 @@
-"""tests/vllm: the vLLM backend's arguments against the real vllm 0.12.0 classes, on a CPU.
+"""tests/vllm: the vLLM backend's arguments against the real vLLM classes of each vLLM stack, on a CPU.
 
 They run inside the vLLM image (`python -m pytest tests/vllm`, kit mounted read-only at /kit:
 everything is written under pytest's tmp folders) or in any venv with vllm==0.12.0
@@ -45,8 +45,10 @@ def _require_vllm():
     try:
         return importlib.import_module("vllm")
     except ImportError as e:
-        msg = (f"vllm is not importable ({e}); tests/vllm need vllm==0.12.0: run them in the vllm image "
-               "(`nox -s tests -- --suite vllm`) or a venv with `pip install vllm==0.12.0 pytest`")
+        msg = (f"vllm is not importable ({e}); tests/vllm need vLLM: run them in a vLLM image "
+               "(`nox -s tests -- --suite vllm` for 0.12.0, `--suite vllm-0.20` for 0.20.0) or in a venv made "
+               "from a vLLM stack's lock (`nox -s venv -- vllm`, then KIT_STACK=vllm .venv-vllm/bin/python -m "
+               "pytest tests/vllm)")
         skip_or_fail(msg)
 
 

@@ -1,4 +1,7 @@
-"""The exact arguments the vLLM backend builds, handed to the real vllm 0.12.0 classes (CPU, no engine).
+"""The exact arguments the vLLM backend builds, handed to the real vLLM classes (CPU, no engine).
+
+The suite runs once per vLLM stack (`nox -s tests` runs it in the vllm image, vLLM 0.12.0, and in the vllm-0.20
+image, vLLM 0.20.0): each run checks against the version its stack's lock pins (KIT_STACK, set by the runner).
 
 Every object here comes from bench.vllm_args / bench.vllm_backend's own builders
 (engine_kwargs -> make_engine_args, sampling_kwargs -> make_sampling_params, make_prompt), so a
@@ -15,12 +18,17 @@ import dataclasses
 import inspect
 import json
 
+import os
+
 import pytest
 
 from bench import vllm_args, vllm_backend
+from bench.provenance import lock_versions
 from kit.results import Workload
 
-PINNED = "0.12.0"
+STACK = os.environ.get("KIT_STACK", "vllm")
+PINNED = lock_versions(STACK)["vllm"]  # what this image's lock installs
+STUDY = lock_versions("vllm")["vllm"]  # the study's version (images/vllm)
 
 
 def _workload(**kw) -> Workload:
@@ -47,7 +55,7 @@ def test_vllm_is_the_pinned_version(vllm_mod):
     assert vllm_mod.__version__ == PINNED, (
         f"tests/vllm check the kit against vllm {PINNED}; this environment has {vllm_mod.__version__}"
     )
-    assert vllm_args.VLLM_VERSION == PINNED
+    assert vllm_args.VLLM_VERSION == STUDY == "0.12.0"
 
 
 def test_tiny_checkpoint_is_awq_and_marlin_friendly(tiny_ckpt):
@@ -76,6 +84,19 @@ def test_async_engine_args_take_the_kit_kwargs(vllm_mod, tiny_ckpt, quantization
     assert ea.quantization == quantization and ea.dtype == "float16"
     assert ea.enable_prefix_caching is False and ea.disable_log_stats is False
     assert ea.skip_tokenizer_init is True and ea.max_model_len == 160 and ea.enforce_eager is enforce_eager
+    assert ea.async_scheduling is False  # explicit: vLLM 0.20 would turn it on when left unset
+
+
+def test_async_scheduling_default_is_what_the_kit_says(vllm_mod):
+    """The study's vLLM 0.12.0 defaults to async_scheduling False; 0.20 leaves it unset (None) and turns it on.
+    The kit always passes it, so the default only matters for the README's claim, checked here per version."""
+    from vllm.config import SchedulerConfig
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    default = {f.name: f.default for f in dataclasses.fields(AsyncEngineArgs)}["async_scheduling"]
+    assert default == SchedulerConfig.__dataclass_fields__["async_scheduling"].default
+    assert default is (False if PINNED == STUDY else None)
+    assert vllm_args.STUDY_ASYNC_SCHEDULING == "off"
 
 
 def test_model_config_from_the_kit_engine_args_awq(vllm_mod, tiny_ckpt):
@@ -177,6 +198,24 @@ def test_sampling_params_take_the_kit_kwargs(vllm_mod):
     assert sp.all_stop_token_ids == {151645, 151643}
 
 
+def _input_processor(vc):
+    """V1's InputProcessor without a tokenizer (skip_tokenizer_init); 0.20 takes a renderer as its second argument."""
+    from vllm.v1.engine.input_processor import InputProcessor
+
+    if PINNED == STUDY:
+        return InputProcessor(vc, None)
+    from vllm.renderers import renderer_from_config
+
+    return InputProcessor(vc, renderer_from_config(vc))
+
+
+def _process(processor, request_id, prompt, sp):
+    """InputProcessor.process_inputs; 0.20 also wants the engine's supported tasks (a generate-only model here)."""
+    if "supported_tasks" in inspect.signature(processor.process_inputs).parameters:
+        return processor.process_inputs(request_id, prompt, sp, supported_tasks=("generate",))
+    return processor.process_inputs(request_id, prompt, sp)
+
+
 def test_the_request_passes_vllm_input_processing(vllm_mod, tiny_ckpt):
     """The kit's prompt + sampling params through V1's InputProcessor (what AsyncLLM.add_request runs),
     with a VllmConfig built by hand around vLLM's own ModelConfig from our engine args: the device
@@ -184,7 +223,6 @@ def test_the_request_passes_vllm_input_processing(vllm_mod, tiny_ckpt):
     from vllm.config import CacheConfig, DeviceConfig, VllmConfig
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine import EngineCoreRequest
-    from vllm.v1.engine.input_processor import InputProcessor
 
     wl = _workload(input_len=32, output_len=128)
     args = _args()
@@ -193,11 +231,15 @@ def test_the_request_passes_vllm_input_processing(vllm_mod, tiny_ckpt):
     vc = VllmConfig(model_config=ea.create_model_config(), device_config=DeviceConfig(device="cuda"),
                     cache_config=CacheConfig(enable_prefix_caching=ea.enable_prefix_caching,
                                              gpu_memory_utilization=ea.gpu_memory_utilization))
-    processor = InputProcessor(vc, None)  # skip_tokenizer_init: no tokenizer
+    processor = _input_processor(vc)
     prompt = vllm_backend.make_prompt(list(range(wl.input_len)))
-    assert prompt == {"prompt_token_ids": list(range(32))}
+    # 0.12 takes the raw TokensPrompt; later versions an already-rendered TokensInput ("type": "token"),
+    # which they pass on without the "Passing raw prompts to InputProcessor is deprecated" path.
+    expected = {"prompt_token_ids": list(range(32))} if PINNED == STUDY else {"type": "token",
+                                                                             "prompt_token_ids": list(range(32))}
+    assert prompt == expected
     sp = vllm_backend.make_sampling_params(vllm_args.sampling_kwargs(wl, args))
-    req = processor.process_inputs("kit-test-0", prompt, sp)
+    req = _process(processor, "kit-test-0", prompt, sp)
     assert isinstance(req, EngineCoreRequest)
     assert list(req.prompt_token_ids) == list(range(32))
     assert req.sampling_params.max_tokens == req.sampling_params.min_tokens == 128
@@ -205,7 +247,7 @@ def test_the_request_passes_vllm_input_processing(vllm_mod, tiny_ckpt):
     assert req.sampling_params.stop_token_ids == []  # only max_tokens ends the request
     # max_model_len = input + output exactly: a longer prompt is refused by vLLM itself.
     with pytest.raises(ValueError, match="maximum model length"):
-        processor.process_inputs("kit-test-1", vllm_backend.make_prompt(list(range(161))), sp)
+        _process(processor, "kit-test-1", vllm_backend.make_prompt(list(range(161))), sp)
 
     # The settings reader understands the real config objects (names, enums).
     resolved = vllm_backend.resolved_settings(vc)
