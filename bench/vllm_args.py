@@ -26,11 +26,15 @@ from kit.results import Workload
 
 VLLM_VERSION = "0.12.0"
 
-# Minimum compute capability of each kernel, as vLLM 0.12.0 declares it:
-# AWQConfig.get_min_capability() == 75 ("Turing or newer"),
-# AWQMarlinConfig.get_min_capability() == 80. tests/vllm checks these against the real classes.
-MIN_CAPABILITY: dict[str, tuple[int, int]] = {"awq": (7, 5), "awq_marlin": (8, 0)}
-QUANTIZATIONS = tuple(MIN_CAPABILITY)
+# Minimum compute capability of each kernel, per vLLM series, as that version's classes declare it
+# (AWQConfig / AWQMarlinConfig.get_min_capability(); tests/vllm checks each image's table against its real
+# classes): vLLM 0.12.0 runs marlin from Ampere (8.0) on, vLLM 0.20.0 from Turing (7.5) on, so on a T4 too.
+MIN_CAPABILITY_BY_SERIES: dict[str, dict[str, tuple[int, int]]] = {
+    "0.12": {"awq": (7, 5), "awq_marlin": (8, 0)},
+    "0.20": {"awq": (7, 5), "awq_marlin": (7, 5)},
+}
+STUDY_SERIES = "0.12"
+QUANTIZATIONS = ("awq", "awq_marlin")
 LABELS = {"awq": "vLLM (awq)", "awq_marlin": "vLLM (awq_marlin)"}
 
 DTYPE = "float16"  # the awq kernel runs in fp16 only; both rows use it so the comparison is fair
@@ -74,12 +78,25 @@ def check_device(device: Optional[str]) -> None:
         )
 
 
-def check_capability(quantization: str, capability: Optional[tuple[int, int]], gpu_name: str = "this GPU") -> None:
+def vllm_series(version: Optional[str]) -> str:
+    """"0.20.0" -> "0.20"; a version the kit has no table for gets the study's (0.12) rule."""
+    parts = (version or "").split(".")
+    series = ".".join(parts[:2])
+    return series if series in MIN_CAPABILITY_BY_SERIES else STUDY_SERIES
+
+
+def min_capability(quantization: str, series: str = STUDY_SERIES) -> tuple[int, int]:
+    return MIN_CAPABILITY_BY_SERIES[series][quantization]
+
+
+def check_capability(quantization: str, capability: Optional[tuple[int, int]], gpu_name: str = "this GPU",
+                     series: str = STUDY_SERIES) -> None:
     """Refuse a kernel the GPU cannot run, before vLLM builds an engine.
 
-    capability: (major, minor) from torch.cuda.get_device_capability(), or None when unknown.
+    capability: (major, minor) from torch.cuda.get_device_capability(), or None when unknown;
+    series: the vLLM series that will run ("0.12", "0.20"), whose kernels have their own minimums.
     """
-    need = MIN_CAPABILITY[quantization]
+    need = min_capability(quantization, series)
     if capability is None:
         raise BenchError(
             f"Could not read the compute capability of {gpu_name}, so the {quantization} kernel's requirement "
@@ -89,16 +106,18 @@ def check_capability(quantization: str, capability: Optional[tuple[int, int]], g
     have = (int(capability[0]), int(capability[1]))
     if have >= need:
         return
-    if quantization == "awq_marlin":
+    if quantization == "awq_marlin" and need > min_capability("awq", series):
         raise BenchError(
-            f"vLLM's awq_marlin kernel needs compute capability >= 8.0 (Ampere or newer: A100, A10, L4, H100, "
-            f"RTX 30xx and later), but {gpu_name} is {have[0]}.{have[1]} (a T4 is 7.5). The awq_marlin row cannot "
-            "run on this GPU; run only the awq row here (`--quantization awq`, which needs 7.5), or use an Ampere-or-"
-            "newer GPU for awq_marlin. The published awq_marlin numbers were taken on an A100-SXM4-80GB."
+            f"vLLM {series}'s awq_marlin kernel needs compute capability >= {need[0]}.{need[1]} (Ampere or newer: "
+            f"A100, A10, L4, H100, RTX 30xx and later), but {gpu_name} is {have[0]}.{have[1]} (a T4 is 7.5). The "
+            "awq_marlin row cannot run on this GPU with this vLLM; run only the awq row here (`--quantization awq`, "
+            "which needs 7.5), use vLLM 0.20 (`--vllm 0.20`, whose marlin runs from 7.5 on), or an Ampere-or-newer "
+            "GPU. The published awq_marlin numbers were taken on an A100-SXM4-80GB."
         )
     raise BenchError(
-        f"vLLM's awq kernel needs compute capability >= 7.5 (Turing or newer: T4, A100, L4, H100 ...), but "
-        f"{gpu_name} is {have[0]}.{have[1]}. Neither vLLM AWQ row can run on this GPU; use a newer one."
+        f"vLLM {series}'s {quantization} kernel needs compute capability >= {need[0]}.{need[1]} (Turing or newer: "
+        f"T4, A100, L4, H100 ...), but {gpu_name} is {have[0]}.{have[1]}. Neither vLLM AWQ row can run on this GPU; "
+        "use a newer one."
     )
 
 

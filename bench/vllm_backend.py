@@ -56,6 +56,7 @@ from bench.vllm_args import (
     read_config,
     sampling_kwargs,
     variant_of,
+    vllm_series,
 )
 from kit.results import Backend, Workload
 
@@ -489,8 +490,18 @@ def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:
     q = quantization_of(args)
     check_device(getattr(args, "device", None))
     capability, gpu_name = gpu_capability()
-    check_capability(q, capability, gpu_name)
+    check_capability(q, capability, gpu_name, vllm_series(installed_vllm_version()))
     return capability, gpu_name
+
+
+def installed_vllm_version() -> Optional[str]:
+    """The installed vllm's version from its metadata (no import: preflight stays cheap)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vllm")
+    except PackageNotFoundError:
+        return None
 
 
 def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], args: argparse.Namespace,

@@ -77,6 +77,11 @@ def is_vllm_stack(stack: str) -> bool:
     return stack in VLLM_STACKS.values()
 
 
+def vllm_series_of(stack: str) -> Optional[str]:
+    """"vllm-0.20" -> "0.20"; None for a stack without vLLM."""
+    return next((series for series, s in VLLM_STACKS.items() if s == stack), None)
+
+
 def dockerfile() -> Path:
     """The one Dockerfile of every stack; a stack is its folder of locks."""
     return IMAGES_DIR / "Dockerfile"

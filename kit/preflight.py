@@ -296,21 +296,23 @@ def requested_quantizations(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def check_quantization_capability(argv: Sequence[str], gpu: GpuInfo) -> None:
-    """The vLLM backend's own rule and message (bench.vllm_args.check_capability), applied before any build."""
+def check_quantization_capability(argv: Sequence[str], gpu: GpuInfo, series: Optional[str] = None) -> None:
+    """The vLLM backend's own rule and message (bench.vllm_args.check_capability), applied before any build.
+
+    series: the vLLM series of the step's stack ("0.12", "0.20"); its kernels have their own minimums."""
     from bench.errors import BenchError
-    from bench.vllm_args import MIN_CAPABILITY, check_capability  # torch-free
+    from bench.vllm_args import QUANTIZATIONS, STUDY_SERIES, check_capability  # torch-free
 
     for quantization in requested_quantizations(argv):
-        if quantization not in MIN_CAPABILITY or gpu.capability is None:
+        if quantization not in QUANTIZATIONS or gpu.capability is None:
             continue  # unknown names are refused by the bench's option check; an unknown capability, in the run
         try:
-            check_capability(quantization, gpu.capability, f"GPU {gpu.index} ({gpu.name})")
+            check_capability(quantization, gpu.capability, f"GPU {gpu.index} ({gpu.name})", series or STUDY_SERIES)
         except BenchError as e:
             raise PreflightError(str(e)) from None
 
 
-def check_gpu_step(client: DockerClient, argv: Sequence[str]) -> None:
+def check_gpu_step(client: DockerClient, argv: Sequence[str], series: Optional[str] = None) -> None:
     """Everything a GPU step needs, all problems reported at once."""
     problems = []
     try:
@@ -319,7 +321,7 @@ def check_gpu_step(client: DockerClient, argv: Sequence[str]) -> None:
         problems.append(str(e))
     try:
         gpu = gpu_that_will_run(visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
-        check_quantization_capability(argv, gpu)
+        check_quantization_capability(argv, gpu, series)
     except PreflightError as e:
         problems.append(str(e))
     if problems:

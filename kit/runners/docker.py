@@ -34,7 +34,7 @@ from typing import Optional, Sequence
 
 from kit import KIT_ROOT
 from kit.errors import KitError
-from kit.images import is_vllm_stack
+from kit.images import is_vllm_stack, vllm_series_of
 from kit.runners import RunnerOptions, Step, child_env, wants_cpu
 
 # Where the host folders appear inside the container.
@@ -302,7 +302,7 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
         client = preflight.find_docker()
         preflight.check_daemon(client)
         if needs_gpu:
-            preflight.check_gpu_step(client, step.argv)
+            preflight.check_gpu_step(client, step.argv, vllm_series_of(step.stack))
         if image is None and not inspect_image_id(client, current_tag(step.stack, client)):
             preflight.check_disk(client, STACK_INFO[step.stack].build_free_gb, f"building the {step.stack} image")
     sweep_stale_containers(client)

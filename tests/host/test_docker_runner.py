@@ -94,6 +94,16 @@ def test_awq_marlin_on_a_t4(tmp_path, monkeypatch):
                                             preflight.GpuInfo(0, "NVIDIA A100-SXM4-80GB", (8, 0)))
 
 
+def test_preflight_applies_the_rule_of_the_steps_vllm_series():
+    t4 = preflight.GpuInfo(0, "Tesla T4", (7, 5))
+    with pytest.raises(preflight.PreflightError, match="8.0"):
+        preflight.check_quantization_capability(["--quantization", "awq_marlin"], t4, "0.12")
+    preflight.check_quantization_capability(["--quantization", "awq_marlin"], t4, "0.20")  # 0.20's marlin: >= 7.5
+    from kit.images import vllm_series_of
+
+    assert vllm_series_of("vllm") == "0.12" and vllm_series_of("vllm-0.20") == "0.20" and vllm_series_of("hf") is None
+
+
 def test_preflight_applies_the_benchs_rule_and_message(tmp_path, monkeypatch):
     """One rule: awq on a V100 (7.0) is refused up front, as the bench itself would refuse it after the build."""
     from bench.errors import BenchError

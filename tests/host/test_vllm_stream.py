@@ -426,6 +426,16 @@ def test_capability_rule(quant, cap, ok):
     assert need in msg and f"{cap[0]}.{cap[1]}" in msg and "GPU X" in msg
 
 
+def test_vllm_0_20_runs_marlin_on_a_t4_and_still_refuses_below_turing():
+    assert vllm_args.vllm_series("0.20.0") == "0.20" and vllm_args.vllm_series("0.12.0") == "0.12"
+    assert vllm_args.vllm_series("0.99.1") == vllm_args.vllm_series(None) == "0.12"  # no table: the study's rule
+    vllm_args.check_capability("awq_marlin", (7, 5), "Tesla T4", "0.20")
+    with pytest.raises(BenchError, match=r"vLLM 0.20's awq_marlin kernel needs compute capability >= 7.5.*7.0"):
+        vllm_args.check_capability("awq_marlin", (7, 0), "Tesla V100", "0.20")
+    with pytest.raises(BenchError, match="--vllm 0.20"):  # the 0.12 refusal names the way out
+        vllm_args.check_capability("awq_marlin", (7, 5), "Tesla T4", "0.12")
+
+
 def test_marlin_refusal_on_a_t4_says_what_to_do():
     with pytest.raises(BenchError) as err:
         vllm_args.check_capability("awq_marlin", (7, 5), "Tesla T4")
