@@ -422,8 +422,6 @@ async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], 
 async def _measure_async(workload: Workload, model: ResolvedModel, prompt_ids: list[int],
                          ekw: dict[str, Any], skw: dict[str, Any],
                          progress: IterationProgress) -> tuple[list[StreamRecord], dict[str, Any]]:
-    from vllm.v1.engine.async_llm import AsyncLLM
-
     engine_args = make_engine_args(ekw)
     sampling = make_sampling_params(skw)
     prompt = make_prompt(prompt_ids)
@@ -440,8 +438,15 @@ async def _measure_async(workload: Workload, model: ResolvedModel, prompt_ids: l
     _log(f"starting AsyncLLM for {model.model_id} (quantization={ekw['quantization']}, "
          f"enforce_eager={ekw['enforce_eager']}, async_scheduling={ekw['async_scheduling']}, "
          f"max_model_len={ekw['max_model_len']})")
-    return await run_session(lambda: AsyncLLM.from_engine_args(engine_args), describe, prompt, sampling,
+    return await run_session(lambda: start_engine(engine_args), describe, prompt, sampling,
                              workload, progress, lambda e: _engine_start_error(e, ekw, model))
+
+
+def start_engine(engine_args: Any) -> Any:
+    """The real engine: V1 AsyncLLM, in-process frontend (tests/host puts their FakeAsyncLLM here; no GPU there)."""
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return AsyncLLM.from_engine_args(engine_args)
 
 
 def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: dict[str, Any],

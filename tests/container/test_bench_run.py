@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -68,8 +69,16 @@ def test_end_to_end_result_validates(stack, tiny_ckpt, run_bench, kit_env):
     assert r.roofline.bytes_per_decode_step == weights - emb + 256 * 2 + kv
     assert r.roofline.bandwidth_gb_s is None  # no GPU
     assert any("CPU run" in note for note in r.notes) and any("Synthetic weights" in note for note in r.notes)
-    assert prompt_token_ids(json.loads((ckpt / "config.json").read_text()), 16, 4) == prompt_token_ids(
-        json.loads((ckpt / "config.json").read_text()), 16, 4)
+    # The bench's prompt comes from the seed alone: another interpreter (another hash seed) draws the same ids, and
+    # another seed draws others.
+    config = json.loads((ckpt / "config.json").read_text())
+    ours = prompt_token_ids(config, 16, 4)
+    code = ("import json, sys; from bench.workload import prompt_token_ids; "
+            "print(json.dumps(prompt_token_ids(json.load(open(sys.argv[1])), 16, 4)))")
+    other = subprocess.run([sys.executable, "-c", code, str(ckpt / "config.json")], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONHASHSEED="12345"), check=True)
+    assert json.loads(other.stdout) == ours and len(ours) == 16
+    assert prompt_token_ids(config, 16, 5) != ours
 
 
 @pytest.fixture(scope="module")

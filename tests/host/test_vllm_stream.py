@@ -589,29 +589,45 @@ def test_measurement_is_valid_results_data():
     assert BenchSamples.model_validate(json.loads(samples.model_dump_json())).engine == m.engine
 
 
-def test_measure_end_to_end_with_the_fake_engine(monkeypatch, tmp_path):
-    """measure() with FakeAsyncLLM in place of AsyncLLM: what the driver gets back passes its own checks."""
-    from bench.run import _check_measurement
-
+def _fake_engine_measure(monkeypatch, tmp_path, asked: str, resolved: str):
+    """measure() end to end with FakeAsyncLLM as the engine (vllm_backend.start_engine, the only GPU part) and plain
+    dicts for vLLM's argument objects (no vllm here); the rest is the backend's own code, describe() included."""
     clock = FakeClock()
     wl = _workload(output_len=6, warmup=2, iterations=3)
     engine = FakeAsyncLLM(clock, n=6)
+    engine.vllm_config = SimpleNamespace(model_config=SimpleNamespace(
+        quantization=resolved, dtype="torch.float16", max_model_len=38, enforce_eager=False, skip_tokenizer_init=True))
     monkeypatch.setattr(vllm_backend, "gpu_capability", lambda: ((9, 0), "NVIDIA H200"))
     monkeypatch.setattr(vllm_backend, "vllm_version", lambda: "0.12.0")
-
-    async def fake_measure_async(workload, model, prompt_ids, ekw, skw, progress):
-        return await vllm_backend.run_session(lambda: engine, lambda e: {"quantization": ekw["quantization"]},
-                                              prompt_ids, skw, workload, progress, lambda e: BenchError(str(e)))
-
-    monkeypatch.setattr(vllm_backend, "_measure_async", fake_measure_async)
+    monkeypatch.setattr(vllm_backend, "start_engine", lambda engine_args: engine)
+    monkeypatch.setattr(vllm_backend, "make_engine_args", dict)
+    monkeypatch.setattr(vllm_backend, "make_sampling_params", dict)
+    monkeypatch.setattr(vllm_backend, "make_prompt", list)
     model = SimpleNamespace(path=str(tmp_path), model_id="synthetic:tiny",
                             config={"quantization_config": {"quant_method": "awq"}, "max_position_embeddings": 2048})
     progress = IterationProgress(total=3)
-    args = argparse.Namespace(quantization="awq_marlin", enforce_eager=False, seed=0, device="cuda")
-    m = vllm_backend.measure(wl, model, list(range(32)), args, progress)
+    args = argparse.Namespace(quantization=asked, enforce_eager=False, seed=0, device="cuda")
+    return wl, engine, progress, lambda: vllm_backend.measure(wl, model, list(range(32)), args, progress)
+
+
+def test_measure_end_to_end_with_the_fake_engine(monkeypatch, tmp_path):
+    """What the driver gets back from measure() passes its own checks."""
+    from bench.run import _check_measurement
+
+    wl, engine, progress, measure = _fake_engine_measure(monkeypatch, tmp_path, "awq_marlin", "awq_marlin")
+    m = measure()
     _check_measurement(m, wl.iterations, wl.output_len)
     assert progress.done == 3 and progress.warmup_done == 2 and engine.shutdown_calls == 1
     assert m.backend.label == "vLLM (awq_marlin)" and m.backend.settings["gpu_capability"] == "9.0"
+    assert m.backend.settings["resolved"]["quantization"] == "awq_marlin"
     assert len(m.engine["iterations"]) == 3
     # measure() reads the real time.perf_counter (the FakeClock only drives consume_stream's own tests).
     assert all(x >= 0 for x in m.ttft_ms + m.tpot_ms + m.e2e_ms)
+
+
+def test_measure_stops_when_vllm_resolves_another_quantization(monkeypatch, tmp_path):
+    """The row must measure the kernel it names: vLLM resolving awq into awq_marlin stops it, engine shut down."""
+    _wl, engine, progress, measure = _fake_engine_measure(monkeypatch, tmp_path, "awq", "awq_marlin")
+    with pytest.raises(BenchError, match="asked for quantization=awq but resolved awq_marlin"):
+        measure()
+    assert engine.calls == [] and engine.shutdown_calls == 1 and progress.done == 0
