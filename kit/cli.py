@@ -222,12 +222,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-# pyproject.toml's [project] dependencies (a host test keeps the two lists equal).
-HOST_DEPENDENCIES = ("pydantic", "tabulate", "matplotlib", "rich")
+# import name -> pyproject.toml's [project] dependency (a host test keeps the two lists equal).
+HOST_DEPENDENCIES = {"pydantic": "pydantic", "tabulate": "tabulate", "matplotlib": "matplotlib", "PIL": "pillow"}
 
 
 def missing_host_dependency(module: str) -> str:
-    return (f"`python -m kit` needs the host-side packages {', '.join(HOST_DEPENDENCIES)} (no torch), and this "
+    packages = HOST_DEPENDENCIES.values()
+    return (f"`python -m kit` needs the host-side packages {', '.join(packages)} (no torch), and this "
             f"interpreter ({sys.executable}) has no {module!r}. Run it through nox, which installs them into its own "
             "venv (`nox -s report`, `nox -s bench-hf` ...), or install them here: "
-            f"`{sys.executable} -m pip install {' '.join(HOST_DEPENDENCIES)}`.")
+            f"`{sys.executable} -m pip install {' '.join(packages)}`.")
