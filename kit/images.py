@@ -436,7 +436,7 @@ def lock_main(argv: list[str]) -> None:
 
 def images_main(argv: list[str]) -> None:
     """`python -m kit.images build|bench`: build (or reuse) the images; time cold and warm builds."""
-    from kit.preflight import check_daemon, check_disk, find_docker
+    from kit.preflight import check_disk, docker_preflight
 
     p = argparse.ArgumentParser(prog="python -m kit.images", description=images_main.__doc__)
     p.add_argument("action", choices=("build", "bench"),
@@ -447,8 +447,7 @@ def images_main(argv: list[str]) -> None:
     p.add_argument("--ca-bundle", type=Path, help="CA bundle passed as the BuildKit secret (also KIT_CA_BUNDLE)")
     p.add_argument("--log-dir", type=Path, default=KIT_ROOT / "output" / "logs")
     ns = p.parse_args(argv)
-    client = find_docker()
-    check_daemon(client)
+    client = docker_preflight()  # disk per stack below: a --cold bench first removes the image
     stacks = ns.stack or list(STACKS)
     rows = []
     for stack in stacks:
