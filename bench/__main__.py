@@ -3,14 +3,15 @@
     run    --backend transformers|vllm [workload options]   measure TTFT/TPOT, write one result JSON
     synth  --config NAME|PATH --out DIR                      write a synthetic AWQ checkpoint
 
-Errors a user can cause or meet are printed as one paragraph, without a traceback (exit 2);
-Ctrl-C exits 130 and writes nothing partial.
+Errors a user can cause or meet are printed as one paragraph, without a traceback (exit 2; exit 1 for a result
+that contradicts itself, which is then not written); Ctrl-C exits 130 and writes nothing partial.
 """
 from __future__ import annotations
 
 import sys
 
 from bench.errors import BenchError
+from kit.results import ResultFileError
 
 USAGE = "usage: python -m bench {run,synth} [options]  (python -m bench run --help lists the workload options)"
 
@@ -30,6 +31,9 @@ def main(argv: list[str]) -> int:
     except BenchError as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return e.exit_code
+    except ResultFileError as e:  # the result contradicted itself: nothing was written
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted; nothing partial was written.", file=sys.stderr)
         return 130

@@ -6,7 +6,7 @@
   - the GPU (name, memory, driver through nvidia-ml-py when importable, else torch; CUDA runtime
     from torch; compute capability) — None on a CPU run;
   - the stack's pins: every `name==version` line of images/<stack>/requirements.lock and the Python of its
-    `# kit-lock:` header (PINS only for a stack without a lock), and `deviations`: every pinned package whose
+    `# kit-lock:` header (kit/locks.py; none for a stack without a lock), and `deviations`: every pinned package whose
     installed version differs, or that is not installed. The stack is KIT_STACK, which the runners set from
     their Step, else the caller's default: a new images/<stack>/ needs no code here;
   - the runner's environment contract (kit/runners/__init__.py): KIT_GIT_COMMIT/KIT_GIT_DIRTY,
@@ -19,28 +19,16 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import platform
-import re
 from pathlib import Path
 from typing import Optional
 
+from kit.locks import lock_path, lock_versions
 from kit.results import GPU, Provenance
 
 LIBRARIES = ("torch", "transformers", "autoawq", "autoawq-kernels", "triton", "vllm", "tokenizers", "safetensors",
              "huggingface-hub", "accelerate", "numpy", "flashinfer-python", "xformers", "nvidia-ml-py")
 
-# The headline versions, for a stack whose lock the kit does not carry (every stack in images/ has one).
-PINS: dict[str, dict[str, str]] = {
-    "hf": {"python": "3.12", "torch": "2.9.1", "transformers": "4.51.3", "autoawq": "0.2.9"},
-    "vllm": {"python": "3.12", "torch": "2.9.0", "vllm": "0.12.0"},
-    "vllm-0.20": {"python": "3.12", "torch": "2.11.0", "vllm": "0.20.0"},
-}
 KIT_ROOT = Path(__file__).resolve().parent.parent
-_LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
-_LOCK_PYTHON = re.compile(r"^# kit-lock:.*\bpython=(\S+)", re.M)
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def library_versions(names=LIBRARIES) -> dict[str, Optional[str]]:
@@ -53,35 +41,14 @@ def library_versions(names=LIBRARIES) -> dict[str, Optional[str]]:
     return out
 
 
-def lock_path(stack: str, root: Optional[Path] = None) -> Path:
-    return (root or KIT_ROOT) / "images" / stack / "requirements.lock"
-
-
-def lock_versions(stack: str, root: Optional[Path] = None) -> dict[str, str]:
-    """name -> version of every `name==version` line of images/<stack>/requirements.lock (empty when absent),
-    plus "python" from its `# kit-lock: ... python=X.Y` header when it has one."""
-    try:
-        text = lock_path(stack, root).read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    found = {}
-    header = _LOCK_PYTHON.search(text)
-    if header:
-        found["python"] = header.group(1)
-    for line in text.splitlines():
-        m = _LOCK_LINE.match(line.strip())
-        if m:
-            found[_norm(m.group(1))] = m.group(2)
-    return found
-
-
 def stack_pins(stack: str, root: Optional[Path] = None) -> tuple[dict[str, str], str]:
-    """(pins, where they come from): the whole lock when the kit carries one, else PINS."""
+    """(pins, where they come from): the stack's whole lock; none for a stack without one."""
+    root = root or KIT_ROOT
+    path = lock_path(stack, root)
     locked = lock_versions(stack, root)
     if locked:
-        path = lock_path(stack, root)
-        return locked, str(path.relative_to(root or KIT_ROOT))
-    return dict(PINS.get(stack, {})), f"kit defaults (no images/{stack}/requirements.lock)"
+        return locked, str(path.relative_to(root))
+    return {}, f"nothing pinned: no {path.relative_to(root)}"
 
 
 def deviations(pins: dict[str, str], installed: dict[str, Optional[str]], python: str) -> list[str]:

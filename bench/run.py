@@ -22,7 +22,7 @@ from typing import Optional
 from bench.api import IterationProgress, Measurement
 from bench.errors import BenchError
 from bench.options import parse_run_args
-from kit.results import (BenchResult, BenchSamples, BenchSummary, ResultFileError, harness_overhead, result_filename,
+from kit.results import (BenchResult, BenchSamples, BenchSummary, harness_overhead, result_filename,
                          summarize, write_result)
 
 BACKEND_MODULES = {"transformers": "bench.hf_backend", "vllm": "bench.vllm_backend"}
@@ -126,6 +126,9 @@ def _check_measurement(m: Measurement, iterations: int, output_len: int) -> None
         raise BenchError(f"the backend returned (gaps, tokens per output) {bad[:3]} for output_len {output_len}: one "
                          "gap per streamed output after the first, outputs summing to output_len; this is a bug in "
                          "the backend module.")
+    if not any(m.itl_ms):
+        raise BenchError(f"every iteration's {output_len} tokens came in a single streamed output (vLLM merged them), "
+                         "so there is no inter-token gap to report. Run with a longer --output-len.")
 
 
 def _results_dir() -> Path:
@@ -134,7 +137,6 @@ def _results_dir() -> Path:
 
 def build_result(workload, measurement: Measurement, provenance, roofline, notes: list[str]) -> BenchResult:
     now = datetime.now(timezone.utc)
-    itl_flat = [g for gaps in measurement.itl_ms for g in gaps]
     return BenchResult(
         run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
         created_utc=now.isoformat(timespec="seconds"),
@@ -147,7 +149,7 @@ def build_result(workload, measurement: Measurement, provenance, roofline, notes
                              instrumented_generate_ms=measurement.instrumented_generate_ms,
                              bare_generate_ms=measurement.bare_generate_ms),
         summary=BenchSummary(ttft_ms=summarize(measurement.ttft_ms), tpot_ms=summarize(measurement.tpot_ms),
-                             itl_ms=summarize(itl_flat or [0.0]), e2e_ms=summarize(measurement.e2e_ms)),
+                             itl_ms=summarize([g for gaps in measurement.itl_ms for g in gaps]), e2e_ms=summarize(measurement.e2e_ms)),
         provenance=provenance,
         roofline=roofline,
         notes=notes + list(measurement.notes),
@@ -243,15 +245,3 @@ def overhead_summary(m: Measurement) -> Optional[str]:
     return (f"harness overhead (instrumented - bare generate()): median {statistics.median(diffs):+.3f} ms "
             f"({statistics.median(pcts):+.3f}%) per iteration, range {diffs[0]:+.3f} to {diffs[-1]:+.3f} ms "
             f"({pcts[0]:+.3f}% to {pcts[-1]:+.3f}%), n={len(pairs)}")
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(argv)
-    except BenchError as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        return e.exit_code
-    except ResultFileError as e:  # the result contradicted itself: nothing was written
-        print(f"\nerror: {e}", file=sys.stderr)
-        return 1

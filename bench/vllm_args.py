@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bench.errors import BenchError
+from kit.locks import lock_versions
 from kit.results import Workload
 
-VLLM_VERSION = "0.12.0"
+VLLM_VERSION = lock_versions("vllm")["vllm"]  # the study's, as images/vllm's lock pins it
+STUDY_SERIES = ".".join(VLLM_VERSION.split(".")[:2])
 
 # Minimum compute capability of each kernel, per vLLM series, as that version's classes declare it
 # (AWQConfig / AWQMarlinConfig.get_min_capability(); tests/vllm checks each image's table against its real
@@ -33,7 +35,6 @@ MIN_CAPABILITY_BY_SERIES: dict[str, dict[str, tuple[int, int]]] = {
     "0.12": {"awq": (7, 5), "awq_marlin": (8, 0)},
     "0.20": {"awq": (7, 5), "awq_marlin": (7, 5)},
 }
-STUDY_SERIES = "0.12"
 QUANTIZATIONS = ("awq", "awq_marlin")
 LABELS = {"awq": "vLLM (awq)", "awq_marlin": "vLLM (awq_marlin)"}
 

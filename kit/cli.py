@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from kit import KIT_ROOT
 from kit.errors import KitError
-from kit.images import VLLM_STACKS
+from kit.images import VLLM_STACKS, stack_title
 from kit.runners import RunnerOptions, Step, run_step, wants_cpu
 
 VLLM_QUANTIZATIONS = ("awq", "awq_marlin")
@@ -129,19 +129,20 @@ def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namesp
 
 
 def cmd_bench_hf(argv: list[str]) -> None:
-    p = _runner_parser("nox -s bench-hf --", "Week-1 TTFT/TPOT of transformers 4.51.3 + autoawq 0.2.9.")
+    p = _runner_parser("nox -s bench-hf --", f"Week-1 TTFT/TPOT of {stack_title('hf')}.")
     _measure("bench-hf", argv, lambda ns, rest: [
         Step("hf", ("-m", "bench", "run", "--backend", "transformers", *rest), needs_gpu=not wants_cpu(rest),
              description="transformers + autoawq bench")], p)
 
 
 def cmd_bench_vllm(argv: list[str]) -> None:
-    p = _runner_parser("nox -s bench-vllm --", "Week-1 TTFT/TPOT of vLLM (0.12.0 by default), one row per quantization.")
+    p = _runner_parser("nox -s bench-vllm --", f"Week-1 TTFT/TPOT of {stack_title('vllm')} by default, "
+                                                    "one row per quantization.")
     p.add_argument("--quantization", default=",".join(VLLM_QUANTIZATIONS),
                    help="comma-separated subset of awq,awq_marlin (default: both rows)")
     p.add_argument("--vllm", choices=tuple(VLLM_STACKS), default="0.12",
-                   help="vLLM stack: 0.12 (vLLM 0.12.0 on torch 2.9.0, the study's version; default) or 0.20 "
-                        "(vLLM 0.20.0 on torch 2.11.0, for CUDA 13 hosts); results of the two never share a cell")
+                   help=f"vLLM stack: 0.12 ({stack_title('vllm')}, the study's; default) or 0.20 "
+                        f"({stack_title('vllm-0.20')}, for CUDA 13 hosts); results of the two never share a cell")
 
     def steps(ns: argparse.Namespace, rest: list[str]) -> list[Step]:
         qs = [q.strip() for q in ns.quantization.split(",") if q.strip()]
@@ -221,12 +222,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-# pyproject.toml's [project] dependencies (a host test keeps the two lists equal).
-HOST_DEPENDENCIES = ("pydantic", "tabulate", "matplotlib", "rich")
+# import name -> pyproject.toml's [project] dependency (a host test keeps the two lists equal).
+HOST_DEPENDENCIES = {"pydantic": "pydantic", "tabulate": "tabulate", "matplotlib": "matplotlib", "PIL": "pillow"}
 
 
 def missing_host_dependency(module: str) -> str:
-    return (f"`python -m kit` needs the host-side packages {', '.join(HOST_DEPENDENCIES)} (no torch), and this "
+    packages = HOST_DEPENDENCIES.values()
+    return (f"`python -m kit` needs the host-side packages {', '.join(packages)} (no torch), and this "
             f"interpreter ({sys.executable}) has no {module!r}. Run it through nox, which installs them into its own "
             "venv (`nox -s report`, `nox -s bench-hf` ...), or install them here: "
-            f"`{sys.executable} -m pip install {' '.join(HOST_DEPENDENCIES)}`.")
+            f"`{sys.executable} -m pip install {' '.join(packages)}`.")

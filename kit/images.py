@@ -38,6 +38,7 @@ from typing import Optional
 
 from kit import KIT_ROOT
 from kit.errors import KitError
+from kit.locks import lock_requirements, lock_versions
 
 IMAGES_DIR = KIT_ROOT / "images"
 STACKS = ("hf", "vllm", "vllm-0.20")
@@ -56,18 +57,28 @@ IMAGE_REPO = "awq-kit-{stack}"
 @dataclass(frozen=True)
 class StackInfo:
     name: str
-    title: str
+    # The packages that name the stack in its title, before its torch (versions: the lock's).
+    headline: tuple[str, ...]
     # Free disk (GB) a cold build needs: image + BuildKit's pip cache + unpacking headroom.
     build_free_gb: float
     exclude_newer: str = EXCLUDE_NEWER
 
 
 STACK_INFO = {
-    "hf": StackInfo("hf", "transformers 4.51.3 + autoawq 0.2.9 (torch 2.9.1)", 15.0),
-    "vllm": StackInfo("vllm", "vLLM 0.12.0 (torch 2.9.0)", 20.0),
-    # vLLM 0.20.0 is pinned to torch 2.11.0, the first vLLM that runs on a CUDA 13 (torch 2.11) GPU host.
-    "vllm-0.20": StackInfo("vllm-0.20", "vLLM 0.20.0 (torch 2.11.0)", 22.0, "2026-11-28T00:00:00Z"),
+    "hf": StackInfo("hf", ("transformers", "autoawq"), 15.0),
+    "vllm": StackInfo("vllm", ("vllm",), 20.0),
+    # vLLM 0.20 is the first vLLM that runs on a CUDA 13 (torch 2.11) GPU host.
+    "vllm-0.20": StackInfo("vllm-0.20", ("vllm",), 22.0, "2026-11-28T00:00:00Z"),
 }
+_DISPLAY_NAMES = {"vllm": "vLLM"}
+
+
+def stack_title(stack: str) -> str:
+    """"vLLM 0.12.0 (torch 2.9.0)": the stack's headline packages and its torch, at the versions its lock pins."""
+    versions = lock_versions(stack, IMAGES_DIR.parent)
+    named = " + ".join(f"{_DISPLAY_NAMES.get(n, n)} {versions.get(n, '?')}" for n in STACK_INFO[stack].headline)
+    return f"{named} (torch {versions.get('torch', '?')})"
+
 
 # `nox -s bench-vllm -- --vllm X` picks the stack; 0.12 (the study's version) is the default.
 VLLM_STACKS = {"0.12": "vllm", "0.20": "vllm-0.20"}
@@ -259,7 +270,7 @@ def ensure_image(stack: str, docker: DockerClientLike, *, ca_bundle: Optional[Pa
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"build-{stack}-{tag.split(':')[1]}.log"
     cmd = build_command(docker, stack, tag, base_image=base_override, ca_bundle=ca)
-    echo(f"[image {stack}] building {tag}: {STACK_INFO[stack].title} on {base}"
+    echo(f"[image {stack}] building {tag}: {stack_title(stack)} on {base}"
          f"{' (CA bundle as BuildKit secret)' if ca else ''}; full log: {log_file}")
     verbose = os.environ.get("KIT_BUILD_VERBOSE") == "1"
     t0 = time.monotonic()
@@ -380,22 +391,6 @@ def compile_lock(stack: str, infile: str, out_dir: Path, *, uv: Optional[str] = 
     return out
 
 
-def lock_requirements(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """{name: (version, sorted hashes)} of a hashed lock; comments and formatting ignored."""
-    out: dict[str, tuple[str, tuple[str, ...]]] = {}
-    joined = re.sub(r"\\\n", " ", text)
-    for line in joined.splitlines():
-        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("--hash") else line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)(.*)$", line)
-        if not m:
-            continue
-        hashes = tuple(sorted(re.findall(r"--hash=(sha256:[0-9a-f]{64})", m.group(3))))
-        out[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = (m.group(2), hashes)
-    return out
-
-
 def recorded_in_hash(lock_text: str) -> Optional[str]:
     m = re.search(r"^# kit-lock: in-sha256=([0-9a-f]{64})", lock_text, re.M)
     return m.group(1) if m else None
@@ -441,7 +436,7 @@ def lock_main(argv: list[str]) -> None:
 
 def images_main(argv: list[str]) -> None:
     """`python -m kit.images build|bench`: build (or reuse) the images; time cold and warm builds."""
-    from kit.preflight import check_daemon, check_disk, find_docker
+    from kit.preflight import check_disk, docker_preflight
 
     p = argparse.ArgumentParser(prog="python -m kit.images", description=images_main.__doc__)
     p.add_argument("action", choices=("build", "bench"),
@@ -452,8 +447,7 @@ def images_main(argv: list[str]) -> None:
     p.add_argument("--ca-bundle", type=Path, help="CA bundle passed as the BuildKit secret (also KIT_CA_BUNDLE)")
     p.add_argument("--log-dir", type=Path, default=KIT_ROOT / "output" / "logs")
     ns = p.parse_args(argv)
-    client = find_docker()
-    check_daemon(client)
+    client = docker_preflight()  # disk per stack below: a --cold bench first removes the image
     stacks = ns.stack or list(STACKS)
     rows = []
     for stack in stacks:

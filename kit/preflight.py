@@ -368,14 +368,18 @@ def check_disk(client: DockerClient, need_gb: float, what: str) -> None:
 # --------------------------------------------------------------------------- everything
 
 
-def docker_preflight(*, needs_gpu: bool = False, argv: Sequence[str] = (), build_stacks: Sequence[str] = ()) -> DockerClient:
-    """All checks for one Docker step; returns the client to use."""
-    from kit.images import STACK_INFO
+def docker_preflight(stacks: Sequence[str] = (), *, gpu_argv: Optional[Sequence[str]] = None,
+                     vllm_series: Optional[str] = None) -> DockerClient:
+    """The checks before a Docker step, each one paragraph: the client and its daemon; the GPU, when the step needs
+    one (gpu_argv: its options, vllm_series: the vLLM that will run it); free disk for each of `stacks` whose image
+    is not built yet. Returns the client to use."""
+    from kit.images import STACK_INFO, current_tag, inspect_image_id
 
     client = find_docker()
     check_daemon(client)
-    if needs_gpu:
-        check_gpu_step(client, argv)
-    for stack in build_stacks:
-        check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
+    if gpu_argv is not None:
+        check_gpu_step(client, gpu_argv, vllm_series)
+    for stack in stacks:
+        if not inspect_image_id(client, current_tag(stack, client)):
+            check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
     return client

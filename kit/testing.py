@@ -104,18 +104,15 @@ def run_host_suite(suite: str, extra: list[str], workdir: Path) -> SuiteResult:
 
 
 def run_image_suite(suite: str, extra: list[str], workdir: Path, ca_bundle: Optional[Path]) -> SuiteResult:
-    from kit import preflight
-    from kit.images import STACK_INFO, current_tag, ensure_image, inspect_image_id
+    from kit.images import ensure_image
+    from kit.preflight import docker_preflight
     from kit.runners import RunnerOptions, Step
     from kit.runners.docker import OUTPUT_MOUNT, run_in_image
 
     stack = IMAGE_OF[suite]
     res = SuiteResult(suite)
     t0 = time.monotonic()
-    client = preflight.find_docker()
-    preflight.check_daemon(client)
-    if not inspect_image_id(client, current_tag(stack, client)):
-        preflight.check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
+    client = docker_preflight((stack,))
     out = workdir / suite
     opts = RunnerOptions(runner="docker", results_dir=out / "results", output_dir=out / "output", ca_bundle=ca_bundle)
     _banner(f"{suite}: image {stack}")

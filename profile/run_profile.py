@@ -33,7 +33,7 @@ def _log(msg: str) -> None:
     print(f"[profile] {msg}", file=sys.stderr, flush=True)
 
 
-def _device_line(provenance, device: str) -> str:
+def _device_line(provenance) -> str:
     if provenance.gpu is None:
         return f"- Device: CPU ({provenance.platform})"
     return f"- Device: {provenance.gpu.name}"
@@ -117,7 +117,7 @@ def profile_run(args, triton_cache: str) -> int:
         notes=notes,
     )
     path = write_result(result, Path(os.environ.get("KIT_RESULTS_DIR") or "results") / result_filename(result))
-    line = _device_line(provenance, torch_device)
+    line = _device_line(provenance)
     for phase in phases:
         print_phase(phase, line)
     _log(notes[0])

@@ -6,8 +6,9 @@ Times, in fresh interpreters like the nox session runs, `python -m kit report` o
   1. this checkout's results/ folder, and
   2. a sample results folder (8 files: three backends on two GPUs, a CPU run, a 3-phase profile),
 each after one untimed warm-up run (matplotlib's font cache, .pyc files), writing into a temp folder.
-Then one in-process run split into stages. With --nox it also times `nox -s report` itself (its venv
-reused, but nox still runs `pip install .` each time). Prints the figures; changes nothing in the repo.
+Then one run split into stages (also in a fresh interpreter). With --nox it also times `nox -s report` itself
+(its venv reused; nox still asks uv/pip to install the dependencies each time). Prints the figures; changes
+nothing in the repo.
 """
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--reports-dir", str(reports)]
             print(_line(name, _time_cmd(cmd, ns.runs)), flush=True)
         if ns.nox:
-            for flags, name in ((["-s"], "nox -s report (venv reused, pip install . each run)"),
+            for flags, name in ((["-s"], "nox -s report (venv reused, dependencies re-checked)"),
                                 (["-R", "-s"], "nox -R -s report (venv reused, no install)")):
                 def nox_cmd(i: int, flags: list[str] = flags) -> list[str]:
                     return ["nox", *flags, "report", "--", "--results-dir", str(sample), "--reports-dir",

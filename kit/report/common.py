@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+
+import tabulate
 
 from kit.errors import KitError
 from kit.results import BenchResult, NotAResultFile, ProfileResult, ResultFileError, load_result
@@ -27,35 +30,38 @@ STACK_LIBRARIES = {"vllm": ("torch", "vllm"), "transformers": ("torch", "autoawq
 
 
 def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    # Stripped here: tabulate strips too, but whether it can be told not to differs between its versions.
+    return str(value).replace("|", "\\|").replace("\n", " ").strip()
+
+
+@contextmanager
+def _seed_table_layout() -> Iterator[None]:
+    """tabulate's module globals set for the seed's layout, restored afterwards: MIN_PADDING 0 (columns exactly as
+    wide as their widest cell) and widths in code points even when wcwidth is installed ("—", "×", "→" are one
+    column either way, but the bytes must not depend on what happens to be installed)."""
+    names = ("MIN_PADDING", "WIDE_CHARS_MODE")
+    saved = [getattr(tabulate, n) for n in names]
+    for name, value in zip(names, (0, False)):
+        setattr(tabulate, name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved):
+            setattr(tabulate, name, value)
 
 
 def pipe_table(headers: Sequence[object], rows: Iterable[Sequence[object]], align: Optional[str] = None) -> str:
-    """A markdown pipe table laid out exactly like the seed's week-1 table.
-
-    That layout is tabulate's "pipe" format with MIN_PADDING = 0: every column as wide as its widest
-    cell, one space either side, separator ':---' (left) or '---:' (right) of width + 2. tabulate
-    itself reaches it only by changing the module global MIN_PADDING, and measures widths with
-    wcwidth when that happens to be installed; this 15-line formatter gives the same bytes
-    everywhere. tests/host/test_report_markdown.py checks it against tabulate.
+    """A markdown pipe table laid out exactly like the seed's week-1 table (tabulate's "pipe" format).
 
     align: one character per column, 'l' or 'r' (default: all left).
     """
     head = [_cell(h) for h in headers]
     body = [[_cell(c) for c in r] for r in rows]
-    ncols = len(head)
-    if any(len(r) != ncols for r in body):
-        raise ValueError("every row needs one cell per header")
-    align = align or "l" * ncols
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(ncols)]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w)
-                                 for c, w, a in zip(cells, widths, align)) + " |"
-
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else (":" + "-" * (w + 1))
-                         for w, a in zip(widths, align)) + "|"
-    return "\n".join([line(head), sep, *(line(r) for r in body)])
+    if not body or any(len(r) != len(head) for r in body):
+        raise ValueError("a table needs at least one row, and every row one cell per header")
+    colalign = ["right" if a == "r" else "left" for a in (align or "l" * len(head))]
+    with _seed_table_layout():
+        return tabulate.tabulate(body, headers=head, tablefmt="pipe", colalign=colalign, disable_numparse=True)
 
 
 def ms(value: Optional[float]) -> str:

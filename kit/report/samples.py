@@ -5,10 +5,10 @@ timing benchmark (kit/report/bench_timing.py) and demos. Never written into resu
     make_profile_result(**overrides) -> ProfileResult
     write_sample(result, folder) -> Path        (file name from kit.results.result_filename)
 
-Every value is derived from the arguments, so the same call gives the same result (no clocks, no randomness),
-and a bench result agrees with itself (kit.results.bench_inconsistencies): its summary is computed from its samples
-after any `samples=` override; a `summary=` override is applied last (to build contradictions on purpose).
-Keyword arguments not listed below are deep-merged into the result's JSON form before validation, e.g.
+Every value is derived from the arguments and the stacks' locks (library versions), so the same call gives the
+same result (no clocks, no randomness), and a bench result agrees with itself (kit.results.bench_inconsistencies):
+its summary is computed from its samples after any `samples=` override; a `summary=` override is applied last
+(to build contradictions on purpose). Keyword arguments not listed below are deep-merged into the result's JSON form before validation, e.g.
 ``make_bench_result(workload={"input_len": 512}, provenance={"label": "reference run"})``.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from kit.locks import lock_versions
 from kit.results import BenchResult, ProfileResult, result_filename, summarize, write_result
 
 _PUBLISHED_MEDIANS = {  # the study's numbers: realistic magnitudes for samples
@@ -25,9 +26,10 @@ _PUBLISHED_MEDIANS = {  # the study's numbers: realistic magnitudes for samples
     "vLLM (awq_marlin)": (7.51, 5.83),
     "transformers": (95.41, 62.05),
 }
+# backend -> (its image's stack, the libraries a sample records), at the versions of that stack's lock.
 _STACKS = {
-    "vllm": {"torch": "2.9.0", "vllm": "0.12.0", "transformers": "4.57.1"},
-    "transformers": {"torch": "2.9.1", "autoawq": "0.2.9", "transformers": "4.51.3", "triton": "3.5.1"},
+    "vllm": ("vllm", ("torch", "vllm", "transformers")),
+    "transformers": ("hf", ("torch", "autoawq", "transformers", "triton")),
 }
 
 
@@ -51,7 +53,9 @@ def _backend(label: str, device: str) -> dict[str, Any]:
 
 
 def _provenance(backend_name: str, gpu: Optional[str]) -> dict[str, Any]:
-    libs = dict(_STACKS.get(backend_name, _STACKS["transformers"]))
+    stack, names = _STACKS.get(backend_name, _STACKS["transformers"])
+    locked = lock_versions(stack)
+    libs = {name: locked[name] for name in names}
     return {
         "kit_commit": "0123456789abcdef0123456789abcdef01234567",
         "kit_dirty": False,

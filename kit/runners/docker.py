@@ -295,16 +295,12 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
     Raises KeyboardInterrupt after stopping the container on Ctrl-C.
     """
     from kit import preflight
-    from kit.images import STACK_INFO, current_tag, ensure_image, inspect_image_id
+    from kit.images import ensure_image
 
     needs_gpu = step_needs_gpu(step)
     if client is None:
-        client = preflight.find_docker()
-        preflight.check_daemon(client)
-        if needs_gpu:
-            preflight.check_gpu_step(client, step.argv, vllm_series_of(step.stack))
-        if image is None and not inspect_image_id(client, current_tag(step.stack, client)):
-            preflight.check_disk(client, STACK_INFO[step.stack].build_free_gb, f"building the {step.stack} image")
+        client = preflight.docker_preflight(() if image else (step.stack,), gpu_argv=step.argv if needs_gpu else None,
+                                            vllm_series=vllm_series_of(step.stack))
     sweep_stale_containers(client)
     if image is None:
         image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")

@@ -208,7 +208,8 @@ def test_pins_follow_the_image_lock(tmp_path, monkeypatch):
     lock.write_text("torch==2.9.1 \\\n    --hash=sha256:abc\ntransformers==4.51.3 \\\n    --hash=sha256:def\n"
                     "autoawq==0.2.9\n")
     assert provenance.lock_versions("hf", tmp_path) == {"torch": "2.9.1", "transformers": "4.51.3", "autoawq": "0.2.9"}
-    assert provenance.stack_pins("hf")[0]["torch"] == provenance.PINS["hf"]["torch"]
+    assert provenance.stack_pins("hf", tmp_path) == (provenance.lock_versions("hf", tmp_path),
+                                                      "images/hf/requirements.lock")
 
 
 def test_provenance_reads_the_env_contract(monkeypatch):

@@ -171,3 +171,24 @@ def test_host_model_paths_are_mounted(tmp_path):
     assert argv == ["--synthetic", "/kit/bench/configs/tiny.json", "--model", "Qwen/Qwen3-8B-AWQ"] and not mounts
     cmd = " ".join(_cmd(tmp_path, argv=("-m", "bench", "run", "--model", str(model))))
     assert f"source={model.resolve()},target=/models/0/Qwen3-8B-AWQ,readonly" in cmd
+
+
+def test_docker_preflight_checks_the_gpu_and_the_disk_only_where_needed(monkeypatch):
+    """One sequence for the runner and the test suites: GPU only for a GPU step (with its vLLM series), disk only
+    for an image that is not built yet."""
+    import kit.images
+
+    calls = []
+    client = object()
+    monkeypatch.setattr(preflight, "find_docker", lambda: client)
+    monkeypatch.setattr(preflight, "check_daemon", lambda c: calls.append(("daemon", c)))
+    monkeypatch.setattr(preflight, "check_gpu_step", lambda c, argv, series: calls.append(("gpu", tuple(argv), series)))
+    monkeypatch.setattr(preflight, "check_disk", lambda c, gb, what: calls.append(("disk", what)))
+    monkeypatch.setattr(kit.images, "current_tag", lambda stack, c: f"awq-kit-{stack}:tag")
+    monkeypatch.setattr(kit.images, "inspect_image_id", lambda c, tag: "sha256:1" if "hf" in tag else None)
+    assert preflight.docker_preflight(("hf", "vllm"), gpu_argv=["--quantization", "awq"], vllm_series="0.20") is client
+    assert calls == [("daemon", client), ("gpu", ("--quantization", "awq"), "0.20"),
+                     ("disk", "building the vllm image")]
+    calls.clear()
+    preflight.docker_preflight()
+    assert calls == [("daemon", client)]

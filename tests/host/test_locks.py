@@ -101,6 +101,26 @@ def test_study_pins():
                 assert main[name][0] == version, f"{stack}: bootstrap pins {name}=={version}, main lock {main[name][0]}"
 
 
+def test_versions_shown_elsewhere_are_the_locks(tmp_path, monkeypatch):
+    """Image titles, the study's vLLM version and sample results read the locks: no second copy to update."""
+    from bench import vllm_args
+    from kit.report.samples import make_bench_result
+
+    assert images.stack_title("hf") == "transformers 4.51.3 + autoawq 0.2.9 (torch 2.9.1)"
+    assert images.stack_title("vllm") == "vLLM 0.12.0 (torch 2.9.0)"
+    assert images.stack_title("vllm-0.20") == "vLLM 0.20.0 (torch 2.11.0)"
+    assert (vllm_args.VLLM_VERSION, vllm_args.STUDY_SERIES) == ("0.12.0", "0.12")
+    assert vllm_args.STUDY_SERIES in vllm_args.MIN_CAPABILITY_BY_SERIES
+    vllm_lock = images.lock_requirements((images.stack_dir("vllm") / "requirements.lock").read_text())
+    sample = make_bench_result(label="vLLM (awq)").provenance
+    assert sample.libraries == {n: vllm_lock[n][0] for n in ("torch", "vllm", "transformers")} == sample.pins
+    fake = tmp_path / "images"
+    (fake / "vllm").mkdir(parents=True)
+    (fake / "vllm" / "requirements.lock").write_text("torch==9.9 \\\n    --hash=sha256:00\nvllm==1.2.3\n")
+    monkeypatch.setattr(images, "IMAGES_DIR", fake)
+    assert images.stack_title("vllm") == "vLLM 1.2.3 (torch 9.9)"
+
+
 def test_dockerfile_contract():
     text = images.dockerfile().read_text()
     assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), "a '# syntax=' line makes BuildKit pull a frontend"

@@ -9,25 +9,30 @@ from kit.report.week2 import parse_profiler_table, parse_time_us, split_totals, 
 from kit.report.published import is_same_gpu, load_published
 
 
-@pytest.fixture
-def tabulate_min_padding_0():
-    """tabulate's pipe layout equals the seed's only with its module global MIN_PADDING at 0."""
-    saved = tabulate_module.MIN_PADDING
-    tabulate_module.MIN_PADDING = 0
-    yield tabulate_module.tabulate
-    tabulate_module.MIN_PADDING = saved
+def test_pipe_table_is_the_seed_layout_whatever_tabulate_is_set_to(monkeypatch):
+    """Columns as wide as their widest cell, one space either side, counted in code points: also when wcwidth is
+    importable (here a double that would count every character as two columns) and with tabulate's own defaults
+    changed, which pipe_table restores afterwards."""
+    headers, rows = ["Backend", "TPOT", "Ratio"], [["vLLM (awq)", "50.12ms", "0.50×"], ["—", "  5.83ms", "a → b"]]
+    expected = [
+        "| Backend    |    TPOT | Ratio |",
+        "|:-----------|--------:|:------|",
+        "| vLLM (awq) | 50.12ms | 0.50× |",
+        "| —          |  5.83ms | a → b |",
+    ]
+    assert pipe_table(headers, rows, align="lrl").split("\n") == expected
 
+    class DoubleWidth:
+        @staticmethod
+        def wcswidth(text):
+            return 2 * len(text)
 
-@pytest.mark.parametrize("headers,rows", [
-    (["**Backend**", "vLLM (awq)", "vLLM (awq_marlin)", "transformers"],
-     [["**Model**", "Qwen/Qwen3-8B-AWQ", "Qwen/Qwen3-8B-AWQ", "Qwen/Qwen3-8B-AWQ"],
-      ["**TTFT**", "51.78ms", "7.51ms", "95.41ms"], ["**TPOT**", "50.12ms", "5.83ms", "62.05ms"]]),
-    (["a", "a much longer header"], [["x" * 30, "1"], ["", "2.5"]]),
-])
-def test_pipe_table_is_tabulates_pipe_layout(headers, rows, tabulate_min_padding_0):
-    expected = tabulate_min_padding_0(rows, headers=headers, tablefmt="pipe", colalign=["left"] * len(headers),
-                                      disable_numparse=True)
-    assert pipe_table(headers, rows) == expected
+    monkeypatch.setattr(tabulate_module, "wcwidth", DoubleWidth)
+    settings = {"WIDE_CHARS_MODE": True, "MIN_PADDING": 2}
+    for name, value in settings.items():
+        monkeypatch.setattr(tabulate_module, name, value)
+    assert pipe_table(headers, rows, align="lrl").split("\n") == expected
+    assert {name: getattr(tabulate_module, name) for name in settings} == settings
 
 
 def test_pipe_table_right_alignment_and_escaping():
@@ -40,6 +45,8 @@ def test_pipe_table_right_alignment_and_escaping():
     ]
     with pytest.raises(ValueError):
         pipe_table(["a", "b"], [["only one"]])
+    with pytest.raises(ValueError):
+        pipe_table(["a", "b"], [])
 
 
 def test_cell_formats():

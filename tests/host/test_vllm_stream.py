@@ -625,6 +625,23 @@ def test_measure_end_to_end_with_the_fake_engine(monkeypatch, tmp_path):
     assert all(x >= 0 for x in m.ttft_ms + m.tpot_ms + m.e2e_ms)
 
 
+def test_a_run_whose_outputs_all_merged_has_no_itl_and_stops():
+    """ITL is summarized over real gaps only: when vLLM merged every iteration's tokens into one output there is
+    none, and the driver says so instead of writing a made-up ITL."""
+    from bench.api import Measurement
+    from bench.run import _check_measurement
+    from kit.results import Backend
+
+    backend = Backend(name="vllm", label="vLLM (awq)", quantization="awq", dtype="float16", device="cuda")
+    merged = Measurement(ttft_ms=[5.0, 5.0], tpot_ms=[1.0, 1.0], e2e_ms=[6.0, 6.0], itl_ms=[[], []], backend=backend,
+                         tokens_per_output=[[2], [2]])
+    with pytest.raises(BenchError, match="no inter-token gap"):
+        _check_measurement(merged, iterations=2, output_len=2)
+    one_gap = Measurement(ttft_ms=[5.0, 5.0], tpot_ms=[1.0, 1.0], e2e_ms=[6.0, 6.0], itl_ms=[[], [1.0]],
+                          backend=backend, tokens_per_output=[[2], [1, 1]])
+    _check_measurement(one_gap, iterations=2, output_len=2)
+
+
 def test_measure_stops_when_vllm_resolves_another_quantization(monkeypatch, tmp_path):
     """The row must measure the kernel it names: vLLM resolving awq into awq_marlin stops it, engine shut down."""
     _wl, engine, progress, measure = _fake_engine_measure(monkeypatch, tmp_path, "awq", "awq_marlin")

@@ -1,0 +1,51 @@
+"""The stacks' hashed locks, images/<stack>/requirements.lock: the one place where versions are written.
+
+Standard library only. The host (image titles, help texts, sample results) and the container side (provenance,
+the study's vLLM version) read versions here; the container sees the same files, the kit's checkout is mounted
+at /kit.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+from kit import KIT_ROOT
+
+_REQUIREMENT = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)(.*)$")
+_PYTHON = re.compile(r"^# kit-lock:.*\bpython=(\S+)", re.M)
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name: "Flashinfer_Python" -> "flashinfer-python"."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_requirements(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """{name: (version, sorted hashes)} of a hashed lock; comments and formatting ignored."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    joined = re.sub(r"\\\n", " ", text)
+    for line in joined.splitlines():
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("--hash") else line.strip()
+        m = _REQUIREMENT.match(line)
+        if m:
+            hashes = tuple(sorted(re.findall(r"--hash=(sha256:[0-9a-f]{64})", m.group(3))))
+            out[normalize(m.group(1))] = (m.group(2), hashes)
+    return out
+
+
+def lock_path(stack: str, root: Optional[Path] = None) -> Path:
+    return (root or KIT_ROOT) / "images" / stack / "requirements.lock"
+
+
+def lock_versions(stack: str, root: Optional[Path] = None) -> dict[str, str]:
+    """name -> version of every package of images/<stack>/requirements.lock ({} when there is none), plus
+    "python" from its `# kit-lock: ... python=X.Y` header when it has one."""
+    try:
+        text = lock_path(stack, root).read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    header = _PYTHON.search(text)
+    found = {"python": header.group(1)} if header else {}
+    found.update((name, version) for name, (version, _) in lock_requirements(text).items())
+    return found
