@@ -353,32 +353,45 @@ def _generation_config(config: dict[str, Any], n: int):
                             eos_token_id=eos, pad_token_id=pad, bos_token_id=config.get("bos_token_id"))
 
 
+def _synced_generate(model, input_ids, gen_config, device: str, **kwargs) -> tuple[Any, float, float]:
+    """model.generate() under inference_mode, from one device sync before to one after: (output, t_submit,
+    t_returned) on the perf_counter clock. The instrumented and the bare run both go through here, so the
+    harness-overhead comparison differs only by what kwargs add (streamer, logits processor)."""
+    import torch
+
+    on_gpu = device.startswith("cuda")
+    # Our config becomes the model's own: a generation_config passed to generate() gets its default-valued
+    # fields (do_sample=False among them) replaced by the checkpoint's generation_config.json (Qwen3 samples).
+    model.generation_config = gen_config
+    attention_mask = torch.ones_like(input_ids)
+    if on_gpu:
+        torch.cuda.synchronize()
+    t_submit = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids, attention_mask=attention_mask, **kwargs)
+    if on_gpu:
+        torch.cuda.synchronize()
+    return out, t_submit, time.perf_counter()
+
+
+def _new_tokens(out, input_ids) -> int:
+    return out.shape[-1] - input_ids.shape[-1]
+
+
 def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
     """One greedy generate() of exactly gen_config.max_new_tokens tokens, timed token by token."""
-    import torch
     from transformers import LogitsProcessorList
 
     on_gpu = device.startswith("cuda")
     streamer = TimingStreamer(sync=on_gpu)
     step_timer = CudaEventStepTimer() if on_gpu else None
     extra = {"logits_processor": LogitsProcessorList([step_timer])} if step_timer else {}
-    attention_mask = torch.ones_like(input_ids)
-    # Our config becomes the model's own: a generation_config passed to generate() gets its default-valued
-    # fields (do_sample=False among them) replaced by the checkpoint's generation_config.json (Qwen3 samples).
-    model.generation_config = gen_config
-    if on_gpu:
-        torch.cuda.synchronize()
-    t_submit = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(input_ids, attention_mask=attention_mask, streamer=streamer, **extra)
-    if on_gpu:
-        torch.cuda.synchronize()
-    t_returned = time.perf_counter()
+    out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device, streamer=streamer, **extra)
     n = gen_config.max_new_tokens
-    new_tokens = out.shape[-1] - input_ids.shape[-1]
-    if new_tokens != n or len(streamer.times) != n:
-        raise BenchError(f"generate() produced {new_tokens} new tokens ({len(streamer.times)} timed) instead of "
-                         f"exactly {n}: min_new_tokens did not hold. Check the checkpoint's eos_token_id.")
+    if _new_tokens(out, input_ids) != n or len(streamer.times) != n:
+        raise BenchError(f"generate() produced {_new_tokens(out, input_ids)} new tokens ({len(streamer.times)} "
+                         f"timed) instead of exactly {n}: min_new_tokens did not hold. Check the checkpoint's "
+                         "eos_token_id.")
     ttft, gaps, e2e, tpot = derive_token_timing(t_submit, streamer.times)
     rec = {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
            "generate_ms": (t_returned - t_submit) * 1e3, "tokens": out[0, input_ids.shape[-1]:].tolist()}
@@ -390,23 +403,11 @@ def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
 def generate_bare(model, input_ids, gen_config, device: str) -> float:
     """The same generate() as generate_timed, uninstrumented: no streamer, no logits processor, one sync
     before and one after. Its wall time in ms, the baseline of the harness-overhead comparison."""
-    import torch
-
-    on_gpu = device.startswith("cuda")
-    attention_mask = torch.ones_like(input_ids)
-    model.generation_config = gen_config
-    if on_gpu:
-        torch.cuda.synchronize()
-    t_submit = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(input_ids, attention_mask=attention_mask)
-    if on_gpu:
-        torch.cuda.synchronize()
-    elapsed_ms = (time.perf_counter() - t_submit) * 1e3
-    if out.shape[-1] - input_ids.shape[-1] != gen_config.max_new_tokens:
-        raise BenchError(f"the bare generate() produced {out.shape[-1] - input_ids.shape[-1]} new tokens instead of "
+    out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device)
+    if _new_tokens(out, input_ids) != gen_config.max_new_tokens:
+        raise BenchError(f"the bare generate() produced {_new_tokens(out, input_ids)} new tokens instead of "
                          f"exactly {gen_config.max_new_tokens}: min_new_tokens did not hold.")
-    return elapsed_ms
+    return (t_returned - t_submit) * 1e3
 
 
 def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progress: IterationProgress) -> Measurement:
