@@ -3,15 +3,21 @@
 # WITHOUT Docker or network: the pinned transformers 4.51.3 / autoawq 0.2.9 come as wheels in .whl/
 # (README, "GPU reference run"), torch is whatever the host has (recorded as a deviation).
 #
-#   KIT_GIT_COMMIT=... KIT_GIT_DIRTY=0|1 tools/gpu-reference-run.sh OUTDIR [smoke]
+#   KIT_GIT_COMMIT=... KIT_GIT_DIRTY=0|1 tools/gpu-reference-run.sh OUTDIR [smoke|vllm]
+#
+# `vllm` runs the vLLM rows' reference runs instead (tools/gpu-vllm-reference-run.sh: vLLM 0.20.0 from wheels,
+# the four configurations base32 base512 async32 eager32).
 #
 # The device copy of the checkout has no .git, so pass the commit (and dirty flag) in the environment:
 # every result records them.
 #
 # Writes OUTDIR/log.txt and OUTDIR/{results,reports,output}.tar.gz (results JSONs, reports, traces).
 set -euo pipefail
-out=${1:?usage: tools/gpu-reference-run.sh OUTDIR [smoke]}
+out=${1:?usage: tools/gpu-reference-run.sh OUTDIR [smoke|vllm]}
 mode=${2:-full}
+if [ "$mode" = vllm ]; then
+  exec "$(dirname "$0")/gpu-vllm-reference-run.sh" "$out" base32 base512 async32 eager32
+fi
 mkdir -p "$out"
 exec > >(tee -a "$out/log.txt") 2>&1
 # The device tool returns at most 8 files: pack what was written, even after a failure.
