@@ -72,7 +72,8 @@ def clock_check_text(r: BenchResult) -> Optional[str]:
     if ttft_ms:
         parts.append(f"client TTFT − the frontend's first_token_latency: median {statistics.median(ttft_ms):+.3f} ms "
                      f"({min(ttft_ms):+.3f} to {max(ttft_ms):+.3f} ms, n={len(ttft_ms)})")
-    return "; ".join(parts) + ". The engine reads its own clocks, so these differences are what the client adds"
+    return "; ".join(parts) + (". The engine reads its own clocks, so these differences are the client's own share of "
+                                "each figure, printed whatever their sign")
 
 
 # The stages of the time to first token: (column, what it spans and on which clocks, per-iteration value).
