@@ -93,13 +93,15 @@ def kit_bench(tmp_path) -> list[str]:
             *ENDLESS_BENCH]
 
 
+def signal_kit(run, target: str, sig: int) -> None:
+    """To the kit's whole process group (a terminal's Ctrl-C), or to the kit process alone."""
+    (os.killpg if target == "process-group" else os.kill)(run.proc.pid, sig)
+
+
 @pytest.mark.parametrize("target", ["process-group", "kit-only"])
 def test_ctrl_c_stops_the_container(target, docker_client, hf_image, kit_env, tmp_path):
     run = start_measuring(kit_bench(tmp_path), kit_env)
-    if target == "process-group":
-        os.killpg(run.proc.pid, signal.SIGINT)
-    else:
-        os.kill(run.proc.pid, signal.SIGINT)
+    signal_kit(run, target, signal.SIGINT)
     rc = run.wait(timeout=90)
     out = run.output()
     print(out[-3000:])
@@ -125,10 +127,7 @@ def test_ctrl_c_tests_pass_when_started_with_sigint_ignored(docker_client, hf_im
 def test_a_killed_kit_leaves_no_container(target, docker_client, hf_image, kit_env, tmp_path):
     """SIGKILL, as a timeout or the OOM killer would send it: the kit cannot clean up, its container still goes."""
     run = start_measuring(kit_bench(tmp_path), kit_env)
-    if target == "process-group":
-        os.killpg(run.proc.pid, signal.SIGKILL)
-    else:
-        os.kill(run.proc.pid, signal.SIGKILL)
+    signal_kit(run, target, signal.SIGKILL)
     run.wait(timeout=30)
     assert gone_within(docker_client, run.container, 60), f"container {run.container} outlived its kit process"
 
