@@ -1,5 +1,5 @@
 """Container side of the kit: the shared week-1 benchmark (python -m bench).
 
-Importable without torch (the host imports bench.options to validate arguments early);
+Importable without torch; it shares only the neutral core (core/) with the host side, never kit/;
 modules that need torch import it themselves.
 """

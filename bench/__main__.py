@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from bench.errors import BenchError
-from kit.results import ResultFileError
+from core.errors import BenchError
+from core.results import ResultFileError
 
 USAGE = "usage: python -m bench {run,synth} [options]  (python -m bench run --help lists the workload options)"
 

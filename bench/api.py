@@ -5,7 +5,7 @@ Torch-free. A backend module (bench/hf_backend.py, bench/vllm_backend.py) expose
     measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int],
             args: argparse.Namespace, progress: IterationProgress) -> Measurement
 
-and the driver turns the Measurement into a kit.results.BenchResult (summary
+and the driver turns the Measurement into a core.results.BenchResult (summary
 statistics, provenance, roofline) and writes it atomically.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from kit.results import Backend
+from core.results import Backend
 
 
 @dataclass

@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
-from bench.errors import BenchError
+from core.errors import BenchError
 from bench.workload import require_awq
-from kit.results import Backend
+from core.results import Backend
 
 GRAD_MODE = "torch.inference_mode"
 

@@ -1,12 +1,12 @@
 """Provenance of a run, read inside the environment that ran it.
 
-`collect_provenance(stack, device)` -> kit.results.Provenance:
+`collect_provenance(stack, device)` -> core.results.Provenance:
   - library versions via importlib.metadata (whatever of LIBRARIES is installed; None otherwise),
     Python and platform;
   - the GPU (name, memory, driver through nvidia-ml-py when importable, else torch; CUDA runtime
     from torch; compute capability) — None on a CPU run;
   - the stack's pins: every `name==version` line of images/<stack>/requirements.lock and the Python of its
-    `# kit-lock:` header (kit/locks.py; none for a stack without a lock), and `deviations`: every pinned package whose
+    `# kit-lock:` header (core/locks.py; none for a stack without a lock), and `deviations`: every pinned package whose
     installed version differs, or that is not installed. The stack is KIT_STACK, which the runners set from
     their Step, else the caller's default: a new images/<stack>/ needs no code here;
   - the runner's environment contract (kit/runners/__init__.py): KIT_GIT_COMMIT/KIT_GIT_DIRTY,
@@ -22,8 +22,9 @@ import platform
 from pathlib import Path
 from typing import Optional
 
-from kit.locks import lock_path, lock_versions
-from kit.results import GPU, Provenance
+from core.git import kit_git_state
+from core.locks import lock_path, lock_versions
+from core.results import GPU, Provenance
 
 LIBRARIES = ("torch", "transformers", "autoawq", "autoawq-kernels", "triton", "vllm", "tokenizers", "safetensors",
              "huggingface-hub", "accelerate", "numpy", "flashinfer-python", "xformers", "nvidia-ml-py")
@@ -94,13 +95,6 @@ def gpu_info(device_index: int = 0) -> Optional[GPU]:
                compute_capability=f"{props.major}.{props.minor}")
 
 
-def _env_bool(name: str) -> Optional[bool]:
-    v = os.environ.get(name)
-    if v is None:
-        return None
-    return v.strip().lower() in ("1", "true", "yes")
-
-
 def collect_provenance(stack: str, device: str) -> Provenance:
     """stack: the caller's default ("hf" | "vllm"), KIT_STACK wins; device: "cuda..." | "cpu"."""
     stack = os.environ.get("KIT_STACK") or stack
@@ -108,15 +102,7 @@ def collect_provenance(stack: str, device: str) -> Provenance:
     python = platform.python_version()
     pins, pins_source = stack_pins(stack)
     installed = library_versions([name for name in pins if name != "python"])
-    commit = os.environ.get("KIT_GIT_COMMIT")
-    dirty = _env_bool("KIT_GIT_DIRTY")
-    if commit is None:  # started by hand in a checkout, not by a runner
-        try:
-            from kit.runners import git_state
-
-            commit, dirty = git_state()
-        except Exception:
-            pass
+    commit, dirty = kit_git_state()  # a runner declares it; started by hand in a checkout, git says
     runner = os.environ.get("KIT_RUNNER", "local")
     return Provenance(
         kit_commit=commit,

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from bench.errors import BenchError
-from kit.results import Roofline
+from core.errors import BenchError
+from core.results import Roofline
 
 _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
              "F8_E4M3": 1, "F8_E5M2": 1}

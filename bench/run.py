@@ -2,8 +2,8 @@
 
 resolve the model (checks before any weight is read) -> the prompt token ids -> the backend's
 measure() (bench/hf_backend.py or bench/vllm_backend.py, contract in bench/api.py) under a
-progress display -> a kit.results.BenchResult with summary, provenance and roofline, written
-atomically to $KIT_RESULTS_DIR/<kit.results.result_filename>.
+progress display -> a core.results.BenchResult with summary, provenance and roofline, written
+atomically to $KIT_RESULTS_DIR/<core.results.result_filename>.
 
 Ctrl-C at any point writes no result and says how many measured iterations had finished.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Optional
 
 from bench.api import IterationProgress, Measurement
-from bench.errors import BenchError
-from bench.options import parse_run_args
-from kit.results import (BenchResult, BenchSamples, BenchSummary, harness_overhead, result_filename,
+from core.errors import BenchError
+from core.workload import BACKENDS, Parser, add_spec_argument, add_workload_args, parse_spec
+from core.results import (BenchResult, BenchSamples, BenchSummary, harness_overhead, result_filename,
                          summarize, write_result)
 
 BACKEND_MODULES = {"transformers": "bench.hf_backend", "vllm": "bench.vllm_backend"}
@@ -156,34 +156,45 @@ def build_result(workload, measurement: Measurement, provenance, roofline, notes
     )
 
 
+def run_parser() -> Parser:
+    p = Parser(prog="python -m bench run", description="Week-1 TTFT/TPOT of one backend (one vLLM row).")
+    p.add_argument("--backend", choices=BACKENDS, required=True)
+    add_spec_argument(p)
+    add_workload_args(p, vllm=True)
+    return p
+
+
+def parse_run_args(argv: list[str]):
+    """(backend, checked WorkloadSpec) of `python -m bench run`. Raises KitError."""
+    ns, spec = parse_spec(run_parser(), argv)
+    return ns.backend, spec
+
+
 def run(argv: list[str]) -> int:
-    args = parse_run_args(argv)
-    args.progress = sys.stderr.isatty()
+    backend_name, args = parse_run_args(argv)
     poll = progress_poll_interval()
     from bench.workload import build_workload, prompt_token_ids, resolve_model
 
     progress = IterationProgress(total=args.iters, warmup_total=args.warmup)
     try:
         try:
-            backend = importlib.import_module(BACKEND_MODULES[args.backend])
+            backend = importlib.import_module(BACKEND_MODULES[backend_name])
         except ImportError as e:
-            raise BenchError(f"the {args.backend} backend cannot be imported here ({e}). Run it in its stack's image "
+            raise BenchError(f"the {backend_name} backend cannot be imported here ({e}). Run it in its stack's image "
                              "(or a venv made from its lock): transformers needs the HF stack, vllm the vLLM stack."
                              ) from e
         # Checks that need no model (GPU present, kernel supported) before anything is downloaded or generated.
         preflight = getattr(backend, "preflight", None)
         if preflight is not None:
             preflight(args)
-        device = "cuda" if args.backend == "vllm" else None
-        if device is None:
-            from bench.workload import resolve_device
+        from bench.workload import resolve_device
 
-            device = resolve_device(args.device)
-        args.device = device
+        device = "cuda" if backend_name == "vllm" else resolve_device(args.device)  # resolved once, here
+        args = args.replace(device=device)
         resolved = resolve_model(args, progress=True)
         prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)
         workload = build_workload(args, resolved)
-        _log(f"{args.backend}: {resolved.model_id} ({resolved.source}"
+        _log(f"{backend_name}: {resolved.model_id} ({resolved.source}"
              f"{', commit ' + resolved.resolved_revision[:12] if resolved.resolved_revision else ''}), input "
              f"{args.input_len}, output {args.output_len}, warm-up {args.warmup}, iterations {args.iters}, "
              f"seed {args.seed}, device {device}")
@@ -222,7 +233,7 @@ def run(argv: list[str]) -> int:
                      "(KIT_PROGRESS_POLL_S), to measure that thread's cost; by default it updates between iterations.")
         # A diagnostic configuration: listed beside the study configuration's run, never in a week-1 cell.
         measurement.backend.settings.setdefault("variant", []).append(progress_thread_variant(poll))
-    result = build_result(workload, measurement, collect_provenance(STACKS[args.backend], device), roofline, notes)
+    result = build_result(workload, measurement, collect_provenance(STACKS[backend_name], device), roofline, notes)
     path = write_result(result, _results_dir() / result_filename(result))
     s = result.summary
     floor = roofline.floor_ms

@@ -50,7 +50,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from bench.errors import BenchError
+from core.errors import BenchError
+from core.rules import require_awq
 
 GENERATOR_VERSION = 1
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -119,14 +120,8 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
             f"{source}: model_type {mt!r} is not one the synthetic generator lays out "
             f"({', '.join(SUPPORTED_MODEL_TYPES)}). Use one of those architectures, or a real checkpoint (--model)."
         )
-    qc = config.get("quantization_config") or {}
-    version = str(qc.get("version", "gemm")).lower()
-    if qc.get("quant_method") != "awq" or int(qc.get("bits", 0)) != 4 or version != "gemm":
-        raise BenchError(
-            f"{source}: quantization_config {qc!r} is not AWQ 4-bit GEMM. The synthetic generator writes "
-            'AWQ GEMM checkpoints only: add {"quant_method": "awq", "bits": 4, "group_size": 128, '
-            '"zero_point": true, "version": "gemm"}.'
-        )
+    require_awq(config, source)
+    qc = config["quantization_config"]
     g = int(qc.get("group_size", 128))
     for k, n in _linear_shapes(config).values():
         if k % g or n % 8:

@@ -43,22 +43,19 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Optional
 
 from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
-from bench.errors import BenchError
+from core.errors import BenchError
 from bench.vllm_args import (
     DTYPE,
     backend_label,
-    check_capability,
     check_checkpoint,
-    check_device,
     engine_kwargs,
     max_position_check,
     quantization_of,
-    read_config,
     sampling_kwargs,
     variant_of,
-    vllm_series,
 )
-from kit.results import Backend, Workload
+from core.results import Backend, Workload
+from core.rules import check_capability, read_config, refuse_cpu_for_vllm, vllm_series
 
 Clock = Callable[[], float]
 
@@ -493,7 +490,7 @@ def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:
     Returns ((major, minor), GPU name).
     """
     q = quantization_of(args)
-    check_device(getattr(args, "device", None))
+    refuse_cpu_for_vllm(getattr(args, "device", None))
     capability, gpu_name = gpu_capability()
     check_capability(q, capability, gpu_name, vllm_series(installed_vllm_version()))
     return capability, gpu_name
@@ -513,7 +510,7 @@ def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], arg
             progress: IterationProgress) -> Measurement:
     """The bench/api.py contract for the vLLM rows. Raises BenchError; KeyboardInterrupt propagates."""
     capability, _gpu_name = preflight(args)
-    config = model.config or read_config(model.path)
+    config = model.config or read_config(model.path, model.model_id)
     check_checkpoint(config, model.model_id)
     ekw = engine_kwargs(model.path, workload, args)
     max_position_check(config, ekw["max_model_len"], model.model_id)

@@ -4,7 +4,7 @@ Importable without torch (torch is only imported by `resolve_device`).
 
     resolve_model(args)              -> bench.api.ResolvedModel (local path / synthetic / hub snapshot)
     prompt_token_ids(config, n, seed)-> the same n ids for every backend
-    build_workload(args, resolved)   -> kit.results.Workload
+    build_workload(args, resolved)   -> core.results.Workload
     resolve_device(name)             -> "cuda" | "cpu"
 """
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from bench.api import ResolvedModel
-from bench.errors import BenchError
-from kit.results import Workload
+from core.errors import BenchError
+from core.rules import check_context, read_config, require_awq
+from core.results import Workload
 
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.tiktoken"]
 
@@ -103,47 +104,8 @@ def prompt_token_ids(config: dict[str, Any], input_len: int, seed: int, model_di
     return ids
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def require_awq(config: dict[str, Any], where: str) -> None:
-    """The AWQ paths (autoawq GEMM, vLLM awq / awq_marlin) need an AWQ 4-bit GEMM checkpoint."""
-    qc = config.get("quantization_config")
-    hint = ("Use an AWQ checkpoint such as Qwen/Qwen3-8B-AWQ, or --synthetic qwen3-8b-awq for random weights of the "
-            "same shape.")
-    if not qc:
-        raise BenchError(f"{where} is not an AWQ checkpoint: its config.json has no quantization_config, so it holds "
-                         f"plain {config.get('torch_dtype', 'full-precision')} weights. The transformers+autoawq and "
-                         f"vLLM awq/awq_marlin rows measure AWQ int4 kernels. {hint}")
-    method = str(qc.get("quant_method", "")).lower()
-    if method != "awq":
-        raise BenchError(f"{where} is quantized with {method or 'an unnamed method'!r}, not AWQ "
-                         f"(quantization_config.quant_method). {hint}")
-    version = str(qc.get("version", "gemm")).lower()
-    if int(qc.get("bits", 4)) != 4 or version != "gemm":
-        raise BenchError(f"{where} is AWQ {qc.get('bits')}-bit version {version!r}; the study measures 4-bit GEMM "
-                         f"checkpoints (autoawq WQLinear_GEMM, vLLM awq/awq_marlin). {hint}")
-
-
 def check_lengths(config: dict[str, Any], input_len: int, output_len: int, where: str) -> None:
-    limit = config.get("max_position_embeddings")
-    if limit is not None and input_len + output_len > int(limit):
-        raise BenchError(
-            f"--input-len {input_len} + --output-len {output_len} = {input_len + output_len} tokens is more than "
-            f"{where} supports (max_position_embeddings = {limit}). Shorten the prompt or the output; nothing was "
-            "loaded."
-        )
-
-
-def read_config(model_dir: Path, where: str) -> dict[str, Any]:
-    path = Path(model_dir) / "config.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"{where}: no config.json in {model_dir}. Point --model at a Hugging Face checkpoint folder "
-                         "(config.json + *.safetensors), or pass a hub id.") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise BenchError(f"{where}: cannot read {path} ({e}). Fix or re-download the checkpoint.") from e
+    check_context(config, input_len + output_len, f"--input-len {input_len} + --output-len {output_len}", where)
 
 
 # --------------------------------------------------------------------------- resolution

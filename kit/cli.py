@@ -1,8 +1,8 @@
 """`python -m kit COMMAND [options]`: what every nox session calls.
 
-Host side only. Runner options are parsed here; workload options (--model,
---input-len, ...) are checked by the container side's own parser
-(bench/options.py, torch-free) before anything long starts, then passed through.
+Host side only. One parser per command: the runner options defined here plus the workload options
+of the neutral core (core/workload.py). The workload is parsed and checked once, before anything
+long starts, and each step hands it to the container side as data (a WorkloadSpec, as JSON).
 """
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
+from core.workload import Parser, WorkloadSpec, add_workload_args, specs_from_namespace
 from kit.images import VLLM_STACKS, stack_title
-from kit.runners import RunnerOptions, Step, run_step, wants_cpu
-
-VLLM_QUANTIZATIONS = ("awq", "awq_marlin")
+from kit.runners import RunnerOptions, Step, run_step
 
 
 def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                epilog="Workload options (--model, --synthetic, --input-len, ...) are passed to "
-                                       "the container side; `python -m bench run --help` lists them.")
+    p = Parser(prog=prog, description=description)
     p.add_argument("--runner", choices=("docker", "local"), default="docker",
                    help="docker: the stack's pinned image (default); local: this interpreter or --python")
     p.add_argument("--python", help="local runner: interpreter with the stack (default: $KIT_LOCAL_PYTHON, else "
@@ -45,13 +42,6 @@ def _options(ns: argparse.Namespace) -> RunnerOptions:
                            "(often /etc/ssl/certs/ca-certificates.crt).")
         opts.ca_bundle = ns.ca_bundle.resolve()
     return opts
-
-
-def _check_workload_args(command: str, passthrough: list[str]) -> None:
-    """Fail fast on bad workload options, before any image build or model load."""
-    from bench.options import validate_passthrough  # torch-free by contract
-
-    validate_passthrough(command, passthrough)
 
 
 REPORTS_DIR_HELP = ("default: next to the results folder: reports/ beside a folder named results (the repo's "
@@ -95,13 +85,17 @@ def cmd_report(argv: list[str]) -> None:
     assemble(ns.results_dir, reports_dir_for(ns.results_dir, ns.reports_dir))
 
 
-def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namespace, list[str]], list[Step]],
-             parser: argparse.ArgumentParser) -> None:
-    ns, passthrough = parser.parse_known_args(argv)
-    passthrough = [a for a in passthrough if a != "--"]  # `python -m kit bench-hf [runner opts] -- [workload opts]`
+def plan(command: str, argv: list[str]) -> tuple[argparse.Namespace, list[Step]]:
+    """The parsed runner options and the steps of a measuring command; the workload is checked here, once, before
+    anything long starts. Raises KitError with one paragraph."""
+    parser, backend, steps_for = PLANS[command]()
+    ns = parser.parse_args([a for a in argv if a != "--"])  # `python -m kit bench-hf [runner opts] -- [workload]`
+    return ns, steps_for(ns, specs_from_namespace(ns, backend))
+
+
+def _measure(command: str, argv: list[str]) -> None:
+    ns, steps = plan(command, argv)
     opts = _options(ns)
-    _check_workload_args(command, passthrough)
-    steps = steps_for(ns, passthrough)
     before = _result_files(opts.results_dir)
     failures: list[str] = []
     try:
@@ -128,41 +122,51 @@ def _measure(command: str, argv: list[str], steps_for: Callable[[argparse.Namesp
                 print(f"report: no new result in {opts.results_dir}; {reports_dir} left as it was", flush=True)
 
 
-def cmd_bench_hf(argv: list[str]) -> None:
+BENCH = ("-m", "bench", "run", "--backend")
+PROFILER = ("profile/run_profile.py",)
+StepsFor = Callable[[argparse.Namespace, list[WorkloadSpec]], list[Step]]
+
+
+def _bench_hf() -> tuple[argparse.ArgumentParser, str, StepsFor]:
     p = _runner_parser("nox -s bench-hf --", f"Week-1 TTFT/TPOT of {stack_title('hf')}.")
-    _measure("bench-hf", argv, lambda ns, rest: [
-        Step("hf", ("-m", "bench", "run", "--backend", "transformers", *rest), needs_gpu=not wants_cpu(rest),
-             description="transformers + autoawq bench")], p)
+    add_workload_args(p)
+    return p, "transformers", lambda ns, specs: [
+        Step("hf", BENCH + ("transformers",), spec, "transformers + autoawq bench") for spec in specs]
 
 
-def cmd_bench_vllm(argv: list[str]) -> None:
+def _bench_vllm() -> tuple[argparse.ArgumentParser, str, StepsFor]:
     p = _runner_parser("nox -s bench-vllm --", f"Week-1 TTFT/TPOT of {stack_title('vllm')} by default, "
                                                     "one row per quantization.")
-    p.add_argument("--quantization", default=",".join(VLLM_QUANTIZATIONS),
-                   help="comma-separated subset of awq,awq_marlin (default: both rows)")
+    add_workload_args(p, vllm=True, quantization_default="awq,awq_marlin")
     p.add_argument("--vllm", choices=tuple(VLLM_STACKS), default="0.12",
                    help=f"vLLM stack: 0.12 ({stack_title('vllm')}, the study's; default) or 0.20 "
                         f"({stack_title('vllm-0.20')}, for CUDA 13 hosts); results of the two never share a cell")
+    return p, "vllm", lambda ns, specs: [
+        Step(VLLM_STACKS[ns.vllm], BENCH + ("vllm",), spec, f"vLLM {ns.vllm} ({spec.quantization}) bench")
+        for spec in specs]
 
-    def steps(ns: argparse.Namespace, rest: list[str]) -> list[Step]:
-        qs = [q.strip() for q in ns.quantization.split(",") if q.strip()]
-        bad = [q for q in qs if q not in VLLM_QUANTIZATIONS]
-        if bad or not qs:
-            raise KitError(f"--quantization {ns.quantization!r}: expected a comma-separated subset of "
-                           f"{','.join(VLLM_QUANTIZATIONS)}.")
-        stack = VLLM_STACKS[ns.vllm]
-        return [Step(stack, ("-m", "bench", "run", "--backend", "vllm", "--quantization", q, *rest),
-                     description=f"vLLM {ns.vllm} ({q}) bench") for q in qs]
 
-    _measure("bench-vllm", argv, steps, p)
+def _profile() -> tuple[argparse.ArgumentParser, str, StepsFor]:
+    p = _runner_parser("nox -s profile-t4 --",
+                       "Week-2 torch.profiler table of the transformers + autoawq path (cold, warm, decode step).")
+    add_workload_args(p, profile=True)
+    return p, "transformers", lambda ns, specs: [
+        Step("hf", PROFILER, spec, "torch.profiler of the transformers + autoawq path") for spec in specs]
+
+
+PLANS = {"bench-hf": _bench_hf, "bench-vllm": _bench_vllm, "profile": _profile}
+
+
+def cmd_bench_hf(argv: list[str]) -> None:
+    _measure("bench-hf", argv)
+
+
+def cmd_bench_vllm(argv: list[str]) -> None:
+    _measure("bench-vllm", argv)
 
 
 def cmd_profile(argv: list[str]) -> None:
-    p = _runner_parser("nox -s profile-t4 --",
-                       "Week-2 torch.profiler table of the transformers + autoawq path (cold, warm, decode step).")
-    _measure("profile", argv, lambda ns, rest: [
-        Step("hf", ("profile/run_profile.py", *rest), needs_gpu=not wants_cpu(rest),
-             description="torch.profiler of the transformers + autoawq path")], p)
+    _measure("profile", argv)
 
 
 def cmd_demo(argv: list[str]) -> None:

@@ -20,7 +20,6 @@ Host side: no torch here.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -28,34 +27,41 @@ from pathlib import Path
 from typing import Optional
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
+from core.workload import Parser, WorkloadSpec, add_workload_args, specs_from_namespace
 from kit.runners import RunnerOptions, Step, run_step
 
 # Small enough for ~1 minute on 2 shared cores, with the kit's default prompt length.
-DEMO_WORKLOAD = {"--synthetic": "tiny", "--device": "cpu", "--input-len": "32", "--output-len": "32",
-                 "--warmup": "2", "--iters": "5"}
+DEMO_WORKLOAD = {"synthetic": "tiny", "device": "cpu", "input_len": 32, "output_len": 32, "warmup": 2, "iters": 5}
 # One thread: the tiny model is overhead-bound, and several OpenMP threads on a shared CPU spin against
 # each other (measured: ~13 ms/token with 1 thread vs 85-160 ms with 2 on a loaded 2-core machine).
 DEMO_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 PROFILER = KIT_ROOT / "profile" / "run_profile.py"
 
 
-def workload_argv(overrides: list[str]) -> list[str]:
-    """The demo's workload options, with the user's overrides (`--output-len 16`, `--output-len=16`) winning."""
-    given = {a.split("=", 1)[0] for a in overrides if a.startswith("--")}
-    argv: list[str] = []
-    for key, value in DEMO_WORKLOAD.items():
-        if key not in given and not (key == "--synthetic" and "--model" in given):
-            argv += [key, value]
-    return argv + list(overrides)
+def demo_parser() -> Parser:
+    p = Parser(prog="nox -s demo --", description=__doc__.split("\n\n")[0])
+    p.add_argument("--python", help="interpreter with the HF stack (default: $KIT_LOCAL_PYTHON, else .venv-hf/, else this one)")
+    p.add_argument("--demo-dir", type=Path, default=KIT_ROOT / "demo", help="default: demo/ (git-ignored)")
+    add_workload_args(p, profile=True)
+    p.set_defaults(**{k: v for k, v in DEMO_WORKLOAD.items() if k != "synthetic"})
+    return p
 
 
-def demo_steps(workload: list[str], profiler: Path = PROFILER) -> list[Step]:
-    steps = [Step("hf", ("-m", "bench", "run", "--backend", "transformers", *workload), needs_gpu=False,
-                  description="bench: transformers + autoawq on CPU (tiny synthetic checkpoint)")]
+def demo_workload(ns) -> WorkloadSpec:
+    """The demo's workload: the tiny synthetic checkpoint unless the user names a model or another config."""
+    if ns.model is None and ns.synthetic is None:
+        ns.synthetic = DEMO_WORKLOAD["synthetic"]
+    (spec,) = specs_from_namespace(ns, "transformers")
+    return spec
+
+
+def demo_steps(workload: WorkloadSpec, profiler: Path = PROFILER) -> list[Step]:
+    steps = [Step("hf", ("-m", "bench", "run", "--backend", "transformers"), workload,
+                  "bench: transformers + autoawq on CPU (tiny synthetic checkpoint)")]
     if profiler.is_file():
-        steps.append(Step("hf", (str(profiler.relative_to(KIT_ROOT)), *workload), needs_gpu=False,
-                          description="profile: torch.profiler of the same model on CPU"))
+        steps.append(Step("hf", (str(profiler.relative_to(KIT_ROOT)),), workload,
+                          "profile: torch.profiler of the same model on CPU"))
     return steps
 
 
@@ -66,15 +72,8 @@ def _clear(folder: Path) -> None:
 
 
 def run_demo(argv: list[str], *, profiler: Optional[Path] = None) -> dict[str, float]:
-    p = argparse.ArgumentParser(prog="nox -s demo --", description=__doc__.split("\n\n")[0])
-    p.add_argument("--python", help="interpreter with the HF stack (default: $KIT_LOCAL_PYTHON, else .venv-hf/, else this one)")
-    p.add_argument("--demo-dir", type=Path, default=KIT_ROOT / "demo", help="default: demo/ (git-ignored)")
-    ns, rest = p.parse_known_args(argv)
-    workload = workload_argv(rest)
-
-    from bench.options import validate_passthrough  # torch-free
-
-    validate_passthrough("demo", workload)
+    ns = demo_parser().parse_args([a for a in argv if a != "--"])
+    workload = demo_workload(ns)
     demo = ns.demo_dir.resolve()
     for forbidden in (KIT_ROOT / "results", KIT_ROOT / "reports"):
         if demo == forbidden.resolve() or forbidden.resolve() in demo.parents:

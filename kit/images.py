@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Optional
 
 from kit import KIT_ROOT
-from kit.errors import KitError
-from kit.locks import lock_requirements, lock_versions
+from core.errors import KitError
+from core.locks import lock_requirements, lock_versions
 
 IMAGES_DIR = KIT_ROOT / "images"
 STACKS = ("hf", "vllm", "vllm-0.20")

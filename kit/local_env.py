@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
 
 # What a local interpreter must be able to import to run a stack's steps (bench, profile; pydantic: the results).
 STACK_MODULES = {"hf": ("torch", "transformers", "awq", "pydantic"), "vllm": ("torch", "vllm", "pydantic"),

@@ -7,7 +7,7 @@ Checks, in order (each raises or collects a KitError paragraph):
 - the client can build with BuildKit (docker < 23 has it built in; newer clients need the buildx plugin);
 - GPU steps only: the daemon has the NVIDIA runtime, nvidia-smi sees a GPU, and the GPU the step will run on
   (CUDA_VISIBLE_DEVICES' first, else GPU 0) meets the vLLM kernel's minimum compute capability (the bench's
-  own rule and message, bench/vllm_args.py);
+  own rule and message, core/rules.py);
 - a build only: enough free disk under the docker root for the image.
 
 Host side; no torch.
@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from kit.errors import KitError
+from core.errors import KitError
+from core.rules import STUDY_SERIES, check_capability
+from core.workload import WorkloadSpec
 
 # The daemon's own words when `docker run --gpus all` finds no NVIDIA runtime (exit code 125).
 NVIDIA_DAEMON_MESSAGE = 'could not select device driver "" with capabilities: [[gpu]]'
@@ -286,33 +288,20 @@ def gpu_that_will_run(gpus: list[GpuInfo], cuda_visible_devices: Optional[str]) 
     )
 
 
-def requested_quantizations(argv: Sequence[str]) -> list[str]:
-    out = []
-    for i, a in enumerate(argv):
-        if a == "--quantization" and i + 1 < len(argv):
-            out.append(argv[i + 1])
-        elif a.startswith("--quantization="):
-            out.append(a.split("=", 1)[1])
-    return out
-
-
-def check_quantization_capability(argv: Sequence[str], gpu: GpuInfo, series: Optional[str] = None) -> None:
-    """The vLLM backend's own rule and message (bench.vllm_args.check_capability), applied before any build.
+def check_quantization_capability(workload: WorkloadSpec, gpu: GpuInfo, series: Optional[str] = None) -> None:
+    """The vLLM rule and message (core.rules.check_capability) for the GPU that will run, before any build.
 
     series: the vLLM series of the step's stack ("0.12", "0.20"); its kernels have their own minimums."""
-    from bench.errors import BenchError
-    from bench.vllm_args import QUANTIZATIONS, STUDY_SERIES, check_capability  # torch-free
-
-    for quantization in requested_quantizations(argv):
-        if quantization not in QUANTIZATIONS or gpu.capability is None:
-            continue  # unknown names are refused by the bench's option check; an unknown capability, in the run
-        try:
-            check_capability(quantization, gpu.capability, f"GPU {gpu.index} ({gpu.name})", series or STUDY_SERIES)
-        except BenchError as e:
-            raise PreflightError(str(e)) from None
+    if workload.quantization is None or gpu.capability is None:
+        return  # not a vLLM row; an unknown capability is checked in the run, where torch reads it
+    try:
+        check_capability(workload.quantization, gpu.capability, f"GPU {gpu.index} ({gpu.name})",
+                         series or STUDY_SERIES)
+    except KitError as e:
+        raise PreflightError(str(e)) from None
 
 
-def check_gpu_step(client: DockerClient, argv: Sequence[str], series: Optional[str] = None) -> None:
+def check_gpu_step(client: DockerClient, workload: WorkloadSpec, series: Optional[str] = None) -> None:
     """Everything a GPU step needs, all problems reported at once."""
     problems = []
     try:
@@ -321,7 +310,7 @@ def check_gpu_step(client: DockerClient, argv: Sequence[str], series: Optional[s
         problems.append(str(e))
     try:
         gpu = gpu_that_will_run(visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
-        check_quantization_capability(argv, gpu, series)
+        check_quantization_capability(workload, gpu, series)
     except PreflightError as e:
         problems.append(str(e))
     if problems:
@@ -368,17 +357,17 @@ def check_disk(client: DockerClient, need_gb: float, what: str) -> None:
 # --------------------------------------------------------------------------- everything
 
 
-def docker_preflight(stacks: Sequence[str] = (), *, gpu_argv: Optional[Sequence[str]] = None,
+def docker_preflight(stacks: Sequence[str] = (), *, gpu_workload: Optional[WorkloadSpec] = None,
                      vllm_series: Optional[str] = None) -> DockerClient:
     """The checks before a Docker step, each one paragraph: the client and its daemon; the GPU, when the step needs
-    one (gpu_argv: its options, vllm_series: the vLLM that will run it); free disk for each of `stacks` whose image
+    one (gpu_workload: its workload, vllm_series: the vLLM that will run it); free disk for each of `stacks` whose image
     is not built yet. Returns the client to use."""
     from kit.images import STACK_INFO, current_tag, inspect_image_id
 
     client = find_docker()
     check_daemon(client)
-    if gpu_argv is not None:
-        check_gpu_step(client, gpu_argv, vllm_series)
+    if gpu_workload is not None:
+        check_gpu_step(client, gpu_workload, vllm_series)
     for stack in stacks:
         if not inspect_image_id(client, current_tag(stack, client)):
             check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
 
 SUITES = ("host", "docker", "container", "vllm", "vllm-0.20")
 IMAGE_OF = {"container": "hf", "vllm": "vllm", "vllm-0.20": "vllm-0.20"}
@@ -120,7 +120,7 @@ def run_image_suite(suite: str, extra: list[str], workdir: Path, ca_bundle: Opti
     argv = ("-m", "pytest", f"tests/{TEST_DIR.get(suite, suite)}", "-ra", "-p", "no:cacheprovider",
             f"--junitxml={OUTPUT_MOUNT}/junit-{suite}.xml", *extra)
     _banner(f"{suite}: python {' '.join(argv)}  (in {image.tag}, kit at /kit read-only, CPU)")
-    step = Step(stack, argv, needs_gpu=False, description=f"{argv[2]} in the {stack} image")
+    step = Step(stack, argv, description=f"{argv[2]} in the {stack} image")
     res.rc = run_in_image(step, opts, client=client, image=image, log_name=f"pytest-{suite}.log")
     res.seconds = time.monotonic() - t0
     read_junit(opts.output_dir / f"junit-{suite}.xml", res)

@@ -21,7 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.hf_backend import awq_kernel_state
-from kit.results import ProfilePhase, ProfileRow
+from core.results import ProfilePhase, ProfileRow
 
 ROW_LIMIT = 10  # the seed's table
 STORED_ROWS = 30  # rows kept as data: the table's 10 plus context for the diagnosis

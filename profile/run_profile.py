@@ -24,9 +24,9 @@ import secrets  # noqa: E402
 import tempfile  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 
-from bench.errors import BenchError  # noqa: E402
-from bench.options import build_parser, check_args  # noqa: E402
-from kit.results import Backend, ProfileResult, result_filename, write_result  # noqa: E402
+from core.errors import BenchError  # noqa: E402
+from core.workload import Parser, add_spec_argument, add_workload_args, parse_spec  # noqa: E402
+from core.results import Backend, ProfileResult, result_filename, write_result  # noqa: E402
 
 
 def _log(msg: str) -> None:
@@ -50,12 +50,10 @@ def print_phase(phase, device_line: str) -> None:
 
 
 def run(argv: list[str]) -> int:
-    def extra(p) -> None:
-        p.add_argument("--no-trace", action="store_true", help="do not export Chrome traces")
-        p.add_argument("--reuse-triton-cache", action="store_true",
-                       help="keep Triton's on-disk kernel cache: 'cold' then excludes JIT compilation")
-
-    args = check_args(build_parser("profile", extra=extra).parse_args(argv), "transformers")
+    parser = Parser(prog="python profile/run_profile.py", description=__doc__.split("\n\n")[0])
+    add_spec_argument(parser)
+    add_workload_args(parser, profile=True)
+    _, args = parse_spec(parser, argv, "transformers")
     if args.reuse_triton_cache:
         return profile_run(args, "reused (TRITON_CACHE_DIR as set)")
     # 'cold' means what a fresh machine sees (the published Colab T4 run): Triton compiles every kernel.

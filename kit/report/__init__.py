@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from kit.errors import KitError
+from core.errors import KitError
 from kit.report.common import Inputs, _stderr_note, group_runs, label_order, load_inputs
 from kit.report.published import Published, load_published
 

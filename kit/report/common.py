@@ -14,8 +14,8 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import tabulate
 
-from kit.errors import KitError
-from kit.results import BenchResult, NotAResultFile, ProfileResult, ResultFileError, load_result
+from core.errors import KitError
+from core.results import BenchResult, NotAResultFile, ProfileResult, ResultFileError, load_result
 
 # The seed's column order; other labels follow, sorted.
 KNOWN_LABELS = ("vLLM (awq)", "vLLM (awq_marlin)", "transformers")
@@ -107,7 +107,7 @@ def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -
     Non-results (other JSON, other files, folders not named *.json) are skipped with a one-line note;
     hidden files (temp files of an atomic write in progress) are ignored. A broken result file
     (malformed, truncated, wrong version, unreadable, wrong field) raises KitError with the one
-    paragraph from kit.results.load_result.
+    paragraph from core.results.load_result.
     """
     results_dir = Path(results_dir)
     inputs = Inputs(results_dir_name=results_dir.name or str(results_dir))

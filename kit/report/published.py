@@ -12,7 +12,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
 
 PUBLISHED_PATH = KIT_ROOT / "reports" / "published.json"
 SEED_COPY_PATH = KIT_ROOT / "reports" / "published-seed.txt"

@@ -3,10 +3,10 @@ timing benchmark (kit/report/bench_timing.py) and demos. Never written into resu
 
     make_bench_result(**overrides) -> BenchResult
     make_profile_result(**overrides) -> ProfileResult
-    write_sample(result, folder) -> Path        (file name from kit.results.result_filename)
+    write_sample(result, folder) -> Path        (file name from core.results.result_filename)
 
 Every value is derived from the arguments and the stacks' locks (library versions), so the same call gives the
-same result (no clocks, no randomness), and a bench result agrees with itself (kit.results.bench_inconsistencies):
+same result (no clocks, no randomness), and a bench result agrees with itself (core.results.bench_inconsistencies):
 its summary is computed from its samples after any `samples=` override; a `summary=` override is applied last
 (to build contradictions on purpose). Keyword arguments not listed below are deep-merged into the result's JSON form before validation, e.g.
 ``make_bench_result(workload={"input_len": 512}, provenance={"label": "reference run"})``.
@@ -18,8 +18,8 @@ import hashlib
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from kit.locks import lock_versions
-from kit.results import BenchResult, ProfileResult, result_filename, summarize, write_result
+from core.locks import lock_versions
+from core.results import BenchResult, ProfileResult, result_filename, summarize, write_result
 
 _PUBLISHED_MEDIANS = {  # the study's numbers: realistic magnitudes for samples
     "vLLM (awq)": (51.78, 50.12),

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 
 from kit.report.common import DASH, Group, Loaded, ms, pipe_table, variant_of
 from kit.report.published import PublishedWeek1
-from kit.results import BenchResult
+from core.results import BenchResult
 
 AWQ, MARLIN = "vLLM (awq)", "vLLM (awq_marlin)"
 STUDY_CONFIG = {"vllm": "study configuration (CUDA graphs, async scheduling off)"}

@@ -13,7 +13,7 @@ from kit.report.published import Published, PublishedWeek1, is_same_gpu
 from kit.report.vllm_rows import (
     CONFIGURATIONS_NOTE, CONFIGURATIONS_NOTE_PLAIN, clock_check_text, configurations_table, key_comparison,
 )
-from kit.results import BenchResult, harness_overhead
+from core.results import BenchResult, harness_overhead
 
 TITLE = "# Week 1. Benchmark"
 

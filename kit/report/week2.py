@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from kit.report.common import Footnotes, Group, Inputs, backend_text, group_runs, workload_text
 from kit.report.published import Published, PublishedWeek2, is_same_gpu
-from kit.results import ProfilePhase, ProfileResult
+from core.results import ProfilePhase, ProfileResult
 
 TITLE = "# Week 2. Profiling"
 PHASE_ORDER = ("cold", "warm", "decode")

@@ -14,33 +14,33 @@ container side never needs to know which runner started it.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
+from core.git import kit_git_state
+from core.workload import WorkloadSpec
 from kit import KIT_ROOT
 
 Stack = Literal["hf", "vllm", "vllm-0.20"]
 
 
-def wants_cpu(argv) -> bool:
-    """A step asked to run on the CPU (`--device cpu`): no GPU checks, no --gpus."""
-    for i, a in enumerate(argv):
-        if a == "--device" and i + 1 < len(argv) and argv[i + 1] == "cpu":
-            return True
-        if a == "--device=cpu":
-            return True
-    return False
-
-
 @dataclass(frozen=True)
 class Step:
     stack: Stack
-    # argv after the interpreter, relative to the kit root, e.g. ["-m", "bench", "run", "--backend", "transformers"]
+    # the entry point after the interpreter, relative to the kit root, e.g. ("-m", "bench", "run", "--backend", "vllm")
     argv: tuple[str, ...]
-    needs_gpu: bool = True
+    workload: Optional[WorkloadSpec] = None  # handed to the entry point as `--workload JSON`
     description: str = ""
+
+    @property
+    def needs_gpu(self) -> bool:
+        return self.workload is not None and not self.workload.wants_cpu
+
+    def command(self, workload: Optional[WorkloadSpec] = None) -> tuple[str, ...]:
+        """argv with the workload (or a runner's rewrite of it, e.g. container paths) as data."""
+        workload = workload or self.workload
+        return self.argv + (("--workload", workload.to_json()) if workload else ())
 
 
 @dataclass
@@ -56,34 +56,6 @@ class RunnerOptions:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def git_state(root: Path = KIT_ROOT) -> tuple[Optional[str], Optional[bool]]:
-    """(commit, dirty) of the kit checkout, or (None, None) outside git."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        return commit, bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return None, None
-
-
-def declared_git_state() -> Optional[tuple[str, Optional[bool]]]:
-    """KIT_GIT_COMMIT / KIT_GIT_DIRTY set by whoever started the kit, or None.
-
-    They win over the checkout's own .git: a copy of the working tree (a GPU machine that received the files,
-    not the history) may carry a stale .git whose HEAD is not the code that runs.
-    """
-    commit = os.environ.get("KIT_GIT_COMMIT")
-    if not commit:
-        return None
-    dirty = os.environ.get("KIT_GIT_DIRTY")
-    return commit, None if dirty is None else dirty == "1"
-
-
 def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_dir: str,
               runner: str, image: Optional[dict[str, str]] = None) -> dict[str, str]:
     """The environment contract between a runner and the container side.
@@ -97,7 +69,7 @@ def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_d
     KIT_LABEL        free-text provenance label
     KIT_STACK        the step's stack (set by each runner): provenance reads images/<stack>/requirements.lock
     """
-    commit, dirty = declared_git_state() or git_state()
+    commit, dirty = kit_git_state()
     env = {
         "KIT_RESULTS_DIR": results_dir,
         "KIT_OUTPUT_DIR": output_dir,

@@ -30,12 +30,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
+from core.workload import WorkloadSpec
 from kit.images import is_vllm_stack, vllm_series_of
-from kit.runners import RunnerOptions, Step, child_env, wants_cpu
+from kit.runners import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
 KIT_MOUNT = "/kit"
@@ -110,45 +111,30 @@ def vllm_cache_dir() -> Path:
     return Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
 
 
-def step_needs_gpu(step: Step) -> bool:
-    return step.needs_gpu and not wants_cpu(step.argv)
-
-
 MODEL_MOUNT = "/models"
-PATH_OPTIONS = ("--model", "--synthetic")
 
 
-def map_host_paths(argv: Sequence[str]) -> tuple[list[str], list[tuple[Path, str]]]:
-    """Rewrite `--model PATH` / `--synthetic PATH` that name host files into container paths.
+def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadSpec], list[tuple[Path, str]]]:
+    """The workload with its `model` / `synthetic` host paths rewritten into container paths.
 
     Paths inside the kit checkout map to /kit/...; others are bind-mounted read-only under /models/.
-    Hub ids and config names (no such file or folder on the host) are left alone. Returns (argv, mounts).
+    Hub ids and config names (no such file or folder on the host) are left alone. Returns (workload, mounts).
     """
-    out: list[str] = []
+    if workload is None:
+        return None, []
+    changes: dict[str, str] = {}
     mounts: list[tuple[Path, str]] = []
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        a = args[i]
-        opt, value, joined = None, None, False
-        if a in PATH_OPTIONS and i + 1 < len(args):
-            opt, value = a, args[i + 1]
-        elif "=" in a and a.split("=", 1)[0] in PATH_OPTIONS:
-            opt, value = a.split("=", 1)
-            joined = True
-        if opt is None or not os.path.exists(value):
-            out.append(a)
-            i += 1
+    for name in ("model", "synthetic"):
+        value = getattr(workload, name)
+        if not value or not os.path.exists(os.path.expanduser(value)):
             continue
-        host = Path(value).resolve()
+        host = Path(os.path.expanduser(value)).resolve()
         try:
-            target = f"{KIT_MOUNT}/{host.relative_to(KIT_ROOT)}"
+            changes[name] = f"{KIT_MOUNT}/{host.relative_to(KIT_ROOT)}"
         except ValueError:
-            target = f"{MODEL_MOUNT}/{len(mounts)}/{host.name}"
-            mounts.append((host, target))
-        out += [f"{opt}={target}"] if joined else [opt, target]
-        i += 1 if joined else 2
-    return out, mounts
+            changes[name] = f"{MODEL_MOUNT}/{len(mounts)}/{host.name}"
+            mounts.append((host, changes[name]))
+    return workload.replace(**changes), mounts
 
 
 def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_tag: str, env: dict[str, str], *,
@@ -174,7 +160,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
         mounts.append((vllm_cache_dir(), VLLM_CACHE_MOUNT, "rw"))
     if opts.ca_bundle:
         mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
-    argv, path_mounts = map_host_paths(step.argv)
+    workload, path_mounts = map_host_paths(step.workload)
     mounts += [(host, target, "ro") for host, target in path_mounts]
     for host, target, mode in mounts:
         cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={target}" + (",readonly" if mode == "ro" else "")]
@@ -183,7 +169,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
     for key in FORWARD_ENV + SECRET_ENV:
         if os.environ.get(key):
             cmd += ["-e", key]  # by name: docker reads the value from its own environment
-    cmd += [image_tag, "python", *argv]
+    cmd += [image_tag, "python", *step.command(workload)]
     return cmd
 
 
@@ -297,10 +283,10 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
     from kit import preflight
     from kit.images import ensure_image
 
-    needs_gpu = step_needs_gpu(step)
+    needs_gpu = step.needs_gpu
     if client is None:
-        client = preflight.docker_preflight(() if image else (step.stack,), gpu_argv=step.argv if needs_gpu else None,
-                                            vllm_series=vllm_series_of(step.stack))
+        client = preflight.docker_preflight(() if image else (step.stack,), gpu_workload=step.workload if needs_gpu
+                                            else None, vllm_series=vllm_series_of(step.stack))
     sweep_stale_containers(client)
     if image is None:
         image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")

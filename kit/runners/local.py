@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
 from kit.local_env import STACK_MODULES, make_command, venv_python
 from kit.runners import RunnerOptions, Step, child_env
 
@@ -55,7 +55,7 @@ def run_local(step: Step, opts: RunnerOptions) -> None:
     check_stack(python, step.stack, env)
     for d in (opts.results_dir, opts.output_dir, opts.cache_dir):
         d.mkdir(parents=True, exist_ok=True)
-    cmd = [python, *step.argv]
+    cmd = [python, *step.command()]
     proc = subprocess.Popen(cmd, cwd=KIT_ROOT, env=env)
     try:
         rc = proc.wait()

@@ -23,7 +23,7 @@ def _results(env) -> list[Path]:
 
 
 def test_end_to_end_result_validates(stack, tiny_ckpt, run_bench, kit_env):
-    from kit.results import load_result
+    from core.results import load_result
 
     from bench.roofline import tensor_sizes
     from bench.workload import prompt_token_ids
@@ -139,7 +139,7 @@ def test_measure_counts_warmup_and_iterations(loaded):
     import argparse
 
     from bench.hf_backend import measure
-    from kit.results import Workload
+    from core.results import Workload
 
     _model, _config, rm = loaded
     w = Workload(model=rm.model_id, model_source="synthetic", synthetic=True, synthetic_config="tiny", input_len=8,
@@ -160,7 +160,7 @@ def test_each_measured_generate_is_followed_by_the_same_generate_bare(loaded, mo
     import torch
 
     import bench.hf_backend as hb
-    from kit.results import Workload
+    from core.results import Workload
 
     _model, _config, rm = loaded
     calls, real_load = [], hb.load_awq_model

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.api import ResolvedModel
-from bench.errors import BenchError
+from core.errors import BenchError
 
 
 def _resolved(path: Path, source: str = "synthetic") -> ResolvedModel:

@@ -44,7 +44,7 @@ def _header_columns(table: str) -> list[str]:
 
 
 def test_cold_warm_and_decode_phases_are_present(profile_run):
-    from kit.results import load_result
+    from core.results import load_result
 
     _, path, _ = profile_run
     result = load_result(path)
@@ -53,7 +53,7 @@ def test_cold_warm_and_decode_phases_are_present(profile_run):
 
 
 def test_cpu_table_has_the_cpu_columns_and_ten_rows(profile_run):
-    from kit.results import load_result
+    from core.results import load_result
 
     result = load_result(profile_run[1])
     for phase in result.phases:
@@ -64,7 +64,7 @@ def test_cpu_table_has_the_cpu_columns_and_ten_rows(profile_run):
 
 
 def test_awq_linear_rows_have_seven_calls_per_layer(profile_run):
-    from kit.results import load_result
+    from core.results import load_result
 
     result = load_result(profile_run[1])
     layers = json.loads((REPO_ROOT / "bench" / "configs" / "tiny.json").read_text())
@@ -78,7 +78,7 @@ def test_awq_linear_rows_have_seven_calls_per_layer(profile_run):
 
 
 def test_rows_round_trip_through_the_results_file(profile_run):
-    from kit.results import ProfileResult, load_result
+    from core.results import ProfileResult, load_result
 
     result = load_result(profile_run[1])
     again = ProfileResult.model_validate(json.loads(profile_run[1].read_text()))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench import synthetic
-from bench.errors import BenchError
+from core.errors import BenchError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,7 +156,7 @@ def test_config_path_and_bad_configs(stack, tmp_path):
     assert loaded == cfg and name.startswith("my-")
     bad = dict(cfg, quantization_config=None)
     p.write_text(json.dumps(bad))
-    with pytest.raises(BenchError, match="not AWQ 4-bit GEMM"):
+    with pytest.raises(BenchError, match="not an AWQ checkpoint"):
         synthetic.load_config(str(p))
     with pytest.raises(BenchError, match="neither a named config"):
         synthetic.load_config("no-such-config")

@@ -10,7 +10,7 @@ import sys
 import time
 
 from kit import images
-from kit.results import BenchResult, ProfileResult, load_result
+from core.results import BenchResult, ProfileResult, load_result
 from dockerkit import CPU_BENCH, NOTES, copy_kit, kit_dirs, run_kit, world_dir
 
 

@@ -91,7 +91,7 @@ def test_token_never_persists(docker_client, hf_image, token_image, planted_toke
                          cache_dir=tmp_path / "cache", hf_home=tmp_path / "hf-home")
     step = Step("hf", ("-c", "import hashlib, os; print('token-sha256', "
                              "hashlib.sha256(os.environ['HF_TOKEN'].encode()).hexdigest())"),
-                needs_gpu=False, description="token arrives")
+                description="token arrives")
     assert run_in_image(step, opts, log_name="token-check.log") == 0
     check_log = (tmp_path / "output" / "logs" / "token-check.log").read_text()
     assert f"token-sha256 {hashlib.sha256(needle).hexdigest()}" in check_log
@@ -128,7 +128,7 @@ def test_token_absent_means_not_passed(docker_client, hf_image, tmp_path, monkey
     monkeypatch.delenv("HF_TOKEN", raising=False)
     opts = RunnerOptions(results_dir=tmp_path / "r", output_dir=tmp_path / "o", cache_dir=tmp_path / "c",
                          hf_home=tmp_path / "h")
-    step = Step("hf", ("-m", "bench", "run"), needs_gpu=False)
+    step = Step("hf", ("-m", "bench", "run"))
     cmd = docker_run_command(docker_client.path, step, opts, hf_image.tag,
                              container_env(opts, hf_image.env(), "hf"), name="x", needs_gpu=False)
     assert "HF_TOKEN" not in " ".join(cmd)

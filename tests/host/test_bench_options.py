@@ -12,9 +12,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import options  # noqa: E402
-from bench.errors import BenchError  # noqa: E402
-from kit.errors import KitError  # noqa: E402
+from bench.run import parse_run_args  # noqa: E402
+from kit.cli import plan  # noqa: E402
+from core.errors import BenchError  # noqa: E402
+from core.errors import KitError  # noqa: E402
 
 QWEN = json.loads((REPO_ROOT / "bench" / "configs" / "qwen3-8b-awq.json").read_text())
 TINY = json.loads((REPO_ROOT / "bench" / "configs" / "tiny.json").read_text())
@@ -23,14 +24,25 @@ TINY = json.loads((REPO_ROOT / "bench" / "configs" / "tiny.json").read_text())
 # --------------------------------------------------------------------------- options
 
 
+def check(command: str, argv: list[str]):
+    """The workload a command would run, parsed and checked the way the kit does it, once."""
+    if command == "run":
+        return parse_run_args(argv)
+    if command == "demo":
+        from kit.demo import demo_parser, demo_workload
+
+        return demo_workload(demo_parser().parse_args(argv))
+    return plan(command, argv)[1]
+
+
 def test_defaults_are_vllm_bench_latency():
-    ns = options.parse_run_args(["--backend", "transformers"])
-    assert (ns.input_len, ns.output_len, ns.warmup, ns.iters, ns.seed) == (32, 128, 10, 30, 0)
-    assert ns.model == "Qwen/Qwen3-8B-AWQ" and ns.synthetic is None and ns.device == "auto"
+    backend, spec = parse_run_args(["--backend", "transformers"])
+    assert (spec.input_len, spec.output_len, spec.warmup, spec.iters, spec.seed) == (32, 128, 10, 30, 0)
+    assert spec.model == "Qwen/Qwen3-8B-AWQ" and spec.synthetic is None and spec.device == "auto"
 
 
 def test_bench_error_is_a_kit_error():
-    # kit/cli.py catches KitError only: validate_passthrough's errors must be KitErrors.
+    # kit/cli.py catches KitError only: the container side's errors must be KitErrors.
     assert issubclass(BenchError, KitError) and BenchError("x").exit_code == 2
 
 
@@ -42,8 +54,8 @@ def test_bench_error_is_a_kit_error():
     ("bench-hf", ["--input-len", "abc"], "must be a whole number"),
     ("bench-hf", ["--device", "tpu"], "invalid choice"),
     ("bench-hf", ["--bogus"], "unrecognized arguments: --bogus"),
-    ("bench-hf", ["--quantization", "awq"], "vLLM-only"),
-    ("bench-hf", ["--enforce-eager"], "vLLM-only"),
+    ("bench-hf", ["--quantization", "awq"], "unrecognized arguments: --quantization"),  # vLLM-only
+    ("bench-hf", ["--enforce-eager"], "unrecognized arguments: --enforce-eager"),
     ("bench-hf", ["--synthetic", "nope"], "expected one of qwen3-8b-awq, tiny"),
     ("bench-hf", ["--synthetic", "tiny", "--model", "Qwen/Qwen3-8B-AWQ"], "exclusive"),
     ("bench-hf", ["--synthetic", "tiny", "--revision", "main"], "hub models only"),
@@ -51,12 +63,16 @@ def test_bench_error_is_a_kit_error():
     ("bench-vllm", ["--device", "cpu"], "need an NVIDIA GPU"),
     ("bench-vllm", ["--max-model-len", "100"], "shorter than --input-len \\+ --output-len"),
     ("bench-vllm", ["--gpu-memory-utilization", "1.5"], "must be in \\(0, 1\\]"),
+    ("bench-vllm", ["--quantization", "awq,gptq"], "expected awq, awq_marlin or both"),
     ("demo", ["--output-len", "1"], "--output-len must be at least 2"),
     ("profile", ["--iters", "0"], "--iters must be at least 1"),
+    ("run", ["--backend", "vllm", "--synthetic", "tiny", "--quantization", "awq,awq_marlin"], "one vLLM row"),
+    ("run", ["--backend", "vllm", "--workload", "{\"input_len\": 8}", "--iters", "3"], "cannot be added"),
+    ("run", ["--backend", "vllm", "--workload", "{\"nope\": 1}"], "not a workload spec"),
 ])
 def test_bad_values_are_refused_with_one_paragraph(command, argv, match):
     with pytest.raises(BenchError, match=match) as info:
-        options.validate_passthrough(command, argv)
+        check(command, argv)
     assert "\n" not in str(info.value)
 
 
@@ -69,25 +85,45 @@ def test_bad_values_are_refused_with_one_paragraph(command, argv, match):
     ("demo", ["--synthetic", "tiny", "--device", "cpu"]),
 ])
 def test_good_values_pass(command, argv):
-    options.validate_passthrough(command, argv)
+    check(command, argv)
 
 
 def test_vllm_run_needs_explicit_quantization():
     with pytest.raises(BenchError, match="silently upgrades"):
-        options.parse_run_args(["--backend", "vllm", "--synthetic", "tiny"])
-    ns = options.parse_run_args(["--backend", "vllm", "--synthetic", "tiny", "--quantization", "awq_marlin"])
-    assert ns.quantization == "awq_marlin"
+        parse_run_args(["--backend", "vllm", "--synthetic", "tiny"])
+    _, spec = parse_run_args(["--backend", "vllm", "--synthetic", "tiny", "--quantization", "awq_marlin"])
+    assert spec.quantization == "awq_marlin"
+
+
+def test_bench_vllm_plans_one_step_per_row_from_one_parsed_spec():
+    ns, steps = plan("bench-vllm", ["--synthetic", "tiny", "--output-len", "16", "--vllm", "0.20"])
+    assert [s.workload.quantization for s in steps] == ["awq", "awq_marlin"]
+    assert {s.stack for s in steps} == {"vllm-0.20"} and all(s.needs_gpu for s in steps)
+    assert {s.workload.replace(quantization=None) for s in steps} == {steps[0].workload.replace(quantization=None)}
+    _, (only,) = plan("bench-vllm", ["--quantization", "awq_marlin"])
+    assert only.workload.quantization == "awq_marlin"
+    _, (cpu,) = plan("bench-hf", ["--device", "cpu"])
+    assert not cpu.needs_gpu
+
+
+def test_the_container_gets_the_spec_the_host_parsed():
+    # Handed over as data: the container side's parser reads back exactly what the host checked.
+    _, (step,) = plan("bench-hf", ["--synthetic", "tiny", "--iters", "3", "--device", "cpu"])
+    argv = step.command()
+    assert argv[:5] == ("-m", "bench", "run", "--backend", "transformers") and argv[5] == "--workload"
+    backend, spec = parse_run_args(list(argv[3:]))
+    assert backend == "transformers" and spec == step.workload
 
 
 def test_synthetic_config_path_is_accepted(tmp_path):
     p = tmp_path / "cfg.json"
     p.write_text(json.dumps(TINY))
-    options.validate_passthrough("bench-hf", ["--synthetic", str(p)])
+    check("bench-hf", ["--synthetic", str(p)])
 
 
 def test_local_model_folder_is_not_a_hub_id(tmp_path):
-    ns = options.parse_run_args(["--backend", "transformers", "--model", str(tmp_path)])
-    assert ns.model == str(tmp_path)
+    _, spec = parse_run_args(["--backend", "transformers", "--model", str(tmp_path)])
+    assert spec.model == str(tmp_path)
 
 
 # --------------------------------------------------------------------------- prompt ids
@@ -118,7 +154,8 @@ def test_prompt_ids_avoid_special_tokens_and_stay_in_vocab(tmp_path):
 
 
 def test_lengths_and_awq_checks():
-    from bench.workload import check_lengths, require_awq
+    from bench.workload import check_lengths
+    from core.rules import require_awq
 
     check_lengths(TINY, 1024, 1024, "tiny")
     with pytest.raises(BenchError, match="max_position_embeddings = 2048"):
@@ -233,20 +270,19 @@ def test_provenance_reads_the_env_contract(monkeypatch):
 
 
 def test_demo_workload_and_steps(tmp_path):
-    from kit.demo import DEMO_WORKLOAD, demo_steps, workload_argv
+    from kit.demo import DEMO_WORKLOAD, demo_parser, demo_steps, demo_workload
 
-    argv = workload_argv(["--output-len=16", "--iters", "2"])
-    assert argv.count("--output-len") == 0 and "--output-len=16" in argv and argv.count("--iters") == 1
-    assert argv[argv.index("--synthetic") + 1] == "tiny" and argv[argv.index("--device") + 1] == "cpu"
-    options.validate_passthrough("demo", workload_argv([]))
-    assert "--synthetic" not in workload_argv(["--model", str(tmp_path)])
-    steps = demo_steps(workload_argv([]), profiler=tmp_path / "missing.py")
-    assert len(steps) == 1 and steps[0].argv[:5] == ("-m", "bench", "run", "--backend", "transformers")
-    assert not steps[0].needs_gpu
-    real = demo_steps(workload_argv([]))
+    spec = demo_workload(demo_parser().parse_args(["--output-len=16", "--iters", "2"]))
+    assert (spec.output_len, spec.iters, spec.synthetic, spec.device) == (16, 2, "tiny", "cpu")
+    assert spec.warmup == DEMO_WORKLOAD["warmup"]
+    assert demo_workload(demo_parser().parse_args(["--model", str(tmp_path)])).synthetic is None
+    steps = demo_steps(spec, profiler=tmp_path / "missing.py")
+    assert len(steps) == 1 and steps[0].argv == ("-m", "bench", "run", "--backend", "transformers")
+    assert not steps[0].needs_gpu and steps[0].workload == spec
+    real = demo_steps(spec)
     if (REPO_ROOT / "profile" / "run_profile.py").is_file():
         assert real[1].argv[0] == "profile/run_profile.py"
-    assert DEMO_WORKLOAD["--device"] == "cpu"
+    assert DEMO_WORKLOAD["device"] == "cpu"
 
 
 def test_demo_never_writes_into_results_or_reports():

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from bench.api import IterationProgress
-from bench.errors import BenchError
+from core.errors import BenchError
 from bench.run import ProgressDisplay, progress_poll_interval
 
 

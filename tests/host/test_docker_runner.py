@@ -13,19 +13,19 @@ if str(REPO) not in sys.path:
 
 from kit import KIT_ROOT, preflight  # noqa: E402
 from kit.runners import RunnerOptions, Step  # noqa: E402
-from kit.runners.docker import (container_env, docker_run_command, map_host_paths,  # noqa: E402
-                                step_needs_gpu, wants_cpu)
+from core.workload import WorkloadSpec  # noqa: E402
+from kit.runners.docker import container_env, docker_run_command, map_host_paths  # noqa: E402
 
 IMAGE_ENV = {"KIT_IMAGE_ID": "sha256:" + "a" * 64, "KIT_IMAGE_TAG": "awq-kit-hf:0123456789abcdef",
              "KIT_LOCK_HASH": "b" * 64}
 
 
-def _cmd(tmp_path, stack="hf", argv=("-m", "bench", "run"), needs_gpu=True, ca=None, **env):
+def _cmd(tmp_path, stack="hf", workload=WorkloadSpec(), ca=None, **env):
     opts = RunnerOptions(results_dir=tmp_path / "results", output_dir=tmp_path / "output",
                          cache_dir=tmp_path / "cache", hf_home=tmp_path / "hf", ca_bundle=ca)
-    step = Step(stack, tuple(argv), needs_gpu=needs_gpu)
+    step = Step(stack, ("-m", "bench", "run"), workload)
     return docker_run_command("docker", step, opts, "awq-kit-hf:0123456789abcdef",
-                              container_env(opts, IMAGE_ENV, stack), name="n", needs_gpu=step_needs_gpu(step),
+                              container_env(opts, IMAGE_ENV, stack), name="n", needs_gpu=step.needs_gpu,
                               uid=1234, gid=5678)
 
 
@@ -44,7 +44,8 @@ def test_run_argv(tmp_path, monkeypatch):
     for key, value in IMAGE_ENV.items():
         assert f"{key}={value}" in cmd
     assert "KIT_RESULTS_DIR=/results" in cmd and "KIT_RUNNER=docker" in cmd and "HF_HOME=/hf-cache" in cmd
-    assert cmd[-4:] == ["python", "-m", "bench", "run"] and cmd[-5] == "awq-kit-hf:0123456789abcdef"
+    assert cmd[-6:-2] == ["python", "-m", "bench", "run"] and cmd[-7] == "awq-kit-hf:0123456789abcdef"
+    assert cmd[-2] == "--workload" and WorkloadSpec.from_json(cmd[-1]) == WorkloadSpec()
 
 
 def test_no_token_no_flag(tmp_path, monkeypatch):
@@ -60,9 +61,9 @@ def test_token_in_extra_env_is_not_spelled_out(tmp_path, monkeypatch):
 
 
 def test_cpu_steps_and_vllm_mounts(tmp_path):
-    cpu = _cmd(tmp_path, argv=("-m", "bench", "run", "--device", "cpu"))
+    cpu = _cmd(tmp_path, workload=WorkloadSpec(device="cpu"))
     assert "--gpus" not in cpu
-    assert wants_cpu(["--device=cpu"]) and not wants_cpu(["--device", "cuda"])
+    assert "--gpus" not in _cmd(tmp_path, workload=None)  # a plain command (a test suite in the image)
     v = " ".join(_cmd(tmp_path, stack="vllm"))
     assert "target=/vllm-cache" in v and "VLLM_CACHE_ROOT=/vllm-cache" in v
 
@@ -88,17 +89,17 @@ def test_awq_marlin_on_a_t4(tmp_path, monkeypatch):
     gpus = preflight.visible_gpus()
     assert gpus[0].capability == (7, 5) and gpus[0].uuid == "GPU-aaaa"
     with pytest.raises(preflight.PreflightError, match=r"awq_marlin kernel needs compute capability >= 8.0.*Tesla T4.*7.5"):
-        preflight.check_quantization_capability(["-m", "bench", "run", "--quantization", "awq_marlin"], gpus[0])
-    preflight.check_quantization_capability(["--quantization", "awq"], gpus[0])  # awq is fine on 7.5
-    preflight.check_quantization_capability(["--quantization=awq_marlin"],
+        preflight.check_quantization_capability(WorkloadSpec(quantization="awq_marlin"), gpus[0])
+    preflight.check_quantization_capability(WorkloadSpec(quantization="awq"), gpus[0])  # awq is fine on 7.5
+    preflight.check_quantization_capability(WorkloadSpec(quantization="awq_marlin"),
                                             preflight.GpuInfo(0, "NVIDIA A100-SXM4-80GB", (8, 0)))
 
 
 def test_preflight_applies_the_rule_of_the_steps_vllm_series():
     t4 = preflight.GpuInfo(0, "Tesla T4", (7, 5))
     with pytest.raises(preflight.PreflightError, match="8.0"):
-        preflight.check_quantization_capability(["--quantization", "awq_marlin"], t4, "0.12")
-    preflight.check_quantization_capability(["--quantization", "awq_marlin"], t4, "0.20")  # 0.20's marlin: >= 7.5
+        preflight.check_quantization_capability(WorkloadSpec(quantization="awq_marlin"), t4, "0.12")
+    preflight.check_quantization_capability(WorkloadSpec(quantization="awq_marlin"), t4, "0.20")  # 0.20's marlin: >= 7.5
     from kit.images import vllm_series_of
 
     assert vllm_series_of("vllm") == "0.12" and vllm_series_of("vllm-0.20") == "0.20" and vllm_series_of("hf") is None
@@ -106,12 +107,12 @@ def test_preflight_applies_the_rule_of_the_steps_vllm_series():
 
 def test_preflight_applies_the_benchs_rule_and_message(tmp_path, monkeypatch):
     """One rule: awq on a V100 (7.0) is refused up front, as the bench itself would refuse it after the build."""
-    from bench.errors import BenchError
-    from bench.vllm_args import check_capability
+    from core.errors import BenchError
+    from core.rules import check_capability
 
     v100 = preflight.GpuInfo(0, "Tesla V100-SXM2-16GB", (7, 0))
     with pytest.raises(preflight.PreflightError) as kit_side:
-        preflight.check_quantization_capability(["--quantization", "awq"], v100)
+        preflight.check_quantization_capability(WorkloadSpec(quantization="awq"), v100)
     with pytest.raises(BenchError) as bench_side:
         check_capability("awq", (7, 0), "GPU 0 (Tesla V100-SXM2-16GB)")
     assert str(kit_side.value) == str(bench_side.value)
@@ -124,9 +125,9 @@ def test_preflight_checks_the_gpu_that_will_run(tmp_path, monkeypatch, visible, 
     assert checked in gpu.name
     if checked == "T4":
         with pytest.raises(preflight.PreflightError, match=r"GPU 1 \(Tesla T4\) is 7.5"):
-            preflight.check_quantization_capability(["--quantization", "awq_marlin"], gpu)
+            preflight.check_quantization_capability(WorkloadSpec(quantization="awq_marlin"), gpu)
     else:
-        preflight.check_quantization_capability(["--quantization", "awq_marlin"], gpu)
+        preflight.check_quantization_capability(WorkloadSpec(quantization="awq_marlin"), gpu)
 
 
 def test_cuda_visible_devices_naming_no_gpu(tmp_path, monkeypatch):
@@ -163,13 +164,13 @@ def test_buildkit_support_by_client_version(tmp_path):
 def test_host_model_paths_are_mounted(tmp_path):
     model = tmp_path / "Qwen3-8B-AWQ"
     model.mkdir()
-    argv, mounts = map_host_paths(["-m", "bench", "run", "--model", str(model), "--synthetic=tiny"])
-    assert argv == ["-m", "bench", "run", "--model", "/models/0/Qwen3-8B-AWQ", "--synthetic=tiny"]
+    spec, mounts = map_host_paths(WorkloadSpec(model=str(model), synthetic="tiny"))
+    assert (spec.model, spec.synthetic) == ("/models/0/Qwen3-8B-AWQ", "tiny")
     assert mounts == [(model.resolve(), "/models/0/Qwen3-8B-AWQ")]
     inside = KIT_ROOT / "bench" / "configs" / "tiny.json"
-    argv, mounts = map_host_paths(["--synthetic", str(inside), "--model", "Qwen/Qwen3-8B-AWQ"])
-    assert argv == ["--synthetic", "/kit/bench/configs/tiny.json", "--model", "Qwen/Qwen3-8B-AWQ"] and not mounts
-    cmd = " ".join(_cmd(tmp_path, argv=("-m", "bench", "run", "--model", str(model))))
+    spec, mounts = map_host_paths(WorkloadSpec(synthetic=str(inside), model="Qwen/Qwen3-8B-AWQ"))
+    assert (spec.synthetic, spec.model) == ("/kit/bench/configs/tiny.json", "Qwen/Qwen3-8B-AWQ") and not mounts
+    cmd = " ".join(_cmd(tmp_path, workload=WorkloadSpec(model=str(model))))
     assert f"source={model.resolve()},target=/models/0/Qwen3-8B-AWQ,readonly" in cmd
 
 
@@ -182,12 +183,13 @@ def test_docker_preflight_checks_the_gpu_and_the_disk_only_where_needed(monkeypa
     client = object()
     monkeypatch.setattr(preflight, "find_docker", lambda: client)
     monkeypatch.setattr(preflight, "check_daemon", lambda c: calls.append(("daemon", c)))
-    monkeypatch.setattr(preflight, "check_gpu_step", lambda c, argv, series: calls.append(("gpu", tuple(argv), series)))
+    monkeypatch.setattr(preflight, "check_gpu_step", lambda c, w, series: calls.append(("gpu", w.quantization, series)))
     monkeypatch.setattr(preflight, "check_disk", lambda c, gb, what: calls.append(("disk", what)))
     monkeypatch.setattr(kit.images, "current_tag", lambda stack, c: f"awq-kit-{stack}:tag")
     monkeypatch.setattr(kit.images, "inspect_image_id", lambda c, tag: "sha256:1" if "hf" in tag else None)
-    assert preflight.docker_preflight(("hf", "vllm"), gpu_argv=["--quantization", "awq"], vllm_series="0.20") is client
-    assert calls == [("daemon", client), ("gpu", ("--quantization", "awq"), "0.20"),
+    assert preflight.docker_preflight(("hf", "vllm"), gpu_workload=WorkloadSpec(quantization="awq"),
+                                      vllm_series="0.20") is client
+    assert calls == [("daemon", client), ("gpu", "awq", "0.20"),
                      ("disk", "building the vllm image")]
     calls.clear()
     preflight.docker_preflight()

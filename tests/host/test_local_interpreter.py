@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
 from kit.runners import RunnerOptions
 
 

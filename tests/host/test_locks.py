@@ -103,14 +103,14 @@ def test_study_pins():
 
 def test_versions_shown_elsewhere_are_the_locks(tmp_path, monkeypatch):
     """Image titles, the study's vLLM version and sample results read the locks: no second copy to update."""
-    from bench import vllm_args
+    from core import rules
     from kit.report.samples import make_bench_result
 
     assert images.stack_title("hf") == "transformers 4.51.3 + autoawq 0.2.9 (torch 2.9.1)"
     assert images.stack_title("vllm") == "vLLM 0.12.0 (torch 2.9.0)"
     assert images.stack_title("vllm-0.20") == "vLLM 0.20.0 (torch 2.11.0)"
-    assert (vllm_args.VLLM_VERSION, vllm_args.STUDY_SERIES) == ("0.12.0", "0.12")
-    assert vllm_args.STUDY_SERIES in vllm_args.MIN_CAPABILITY_BY_SERIES
+    assert (rules.VLLM_VERSION, rules.STUDY_SERIES) == ("0.12.0", "0.12")
+    assert rules.STUDY_SERIES in rules.MIN_CAPABILITY_BY_SERIES
     vllm_lock = images.lock_requirements((images.stack_dir("vllm") / "requirements.lock").read_text())
     sample = make_bench_result(label="vLLM (awq)").provenance
     assert sample.libraries == {n: vllm_lock[n][0] for n in ("torch", "vllm", "transformers")} == sample.pins

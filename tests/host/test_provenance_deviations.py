@@ -89,5 +89,5 @@ def test_local_runner_tells_the_child_its_stack(tmp_path, monkeypatch):
     code = f"import os; open({str(out)!r}, 'w').write(os.environ['KIT_STACK'])"
     opts = RunnerOptions(runner="local", python=sys.executable, results_dir=tmp_path / "r",
                          output_dir=tmp_path / "o", cache_dir=tmp_path / "c")
-    run_local(Step(stack="vllm", argv=("-c", code), needs_gpu=False), opts)
+    run_local(Step(stack="vllm", argv=("-c", code)), opts)
     assert out.read_text() == "vllm"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
 from kit.report import assemble_reports
-from kit.results import dump_result
+from core.results import dump_result
 
 
 def _valid_json(make_bench_result) -> str:

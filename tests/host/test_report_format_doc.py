@@ -1,4 +1,4 @@
-"""docs/results-format.md documents every model and every field of kit/results.py."""
+"""docs/results-format.md documents every model and every field of core/results.py."""
 from __future__ import annotations
 
 import inspect
@@ -7,7 +7,7 @@ import re
 from pydantic import BaseModel
 
 from kit import KIT_ROOT
-from kit import results
+from core import results
 
 DOC = (KIT_ROOT / "docs" / "results-format.md").read_text(encoding="utf-8")
 
@@ -41,11 +41,11 @@ def test_documented_fields_exist():
     models, sections = _models(), _sections()
     stale = []
     for name, text in sections.items():
-        assert name in models, f"docs/results-format.md documents `{name}`, which kit/results.py does not define"
+        assert name in models, f"docs/results-format.md documents `{name}`, which core/results.py does not define"
         for field in re.findall(r"^\| `(\w+)` \|", text, flags=re.M):
             if field not in models[name].model_fields:
                 stale.append(f"{name}.{field}")
-    assert not stale, "documented but not in kit/results.py: " + ", ".join(stale)
+    assert not stale, "documented but not in core/results.py: " + ", ".join(stale)
 
 
 def test_documented_version_is_the_code_version():

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from kit import KIT_ROOT
-from kit.errors import KitError
+from core.errors import KitError
 from kit.report import assemble_reports
-from kit.results import ResultFileError, load_result, write_result
+from core.results import ResultFileError, load_result, write_result
 
 COMMITTED = sorted((KIT_ROOT / "results").glob("bench-*.json"))
 

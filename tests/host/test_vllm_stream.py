@@ -28,9 +28,11 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench import vllm_args, vllm_backend  # noqa: E402
+
+from core import rules  # noqa: E402
 from bench.api import IterationProgress  # noqa: E402
-from bench.errors import BenchError  # noqa: E402
-from kit.results import Workload  # noqa: E402
+from core.errors import BenchError  # noqa: E402
+from core.results import Workload  # noqa: E402
 from signals import sigint_raises_keyboard_interrupt  # noqa: E402  (tests/support)
 
 
@@ -417,28 +419,28 @@ def test_engine_death_after_ctrl_c_is_reported_as_the_interrupt(sigint_raises):
 ])
 def test_capability_rule(quant, cap, ok):
     if ok:
-        vllm_args.check_capability(quant, cap, "GPU X")
+        rules.check_capability(quant, cap, "GPU X")
         return
     with pytest.raises(BenchError) as err:
-        vllm_args.check_capability(quant, cap, "GPU X")
+        rules.check_capability(quant, cap, "GPU X")
     msg = str(err.value)
     need = "8.0" if quant == "awq_marlin" else "7.5"
     assert need in msg and f"{cap[0]}.{cap[1]}" in msg and "GPU X" in msg
 
 
 def test_vllm_0_20_runs_marlin_on_a_t4_and_still_refuses_below_turing():
-    assert vllm_args.vllm_series("0.20.0") == "0.20" and vllm_args.vllm_series("0.12.0") == "0.12"
-    assert vllm_args.vllm_series("0.99.1") == vllm_args.vllm_series(None) == "0.12"  # no table: the study's rule
-    vllm_args.check_capability("awq_marlin", (7, 5), "Tesla T4", "0.20")
+    assert rules.vllm_series("0.20.0") == "0.20" and rules.vllm_series("0.12.0") == "0.12"
+    assert rules.vllm_series("0.99.1") == rules.vllm_series(None) == "0.12"  # no table: the study's rule
+    rules.check_capability("awq_marlin", (7, 5), "Tesla T4", "0.20")
     with pytest.raises(BenchError, match=r"vLLM 0.20's awq_marlin kernel needs compute capability >= 7.5.*7.0"):
-        vllm_args.check_capability("awq_marlin", (7, 0), "Tesla V100", "0.20")
+        rules.check_capability("awq_marlin", (7, 0), "Tesla V100", "0.20")
     with pytest.raises(BenchError, match="--vllm 0.20"):  # the 0.12 refusal names the way out
-        vllm_args.check_capability("awq_marlin", (7, 5), "Tesla T4", "0.12")
+        rules.check_capability("awq_marlin", (7, 5), "Tesla T4", "0.12")
 
 
 def test_marlin_refusal_on_a_t4_says_what_to_do():
     with pytest.raises(BenchError) as err:
-        vllm_args.check_capability("awq_marlin", (7, 5), "Tesla T4")
+        rules.check_capability("awq_marlin", (7, 5), "Tesla T4")
     msg = str(err.value)
     assert "Tesla T4" in msg and "--quantization awq" in msg and "Ampere" in msg
 
@@ -461,14 +463,14 @@ def test_measure_refuses_marlin_on_a_t4_before_building_an_engine(monkeypatch, t
 
 def test_unknown_capability_is_refused():
     with pytest.raises(BenchError, match="compute capability"):
-        vllm_args.check_capability("awq", None)
+        rules.check_capability("awq", None)
 
 
 def test_cpu_device_is_refused():
     with pytest.raises(BenchError, match="need an NVIDIA GPU"):
-        vllm_args.check_device("cpu")
-    vllm_args.check_device("cuda")
-    vllm_args.check_device("auto")
+        rules.refuse_cpu_for_vllm("cpu")
+    rules.refuse_cpu_for_vllm("cuda")
+    rules.refuse_cpu_for_vllm("auto")
 
 
 @pytest.mark.parametrize("q", [None, "marlin", "gptq"])
@@ -533,7 +535,7 @@ def test_sampling_kwargs_ask_for_exactly_n_greedy_tokens():
 
 
 def test_non_awq_checkpoint_is_refused():
-    with pytest.raises(BenchError, match="no AWQ quantization_config"):
+    with pytest.raises(BenchError, match="not an AWQ checkpoint"):
         vllm_args.check_checkpoint({"model_type": "qwen3"}, "Qwen/Qwen3-8B")
     with pytest.raises(BenchError, match="'gptq'"):
         vllm_args.check_checkpoint({"quantization_config": {"quant_method": "gptq"}}, "m")
@@ -574,7 +576,7 @@ def test_backend_module_imports_without_torch_or_vllm():
 def test_measurement_is_valid_results_data():
     import json
 
-    from kit.results import Backend, BenchSamples
+    from core.results import Backend, BenchSamples
 
     clock = FakeClock()
     wl = _workload(output_len=3, iterations=1, warmup=0)
@@ -630,7 +632,7 @@ def test_a_run_whose_outputs_all_merged_has_no_itl_and_stops():
     none, and the driver says so instead of writing a made-up ITL."""
     from bench.api import Measurement
     from bench.run import _check_measurement
-    from kit.results import Backend
+    from core.results import Backend
 
     backend = Backend(name="vllm", label="vLLM (awq)", quantization="awq", dtype="float16", device="cuda")
     merged = Measurement(ttft_ms=[5.0, 5.0], tpot_ms=[1.0, 1.0], e2e_ms=[6.0, 6.0], itl_ms=[[], []], backend=backend,

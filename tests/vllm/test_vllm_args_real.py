@@ -23,8 +23,10 @@ import os
 import pytest
 
 from bench import vllm_args, vllm_backend
+
+from core import rules
 from bench.provenance import lock_versions
-from kit.results import Workload
+from core.results import Workload
 
 STACK = os.environ.get("KIT_STACK", "vllm")
 PINNED = lock_versions(STACK)["vllm"]  # what this image's lock installs
@@ -55,7 +57,7 @@ def test_vllm_is_the_pinned_version(vllm_mod):
     assert vllm_mod.__version__ == PINNED, (
         f"tests/vllm check the kit against vllm {PINNED}; this environment has {vllm_mod.__version__}"
     )
-    assert vllm_args.VLLM_VERSION == STUDY == "0.12.0"
+    assert rules.VLLM_VERSION == STUDY == "0.12.0"
 
 
 def test_tiny_checkpoint_is_awq_and_marlin_friendly(tiny_ckpt):
@@ -172,9 +174,9 @@ def test_capability_table_matches_vllm(vllm_mod):
     def as_int(cap):
         return cap[0] * 10 + cap[1]
 
-    series = vllm_args.vllm_series(vllm_mod.__version__)
+    series = rules.vllm_series(vllm_mod.__version__)
     assert series == PINNED.rsplit(".", 1)[0]  # the kit has a table for this image's version
-    table = vllm_args.MIN_CAPABILITY_BY_SERIES[series]
+    table = rules.MIN_CAPABILITY_BY_SERIES[series]
     assert as_int(table["awq"]) == AWQConfig.get_min_capability() == 75
     assert as_int(table["awq_marlin"]) == AWQMarlinConfig.get_min_capability()
     # The Qwen3-8B-AWQ quantization (4 bit, group 128, zero point) on marlin, at given capabilities.

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from kit import KIT_ROOT
+from core import ROOT as KIT_ROOT
 
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)(.*)$")
 _PYTHON = re.compile(r"^# kit-lock:.*\bpython=(\S+)", re.M)
