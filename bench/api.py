@@ -5,7 +5,8 @@ Torch-free. A backend module (bench/hf_backend.py, bench/vllm_backend.py) expose
     measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int],
             args: argparse.Namespace, progress: IterationProgress) -> Measurement
 
-and the driver turns the Measurement into a core.results.BenchResult (summary
+A backend writes one timed request and runs it under bench/scenario.py's loop (warm-up, measured
+iterations, progress, Ctrl-C); the driver turns the Measurement into a core.results.BenchResult (summary
 statistics, provenance, roofline) and writes it atomically.
 """
 from __future__ import annotations
@@ -52,8 +53,8 @@ class Measurement:
 class IterationProgress:
     """Shared with the driver so that Ctrl-C can say how many measured iterations finished.
 
-    Backends only count (progress.done += 1 after an iteration). The count runs `listener` (the driver's
-    display) in the backend's own thread, at that moment: between iterations, never during a timed one.
+    Only bench/scenario.py's loop counts (progress.done += 1 after an iteration). The count runs `listener` (the
+    driver's display) in the backend's own thread, at that moment: between iterations, never during a timed one.
     """
 
     total: int

@@ -46,8 +46,9 @@ from typing import Any, Iterator, Optional
 
 from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
 from core.errors import BenchError
-from bench.workload import require_awq
+from bench.scenario import run_scenario, run_sync
 from core.results import Backend
+from core.rules import require_awq
 
 GRAD_MODE = "torch.inference_mode"
 
@@ -413,40 +414,30 @@ def generate_bare(model, input_ids, gen_config, device: str) -> float:
 def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progress: IterationProgress) -> Measurement:
     import torch
 
-    from bench.workload import resolve_device
-
-    device = resolve_device(getattr(args, "device", "auto"))
-    hf_model, info = load_awq_model(model, device, progress=getattr(args, "progress", True))
+    device = args.device  # "cuda" or "cpu": resolved once, by the driver
+    hf_model, info = load_awq_model(model, device, progress=sys.stderr.isatty())
     dev = info["device"]
     input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
     gen_config = _generation_config(model.config, workload.output_len)
 
-    ttft, tpot, e2e, itl, cuda_tpot, instrumented, bare = [], [], [], [], [], [], []
-    observed: dict[str, int] = {}
-    tokens_first: Optional[list[int]] = None
+    first: dict[str, Any] = {}  # the first generate(): autoawq calls observed, greedy tokens
     deterministic = True
-    total = workload.warmup + workload.iterations
-    for i in range(total):
-        ctx = observe_awq_calls() if i == 0 else contextlib.nullcontext({})
-        with ctx as counts:
+
+    async def timed_pair(warmup: bool, i: int) -> dict[str, Any]:
+        """One iteration: the timed generate() and, when measured, the bare one right after it (the baseline)."""
+        nonlocal deterministic
+        with (contextlib.nullcontext({}) if first else observe_awq_calls()) as counts:
             rec = generate_timed(hf_model, input_ids, gen_config, dev)
-        if i == 0:
-            observed = dict(counts)
-            tokens_first = rec["tokens"]
-        elif rec["tokens"] != tokens_first:
+        if not first:
+            first.update(calls=dict(counts), tokens=rec["tokens"])
+        elif rec["tokens"] != first["tokens"]:
             deterministic = False
-        if i < workload.warmup:
-            progress.warmup_done += 1
-            continue
-        ttft.append(rec["ttft_ms"])
-        tpot.append(rec["tpot_ms"])
-        e2e.append(rec["e2e_ms"])
-        itl.append(rec["itl_ms"])
-        if "cuda_event_tpot_ms" in rec:
-            cuda_tpot.append(rec["cuda_event_tpot_ms"])
-        instrumented.append(rec["generate_ms"])
-        bare.append(generate_bare(hf_model, input_ids, gen_config, dev))
-        progress.done += 1  # the progress display updates here, between iterations
+        if not warmup:
+            rec["bare_ms"] = generate_bare(hf_model, input_ids, gen_config, dev)
+        return rec
+
+    recs = run_sync(run_scenario(timed_pair, workload.warmup, workload.iterations, progress))
+    observed = first["calls"]
 
     path = describe_awq_path(observed)
     state = info["awq_kernel_state"]
@@ -488,6 +479,9 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
                       quantization="awq (autoawq WQLinear_GEMM)", dtype=info["dtype"],
                       device="cpu" if on_cpu else "cuda",
                       settings=settings)
-    return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, backend=backend, notes=notes,
-                       cuda_event_tpot_ms=cuda_tpot or None, instrumented_generate_ms=instrumented,
-                       bare_generate_ms=bare)
+    cuda_tpot = [r["cuda_event_tpot_ms"] for r in recs if "cuda_event_tpot_ms" in r]
+    return Measurement(ttft_ms=[r["ttft_ms"] for r in recs], tpot_ms=[r["tpot_ms"] for r in recs],
+                       e2e_ms=[r["e2e_ms"] for r in recs], itl_ms=[r["itl_ms"] for r in recs], backend=backend,
+                       notes=notes, cuda_event_tpot_ms=cuda_tpot or None,
+                       instrumented_generate_ms=[r["generate_ms"] for r in recs],
+                       bare_generate_ms=[r["bare_ms"] for r in recs])

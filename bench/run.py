@@ -36,8 +36,8 @@ def _log(msg: str) -> None:
 class ProgressDisplay:
     """Shows IterationProgress as tqdm bars on a terminal, as log lines otherwise.
 
-    It updates when a backend counts a finished iteration (IterationProgress.listener), in the backend's
-    thread, between iterations: nothing of the display runs while a generate() is being timed.
+    It updates when the scenario loop (bench/scenario.py) counts a finished iteration (IterationProgress.listener),
+    in the backend's thread, between iterations: nothing of the display runs while a generate() is being timed.
     poll_interval (KIT_PROGRESS_POLL_S; off by default) instead polls from a thread throughout, as the
     kit once did: only to measure what such a thread costs the timed runs.
     """

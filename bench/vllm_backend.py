@@ -44,6 +44,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
 from core.errors import BenchError
+from bench.scenario import run_scenario
 from bench.vllm_args import (
     DTYPE,
     backend_label,
@@ -347,26 +348,6 @@ def _cancel_requested() -> bool:
     return bool(cancelling and cancelling())
 
 
-async def _run_requests(engine: Any, prompt: Any, sampling: Any, workload: Workload,
-                        progress: IterationProgress) -> list[StreamRecord]:
-    tag = uuid.uuid4().hex[:8]
-    n = workload.output_len
-    progress.warmup_total = workload.warmup
-    for i in range(workload.warmup):
-        rid = f"kit-{tag}-warmup-{i}"
-        rec = await consume_stream(lambda rid=rid: engine.generate(prompt, sampling, rid), rid)
-        check_record(rec, n)
-        progress.warmup_done = i + 1
-    records = []
-    for i in range(workload.iterations):
-        rid = f"kit-{tag}-iter-{i}"
-        rec = await consume_stream(lambda rid=rid: engine.generate(prompt, sampling, rid), rid)
-        check_record(rec, n)
-        records.append(rec)
-        progress.done = i + 1
-    return records
-
-
 def _engine_start_error(e: Exception, ekw: dict[str, Any], model: ResolvedModel) -> BenchError:
     first = (str(e).strip().splitlines() or [""])[0][:500]
     return BenchError(
@@ -383,7 +364,7 @@ def _engine_start_error(e: Exception, ekw: dict[str, Any], model: ResolvedModel)
 async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], dict[str, Any]], prompt: Any,
                       sampling: Any, workload: Workload, progress: IterationProgress,
                       on_start_error: Callable[[Exception], BaseException]) -> tuple[list[StreamRecord], dict[str, Any]]:
-    """Start the engine, run warm-up and measured requests, always shut the engine down.
+    """Start the engine, run warm-up and measured requests (bench.scenario), always shut the engine down.
 
     make_engine() builds the engine (AsyncLLM.from_engine_args in measure(); a test double in the
     tests); describe(engine) returns what it resolved. Exceptions that vLLM raises because Ctrl-C
@@ -400,8 +381,16 @@ async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], 
         resolved = describe(engine)
         _log(f"engine ready; {workload.warmup} warm-up and {workload.iterations} measured requests of "
              f"{workload.input_len} + {workload.output_len} tokens")
+        tag, n = uuid.uuid4().hex[:8], workload.output_len
+
+        async def timed_request(warmup: bool, i: int) -> StreamRecord:
+            rid = f"kit-{tag}-{'warmup' if warmup else 'iter'}-{i}"
+            rec = await consume_stream(lambda: engine.generate(prompt, sampling, rid), rid)
+            check_record(rec, n)
+            return rec
+
         try:
-            records = await _run_requests(engine, prompt, sampling, workload, progress)
+            records = await run_scenario(timed_request, workload.warmup, workload.iterations, progress)
         except BenchError:
             raise
         except Exception as e:

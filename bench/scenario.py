@@ -1,0 +1,43 @@
+"""The one measurement loop of every backend: warm-up, measured iterations, progress, Ctrl-C.
+
+A backend supplies one timed request, `async request(warmup: bool, i: int) -> record` (i counts within its
+phase), which does all an iteration needs (transformers: also the bare baseline generate() after a measured
+run). run_scenario returns the measured records in order; warm-up records are dropped. Progress is counted
+only here, after a request returned, so the driver's display runs between iterations, never during one.
+Ctrl-C propagates from wherever it lands, leaving the counts at what finished and returning nothing partial.
+vLLM awaits the loop under asyncio.run; a synchronous backend (plain calls inside `async def`) uses run_sync.
+"""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+
+from bench.api import IterationProgress
+
+T = TypeVar("T")
+
+
+async def run_scenario(request: Callable[[bool, int], Awaitable[T]], warmup: int, iterations: int,
+                       progress: IterationProgress) -> list[T]:
+    progress.warmup_total, progress.total = warmup, iterations
+    for i in range(warmup):
+        await request(True, i)
+        progress.warmup_done += 1  # the progress display updates here, between requests
+    records = []
+    for i in range(iterations):
+        records.append(await request(False, i))
+        progress.done += 1
+    return records
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a synchronous backend's scenario) to its end, without an event loop.
+
+    Not asyncio.run: its SIGINT handler only cancels the task at its next suspension, which blocking code never
+    reaches. Here Ctrl-C raises KeyboardInterrupt where it lands, as in plain synchronous code.
+    """
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a synchronous backend's request awaited something that suspends; run it under asyncio.run")
