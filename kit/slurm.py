@@ -1,0 +1,722 @@
+"""Slurm mechanics for `--runner slurm`: preflight, submit, follow, cancel, explain. Host side, stdlib only.
+
+Everything goes through Slurm's own commands (sbatch, squeue, sacct, scancel, sinfo, srun), found on PATH:
+
+    tools = find_slurm()                                   # KitError: no sbatch / the controller does not answer
+    preflight(tools, partition="debug", gpu_types=["a100", "h100"], visible_dirs=[results_dir])
+    job = submit(script_text, job_name="kit-bench-hf-a100", log_path=logs / "bench-hf-a100.log",
+                 sbatch_args=["--partition=debug", gres_arg("a100"), "--time=60"])
+    final = wait([job], on_event=print_event, log_paths={job: logs / "bench-hf-a100.log"})
+    if not final[job].ok:
+        print(failure_paragraph("bench-hf on a100", final[job], logs / "bench-hf-a100.log"))
+
+Where the states come from:
+  - `squeue -j IDS --states=all -O ...`: pending and running jobs, and finished ones for MinJobAge seconds after
+    they end (Slurm's default 300 s; .ci/slurm-up sets 600). squeue's exit_code column is the raw wait status,
+    decoded here into exit code and signal (768 -> exit 3; 15 -> signal 15).
+  - `sacct` for ids squeue no longer knows, where the cluster keeps accounting (slurmdbd). CI has none
+    (AccountingStorageType=accounting_storage/none: "Slurm accounting storage is disabled"), so there a job that
+    squeue has forgotten comes back as state UNKNOWN (source "missing"). `wait` polls every few seconds, far
+    inside MinJobAge, so it always sees the terminal state from squeue.
+
+Costs of the preflight: `sinfo` and `sbatch --test-only` (nothing is queued) are instant; the visibility probe
+(`check_visible`) runs ONE real 1-CPU job through `srun` (a few seconds on an idle partition; on a busy one it
+waits in the queue, bounded by its timeout) and writes/removes two small files in each folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+
+from kit.errors import KitError
+
+PathLike = Union[str, os.PathLike]
+
+COMMAND_TIMEOUT_S = 60
+# Terminal states (squeue/sacct long names). A job that is PREEMPTED and requeued goes back to PENDING instead.
+TERMINAL_STATES = frozenset({
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+    "DEADLINE", "REVOKED", "SPECIAL_EXIT", "UNKNOWN",
+})
+_SQUEUE_FIELDS = ("JobID", "State", "Reason", "NodeList", "Partition", "exit_code", "Name")  # Name last: may hold '|'
+_SACCT_FIELDS = ("JobIDRaw", "State", "ExitCode", "NodeList", "Partition", "JobName")
+
+_HINTS = {
+    "FAILED": "the job's command exited with a non-zero status",
+    "TIMEOUT": "it ran past its time limit (sbatch --time); give it a longer one",
+    "PREEMPTED": "a job of higher priority took its node; submit it again, or use a partition without preemption",
+    "NODE_FAIL": "its node failed or stopped answering the controller; submit it again",
+    "BOOT_FAIL": "its node could not be booted; submit it again",
+    "OUT_OF_MEMORY": "it used more memory than it was given (sbatch --mem)",
+    "CANCELLED": "it was cancelled (scancel, by you, the kit on Ctrl-C, or an administrator)",
+    "DEADLINE": "it could not finish before its --deadline",
+    "UNKNOWN": "the controller no longer knows the job and the cluster keeps no accounting (sacct) to ask",
+}
+
+
+_ALLOCATION_VARS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_ID", "SLURM_STEPID")
+
+
+class SlurmError(KitError):
+    """A Slurm command failed or did not answer."""
+
+
+class ProbeTimeout(KitError):
+    """The visibility probe job did not run within its timeout (a busy queue); nothing was concluded."""
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class SlurmTools:
+    """Absolute paths of the Slurm client commands (all from slurm-client)."""
+
+    sbatch: str
+    squeue: str
+    scancel: str
+    sinfo: str
+    srun: Optional[str] = None
+    sacct: Optional[str] = None
+    scontrol: Optional[str] = None
+    version: str = ""
+
+    def run(self, tool: str, *args: str, timeout: float = COMMAND_TIMEOUT_S, check: bool = True,
+            **kw) -> subprocess.CompletedProcess:
+        path = getattr(self, tool)
+        if not path:
+            raise SlurmError(f"`{tool}` is not on PATH, and the Slurm runner needs it for this; install Slurm's "
+                             "client commands (Debian: slurm-client) or load the cluster's slurm module.")
+        try:
+            r = subprocess.run([path, *args], capture_output=True, text=True, timeout=timeout, **kw)
+        except subprocess.TimeoutExpired:
+            raise SlurmError(f"`{tool} {' '.join(args)}` did not answer within {timeout:.0f}s: the Slurm controller "
+                             "(slurmctld) is overloaded or unreachable. Try again later, or ask the cluster's "
+                             "administrators (`scontrol ping` says whether it answers).") from None
+        except OSError as e:
+            raise SlurmError(f"could not run {path}: {e}") from None
+        if check and r.returncode != 0:
+            raise SlurmError(f"`{tool} {' '.join(args)}` failed (exit code {r.returncode}): {_one_line(r.stderr)}")
+        return r
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    text = " ".join(line.strip() for line in (text or "").strip().splitlines() if line.strip())
+    return text[:limit] + ("..." if len(text) > limit else "") if text else "(no message)"
+
+
+def find_slurm(path: Optional[str] = None, *, ping: bool = True) -> SlurmTools:
+    """The Slurm client commands on PATH (or `path`, os.pathsep-separated); KitError if sbatch is missing, or if
+    `ping` and the controller does not answer `sinfo`."""
+    w = lambda name: shutil.which(name, path=path)  # noqa: E731
+    sbatch = w("sbatch")
+    if not sbatch:
+        raise KitError(
+            "--runner slurm: there is no `sbatch` on PATH, so no job can be submitted from this machine. Run the "
+            "kit on a machine of the cluster that submits jobs (a login node), after `module load slurm` where the "
+            "cluster uses modules, or put Slurm's client commands on PATH (Debian/Ubuntu: the slurm-client "
+            "package, configured for the cluster); or pick another runner (--runner docker or --runner local).")
+    missing = [n for n in ("squeue", "scancel", "sinfo") if not w(n)]
+    if missing:
+        raise KitError(f"--runner slurm: `sbatch` is at {sbatch} but {', '.join(missing)} "
+                       f"{'is' if len(missing) == 1 else 'are'} not on PATH; the kit needs them to follow and cancel "
+                       "its jobs. Put the whole set of Slurm client commands on PATH.")
+    tools = SlurmTools(sbatch=sbatch, squeue=w("squeue"), scancel=w("scancel"), sinfo=w("sinfo"), srun=w("srun"),
+                       sacct=w("sacct"), scontrol=w("scontrol"))
+    r = tools.run("sbatch", "--version", check=False)
+    tools = dataclasses.replace(tools, version=r.stdout.strip())
+    if ping:
+        r = tools.run("sinfo", "-h", "-o", "%P", check=False)
+        if r.returncode != 0:
+            raise KitError(
+                f"--runner slurm: `sbatch` is at {sbatch}, but the Slurm controller does not answer (`sinfo` exit "
+                f"code {r.returncode}: {_one_line(r.stderr)}). Check that this machine is configured for the "
+                "cluster (slurm.conf, munge running) and that slurmctld is up: `scontrol ping`.")
+    return tools
+
+
+# --------------------------------------------------------------------------- the cluster: partitions, GPU types
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    default: bool
+    available: bool  # sinfo %a: up
+    gres: tuple[str, ...]  # e.g. ("gpu:a100:4(S:0-1)", "gpu:t4:2")
+
+    def gpu_types(self) -> set[str]:
+        return {t for (n, t, _c) in (parse_gres(g) for g in self.gres) if n == "gpu" and t}
+
+    def gpu_count(self) -> int:
+        return sum(c for (n, _t, c) in (parse_gres(g) for g in self.gres) if n == "gpu")
+
+
+def split_gres(text: str) -> list[str]:
+    """Split sinfo's %G column at commas outside parentheses: 'gpu:a:4(S:0,1),gpu:b:1' -> two items."""
+    items, depth, cur = [], 0, ""
+    for ch in text.strip():
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    items.append(cur)
+    return [i.strip() for i in items if i.strip() and i.strip() != "(null)"]
+
+
+def parse_gres(item: str) -> tuple[str, Optional[str], int]:
+    """'gpu:a100:4(S:0-1)' -> ('gpu', 'a100', 4); 'gpu:2' -> ('gpu', None, 2); 'gpu' -> ('gpu', None, 1)."""
+    item = re.sub(r"\(.*\)$", "", item.strip())
+    parts = item.split(":")
+    name, typ, count = parts[0], None, 1
+    if len(parts) >= 2:
+        last = parts[-1]
+        if re.fullmatch(r"\d+[KMGTP]?", last):
+            count = _count(last)
+            typ = ":".join(parts[1:-1]) or None
+        else:
+            typ = ":".join(parts[1:])
+    return name, typ, count
+
+
+def _count(s: str) -> int:
+    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4, "P": 1024 ** 5}
+    return int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+
+
+def partitions(tools: SlurmTools) -> dict[str, Partition]:
+    """Every partition sinfo shows (hidden ones too: `sinfo -a`), with the gres its nodes offer."""
+    r = tools.run("sinfo", "-h", "-a", "-o", "%P|%a|%G")
+    acc: dict[str, dict] = {}
+    for line in r.stdout.splitlines():
+        if not line.strip():
+            continue
+        name, avail, gres = (line.split("|", 2) + ["", ""])[:3]
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        p = acc.setdefault(name, {"default": False, "available": False, "gres": []})
+        p["default"] |= default
+        p["available"] |= avail.strip() == "up"
+        for g in split_gres(gres):
+            if g not in p["gres"]:
+                p["gres"].append(g)
+    return {n: Partition(n, v["default"], v["available"], tuple(v["gres"])) for n, v in acc.items()}
+
+
+def gres_arg(gpu_type: Optional[str], count: int = 1) -> str:
+    """The sbatch argument for one GPU of a type (None: any GPU): '--gres=gpu:a100:1' / '--gres=gpu:1'."""
+    return f"--gres=gpu:{gpu_type}:{count}" if gpu_type else f"--gres=gpu:{count}"
+
+
+def resolve_partition(tools: SlurmTools, partition: Optional[str]) -> Partition:
+    """The named partition, or the cluster's default one when None; KitError naming the known ones otherwise."""
+    parts = partitions(tools)
+    known = ", ".join(f"{p.name}{' (default)' if p.default else ''}" for p in parts.values()) or "none"
+    if partition is None:
+        for p in parts.values():
+            if p.default:
+                return p
+        raise KitError(f"--runner slurm: the cluster has no default partition, so the kit needs one named "
+                       f"(--partition); the partitions `sinfo` shows are: {known}.")
+    if partition not in parts:
+        raise KitError(f"--runner slurm: unknown partition {partition!r}: the partitions `sinfo` shows are: {known}. "
+                       "Pick one of them with --partition (or leave it out for the cluster's default).")
+    return parts[partition]
+
+
+def check_gpu_types(part: Partition, gpu_types: Sequence[Optional[str]]) -> list[str]:
+    """One paragraph per requested GPU type (None: any GPU) that the partition's nodes do not offer."""
+    problems = []
+    offered = sorted(part.gpu_types())
+    gres_text = ", ".join(part.gres) or "none"
+    for t in gpu_types:
+        if part.gpu_count() == 0:
+            problems.append(
+                f"--runner slurm: partition {part.name!r} has no GPUs (the generic resources of its nodes: "
+                f"{gres_text}), so no job asking for {gres_arg(t)} can run there. Pick a partition with GPUs "
+                "(`sinfo -o '%P %G'` lists them).")
+            break
+        if t is not None and t not in offered:
+            problems.append(
+                f"--runner slurm: unknown GPU type {t!r} in partition {part.name!r}: its nodes offer "
+                f"{gres_text}, i.e. the types "
+                f"{', '.join(offered) or '(none: untyped GPUs only; leave --gpu-types out)'}."
+                " --gpu-types takes those type names (the middle part of gpu:TYPE:COUNT in "
+                f"`sinfo -p {part.name} -o %G`).")
+    return problems
+
+
+def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[str]:
+    """Ask the controller whether a job with these arguments could run (`sbatch --test-only`, nothing is queued):
+    None if yes, else Slurm's own reason (e.g. 'Requested node configuration is not available')."""
+    r = tools.run("sbatch", "--test-only", *sbatch_args, "--wrap", "true", check=False)
+    if r.returncode == 0:
+        return None
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    reason = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("allocation failure:")), None)
+    return reason or _one_line(r.stderr)
+
+
+def preflight(tools: SlurmTools, *, partition: Optional[str] = None, gpu_types: Sequence[Optional[str]] = (None,),
+              sbatch_args: Sequence[str] = (), visible_dirs: Sequence[PathLike] = (),
+              probe_timeout_s: float = 120) -> Partition:
+    """Everything checked before submitting; raises KitError with one paragraph per problem.
+
+    `gpu_types`: the matrix (None = any GPU; pass () for a CPU-only job). `sbatch_args`: the user's extra ones
+    (account, qos, time, constraint), included in the `sbatch --test-only` check of each type. `visible_dirs`:
+    folders the jobs write into, checked with ONE probe job (see check_visible) once the rest passed.
+    """
+    part = resolve_partition(tools, partition)
+    problems = []
+    if not part.available:
+        problems.append(f"--runner slurm: partition {part.name!r} is not up (`sinfo -p {part.name}` shows it down, "
+                        "drained or inactive), so jobs would wait there indefinitely. Pick another one with "
+                        "--partition, or ask the cluster's administrators.")
+    problems += check_gpu_types(part, gpu_types) if gpu_types else []
+    if not problems:
+        for t in (gpu_types or [None]):
+            args = [f"--partition={part.name}", *([gres_arg(t)] if gpu_types else []), *sbatch_args]
+            why = sbatch_test_only(tools, args)
+            if why:
+                problems.append(f"--runner slurm: the controller would not run a job with `sbatch {' '.join(args)}`:"
+                                f" {why}. (Checked with `sbatch --test-only`; nothing was submitted.)")
+    if problems:
+        raise KitError("\n\n".join(problems))
+    if visible_dirs:
+        check_visible(tools, visible_dirs, partition=part.name, timeout_s=probe_timeout_s,
+                      sbatch_args=probe_args(sbatch_args))
+    return part
+
+
+def probe_args(sbatch_args: Sequence[str]) -> list[str]:
+    """The user's sbatch arguments that also apply to the visibility probe: account, qos, reservation,
+    constraint, ... but not the GPU request, time limit or memory (the probe needs 1 CPU for seconds).
+    Only the --opt=value spelling is filtered; an argument given as two words is kept as is."""
+    drop = ("--gres", "--gpus", "--gpu", "--time", "--mem", "--cpus-per", "--ntasks", "--nodes", "--job-name",
+            "--output", "--error", "--chdir", "--wrap", "--array")
+    return [a for a in sbatch_args if not a.startswith(drop)]
+
+
+# --------------------------------------------------------------------------- the folder visibility probe
+
+
+def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: Optional[str] = None,
+                  sbatch_args: Sequence[str] = (), timeout_s: float = 120) -> None:
+    """Check that a compute node sees the same folders as this machine: KitError if not.
+
+    Writes a random token into `.kit-probe-<token>` in each folder, then runs ONE job with `srun` (1 CPU, 1 minute
+    limit, on `partition`) that reads each token back and writes `.kit-probe-<token>.reply` next to it; the folder
+    is visible when the node read the right token AND this machine sees the reply. So it catches a path missing on
+    the node, a node-local folder of the same name (the node reads no token), and a read-only mount (no reply).
+    srun brings the probe's output back over the network, so its error message reaches this machine even when
+    nothing is shared. Both files are removed afterwards.
+
+    Cost: one short job; seconds on an idle partition, up to `timeout_s` waiting in a busy queue, after which the
+    probe is cancelled and ProbeTimeout (a KitError) is raised. It checks the one node the probe lands on; a
+    cluster where only some nodes mount the folder can pass here and fail later (the job then fails with its
+    log missing, reported by failure_paragraph).
+    """
+    if not tools.srun:
+        raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
+                       f"the results folder ({', '.join(map(str, folders))}).")
+    token = secrets.token_hex(8)
+    name = f"kit-probe-{token}"
+    probes: list[tuple[Path, Path, Path]] = []
+    try:
+        for f in folders:
+            folder = Path(f).resolve()
+            probe = folder / f".kit-probe-{token}"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe.write_text(token + "\n")
+            except OSError as e:
+                raise KitError(f"--runner slurm: cannot write into {folder} on this machine ({e.strerror}), so the "
+                               "jobs could not deliver results there either; pick a folder you can write.") from None
+            probes.append((folder, probe, folder / f".kit-probe-{token}.reply"))
+        # sh -c SCRIPT sh TOKEN PROBE1 REPLY1 PROBE2 REPLY2 ...
+        script = ('tok=$1; shift; rc=0; while [ $# -gt 0 ]; do '
+                  'if [ "$(cat "$1" 2>&1)" = "$tok" ]; then echo "$tok" > "$2" || rc=1; '
+                  'else echo "KIT-PROBE-NOT-SEEN $1 on $(hostname): $(cat "$1" 2>&1)"; rc=1; fi; '
+                  'shift 2; done; exit $rc')
+        args = ["--job-name", name, "--nodes=1", "--ntasks=1", "--time=1", "--chdir=/", "--quiet",
+                *([f"--partition={partition}"] if partition else []), *sbatch_args,
+                "sh", "-c", script, "sh", token]
+        for _folder, probe, reply in probes:
+            args += [str(probe), str(reply)]
+        try:
+            # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
+            # otherwise start a step of that job, on its node, not on the partition asked for.
+            env = {k: v for k, v in os.environ.items() if k not in _ALLOCATION_VARS}
+            r = tools.run("srun", *args, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL, env=env)
+        except SlurmError:
+            tools.run("scancel", "--name", name, check=False)
+            raise ProbeTimeout(
+                f"--runner slurm: the probe job that checks that the compute nodes see "
+                f"{', '.join(str(p[0]) for p in probes)} did not run within {timeout_s:.0f}s (the partition "
+                f"{partition or '(default)'} is busy?); it was cancelled and nothing was concluded.") from None
+        output = (r.stdout + "\n" + r.stderr).strip()
+        blind = []
+        for folder, _probe, reply in probes:
+            seen = reply.is_file() and reply.read_text().strip() == token
+            if not seen:
+                blind.append(folder)
+        if blind:
+            detail = [ln.replace("KIT-PROBE-NOT-SEEN ", "") for ln in output.splitlines()
+                      if "KIT-PROBE-NOT-SEEN" in ln] or [_one_line(output)]
+            raise KitError(
+                f"--runner slurm: the compute node does not see the folder{'s' if len(blind) > 1 else ''} "
+                f"{', '.join(map(str, blind))} the way this machine does, so a job's results and log would not "
+                f"arrive here. A probe job (srun on partition {partition or '(default)'}) could not read back the "
+                f"token written there{' or write its reply' if r.returncode == 0 else ''}: "
+                f"{'; '.join(detail)}. Put the results and log folders on a filesystem the nodes share with this "
+                "machine (the home or project filesystem, not /tmp or a local disk), e.g. --results-dir "
+                "$HOME/awq-results --output-dir $HOME/awq-output.")
+    finally:
+        for _folder, probe, reply in probes:
+            for p in (probe, reply):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def _atomic_write(path: Path, text: str, mode: int = 0o755) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: PathLike,
+           sbatch_args: Sequence[str] = (), script_path: Optional[PathLike] = None,
+           workdir: Optional[PathLike] = None) -> str:
+    """Submit one batch job; returns its id (a string, e.g. '1234').
+
+    The script is written atomically to `script_path` (default: the log's name with .sbatch) and kept there as
+    the record of what ran; sbatch copies it to the controller, so only the log must be on the shared filesystem.
+    The job's stdout and stderr both go to `log_path` (sbatch --output, no --error). It runs in `workdir`
+    (default: the log's folder). `sbatch_args` come after the kit's own, so they can override them.
+    """
+    log_path = Path(log_path).resolve()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    script = Path(script_path) if script_path else log_path.with_suffix(".sbatch")
+    script.parent.mkdir(parents=True, exist_ok=True)
+    if not script_text.startswith("#!"):
+        script_text = "#!/bin/bash\n" + script_text
+    _atomic_write(script, script_text)
+    out = str(log_path).replace("%", "%%")  # sbatch expands %j, %N, ... in --output
+    args = ["--parsable", f"--job-name={job_name}", f"--output={out}",
+            f"--chdir={Path(workdir).resolve() if workdir else log_path.parent}", *sbatch_args, str(script)]
+    r = tools.run("sbatch", *args, check=False)
+    if r.returncode != 0:
+        raise KitError(f"--runner slurm: sbatch refused {job_name!r} (exit code {r.returncode}): "
+                       f"{_one_line(r.stderr)} (arguments: {' '.join(args[:-1])}; script {script}).")
+    job_id = r.stdout.strip().splitlines()[-1].split(";")[0].strip() if r.stdout.strip() else ""
+    if not re.fullmatch(r"\d+(_\d+)?", job_id):
+        raise KitError(f"--runner slurm: sbatch accepted {job_name!r} but printed no job id: {r.stdout!r}")
+    return job_id
+
+
+# --------------------------------------------------------------------------- states
+
+
+@dataclass(frozen=True)
+class JobState:
+    job_id: str
+    state: str  # PENDING, RUNNING, COMPLETING, COMPLETED, FAILED, CANCELLED, TIMEOUT, ..., UNKNOWN
+    exit_code: Optional[int] = None  # the command's exit status once the job ended (None before)
+    signal: Optional[int] = None  # the signal that ended it, if one did (e.g. 15 after scancel)
+    reason: str = ""  # squeue's reason: Priority, Resources, NonZeroExitCode, TimeLimit, ... ('' for None)
+    node: str = ""
+    partition: str = ""
+    name: str = ""
+    source: str = "squeue"  # squeue | sacct | missing
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "COMPLETED" and not self.exit_code and not self.signal
+
+    def summary(self) -> str:
+        bits = [self.state]
+        if self.terminal and self.exit_code is not None:
+            bits.append(f"exit code {self.exit_code}")
+        if self.signal:
+            bits.append(f"signal {self.signal}")
+        if self.reason:
+            bits.append(f"reason {self.reason}")
+        if self.node:
+            bits.append(f"node {self.node}")
+        return ", ".join(bits)
+
+
+def _state_word(s: str) -> str:
+    s = s.strip().upper()
+    return s.split()[0] if s else "UNKNOWN"  # sacct: 'CANCELLED by 0'
+
+
+def _wait_status(raw: str) -> tuple[Optional[int], Optional[int]]:
+    """squeue's exit_code is the raw wait status: 768 -> (3, None), 15 -> (0, 15)."""
+    try:
+        st = int(raw)
+    except ValueError:
+        return None, None
+    sig = st & 0x7F
+    return (st >> 8) & 0xFF, (sig or None)
+
+
+def _clean(s: str) -> str:
+    s = s.strip()
+    return "" if s in ("None", "(null)", "N/A") else s
+
+
+def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
+    """{id: JobState} for every id: squeue first (pending, running, and finished for MinJobAge seconds), sacct for
+    the rest where the cluster keeps accounting; a job neither knows comes back as UNKNOWN (source 'missing').
+    SlurmError when squeue itself fails."""
+    ids = [str(i) for i in ids]
+    if not ids:
+        return {}
+    fmt = ",".join(f"{f}:|" for f in _SQUEUE_FIELDS)
+    r = tools.run("squeue", "-h", "--states=all", "-j", ",".join(ids), "-O", fmt, check=False)
+    found: dict[str, JobState] = {}
+    if r.returncode != 0 and "Invalid job id" not in r.stderr:
+        raise SlurmError(f"`squeue -j {','.join(ids)}` failed (exit code {r.returncode}): {_one_line(r.stderr)}")
+    for line in r.stdout.splitlines():
+        parts = line.split("|", len(_SQUEUE_FIELDS) - 1)
+        if len(parts) < len(_SQUEUE_FIELDS):
+            continue
+        jid, state, reason, node, part, raw, name = (p.strip() for p in parts)
+        name = name[:-1] if name.endswith("|") else name
+        state = _state_word(state)
+        code, sig = _wait_status(raw) if state in TERMINAL_STATES or state == "COMPLETING" else (None, None)
+        if jid in ids:
+            found[jid] = JobState(jid, state, code, sig, _clean(reason), _clean(node), part, name, "squeue")
+    rest = [i for i in ids if i not in found]
+    if rest:
+        found.update(_sacct_states(tools, rest))
+    for i in ids:
+        if i not in found:
+            found[i] = JobState(i, "UNKNOWN", reason="not known to squeue, and no accounting (sacct) to ask",
+                                source="missing")
+    return {i: found[i] for i in ids}
+
+
+_SACCT_USABLE: dict[str, bool] = {}
+
+
+def _sacct_states(tools: SlurmTools, ids: list[str]) -> dict[str, JobState]:
+    if not tools.sacct or _SACCT_USABLE.get(tools.sacct) is False:
+        return {}
+    r = tools.run("sacct", "-n", "-P", "-X", "-j", ",".join(ids), "--format", ",".join(_SACCT_FIELDS), check=False)
+    if r.returncode != 0:
+        if "accounting storage is disabled" in (r.stderr + r.stdout).lower():
+            _SACCT_USABLE[tools.sacct] = False
+        return {}
+    out = {}
+    for line in r.stdout.splitlines():
+        parts = line.split("|", len(_SACCT_FIELDS) - 1)
+        if len(parts) < len(_SACCT_FIELDS) or parts[0] not in ids:
+            continue
+        jid, state, exit_code, node, part, name = parts
+        code, sig = None, None
+        m = re.fullmatch(r"(\d+):(\d+)", exit_code.strip())
+        if m:
+            code, sig = int(m.group(1)), (int(m.group(2)) or None)
+        state = _state_word(state)
+        out[jid] = JobState(jid, state, code if state in TERMINAL_STATES else None, sig, "", _clean(node), part,
+                            name, "sacct")
+    return out
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def log_tail(path: PathLike, n: int = 20, *, max_bytes: int = 256 * 1024) -> list[str]:
+    """The last n lines of a log (decoded leniently; [] when the file is missing or empty)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", "replace").replace("\r\n", "\n")
+    # A progress bar rewrites its line with \r: keep what the line last said.
+    lines = [ln.rsplit("\r", 1)[-1] for ln in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines[-n:] if n > 0 else []
+
+
+class LogFollower:
+    """tail -f for one log on a shared filesystem: new complete lines since the last call.
+
+    The file may appear late (the job is pending), and may start over (a requeued job's log is truncated):
+    then it is read again from the start."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+        self.offset = 0
+        self.partial = b""
+
+    def read(self, final: bool = False) -> list[str]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                if size < self.offset:
+                    self.offset, self.partial = 0, b""
+                fh.seek(self.offset)
+                data = fh.read()
+                self.offset = fh.tell()
+        except OSError:
+            data = b""
+        data = self.partial + data
+        *complete, self.partial = data.split(b"\n")
+        if final and self.partial:
+            complete.append(self.partial)
+            self.partial = b""
+        return [c.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for c in complete]
+
+
+# --------------------------------------------------------------------------- waiting, cancelling
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "state": the job's state changed (the first one seen included); "log": a new line of its log
+    job_id: str
+    state: JobState
+    line: str = ""
+
+
+def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Event], None]] = None, *,
+         log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0,
+         timeout_s: Optional[float] = None, unreachable_s: float = 300,
+         cancel_on_interrupt: bool = False) -> dict[str, JobState]:
+    """Follow jobs until every one is in a terminal state; returns {id: final JobState}.
+
+    Every poll (poll_s) asks squeue for all unfinished ids (one call) and reads the new lines of each job's log
+    (`log_paths`); `on_event` gets a state Event when a job's state, reason or node changes, and a log Event per
+    new line, in order. Once a job is terminal its log is read to the end (a last line without newline too).
+    A failing squeue is retried for `unreachable_s` before SlurmError. `timeout_s`: give up (SlurmError) with
+    the jobs still running. Ctrl-C: with cancel_on_interrupt, the unfinished jobs are scancel'ed (and waited
+    for, briefly) before KeyboardInterrupt propagates; without it the caller decides (see cancel()).
+    """
+    ids = [str(i) for i in ids]
+    followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
+    last: dict[str, JobState] = {}
+    done: dict[str, JobState] = {}
+    t0 = time.monotonic()
+    last_ok = t0
+    emit = on_event or (lambda e: None)
+    try:
+        while True:
+            todo = [i for i in ids if i not in done]
+            try:
+                states = job_states(tools, todo)
+                last_ok = time.monotonic()
+            except SlurmError:
+                if time.monotonic() - last_ok > unreachable_s:
+                    raise
+                states = {}
+            for i in todo:
+                st = states.get(i)
+                if st is not None:
+                    prev = last.get(i)
+                    if prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node):
+                        emit(Event("state", i, st))
+                    last[i] = st
+                f = followers.get(str(i))
+                if f is not None and i in last:
+                    final = st is not None and st.terminal
+                    for line in f.read(final=final):
+                        emit(Event("log", i, last[i], line))
+                if st is not None and st.terminal:
+                    done[i] = st
+            if len(done) == len(ids):
+                return {i: done[i] for i in ids}
+            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+                running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in ids if i not in done)
+                raise SlurmError(f"--runner slurm: gave up waiting after {timeout_s:.0f}s for job(s) {running}; "
+                                 "they are still in the queue (scancel them, or look again later).")
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        if cancel_on_interrupt:
+            cancel(tools, [i for i in ids if i not in done])
+        raise
+
+
+def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30, poll_s: float = 0.5) -> dict[str, JobState]:
+    """scancel these jobs (by id: only the kit's own), then wait up to wait_s for them to reach a terminal state.
+    Returns their last states. Jobs already finished are left alone; scancel's complaints about them are ignored."""
+    ids = [str(i) for i in ids]
+    if not ids:
+        return {}
+    tools.run("scancel", *ids, check=False)
+    deadline = time.monotonic() + wait_s
+    states: dict[str, JobState] = {}
+    while True:
+        try:
+            states = job_states(tools, ids)
+        except SlurmError:
+            pass
+        if states and all(s.terminal for s in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(poll_s)
+
+
+# --------------------------------------------------------------------------- explaining a failure
+
+
+def failure_paragraph(job: str, state: JobState, log_path: PathLike, *, lines: int = 20) -> str:
+    """One paragraph for a job that did not complete: what it was, how it ended (state, exit code or signal,
+    reason), where (node, partition), the log's path and its last `lines` lines (indented)."""
+    how = [f"ended {state.state}"]
+    if state.exit_code is not None and (state.exit_code or not state.signal):
+        how.append(f"with exit code {state.exit_code}")
+    if state.signal:
+        how.append(f"{'and' if len(how) > 1 else 'by'} signal {state.signal}")
+    where = []
+    if state.node:
+        where.append(f"on node {state.node}")
+    if state.partition:
+        where.append(f"in partition {state.partition}")
+    text = f"{job}: Slurm job {state.job_id} {' '.join(how)}{(' ' + ' '.join(where)) if where else ''}"
+    if state.reason and state.reason not in ("NonZeroExitCode",):
+        text += f" (reason: {state.reason})"
+    hint = _HINTS.get(state.state)
+    text += f"; {hint}." if hint else "."
+    tail = log_tail(log_path, lines)
+    if tail:
+        text += f" The last {len(tail)} lines of its log {log_path}:\n" + "\n".join(f"    {ln}" for ln in tail)
+    elif Path(log_path).exists():
+        text += f" Its log {log_path} is empty."
+    else:
+        text += (f" Its log {log_path} does not exist here: the job never started, or the node wrote it to a "
+                 "folder this machine does not see.")
+    return text
