@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from kit.errors import KitError
+from core.errors import KitError
 
 PathLike = Union[str, os.PathLike]
 

@@ -19,7 +19,7 @@ for _p in (str(REPO), str(REPO / "tests" / "support")):
 
 from ci_policy import IN_CI, skip_or_fail  # noqa: E402
 from kit import slurm  # noqa: E402
-from kit.errors import KitError  # noqa: E402
+from core.errors import KitError  # noqa: E402
 
 SETUP = "run .ci/slurm-up (as root) to start the single-node Slurm these tests use"
 

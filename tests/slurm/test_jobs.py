@@ -7,7 +7,7 @@ import time
 import pytest
 
 from kit import slurm
-from kit.errors import KitError
+from core.errors import KitError
 
 POLL = 0.5
 

@@ -12,7 +12,7 @@ import pytest
 from ci_policy import skip_or_fail
 from conftest import REPO
 from kit import slurm
-from kit.errors import KitError
+from core.errors import KitError
 
 
 def test_no_sbatch_on_path(tmp_path):
@@ -98,7 +98,7 @@ def test_results_folder_the_node_cannot_see(tools, tmp_path):
     private.mkdir()
     code = textwrap.dedent(f"""
         from kit import slurm
-        from kit.errors import KitError
+        from core.errors import KitError
         tools = slurm.find_slurm()
         try:
             slurm.check_visible(tools, ["{private}/results"], partition="debug", timeout_s=60)
