@@ -4,6 +4,7 @@ Options after `--` go to the command, e.g. `nox -s bench-hf -- --synthetic qwen3
 """
 import nox
 
+nox.needs_version = ">=2024.3"  # `requires=` (the tests session)
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["report"]
@@ -66,8 +67,60 @@ def lock(session: nox.Session) -> None:
     session.run("python", "-m", "kit", "lock", *session.posargs)
 
 
-@nox.session(name="tests")
-def tests(session: nox.Session) -> None:
-    """All tests: host side (no torch), then real Docker: both pinned images built, CPU suites run inside them."""
+# Tests: one session per suite; pytest's own summary is each one's result, its exit code the session's.
+# `nox -s tests-host -- -k locks`: options after `--` go to pytest. Policy (CI=true: a skip in host or docker
+# fails; nothing collected fails) is pytest's own: tests/support/ci_policy.py and exit code 5.
+
+
+def _pytest(session: nox.Session, suite: str) -> None:
     session.install("-q", *TEST_DEPS)
-    session.run("python", "-m", "kit", "test", *session.posargs)
+    session.run("python", "-m", "pytest", f"tests/{suite}", *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
+
+
+def _pytest_in_image(session: nox.Session, stack: str, suite: str) -> None:
+    session.install("-q", *DEPS)
+    session.run("python", "-m", "kit", "container-pytest", stack, "--", f"tests/{suite}", *session.posargs,
+                interrupt_timeout=KIT_SHUTDOWN_S)
+
+
+@nox.session(name="tests-host")
+def tests_host(session: nox.Session) -> None:
+    """tests/host in this venv: no torch, no Docker."""
+    _pytest(session, "host")
+
+
+@nox.session(name="tests-docker")
+def tests_docker(session: nox.Session) -> None:
+    """tests/docker against the real Docker engine (builds or reuses the hf image)."""
+    _pytest(session, "docker")
+
+
+@nox.session(name="tests-container")
+def tests_container(session: nox.Session) -> None:
+    """tests/container inside the hf image (kit at /kit read-only, CPU); KIT_CA_BUNDLE for its build."""
+    _pytest_in_image(session, "hf", "container")
+
+
+@nox.session(name="tests-vllm")
+def tests_vllm(session: nox.Session) -> None:
+    """tests/vllm inside the vllm image (vLLM 0.12.0, CPU)."""
+    _pytest_in_image(session, "vllm", "vllm")
+
+
+@nox.session(name="tests-vllm-0.20")
+def tests_vllm_020(session: nox.Session) -> None:
+    """tests/vllm again, inside the vllm-0.20 image (vLLM 0.20.0, CPU)."""
+    _pytest_in_image(session, "vllm-0.20", "vllm")
+
+
+@nox.session(name="tests-slurm")
+def tests_slurm(session: nox.Session) -> None:
+    """tests/slurm through the real single-node slurmctld that .ci/slurm-up starts (fake GPU types fakea, fakeb)."""
+    _pytest(session, "slurm")
+
+
+@nox.session(name="tests", python=False,
+             requires=["tests-host", "tests-docker", "tests-container", "tests-vllm", "tests-vllm-0.20", "tests-slurm"])
+def tests(session: nox.Session) -> None:
+    """Every suite, in that order (each one runs even if an earlier one failed); fails if any failed."""
+    session.log("every suite passed")

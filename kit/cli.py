@@ -187,10 +187,10 @@ def cmd_venv(argv: list[str]) -> None:
     venv_main(argv)
 
 
-def cmd_test(argv: list[str]) -> None:
-    from kit.testing import run_tests
+def cmd_container_pytest(argv: list[str]) -> None:
+    from kit.container_pytest import container_pytest_main
 
-    run_tests(argv)
+    container_pytest_main(argv)
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
@@ -201,7 +201,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "demo": cmd_demo,
     "lock": cmd_lock,
     "venv": cmd_venv,
-    "test": cmd_test,
+    "container-pytest": cmd_container_pytest,
 }
 
 

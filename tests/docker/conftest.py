@@ -26,6 +26,8 @@ for _p in (str(REPO), str(REPO / "tests" / "support"), str(Path(__file__).resolv
 from kit import images, preflight  # noqa: E402
 from kit.runners.docker import sweep_stale_containers  # noqa: E402
 from dockerkit import CI, LOCAL_BASE, NOTES, NonRoot, copy_kit, unavailable  # noqa: E402
+# CI=true: any skip in this suite is a failure (tests/support/ci_policy.py).
+from ci_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,8 @@ for _p in (str(REPO_ROOT), str(REPO_ROOT / "tests" / "support")):
         sys.path.insert(0, _p)
 
 from kit.report import samples  # noqa: E402
+# CI=true: any skip in this suite is a failure (tests/support/ci_policy.py).
+from ci_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401
 
 
 @pytest.fixture

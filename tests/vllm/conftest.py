@@ -46,7 +46,7 @@ def _require_vllm():
         return importlib.import_module("vllm")
     except ImportError as e:
         msg = (f"vllm is not importable ({e}); tests/vllm need vLLM: run them in a vLLM image "
-               "(`nox -s tests -- --suite vllm` for 0.12.0, `--suite vllm-0.20` for 0.20.0) or in a venv made "
+               "(`nox -s tests-vllm` for 0.12.0, `nox -s tests-vllm-0.20` for 0.20.0) or in a venv made "
                "from a vLLM stack's lock (`nox -s venv -- vllm`, then KIT_STACK=vllm .venv-vllm/bin/python -m "
                "pytest tests/vllm)")
         skip_or_fail(msg)

@@ -1,7 +1,8 @@
 """The exact arguments the vLLM backend builds, handed to the real vLLM classes (CPU, no engine).
 
-The suite runs once per vLLM stack (`nox -s tests` runs it in the vllm image, vLLM 0.12.0, and in the vllm-0.20
-image, vLLM 0.20.0): each run checks against the version its stack's lock pins (KIT_STACK, set by the runner).
+The suite runs once per vLLM stack (`nox -s tests-vllm` runs it in the vllm image, vLLM 0.12.0; `nox -s
+tests-vllm-0.20` in the vllm-0.20 image, vLLM 0.20.0): each run checks against the version its stack's lock pins
+(KIT_STACK, set by the runner).
 
 Every object here comes from bench.vllm_args / bench.vllm_backend's own builders
 (engine_kwargs -> make_engine_args, sampling_kwargs -> make_sampling_params, make_prompt), so a
