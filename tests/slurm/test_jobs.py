@@ -145,17 +145,14 @@ def test_ctrl_c_during_wait_cancels_the_jobs(tools, jobs, tmp_path):
     jobs.extend(ids)
     ids_log = dict(zip(ids, logs.values()))
 
-    def on_event(e):  # Ctrl-C arrives once both have printed their first line
+    def on_event(e):  # Ctrl-C arrives once one job runs; the other may still be queued (a busy node): both go
         if e.kind == "log" and e.line == "up":
-            on_event.up.add(e.job_id)
-            if on_event.up == set(ids):
-                raise KeyboardInterrupt
-    on_event.up = set()
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         slurm.wait(tools, ids, on_event, log_paths=ids_log, poll_s=POLL, timeout_s=120, cancel_on_interrupt=True)
     states = slurm.job_states(tools, ids)
-    assert all(s.state == "CANCELLED" for s in states.values()), states
+    assert all(s.state == "CANCELLED" for s in states.values()), states  # the running one and the queued one
 
 
 def test_preempted_job(tools, jobs, tmp_path):
