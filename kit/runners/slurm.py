@@ -1,4 +1,4 @@
-"""Slurm runner (`--runner slurm`): each step, times each GPU type, becomes ONE sbatch job on the cluster.
+"""Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job on the cluster.
 
 Host side (the login node), `run_slurm`:
 
@@ -25,7 +25,7 @@ cancels, times out or preempts, is handled like Ctrl-C: the container is stopped
 and nothing partial is written. The job's outcome is recorded in the ledger by the node too, so a later
 submission knows it even after the controller has forgotten the job (no sacct).
 
-Host side only, standard library (plus core/). Provenance of the results: bench/provenance.py reads SLURM_JOB_ID,
+The kit's side of the line (no torch; standard library and core/), on the login node and on the node. Provenance of the results: bench/provenance.py reads SLURM_JOB_ID,
 SLURMD_NODENAME, SLURM_JOB_PARTITION and KIT_SLURM_GPU_TYPE (set by the job script) inside the job.
 """
 from __future__ import annotations
@@ -611,8 +611,8 @@ def node_main(argv: list[str]) -> None:
     try:
         run_step(step, opts)
         outcome = {"state": DONE_OK, "exit_code": 0}
-    except KeyboardInterrupt:
-        outcome = {"state": "CANCELLED", "exit_code": 130}
+    except KeyboardInterrupt:  # SIGTERM from Slurm (cancelled, timed out, preempted) or SIGINT
+        outcome = {"state": "INTERRUPTED", "exit_code": 130}
         raise
     except KitError as e:
         outcome = {"state": "FAILED", "exit_code": e.exit_code}
