@@ -10,7 +10,10 @@
     installed version differs, or that is not installed. The stack is KIT_STACK, which the runners set from
     their Step, else the caller's default: a new images/<stack>/ needs no code here;
   - the runner's environment contract (kit/runners/__init__.py): KIT_GIT_COMMIT/KIT_GIT_DIRTY,
-    KIT_IMAGE_ID/KIT_IMAGE_TAG, KIT_LOCK_HASH, KIT_RUNNER, KIT_LABEL, KIT_STACK.
+    KIT_IMAGE_ID/KIT_IMAGE_TAG, KIT_LOCK_HASH, KIT_RUNNER, KIT_LABEL, KIT_STACK;
+  - the Slurm job, when the step ran in one (`--runner slurm`): SLURM_JOB_ID, SLURMD_NODENAME and
+    SLURM_JOB_PARTITION as Slurm sets them in the job, KIT_SLURM_GPU_TYPE as the kit's job script sets it
+    (the Docker runner forwards all four into the container by name).
 
 Only torch is imported (for the GPU), and only when device is "cuda".
 """
@@ -24,7 +27,7 @@ from typing import Optional
 
 from core.git import kit_git_state
 from core.locks import lock_path, lock_versions
-from core.results import GPU, Provenance
+from core.results import GPU, Provenance, SlurmJob
 
 LIBRARIES = ("torch", "transformers", "autoawq", "autoawq-kernels", "triton", "vllm", "tokenizers", "safetensors",
              "huggingface-hub", "accelerate", "numpy", "flashinfer-python", "xformers", "nvidia-ml-py")
@@ -95,6 +98,16 @@ def gpu_info(device_index: int = 0) -> Optional[GPU]:
                compute_capability=f"{props.major}.{props.minor}")
 
 
+def slurm_job(env=None) -> Optional[SlurmJob]:
+    """The Slurm job this runs in, from the variables Slurm (and the kit's job script) set; None outside one."""
+    env = os.environ if env is None else env
+    job_id = env.get("SLURM_JOB_ID")
+    if not job_id:
+        return None
+    return SlurmJob(job_id=job_id, node=env.get("SLURMD_NODENAME") or None,
+                    partition=env.get("SLURM_JOB_PARTITION") or None, gpu_type=env.get("KIT_SLURM_GPU_TYPE") or None)
+
+
 def collect_provenance(stack: str, device: str) -> Provenance:
     """stack: the caller's default ("hf" | "vllm"), KIT_STACK wins; device: "cuda..." | "cpu"."""
     stack = os.environ.get("KIT_STACK") or stack
@@ -119,4 +132,5 @@ def collect_provenance(stack: str, device: str) -> Provenance:
         deviations=deviations(pins, installed, python),
         gpu=gpu_info() if device.startswith("cuda") else None,
         label=os.environ.get("KIT_LABEL"),
+        slurm=slurm_job(),
     )

@@ -81,6 +81,15 @@ class GPU(_Strict):
     compute_capability: Optional[str] = None
 
 
+class SlurmJob(_Strict):
+    """The Slurm job a result was measured in (`--runner slurm`), read from the job's environment."""
+
+    job_id: str = Field(description="SLURM_JOB_ID")
+    node: Optional[str] = Field(None, description="SLURMD_NODENAME: the node the job ran on")
+    partition: Optional[str] = Field(None, description="SLURM_JOB_PARTITION")
+    gpu_type: Optional[str] = Field(None, description="the GPU type the kit asked for (--gpu-types); None: any GPU, or none")
+
+
 class Provenance(_Strict):
     kit_commit: Optional[str] = None
     kit_dirty: Optional[bool] = None
@@ -96,6 +105,7 @@ class Provenance(_Strict):
     deviations: list[str] = Field(default_factory=list, description="pinned packages whose installed version differs")
     gpu: Optional[GPU] = Field(None, description="None on a CPU run")
     label: Optional[str] = Field(None, description="free text, e.g. 'reference run'")
+    slurm: Optional[SlurmJob] = Field(None, description="the Slurm job that ran it (--runner slurm); None otherwise")
 
 
 class Roofline(_Strict):

@@ -16,12 +16,14 @@ from core.errors import KitError
 from core.workload import Parser, WorkloadSpec, add_workload_args, specs_from_namespace
 from kit.images import VLLM_STACKS, stack_title
 from kit.runners import RunnerOptions, Step, run_step
+from kit.runners.slurm import add_slurm_args, slurm_options
 
 
 def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = Parser(prog=prog, description=description)
-    p.add_argument("--runner", choices=("docker", "local"), default="docker",
-                   help="docker: the stack's pinned image (default); local: this interpreter or --python")
+    p.add_argument("--runner", choices=("docker", "local", "slurm"), default="docker",
+                   help="docker: the stack's pinned image (default); local: this interpreter or --python; slurm: one "
+                        "sbatch job per step (and GPU type), run on the node by --node-runner")
     p.add_argument("--python", help="local runner: interpreter with the stack (default: $KIT_LOCAL_PYTHON, else "
                                     ".venv-<stack>/ made by `nox -s venv -- <stack>`, else the current one)")
     p.add_argument("--results-dir", type=Path, default=KIT_ROOT / "results")
@@ -30,6 +32,7 @@ def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--ca-bundle", type=Path, help="CA bundle for TLS-intercepting proxies, passed to image builds as a BuildKit secret")
     p.add_argument("--label", help="free-text provenance label stored in each result (e.g. 'reference run')")
     p.add_argument("--no-report", action="store_true", help="do not re-assemble reports/ after measuring")
+    add_slurm_args(p)
     return p
 
 
@@ -96,22 +99,16 @@ def plan(command: str, argv: list[str]) -> tuple[argparse.Namespace, list[Step]]
 def _measure(command: str, argv: list[str]) -> None:
     ns, steps = plan(command, argv)
     opts = _options(ns)
+    slurm_opts = slurm_options(ns)  # None unless --runner slurm (KitError for Slurm options without it)
     before = _result_files(opts.results_dir)
-    failures: list[str] = []
     try:
-        for i, step in enumerate(steps, 1):
-            print(f"[{command}] step {i}/{len(steps)}: {step.description}", flush=True)
-            try:
-                run_step(step, opts)
-            except KitError as e:
-                # One row failing (e.g. awq_marlin refused on a T4) must not cost the others.
-                if len(steps) == 1:
-                    raise
-                print(f"[{command}] {step.description} failed: {e}", file=sys.stderr, flush=True)
-                failures.append(f"{step.description}: {e}")
-        if failures:
-            raise KitError(f"{len(failures)} of {len(steps)} steps failed (the others' results were written): "
-                           + " | ".join(failures))
+        if slurm_opts is not None:
+            from kit.runners.slurm import run_slurm
+
+            opts.runner = slurm_opts.node_runner
+            run_slurm(command, steps, opts, slurm_opts)
+        else:
+            _run_here(command, steps, opts)
     finally:
         # Whatever finished is in the results folder: keep its reports in step, even after a failure or Ctrl-C.
         if not ns.no_report:
@@ -120,6 +117,24 @@ def _measure(command: str, argv: list[str]) -> None:
                 assemble(opts.results_dir, reports_dir)
             else:
                 print(f"report: no new result in {opts.results_dir}; {reports_dir} left as it was", flush=True)
+
+
+def _run_here(command: str, steps: list[Step], opts: RunnerOptions) -> None:
+    """The steps one after another on this machine (docker or local runner)."""
+    failures: list[str] = []
+    for i, step in enumerate(steps, 1):
+        print(f"[{command}] step {i}/{len(steps)}: {step.description}", flush=True)
+        try:
+            run_step(step, opts)
+        except KitError as e:
+            # One row failing (e.g. awq_marlin refused on a T4) must not cost the others.
+            if len(steps) == 1:
+                raise
+            print(f"[{command}] {step.description} failed: {e}", file=sys.stderr, flush=True)
+            failures.append(f"{step.description}: {e}")
+    if failures:
+        raise KitError(f"{len(failures)} of {len(steps)} steps failed (the others' results were written): "
+                       + " | ".join(failures))
 
 
 BENCH = ("-m", "bench", "run", "--backend")
@@ -169,6 +184,13 @@ def cmd_profile(argv: list[str]) -> None:
     _measure("profile", argv)
 
 
+def cmd_step(argv: list[str]) -> None:
+    """Internal: one step on this machine, what a `--runner slurm` job runs on its node."""
+    from kit.runners.slurm import node_main
+
+    node_main(argv)
+
+
 def cmd_demo(argv: list[str]) -> None:
     from kit.demo import run_demo
 
@@ -202,6 +224,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "lock": cmd_lock,
     "venv": cmd_venv,
     "container-pytest": cmd_container_pytest,
+    "step": cmd_step,
 }
 
 

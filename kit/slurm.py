@@ -314,7 +314,8 @@ def probe_args(sbatch_args: Sequence[str]) -> list[str]:
 
 
 def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: Optional[str] = None,
-                  sbatch_args: Sequence[str] = (), timeout_s: float = 120) -> None:
+                  sbatch_args: Sequence[str] = (), timeout_s: float = 120,
+                  executables: Sequence[PathLike] = ()) -> None:
     """Check that a compute node sees the same folders as this machine: KitError if not.
 
     Writes a random token into `.kit-probe-<token>` in each folder, then runs ONE job with `srun` (1 CPU, 1 minute
@@ -322,7 +323,8 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
     is visible when the node read the right token AND this machine sees the reply. So it catches a path missing on
     the node, a node-local folder of the same name (the node reads no token), and a read-only mount (no reply).
     srun brings the probe's output back over the network, so its error message reaches this machine even when
-    nothing is shared. Both files are removed afterwards.
+    nothing is shared. Both files are removed afterwards. `executables` (e.g. the interpreter the job will run)
+    are checked in the same job: each must be an executable file on the node too (`test -x`, links followed).
 
     Cost: one short job; seconds on an idle partition, up to `timeout_s` waiting in a busy queue, after which the
     probe is cancelled and ProbeTimeout (a KitError) is raised. It checks the one node the probe lands on; a
@@ -346,16 +348,18 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                 raise KitError(f"--runner slurm: cannot write into {folder} on this machine ({e.strerror}), so the "
                                "jobs could not deliver results there either; pick a folder you can write.") from None
             probes.append((folder, probe, folder / f".kit-probe-{token}.reply"))
-        # sh -c SCRIPT sh TOKEN PROBE1 REPLY1 PROBE2 REPLY2 ...
-        script = ('tok=$1; shift; rc=0; while [ $# -gt 0 ]; do '
+        # sh -c SCRIPT sh TOKEN PROBE1 REPLY1 PROBE2 REPLY2 ... -- EXE1 EXE2 ...
+        script = ('tok=$1; shift; rc=0; while [ $# -gt 0 ] && [ "$1" != -- ]; do '
                   'if [ "$(cat "$1" 2>&1)" = "$tok" ]; then echo "$tok" > "$2" || rc=1; '
                   'else echo "KIT-PROBE-NOT-SEEN $1 on $(hostname): $(cat "$1" 2>&1)"; rc=1; fi; '
-                  'shift 2; done; exit $rc')
+                  'shift 2; done; [ $# -gt 0 ] && shift; for x in "$@"; do '
+                  '[ -x "$x" ] && [ -f "$x" ] || { echo "KIT-PROBE-NO-EXE $x"; rc=1; }; done; exit $rc')
         args = ["--job-name", name, "--nodes=1", "--ntasks=1", "--time=1", "--chdir=/", "--quiet",
                 *([f"--partition={partition}"] if partition else []), *sbatch_args,
                 "sh", "-c", script, "sh", token]
         for _folder, probe, reply in probes:
             args += [str(probe), str(reply)]
+        args += ["--", *(str(x) for x in executables)]
         try:
             # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
             # otherwise start a step of that job, on its node, not on the partition asked for.
@@ -384,6 +388,16 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                 f"{'; '.join(detail)}. Put the results and log folders on a filesystem the nodes share with this "
                 "machine (the home or project filesystem, not /tmp or a local disk), e.g. --results-dir "
                 "$HOME/awq-results --output-dir $HOME/awq-output.")
+        missing = [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in output.splitlines()
+                   if "KIT-PROBE-NO-EXE " in ln]
+        if missing:
+            raise KitError(
+                f"--runner slurm: the compute node has no executable {', '.join(missing)}, which the jobs run (the "
+                "kit runs itself on the node with the interpreter that runs it here, and the local node runner with "
+                "--python). A probe job (srun on partition "
+                f"{partition or '(default)'}) found none there. Put the interpreter on a filesystem the nodes share "
+                "with this machine (e.g. run the kit through nox from a checkout in your home or project folder: its "
+                "venv is under .nox/), or give a path that exists on the nodes.")
     finally:
         for _folder, probe, reply in probes:
             for p in (probe, reply):

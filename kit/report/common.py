@@ -338,6 +338,11 @@ def provenance_text(loaded: Loaded) -> str:
         runner += f", image {p.image_tag or ''}{' ' if p.image_tag and p.image_id else ''}{p.image_id or ''}".rstrip()
     if p.lock_hash:
         runner += f", lock {p.lock_hash}"
+    if p.slurm:
+        s = p.slurm
+        runner += (f", Slurm job {s.job_id}" + (f" on node {s.node}" if s.node else "")
+                   + (f", partition {s.partition}" if s.partition else "")
+                   + (f", GPU type {s.gpu_type} requested" if s.gpu_type else ""))
     parts.append(runner)
     libs = ", ".join(f"{k} {v if v is not None else 'not installed'}" for k, v in sorted(p.libraries.items()))
     parts.append(f"libraries: {libs or 'none recorded'}")

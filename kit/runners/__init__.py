@@ -6,18 +6,22 @@ The runner decides *where* it runs:
 
 - ``docker``: inside the stack's pinned image, kit mounted read-only (kit/runners/docker.py);
 - ``local``: the current interpreter, or one given with ``--python`` (a venv made from
-  the stack's lock; the Colab path) (kit/runners/local.py).
+  the stack's lock; the Colab path) (kit/runners/local.py);
+- ``slurm``: one sbatch job per step (and GPU type), which runs the kit on a node of the cluster, and there the
+  step with the docker or the local runner (kit/runners/slurm.py).
 
 Both pass the same environment contract to the child (see `child_env`), so the
 container side never needs to know which runner started it.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
+from core.errors import KitError
 from core.git import kit_git_state
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT
@@ -37,6 +41,23 @@ class Step:
     def needs_gpu(self) -> bool:
         return self.workload is not None and not self.workload.wants_cpu
 
+    def to_json(self) -> str:
+        """The step as data (`python -m kit step --step JSON` rebuilds it on a Slurm node)."""
+        return json.dumps({"stack": self.stack, "argv": list(self.argv), "description": self.description,
+                           "workload": json.loads(self.workload.to_json()) if self.workload else None},
+                          sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Step":
+        try:
+            data = json.loads(text)
+            workload = data["workload"]
+            return cls(stack=data["stack"], argv=tuple(data["argv"]), description=data.get("description", ""),
+                       workload=WorkloadSpec.from_json(json.dumps(workload)) if workload is not None else None)
+        except (ValueError, TypeError, KeyError) as e:
+            raise KitError(f"--step: not a step written by the kit ({e!r}). `python -m kit step` is what a Slurm "
+                           "job of `--runner slurm` runs; use the bench-hf, bench-vllm or profile commands.") from None
+
     def command(self, workload: Optional[WorkloadSpec] = None) -> tuple[str, ...]:
         """argv with the workload (or a runner's rewrite of it, e.g. container paths) as data."""
         workload = workload or self.workload
@@ -54,6 +75,9 @@ class RunnerOptions:
     ca_bundle: Optional[Path] = None  # docker builds behind TLS-intercepting proxies
     label: Optional[str] = None  # free-text provenance label, e.g. "reference run"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # docker runner, after Ctrl-C: seconds the container gets to stop after its SIGINT (then docker stop). In a
+    # Slurm job being cancelled the kit has only the cluster's KillWait before SIGKILL: kit/runners/slurm.py sets less.
+    interrupt_grace_s: float = 30.0
 
 
 def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_dir: str,

@@ -52,6 +52,8 @@ SHM_SIZE = os.environ.get("KIT_SHM_SIZE", "8g")
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Plain settings forwarded by name when set (e.g. HF_HUB_OFFLINE=1 for a pre-filled cache).
 FORWARD_ENV = ("CI", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "CUDA_VISIBLE_DEVICES", "VLLM_LOGGING_LEVEL")
+# In a Slurm job (--runner slurm): what the result's provenance records about the job (bench/provenance.py).
+SLURM_ENV = ("SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION", "KIT_SLURM_GPU_TYPE")
 INTERRUPT_GRACE_S = 30.0
 RUNNER_LABEL = "kit.runner=docker"
 OWNER_LABEL = "kit.owner"
@@ -166,7 +168,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
         cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={target}" + (",readonly" if mode == "ro" else "")]
     for key, value in env.items():
         cmd += ["-e", f"{key}={value}"]
-    for key in FORWARD_ENV + SECRET_ENV:
+    for key in FORWARD_ENV + SLURM_ENV + SECRET_ENV:
         if os.environ.get(key):
             cmd += ["-e", key]  # by name: docker reads the value from its own environment
     cmd += [image_tag, "python", *step.command(workload)]
@@ -209,22 +211,24 @@ def _container_running(client, name: str) -> bool:
     return r.returncode == 0 and r.stdout.strip() == "true"
 
 
-def _stop_container(client, name: str, proc: subprocess.Popen, drain) -> int:
-    """After Ctrl-C: let the container finish its interrupt handling, then insist. A second Ctrl-C kills it."""
+def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: float = INTERRUPT_GRACE_S) -> int:
+    """After Ctrl-C: let the container finish its interrupt handling, then insist. A second Ctrl-C kills it.
+    grace_s: how long the container gets after the SIGINT (a Slurm job being cancelled has only KillWait)."""
     try:
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + min(2.0, grace_s)
         while proc.poll() is None and time.monotonic() < deadline:
             drain(0.2)
         if proc.poll() is None and _container_running(client, name):
             print(f"\n[docker] interrupt: sending SIGINT to container {name}", file=sys.stderr, flush=True)
             subprocess.run([client.path, "kill", "--signal", "INT", name], capture_output=True, env=client.env())
-        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        deadline = time.monotonic() + grace_s
         while proc.poll() is None and time.monotonic() < deadline:
             drain(0.5)
         if proc.poll() is None:
-            print(f"[docker] container {name} still running after {INTERRUPT_GRACE_S:.0f}s: docker stop",
+            print(f"[docker] container {name} still running after {grace_s:.0f}s: docker stop",
                   file=sys.stderr, flush=True)
-            subprocess.run([client.path, "stop", "--time", "10", name], capture_output=True, env=client.env())
+            subprocess.run([client.path, "stop", "--time", str(max(1, min(10, round(grace_s)))), name],
+                           capture_output=True, env=client.env())
     except KeyboardInterrupt:
         print(f"\n[docker] second interrupt: killing container {name}", file=sys.stderr, flush=True)
         subprocess.run([client.path, "kill", name], capture_output=True, env=client.env())
@@ -235,7 +239,8 @@ def _stop_container(client, name: str, proc: subprocess.Popen, drain) -> int:
         return proc.wait()
 
 
-def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytearray) -> int:
+def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytearray,
+                  grace_s: float = INTERRUPT_GRACE_S) -> int:
     """`docker run` in the foreground, its output shown live and logged; on Ctrl-C the container is stopped."""
     with open(log_path, "wb") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -267,7 +272,7 @@ def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytea
                 pass
             rc = proc.wait()
         except KeyboardInterrupt:
-            _stop_container(client, name, proc, drain)
+            _stop_container(client, name, proc, drain, grace_s)
             deadline = time.monotonic() + 5.0  # what the container printed last (its interrupt report)
             while time.monotonic() < deadline and drain(0.5) is not False:
                 pass
@@ -301,7 +306,7 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
     _ensure_dirs(step, opts)
     guard = start_container_guard(client, name)
     try:
-        rc = _run_attached(client, name, cmd, log_path, tail)
+        rc = _run_attached(client, name, cmd, log_path, tail, opts.interrupt_grace_s)
     finally:
         guard.stdin.close()  # the kit is done with the container: the guard removes whatever is left of it
         guard.wait()

@@ -1,0 +1,626 @@
+"""Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job on the cluster.
+
+Host side (the login node), `run_slurm`:
+
+1. find the Slurm commands and check the cluster before anything is submitted (kit/slurm.py `preflight`): the
+   partition, the GPU types its nodes offer, `sbatch --test-only` with the user's arguments; then, only if a job
+   will be submitted, ONE probe job that checks that a node sees the results, output and checkout folders and
+   the interpreter the way this machine does;
+2. per (step, GPU type), the spec (stack, entry point, workload, GPU type, results folder) is hashed; a small
+   ledger `<results>/.slurm/<hash>.json` remembers the last job of that spec, so submitting the same spec again
+   runs nothing while that job is pending, running or has completed (`--again` submits anyway); a failed,
+   cancelled or forgotten one is submitted again;
+3. `sbatch` with `--gres=gpu[:TYPE]:1` (none for a CPU workload without --gpu-types), the partition, account,
+   time limit, constraint and the extra `--sbatch-arg`s (after the kit's own, so they win); the job script and its
+   log are kept under `<output>/slurm/`;
+4. unless `--no-wait`: follow the jobs (states from squeue, then each job's log lines as they arrive, prefixed
+   with step/type); Ctrl-C cancels the jobs this run submitted (scancel, by id), waits for them to end and says
+   what had finished; a job that did not complete gets one paragraph (state, exit code, log tail) and the others
+   go on; the command fails at the end, naming them.
+
+Node side, what the job script runs: `cd <checkout> && exec <this interpreter> -m kit step --runner docker|local
+--step JSON ...` (`node_main`): the Step rebuilt from JSON, run with `run_step` exactly as on a workstation (the
+pinned image, or the interpreter made from the locks). SIGTERM, which Slurm sends to every process of a job it
+cancels, times out or preempts, is handled like Ctrl-C: the container is stopped (within the cluster's KillWait)
+and nothing partial is written. The job's outcome is recorded in the ledger by the node too, so a later
+submission knows it even after the controller has forgotten the job (no sacct).
+
+The kit's side of the line (no torch; standard library and core/), on the login node and on the node. Provenance of the results: bench/provenance.py reads SLURM_JOB_ID,
+SLURMD_NODENAME, SLURM_JOB_PARTITION and KIT_SLURM_GPU_TYPE (set by the job script) inside the job.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from core.errors import KitError
+from core.workload import Parser
+from kit import KIT_ROOT, slurm
+from kit.runners import RunnerOptions, Step, run_step
+
+DEFAULTS_ENV = "KIT_SLURM_DEFAULTS"
+DEFAULTS_PATH = Path("~/.config/awq-kit/slurm.toml")
+LEDGER_DIR = ".slurm"  # under the results folder; hidden, so report assembly ignores it
+GPU_TYPE_ENV = "KIT_SLURM_GPU_TYPE"
+POLL_S = float(os.environ.get("KIT_SLURM_POLL_S", "2"))
+CANCEL_WAIT_S = 120.0
+# Ledger states after which the same spec is not submitted again (without --again).
+DONE_OK = "COMPLETED"
+ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
+                           "RESIZING", "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
+
+
+# --------------------------------------------------------------------------- options
+
+# option (as on the command line, without --) -> (type in the defaults file, help)
+OPTIONS: dict[str, tuple[str, str]] = {
+    "partition": ("str", "partition to submit to (default: the cluster's default partition)"),
+    "account": ("str", "account to charge (sbatch --account)"),
+    "time": ("str", "time limit of each job (sbatch --time: MINUTES, HH:MM:SS, D-HH:MM:SS); default: the "
+                    "partition's"),
+    "constraint": ("str", "node features the jobs need (sbatch --constraint)"),
+    "sbatch-arg": ("list", "extra sbatch argument, repeatable, written with = (--sbatch-arg=--qos=high); after the "
+                           "kit's own, so they win"),
+    "gpu-types": ("list", "the GPU-type matrix: one job per step and type, --gres=gpu:TYPE:1 (e.g. a100,h100,t4); "
+                          "default: one job on any GPU (--gres=gpu:1), or no GPU for a --device cpu workload"),
+    "node-runner": ("str", "how the job runs the step on its node: docker (the pinned image; default) or local "
+                           "(--python, else .venv-<stack>/ in the checkout)"),
+}
+
+
+def add_slurm_args(p: argparse.ArgumentParser) -> None:
+    """The Slurm options of the measuring commands (kit/cli.py `_runner_parser`); all default to None, so that
+    the defaults file can fill what the command line leaves out."""
+    g = p.add_argument_group("--runner slurm (defaults: --slurm-defaults FILE, else $KIT_SLURM_DEFAULTS, else "
+                             f"{DEFAULTS_PATH})")
+    for name, (kind, help_text) in OPTIONS.items():
+        if name == "sbatch-arg":
+            g.add_argument("--sbatch-arg", action="append", metavar="ARG", help=help_text)
+        elif name == "gpu-types":
+            g.add_argument("--gpu-types", type=_type_list, metavar="A,B,...", help=help_text)
+        elif name == "node-runner":
+            g.add_argument("--node-runner", choices=("docker", "local"), help=help_text)
+        else:
+            g.add_argument(f"--{name}", help=help_text)
+    g.add_argument("--again", action="store_true",
+                   help="submit even when the same spec already has a pending, running or completed job")
+    g.add_argument("--no-wait", action="store_true",
+                   help="print the job ids and their logs, and return; `nox -s report` assembles what arrived")
+    g.add_argument("--slurm-defaults", type=Path, metavar="FILE",
+                   help="per-cluster defaults, TOML (or JSON): keys are the options above without --, e.g. "
+                        "partition = \"gpu\"; the command line wins")
+
+
+def _type_list(text: str) -> list[str]:
+    types = [t.strip() for t in text.split(",") if t.strip()]
+    if not types:
+        raise argparse.ArgumentTypeError(f"expected GPU type names, comma-separated, got {text!r}")
+    return types
+
+
+@dataclass
+class SlurmOptions:
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    time: Optional[str] = None
+    constraint: Optional[str] = None
+    sbatch_args: list[str] = field(default_factory=list)
+    gpu_types: list[str] = field(default_factory=list)
+    node_runner: str = "docker"
+    again: bool = False
+    no_wait: bool = False
+    defaults_file: Optional[Path] = None  # the file the defaults came from, if any
+
+
+def defaults_path(explicit: Optional[Path]) -> tuple[Optional[Path], bool]:
+    """(file, named): --slurm-defaults, else $KIT_SLURM_DEFAULTS (both must exist), else the per-user file (used
+    when it exists)."""
+    if explicit is not None:
+        return Path(explicit).expanduser(), True
+    if os.environ.get(DEFAULTS_ENV):
+        return Path(os.environ[DEFAULTS_ENV]).expanduser(), True
+    return DEFAULTS_PATH.expanduser(), False
+
+
+def load_defaults(path: Path) -> dict[str, Any]:
+    """The defaults file, checked: {option name: value}. KitError (one paragraph naming the file and the key)."""
+    where = f"the Slurm defaults file {path}"
+    keys = ", ".join(OPTIONS)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise KitError(f"--runner slurm: cannot read {where} ({e.strerror}). Pass an existing file with "
+                       f"--slurm-defaults (or {DEFAULTS_ENV}), or none.") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise KitError(f"--runner slurm: {where} is not valid JSON ({e}). Write an object of option names, e.g. "
+                           '{"partition": "gpu", "time": "02:00:00"}.') from None
+    else:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            raise KitError(f"--runner slurm: {where} is TOML, which this Python ({sys.version.split()[0]}) cannot "
+                           "read (tomllib is Python >= 3.11). Write the same keys as JSON into a .json file "
+                           "instead.") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise KitError(f"--runner slurm: {where} is not valid TOML ({e}). Write one option per line, e.g. "
+                           'partition = "gpu".') from None
+    if not isinstance(data, dict):
+        raise KitError(f"--runner slurm: {where} must hold a table of options ({keys}), not a {type(data).__name__}.")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in OPTIONS:
+            hint = " (--again and --no-wait are per run: give them on the command line)" \
+                if key in ("again", "no-wait") else ""
+            raise KitError(f"--runner slurm: {where} has an unknown key {key!r}{hint}. The keys are the Slurm "
+                           f"options without their dashes: {keys}.")
+        kind = OPTIONS[key][0]
+        if kind == "list":
+            items = [v.strip() for v in value.split(",")] if key == "gpu-types" and isinstance(value, str) \
+                else [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
+                raise KitError(f"--runner slurm: {where}: key {key!r} must be a list of strings (or one string), "
+                               f"got {value!r}.")
+            out[key] = [v for v in items if v]
+        else:
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise KitError(f"--runner slurm: {where}: key {key!r} must be a string, got {value!r}.")
+            value = str(value)
+            if key == "node-runner" and value not in ("docker", "local"):
+                raise KitError(f"--runner slurm: {where}: key 'node-runner' must be \"docker\" or \"local\", got "
+                               f"{value!r}.")
+            out[key] = value
+    return out
+
+
+def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
+    """The Slurm options of a parsed command line merged over the defaults file; None for another runner (where
+    Slurm options are an error: they would be silently ignored)."""
+    given = [f"--{n}" for n in OPTIONS if getattr(ns, n.replace("-", "_"), None)]
+    given += [f"--{n}" for n in ("again", "no-wait") if getattr(ns, n.replace("-", "_"), False)]
+    if getattr(ns, "slurm_defaults", None):
+        given.append("--slurm-defaults")
+    if ns.runner != "slurm":
+        if given:
+            raise KitError(f"{', '.join(given)} only apply to --runner slurm, and this run uses --runner "
+                           f"{ns.runner}. Add --runner slurm, or leave them out.")
+        return None
+    path, named = defaults_path(getattr(ns, "slurm_defaults", None))
+    file_values: dict[str, Any] = {}
+    if path is not None and (named or path.exists()):
+        file_values = load_defaults(path)
+
+    def pick(name: str):
+        cli = getattr(ns, name.replace("-", "_"), None)
+        return cli if cli else file_values.get(name)
+
+    gpu_types: list[str] = []
+    for t in pick("gpu-types") or []:
+        if t not in gpu_types:
+            gpu_types.append(t)
+    return SlurmOptions(
+        partition=pick("partition"), account=pick("account"), time=pick("time"), constraint=pick("constraint"),
+        # the file's first, then the command line's: sbatch takes the last of a repeated option
+        sbatch_args=list(file_values.get("sbatch-arg", [])) + list(ns.sbatch_arg or []),
+        gpu_types=gpu_types, node_runner=pick("node-runner") or "docker", again=ns.again, no_wait=ns.no_wait,
+        defaults_file=path if file_values else None)
+
+
+# --------------------------------------------------------------------------- jobs and the ledger
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def short_name(step: Step) -> str:
+    """'transformers', 'vllm-awq', 'vllm-0.20-awq_marlin', 'profile': the step in a log prefix or file name."""
+    if any("profile" in a for a in step.argv[:1]):
+        return "profile"
+    backend = step.argv[-1] if step.argv else step.stack
+    q = step.workload.quantization if step.workload else None
+    return f"{step.stack}-{q}" if backend == "vllm" and q else (step.stack if backend == "vllm" else backend)
+
+
+@dataclass
+class Job:
+    step: Step
+    gpu_type: Optional[str]  # None: any GPU (GPU workload) or none (CPU workload)
+    wants_gpu: bool
+    key: str  # the spec's hash
+    spec: dict
+    ledger: Path
+    log: Optional[Path] = None
+    job_id: Optional[str] = None
+    adopted: bool = False  # submitted by an earlier run, followed by this one
+
+    @property
+    def where(self) -> str:
+        return self.gpu_type or ("any GPU" if self.wants_gpu else "CPU")
+
+    @property
+    def prefix(self) -> str:
+        return f"[{short_name(self.step)}/{self.gpu_type or ('gpu' if self.wants_gpu else 'cpu')}]"
+
+    @property
+    def label(self) -> str:
+        return f"{self.step.description or short_name(self.step)} on {self.where}"
+
+
+def spec_of(step: Step, gpu_type: Optional[str], results_dir: Path) -> tuple[str, dict]:
+    """(hash, spec): what makes two submissions the same: stack, entry point, workload, GPU type, results folder."""
+    spec = {"stack": step.stack, "entry": list(step.argv),
+            "workload": json.loads(step.workload.to_json()) if step.workload else None,
+            "gpu_type": gpu_type, "results_dir": str(Path(results_dir).resolve())}
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20], spec
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    slurm._atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o644)
+
+
+def read_ledger(path: Path) -> Optional[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def update_ledger(path: Path, changes: dict, *, only_job: Optional[str] = None) -> None:
+    """Merge `changes` into the ledger entry and write it atomically. only_job: change nothing unless the entry
+    is about that job (a node must not overwrite the record of a newer submission)."""
+    entry = read_ledger(path) or {}
+    if only_job is not None and entry.get("job_id") not in (None, only_job):
+        return
+    entry.update(changes)
+    entry["updated_utc"] = _utc_now()
+    _write_json(path, entry)
+
+
+def previous_job(tools: slurm.SlurmTools, job: Job) -> tuple[str, Optional[dict], str]:
+    """('skip' | 'follow' | 'submit', ledger entry, one line saying why) for a job about to be submitted."""
+    entry = read_ledger(job.ledger)
+    if not entry or not entry.get("job_id"):
+        return "submit", entry, ""
+    jid, state = str(entry["job_id"]), str(entry.get("state") or "SUBMITTED")
+    if state in ACTIVE_STATES:
+        live = slurm.job_states(tools, [jid])[jid]
+        if live.source == "missing":
+            return "submit", entry, (f"previous job {jid} is no longer known to Slurm and recorded no outcome: "
+                                     "submitting it again")
+        state = live.state
+        update_ledger(job.ledger, {"state": state, "node": live.node or entry.get("node"),
+                                   **({"exit_code": live.exit_code} if live.terminal else {})}, only_job=jid)
+        if state in ACTIVE_STATES:
+            where = f" on node {live.node}" if live.node else ""
+            return "follow", entry, f"already {state.lower()}: job {jid}{where}, submitted {entry.get('submitted_utc', '?')}"
+    if state == DONE_OK:
+        when = entry.get("ended_utc") or entry.get("updated_utc", "?")
+        return "skip", entry, f"already completed: job {jid} (COMPLETED, {when}); --again runs it again"
+    return "submit", entry, f"previous job {jid} ended {state}: submitting it again"
+
+
+# --------------------------------------------------------------------------- the job script
+
+
+def job_script(job: Job, opts: RunnerOptions, sopts: SlurmOptions, *, grace_s: float) -> str:
+    python = sys.executable
+    cmd = [python, "-m", "kit", "step", "--runner", sopts.node_runner, "--results-dir", str(opts.results_dir),
+           "--output-dir", str(opts.output_dir), "--ledger", str(job.ledger), "--interrupt-grace", f"{grace_s:g}"]
+    if opts.python:
+        cmd += ["--python", opts.python]
+    if opts.label:
+        cmd += ["--label", opts.label]
+    if opts.ca_bundle:
+        cmd += ["--ca-bundle", str(opts.ca_bundle)]
+    cmd += ["--step", job.step.to_json()]
+    q = shlex.quote
+    lines = [
+        "#!/bin/bash",
+        f"# awq-kit Slurm job: {job.label} (spec {job.key}; ledger {job.ledger})",
+        "# The kit runs itself on the node, from the same checkout and interpreter as on the submitting machine.",
+        "export PYTHONUNBUFFERED=1",
+        f"export {GPU_TYPE_ENV}={q(job.gpu_type or '')}",
+        f"cd {q(str(KIT_ROOT))} || {{ echo \"kit: node $(hostname -s) does not see the kit checkout "
+        f"{KIT_ROOT}; put it on a filesystem the nodes share\" >&2; exit 2; }}",
+        f"[ -x {q(python)} ] || {{ echo \"kit: node $(hostname -s) has no interpreter {python} (the one that "
+        "submitted the job); put it on a filesystem the nodes share\" >&2; exit 2; }",
+        "exec " + " ".join(q(c) for c in cmd),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def kill_wait_s(tools: slurm.SlurmTools) -> float:
+    """The cluster's KillWait: how long a cancelled job has between SIGTERM and SIGKILL (Slurm's default 30)."""
+    if tools.scontrol:
+        r = tools.run("scontrol", "show", "config", check=False)
+        m = re.search(r"^KillWait\s*=\s*(\d+)", r.stdout or "", re.M)
+        if m:
+            return float(m.group(1))
+    return 30.0
+
+
+# --------------------------------------------------------------------------- host side
+
+
+def _say(command: str, text: str, *, err: bool = False) -> None:
+    print(f"[{command}] {text}", file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def plan_jobs(steps: Sequence[Step], opts: RunnerOptions, sopts: SlurmOptions) -> list[Job]:
+    jobs = []
+    ledger_dir = opts.results_dir / LEDGER_DIR
+    for step in steps:
+        for gpu_type in (sopts.gpu_types or [None]):
+            key, spec = spec_of(step, gpu_type, opts.results_dir)
+            jobs.append(Job(step, gpu_type, bool(gpu_type) or step.needs_gpu, key, spec, ledger_dir / f"{key}.json"))
+    return jobs
+
+
+def _sbatch_args(sopts: SlurmOptions) -> list[str]:
+    """The user's part of every job's sbatch arguments (account, time, constraint, extras), checked by preflight."""
+    args = []
+    if sopts.account:
+        args.append(f"--account={sopts.account}")
+    if sopts.time:
+        args.append(f"--time={sopts.time}")
+    if sopts.constraint:
+        args.append(f"--constraint={sopts.constraint}")
+    return args + list(sopts.sbatch_args)
+
+
+def _submit(tools: slurm.SlurmTools, job: Job, partition: str, opts: RunnerOptions, sopts: SlurmOptions,
+            grace_s: float, previous: Optional[dict]) -> None:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = f"{short_name(job.step)}-{job.gpu_type or ('gpu' if job.wants_gpu else 'cpu')}"
+    job.log = opts.output_dir / "slurm" / f"{name}-{stamp}-{job.key[:8]}.log"
+    args = [f"--partition={partition}", *([slurm.gres_arg(job.gpu_type)] if job.wants_gpu else []),
+            "--ntasks=1", "--export=ALL", *_sbatch_args(sopts)]
+    job.job_id = slurm.submit(tools, job_script(job, opts, sopts, grace_s=grace_s), job_name=f"kit-{name}",
+                              log_path=job.log, sbatch_args=args, workdir=KIT_ROOT)
+    history = list((previous or {}).get("previous", []))
+    if previous and previous.get("job_id"):
+        history.append({k: previous.get(k) for k in ("job_id", "state", "submitted_utc", "node", "exit_code")})
+    entry = {"key": job.key, "spec": job.spec, "job_id": job.job_id, "state": "PENDING", "submitted_utc": _utc_now(),
+             "log": str(job.log), "script": str(job.log.with_suffix(".sbatch")), "node_runner": sopts.node_runner,
+             "sbatch_args": args, "node": None, "exit_code": None, "previous": history[-10:]}
+    _write_json(job.ledger, entry)
+
+
+def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: SlurmOptions) -> None:
+    """Submit the steps as Slurm jobs and (unless --no-wait) follow them to the end. Raises KitError naming the
+    jobs that did not complete, after every job has ended; KeyboardInterrupt after cancelling this run's jobs."""
+    tools = slurm.find_slurm()
+    if opts.python and os.sep in opts.python:
+        opts.python = str(Path(opts.python).expanduser().absolute())  # the job starts in the checkout, not here
+    jobs = plan_jobs(steps, opts, sopts)
+    user_args = _sbatch_args(sopts)
+    any_gpu = any(j.wants_gpu for j in jobs)
+    part = slurm.preflight(tools, partition=sopts.partition,
+                           gpu_types=(sopts.gpu_types or [None]) if any_gpu else (), sbatch_args=user_args)
+    if sopts.defaults_file:
+        _say(command, f"Slurm defaults from {sopts.defaults_file}")
+
+    decisions = []
+    for job in jobs:
+        if sopts.again:
+            entry = read_ledger(job.ledger)
+            why = (f"--again: submitting it again (previous job {entry['job_id']}, {entry.get('state', '?')})"
+                   if entry and entry.get("job_id") else "")
+            decisions.append((job, "submit", entry, why))
+        else:
+            decisions.append((job, *previous_job(tools, job)))
+    grace_s = 0.0
+    if any(what == "submit" for _, what, _, _ in decisions):
+        # Only now the probe job (seconds): the nodes must see where the jobs write and what they run.
+        folders = [opts.results_dir, opts.output_dir] + ([KIT_ROOT] if os.access(KIT_ROOT, os.W_OK) else [])
+        executables = [sys.executable] + ([opts.python] if opts.python and os.sep in opts.python
+                                          and sopts.node_runner == "local" else [])
+        slurm.check_visible(tools, folders, partition=part.name, sbatch_args=slurm.probe_args(user_args),
+                            executables=executables)
+        # A cancelled job's kit has KillWait between SIGTERM and SIGKILL to stop its container: a third of it
+        # (less 2 s) for the container after its SIGINT, as much again for `docker stop`.
+        grace_s = max(1.0, (kill_wait_s(tools) - 2.0) / 3.0)
+    _say(command, f"--runner slurm: partition {part.name}, {len(jobs)} job(s), node runner {sopts.node_runner}")
+    followed: list[Job] = []
+    refused: list[str] = []  # specs sbatch refused: the other jobs go on
+    try:
+        for job, what, entry, why in decisions:
+            if what == "submit":
+                if why:
+                    _say(command, f"{job.label}: {why}")
+                try:
+                    _submit(tools, job, part.name, opts, sopts, grace_s, entry)
+                except KitError as e:
+                    if len(decisions) == 1:
+                        raise
+                    _say(command, f"{job.label}: not submitted: {e}", err=True)
+                    refused.append(f"{job.label} (not submitted: sbatch refused it)")
+                    continue
+                _say(command, f"submitted job {job.job_id}: {job.label}; log {job.log}")
+                followed.append(job)
+            else:
+                job.job_id, job.adopted = str(entry["job_id"]), True
+                job.log = Path(entry["log"]) if entry.get("log") else None
+                _say(command, f"{job.label}: {why}")
+                if what == "follow":
+                    followed.append(job)
+    except KeyboardInterrupt:
+        _interrupted(command, tools, followed, {})  # what was submitted before the Ctrl-C is cancelled
+        raise
+    if not followed and not refused:
+        _say(command, "nothing to run: every job of this spec has completed (--again runs them again)")
+        return
+    if sopts.no_wait:
+        ids = ",".join(j.job_id for j in followed)
+        report = "nox -s report" + (f" -- --results-dir {opts.results_dir}"
+                                    if opts.results_dir != (KIT_ROOT / "results").resolve() else "")
+        if followed:
+            _say(command, f"not waiting (--no-wait): job(s) {ids}; logs under {opts.output_dir / 'slurm'}. Follow "
+                          f"them with `squeue -j {ids}`; once they have ended, `{report}` assembles what arrived, and "
+                          "the same command again says what finished and resubmits what failed.")
+        _raise_failures(refused, len(jobs))
+        return
+    _follow(command, tools, followed, refused, len(jobs))
+
+
+def _raise_failures(failures: list[str], total: int) -> None:
+    if failures:
+        others = "; the others' results were written" if total > len(failures) else ""
+        raise KitError(f"{len(failures)} of {total} Slurm job(s) did not complete (each one's paragraph with its "
+                       f"state, exit code and log tail is above{others}): {'; '.join(failures)}. Submitting the same "
+                       "command again resubmits only these.")
+
+
+def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: list[str], total: int) -> None:
+    by_id = {j.job_id: j for j in jobs}
+    latest: dict[str, slurm.JobState] = {}
+    ended: list[slurm.Event] = []  # a job's last state, shown after the last lines of its log
+
+    def show_ended() -> None:
+        while ended:
+            e = ended.pop()
+            print(f"{by_id[e.job_id].prefix} job {e.job_id} {e.state.summary()}", flush=True)
+
+    def on_event(e: slurm.Event) -> None:
+        job = by_id[e.job_id]
+        latest[e.job_id] = e.state
+        if ended and ended[0].job_id != e.job_id:
+            show_ended()
+        if e.kind == "state" and e.state.terminal:
+            ended.append(e)  # kit.slurm.wait reads the job's log to its end right after this event
+        elif e.kind == "state":
+            print(f"{job.prefix} job {e.job_id} {e.state.summary()}", flush=True)
+        else:
+            print(f"{job.prefix} {e.line}", flush=True)
+
+    ids = [j.job_id for j in jobs]
+    try:
+        final = slurm.wait(tools, ids, on_event, log_paths={j.job_id: j.log for j in jobs if j.log}, poll_s=POLL_S)
+    except KeyboardInterrupt:
+        _interrupted(command, tools, jobs, latest)
+        raise
+    finally:
+        show_ended()
+    for job in jobs:
+        st = final[job.job_id]
+        update_ledger(job.ledger, {"state": st.state, "exit_code": st.exit_code, "node": st.node or None},
+                      only_job=job.job_id)
+        if st.ok:
+            _say(command, f"job {job.job_id} ({job.label}) COMPLETED on node {st.node or '?'}")
+        else:
+            print("\n" + slurm.failure_paragraph(f"{command} {job.label}", st, job.log or "(no log)") + "\n",
+                  file=sys.stderr, flush=True)
+            failures.append(f"job {job.job_id} ({job.label}) {st.state}"
+                            + (f" with exit code {st.exit_code}" if st.exit_code else "")
+                            + (f" by signal {st.signal}" if st.signal else ""))
+    _raise_failures(failures, total)
+
+
+def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest: dict[str, slurm.JobState]) -> None:
+    """Ctrl-C while following: scancel this run's unfinished jobs (by id, only those), wait for them to end, and
+    say what finished. Jobs of an earlier run that this one was following are left alone."""
+    unfinished = {j.job_id for j in jobs if not (j.job_id in latest and latest[j.job_id].terminal)}
+    own = [j.job_id for j in jobs if j.job_id in unfinished and not j.adopted]
+    print("", file=sys.stderr, flush=True)
+    final: dict[str, slurm.JobState] = {}
+    if own:
+        _say(command, f"interrupt: cancelling job(s) {', '.join(own)} (scancel by id) and waiting for them to end",
+             err=True)
+        try:
+            final = slurm.cancel(tools, own, wait_s=CANCEL_WAIT_S)
+        except KeyboardInterrupt:
+            _say(command, "second interrupt: not waiting any longer; the jobs were cancelled (scancel)", err=True)
+        except KitError as e:
+            _say(command, f"could not cancel all jobs: {e}", err=True)
+    for job in jobs:
+        st = final.get(job.job_id) or latest.get(job.job_id)
+        if job.job_id in unfinished and job.adopted:
+            _say(command, f"job {job.job_id} ({job.label}): left {st.state if st else 'running'} (submitted by an "
+                          f"earlier run; `scancel {job.job_id}` cancels it)", err=True)
+            continue
+        if st is not None and st.terminal:
+            update_ledger(job.ledger, {"state": st.state, "exit_code": st.exit_code, "node": st.node or None},
+                          only_job=job.job_id)
+        state = st.summary() if st else "state unknown"
+        done = " (its result was written)" if st is not None and st.ok else ""
+        _say(command, f"job {job.job_id} ({job.label}): {state}{done}", err=True)
+
+
+# --------------------------------------------------------------------------- node side: `python -m kit step`
+
+
+def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def node_main(argv: list[str]) -> None:
+    """`python -m kit step --runner docker|local --step JSON ...`: one step, run where this process runs (what a
+    Slurm job of `--runner slurm` executes on its node)."""
+    p = Parser(prog="python -m kit step", description="Run one step here (the node side of --runner slurm).")
+    p.add_argument("--runner", choices=("docker", "local"), required=True)
+    p.add_argument("--step", required=True, help="the step as JSON (kit.runners.Step.to_json)")
+    p.add_argument("--python")
+    p.add_argument("--results-dir", type=Path, required=True)
+    p.add_argument("--output-dir", type=Path, required=True)
+    p.add_argument("--label")
+    p.add_argument("--ca-bundle", type=Path)
+    p.add_argument("--ledger", type=Path, help="the spec's ledger entry: the node records the job's outcome there")
+    p.add_argument("--interrupt-grace", type=float, default=None,
+                   help="docker runner: seconds the container gets after SIGINT when the job is cancelled")
+    ns = p.parse_args(argv)
+    step = Step.from_json(ns.step)
+    opts = RunnerOptions(runner=ns.runner, python=ns.python, results_dir=ns.results_dir.resolve(),
+                         output_dir=ns.output_dir.resolve(), label=ns.label,
+                         ca_bundle=ns.ca_bundle.resolve() if ns.ca_bundle else None)
+    if ns.interrupt_grace is not None:
+        opts.interrupt_grace_s = ns.interrupt_grace
+    # Slurm cancels, times out and preempts a job with SIGTERM to every process of it: handled like Ctrl-C.
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    job_id = os.environ.get("SLURM_JOB_ID")
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    gpus = os.environ.get("SLURM_JOB_GPUS")
+    if ns.runner == "docker" and gpus:
+        # The container is not in the job's cgroup: docker --gpus all shows it every GPU of the node, so it gets
+        # the job's GPUs by their node-wide index (SLURM_JOB_GPUS), not CUDA_VISIBLE_DEVICES as set in the job.
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    print(f"[slurm] job {job_id or '(none)'} on node {node}, partition {os.environ.get('SLURM_JOB_PARTITION', '?')}, "
+          f"GPU type {os.environ.get(GPU_TYPE_ENV) or ('any' if gpus else 'none')}"
+          f"{f' (GPU {gpus})' if gpus else ''}: {step.description or short_name(step)}, {ns.runner} runner",
+          flush=True)
+    outcome: dict[str, Any] = {"state": "FAILED", "exit_code": 1}
+    try:
+        run_step(step, opts)
+        outcome = {"state": DONE_OK, "exit_code": 0}
+    except KeyboardInterrupt:  # SIGTERM from Slurm (cancelled, timed out, preempted) or SIGINT
+        outcome = {"state": "INTERRUPTED", "exit_code": 130}
+        raise
+    except KitError as e:
+        outcome = {"state": "FAILED", "exit_code": e.exit_code}
+        raise
+    finally:
+        if ns.ledger and job_id:
+            try:
+                update_ledger(ns.ledger, {**outcome, "node": node, "recorded_by": f"node {node}",
+                                          "ended_utc": _utc_now()}, only_job=job_id)
+            except OSError as e:
+                print(f"[slurm] could not record the outcome in {ns.ledger}: {e}", file=sys.stderr, flush=True)

@@ -1,0 +1,217 @@
+"""`--runner slurm` without a cluster: options and the defaults file, the spec hash, the step as JSON, the job
+script, and the Slurm part of the provenance (tests/slurm runs the real thing against slurmctld)."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from bench import provenance
+from core.errors import KitError
+from core.results import Provenance, SlurmJob
+from core.workload import WorkloadSpec
+from kit import KIT_ROOT
+from kit.cli import plan
+from kit.runners import RunnerOptions, Step
+from kit.runners import slurm as sr
+from kit.runners.docker import SLURM_ENV, container_env, docker_run_command
+
+CPU = ["--synthetic", "tiny", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def no_user_defaults(monkeypatch, tmp_path):
+    # Never the developer's ~/.config/awq-kit/slurm.toml.
+    monkeypatch.delenv(sr.DEFAULTS_ENV, raising=False)
+    monkeypatch.setattr(sr, "DEFAULTS_PATH", tmp_path / "absent.toml")
+
+
+def options(argv: list[str]):
+    ns, steps = plan("bench-hf", argv)
+    return sr.slurm_options(ns), steps
+
+
+def test_command_line_over_the_defaults_file(tmp_path):
+    f = tmp_path / "cluster.toml"
+    f.write_text('partition = "gpu"\naccount = "proj"\ntime = 90\nconstraint = "ib"\nsbatch-arg = "--qos=low"\n'
+                 'gpu-types = "a100, h100"\nnode-runner = "local"\n')
+    o, _ = options(["--runner", "slurm", "--slurm-defaults", str(f), "--partition", "debug",
+                    "--sbatch-arg=--qos=high", "--gpu-types", "t4,t4,l4", *CPU])
+    assert (o.partition, o.account, o.time, o.constraint, o.node_runner) == ("debug", "proj", "90", "ib", "local")
+    assert o.sbatch_args == ["--qos=low", "--qos=high"]  # sbatch takes the last of a repeated option
+    assert o.gpu_types == ["t4", "l4"] and o.defaults_file == f and not o.again and not o.no_wait
+    j = tmp_path / "cluster.json"
+    j.write_text(json.dumps({"gpu-types": ["a100"], "sbatch-arg": ["--mem=64G", "--cpus-per-task=8"]}))
+    o, _ = options(["--runner", "slurm", "--slurm-defaults", str(j), "--again", "--no-wait", *CPU])
+    assert o.gpu_types == ["a100"] and o.sbatch_args == ["--mem=64G", "--cpus-per-task=8"]
+    assert o.node_runner == "docker" and o.again and o.no_wait
+
+
+def test_defaults_file_from_the_environment_and_the_user_file(tmp_path, monkeypatch):
+    f = tmp_path / "env.toml"
+    f.write_text('partition = "fromenv"\n')
+    monkeypatch.setenv(sr.DEFAULTS_ENV, str(f))
+    assert options(["--runner", "slurm", *CPU])[0].partition == "fromenv"
+    monkeypatch.delenv(sr.DEFAULTS_ENV)
+    user = tmp_path / "user.toml"
+    monkeypatch.setattr(sr, "DEFAULTS_PATH", user)
+    assert options(["--runner", "slurm", *CPU])[0].partition is None  # absent: no defaults, no error
+    user.write_text('partition = "mine"\n')
+    assert options(["--runner", "slurm", *CPU])[0].partition == "mine"
+
+
+@pytest.mark.parametrize("text, words", [
+    ('partiton = "gpu"\n', "has an unknown key 'partiton'. The keys are the Slurm options without their dashes: "
+                           "partition, account, time, constraint, sbatch-arg, gpu-types, node-runner."),
+    ('again = true\n', "unknown key 'again' (--again and --no-wait are per run"),
+    ('time = ["1:00"]\n', "key 'time' must be a string, got ['1:00']"),
+    ('gpu-types = [1, 2]\n', "key 'gpu-types' must be a list of strings"),
+    ('node-runner = "podman"\n', "key 'node-runner' must be \"docker\" or \"local\", got 'podman'"),
+    ('partition = "gpu\n', "is not valid TOML"),
+])
+def test_bad_defaults_file_is_one_paragraph_naming_file_and_key(tmp_path, text, words):
+    f = tmp_path / "slurm.toml"
+    f.write_text(text)
+    with pytest.raises(KitError) as e:
+        options(["--runner", "slurm", "--slurm-defaults", str(f), *CPU])
+    msg = str(e.value)
+    assert words in msg and f"the Slurm defaults file {f}" in msg and "\n" not in msg
+
+
+def test_a_named_defaults_file_must_exist(tmp_path):
+    with pytest.raises(KitError, match="cannot read the Slurm defaults file .*nope.toml"):
+        options(["--runner", "slurm", "--slurm-defaults", str(tmp_path / "nope.toml"), *CPU])
+
+
+def test_slurm_options_need_the_slurm_runner():
+    with pytest.raises(KitError) as e:
+        options(["--gpu-types", "a100", "--no-wait", *CPU])
+    assert str(e.value).startswith("--gpu-types, --no-wait only apply to --runner slurm")
+    assert options(["--runner", "local", *CPU])[0] is None
+
+
+def test_jobs_per_step_and_gpu_type(tmp_path):
+    opts = RunnerOptions(results_dir=tmp_path / "results")
+    o, steps = options(["--runner", "slurm", "--gpu-types", "fakea,fakeb", *CPU])
+    jobs = sr.plan_jobs(steps, opts, o)
+    assert [(j.gpu_type, j.wants_gpu, j.label, j.prefix) for j in jobs] == [
+        ("fakea", True, "transformers + autoawq bench on fakea", "[transformers/fakea]"),
+        ("fakeb", True, "transformers + autoawq bench on fakeb", "[transformers/fakeb]")]
+    assert jobs[0].key != jobs[1].key and jobs[0].ledger.parent == tmp_path / "results" / ".slurm"
+    o, steps = options(["--runner", "slurm", *CPU])
+    (cpu,) = sr.plan_jobs(steps, opts, o)
+    assert (cpu.gpu_type, cpu.wants_gpu, cpu.where) == (None, False, "CPU")
+    o, steps = options(["--runner", "slurm", "--synthetic", "tiny"])  # a GPU workload: any GPU
+    (gpu,) = sr.plan_jobs(steps, opts, o)
+    assert (gpu.wants_gpu, gpu.where, gpu.prefix) == (True, "any GPU", "[transformers/gpu]")
+    ns, steps = plan("bench-vllm", ["--runner", "slurm", "--synthetic", "tiny", "--vllm", "0.20"])
+    assert [sr.short_name(s) for s in steps] == ["vllm-0.20-awq", "vllm-0.20-awq_marlin"]
+    ns, (prof,) = plan("profile", ["--runner", "slurm", *CPU])
+    assert sr.short_name(prof) == "profile"
+
+
+def test_the_spec_is_stack_entry_workload_gpu_type_and_results_folder(tmp_path):
+    step = Step("hf", ("-m", "bench", "run", "--backend", "transformers"), WorkloadSpec(iters=2), "d")
+    key, spec = sr.spec_of(step, "a100", tmp_path / "r")
+    assert spec == {"stack": "hf", "entry": list(step.argv), "workload": json.loads(WorkloadSpec(iters=2).to_json()),
+                    "gpu_type": "a100", "results_dir": str((tmp_path / "r").resolve())}
+    same = Step("hf", step.argv, WorkloadSpec(iters=2), "another description")
+    assert sr.spec_of(same, "a100", tmp_path / "r")[0] == key
+    assert sr.spec_of(step, "h100", tmp_path / "r")[0] != key
+    assert sr.spec_of(step, "a100", tmp_path / "other")[0] != key
+    assert sr.spec_of(Step("hf", step.argv, WorkloadSpec(iters=3)), "a100", tmp_path / "r")[0] != key
+
+
+def test_step_round_trips_as_json():
+    step = Step("vllm-0.20", ("-m", "bench", "run", "--backend", "vllm"),
+                WorkloadSpec(quantization="awq", synthetic="tiny", device="cuda"), "vLLM 0.20 (awq) bench")
+    assert Step.from_json(step.to_json()) == step
+    assert Step.from_json(Step("hf", ("x.py",)).to_json()) == Step("hf", ("x.py",))
+    with pytest.raises(KitError, match="--step: not a step written by the kit"):
+        Step.from_json('{"stack": "hf"}')
+
+
+def test_job_script_runs_the_kit_from_the_checkout(tmp_path):
+    opts = RunnerOptions(results_dir=tmp_path / "results", output_dir=tmp_path / "out", label="it's a 'test'",
+                         python="/opt/py/bin/python")
+    o, steps = options(["--runner", "slurm", "--node-runner", "local", "--gpu-types", "fakea", *CPU])
+    (job,) = sr.plan_jobs(steps, opts, o)
+    text = sr.job_script(job, opts, o, grace_s=9.5)
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash" and "export KIT_SLURM_GPU_TYPE=fakea" in lines
+    assert f"cd {KIT_ROOT} ||" in text
+    argv = shlex.split(lines[-1])
+    assert argv[0] == "exec" and argv[2:5] == ["-m", "kit", "step"]
+    assert argv[argv.index("--runner") + 1] == "local" and argv[argv.index("--python") + 1] == "/opt/py/bin/python"
+    assert argv[argv.index("--label") + 1] == "it's a 'test'" and argv[argv.index("--interrupt-grace") + 1] == "9.5"
+    assert argv[argv.index("--ledger") + 1] == str(job.ledger)
+    assert Step.from_json(argv[argv.index("--step") + 1]) == steps[0]
+
+
+def test_ledger_merges_and_keeps_a_newer_submission(tmp_path):
+    path = tmp_path / ".slurm" / "k.json"
+    sr.update_ledger(path, {"job_id": "7", "state": "PENDING"})
+    sr.update_ledger(path, {"state": "COMPLETED"}, only_job="7")
+    assert sr.read_ledger(path)["state"] == "COMPLETED"
+    sr.update_ledger(path, {"state": "FAILED"}, only_job="6")  # an older job's node: ignored
+    entry = sr.read_ledger(path)
+    assert (entry["job_id"], entry["state"]) == ("7", "COMPLETED") and entry["updated_utc"]
+    assert [p.name for p in path.parent.iterdir()] == ["k.json"]  # no temp file left
+
+
+def test_provenance_records_the_slurm_job(monkeypatch):
+    env = {"SLURM_JOB_ID": "42", "SLURMD_NODENAME": "gpu07", "SLURM_JOB_PARTITION": "gpu", "KIT_SLURM_GPU_TYPE": "a100"}
+    assert provenance.slurm_job(env) == SlurmJob(job_id="42", node="gpu07", partition="gpu", gpu_type="a100")
+    assert provenance.slurm_job({"SLURM_JOB_ID": "9", "KIT_SLURM_GPU_TYPE": ""}) == SlurmJob(job_id="9")
+    assert provenance.slurm_job({}) is None
+    for k in env:
+        monkeypatch.delenv(k, raising=False)
+    assert provenance.collect_provenance("hf", "cpu").slurm is None
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    p = provenance.collect_provenance("hf", "cpu")
+    assert p.slurm.job_id == "42" and Provenance.model_validate(p.model_dump()).slurm.gpu_type == "a100"
+
+
+def test_docker_runner_forwards_the_job_by_name(tmp_path, monkeypatch):
+    for k in SLURM_ENV:
+        monkeypatch.setenv(k, "v-" + k)
+    opts = RunnerOptions(results_dir=tmp_path / "r", output_dir=tmp_path / "o", cache_dir=tmp_path / "c",
+                         hf_home=tmp_path / "h")
+    step = Step("hf", ("-m", "bench", "run"), WorkloadSpec(device="cpu"))
+    cmd = docker_run_command("docker", step, opts, "img", container_env(opts, {}, "hf"), name="n", needs_gpu=False)
+    for k in ("SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION", "KIT_SLURM_GPU_TYPE"):
+        assert cmd[cmd.index(k) - 1] == "-e" and f"{k}=" not in " ".join(cmd)
+
+
+def test_container_guard_outlives_the_jobs_sigterm(tmp_path):
+    """A Slurm cancel sends SIGTERM to every process of the job, the Docker runner's guard included: it must still
+    remove the container once the kit's end of its pipe closes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    record = tmp_path / "docker-args"
+    fake_docker = tmp_path / "docker"
+    fake_docker.write_text(f"#!/bin/sh\necho \"$@\" >> {record}\n")
+    fake_docker.chmod(0o755)
+    guard = subprocess.Popen([sys.executable, "-m", "kit.runners.container_guard", str(fake_docker), "awq-kit-x"],
+                             stdin=subprocess.PIPE, cwd=KIT_ROOT)
+    deadline = time.monotonic() + 30  # until it has set its dispositions (SigIgn: bit N-1 for signal N)
+    want = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+    while int(re.search(r"^SigIgn:\s*(\w+)", Path(f"/proc/{guard.pid}/status").read_text(), re.M).group(1), 16) \
+            & want != want:
+        assert time.monotonic() < deadline and guard.poll() is None
+        time.sleep(0.05)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        guard.send_signal(sig)
+    time.sleep(0.3)
+    assert guard.poll() is None, "the guard died of SIGTERM/SIGINT"
+    assert not record.exists()
+    guard.stdin.close()
+    assert guard.wait(timeout=30) == 0
+    assert record.read_text() == "rm --force awq-kit-x\n"
