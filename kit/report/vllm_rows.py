@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from typing import Callable, Optional, Sequence
 
-from kit.report.common import DASH, Group, Loaded, ms, pipe_table, variant_of
+from kit.report.common import DASH, Group, Loaded, pipe_table, variant_of
 from kit.report.published import PublishedWeek1
 from core.results import BenchResult
 

@@ -215,3 +215,20 @@ def test_container_guard_outlives_the_jobs_sigterm(tmp_path):
     guard.stdin.close()
     assert guard.wait(timeout=30) == 0
     assert record.read_text() == "rm --force awq-kit-x\n"
+
+
+def test_a_timed_out_job_gets_its_own_paragraph(tmp_path):
+    """What squeue reports for a job killed at its time limit, as a real Slurm 22.05 reported it (state TIMEOUT,
+    reason TimeLimit, raw wait status 15: signal 15) with the line slurmstepd writes into its log. The real
+    one-minute timeout (Slurm's smallest limit, enforced up to 30 s late) cost CI 90 s, so it is no longer run."""
+    from kit import slurm
+
+    log = tmp_path / "slow.log"
+    log.write_text("echo slow step\nslow step\nslurmstepd: error: *** JOB 19 ON vm CANCELLED AT 2026-11-29T18:20:01 "
+                   "DUE TO TIME LIMIT ***\n")
+    code, sig = slurm._wait_status("15")
+    state = slurm.JobState("19", "TIMEOUT", code, sig, "TimeLimit", "vm", "debug", "kit-test-timeout")
+    assert state.terminal and not state.ok
+    text = slurm.failure_paragraph("profile on fakeb", state, log)
+    assert "Slurm job 19 ended TIMEOUT by signal 15 on node vm in partition debug (reason: TimeLimit)" in text
+    assert "time limit (sbatch --time)" in text and "slow step" in text and "DUE TO TIME LIMIT" in text

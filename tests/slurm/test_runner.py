@@ -245,7 +245,7 @@ def test_job_failing_on_the_node(tools, jobs, env, tmp_path):
                      rf"code 2 on node {NODE} in partition debug", out)
     paragraph = out.split(f"Slurm job {job_id} ended FAILED", 1)[1]
     assert "The last" in paragraph and "/usr/bin/python3 cannot run the hf steps, it lacks torch" in paragraph
-    assert f"error: 1 of 1 Slurm job(s) did not complete" in out and f"job {job_id} (transformers + autoawq " \
+    assert "error: 1 of 1 Slurm job(s) did not complete" in out and f"job {job_id} (transformers + autoawq " \
         "bench on CPU) FAILED with exit code 2" in out
     assert not list((tmp_path / "results").glob("*.json"))
     # the failed spec is submitted again next time (it is not "already" anything)
@@ -274,7 +274,7 @@ def test_preempted_job_and_the_other_goes_on(tools, jobs, env, hf_venv, tmp_path
     assert st[ids["fakea"]].state == "PREEMPTED" and st[ids["fakeb"]].ok, st
     assert f"Slurm job {ids['fakea']} ended PREEMPTED" in out and "a job of higher priority took its node" in out
     assert f"job {ids['fakeb']} (transformers + autoawq bench on fakeb) COMPLETED" in out
-    assert f"1 of 2 Slurm job(s) did not complete" in out and f"job {ids['fakea']} (transformers + autoawq bench " \
+    assert "1 of 2 Slurm job(s) did not complete" in out and f"job {ids['fakea']} (transformers + autoawq bench " \
         "on fakea) PREEMPTED" in out
     (result,) = results(tmp_path / "results")
     assert result["provenance"]["slurm"]["gpu_type"] == "fakeb" and result["workload"]["iterations"] == 20
