@@ -1,15 +1,15 @@
 """The committed locks match their .in files, and the Dockerfiles install them the way the kit promises.
 
-Offline checks always run: each lock records the sha256 of the .in it was resolved from, every direct pin
-of the .in is in the lock at a matching version, and every package in the lock carries hashes. The online
-check re-resolves each .in with uv (same command as `nox -s lock`) into a temporary folder and compares
-the pinned versions and hashes; it needs uv and PyPI (about 3 s per lock).
+Only what the commit decides: each lock records the sha256 of the .in it was resolved from, its header is the
+command that made it, every direct pin of the .in is in the lock at a matching version, and every package carries
+hashes. No test here asks a package index: what a fresh resolution would pick depends on what the index serves
+that day (docs/images.md, "Why a re-resolution drifts"), so that comparison is `nox -s lock -- --check`, run when
+you choose, and never part of `nox -s tests`.
 """
 from __future__ import annotations
 
 import re
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -23,7 +23,6 @@ from kit import images  # noqa: E402
 
 PAIRS = [(stack, infile, lock) for stack in images.STACKS for infile, lock in images.LOCK_PAIRS]
 IDS = [f"{s}/{lock}" for s, _, lock in PAIRS]
-from ci_policy import skip_or_fail  # noqa: E402  (the suite conftest puts tests/support on sys.path)
 
 
 def _norm(name: str) -> str:
@@ -169,25 +168,25 @@ def test_image_tag_is_a_content_hash(tmp_path, monkeypatch):
     assert images.image_tag("hf") != changed_lock and images.image_tag("vllm") != vllm, "the Dockerfile is every stack's"
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("stack,infile,lockfile", PAIRS, ids=IDS)
-def test_lock_regenerates_identically(stack, infile, lockfile, tmp_path):
-    uv = shutil.which("uv")
-    if not uv or not _pypi_reachable():
-        why = "uv is not on PATH" if not uv else "pypi.org:443 is unreachable"
-        skip_or_fail(f"{why}: cannot re-resolve the lock (install uv; allow PyPI; the offline checks above still ran)")
-    new = images.compile_lock(stack, infile, tmp_path, uv=uv)
-    committed = images.stack_dir(stack) / lockfile
-    old_reqs = images.lock_requirements(committed.read_text())
-    new_reqs = images.lock_requirements(new.read_text())
-    changed = sorted(n for n in set(old_reqs) | set(new_reqs) if old_reqs.get(n) != new_reqs.get(n))
-    assert not changed, (f"{committed} differs from a fresh resolution of {infile} in: {changed[:10]}; "
-                         "run `nox -s lock` and commit")
-    assert images.recorded_in_hash(new.read_text()) == images.recorded_in_hash(committed.read_text())
+def test_lock_header_is_the_command_that_made_it(stack, infile, lockfile):
+    """The first three lines are what `nox -s lock` writes for this stack today (uv's version aside): a changed
+    date, Python, platform or index in kit/images.py without a new lock fails here."""
+    text = (images.stack_dir(stack) / lockfile).read_text()
+    head = text.splitlines(keepends=True)[:3]
+    uv_version = re.search(r"\(([^()]*(?:\([^()]*\))?[^()]*)\)\n$", head[2])
+    assert uv_version, f"{lockfile}: the kit-lock line does not end with the uv version in parentheses: {head[2]!r}"
+    expected = images.lock_header(stack, infile, images.recorded_in_hash(text), uv_version.group(1))
+    assert "".join(head) == expected, f"{lockfile}: header is not what `nox -s lock` writes; run it and commit"
+    resolver_args = images.uv_compile_command("uv", infile, "OUT", images.STACK_INFO[stack].exclude_newer)
+    assert " ".join(a for a in resolver_args if a not in images.UNRECORDED_ARGS + ("OUT",)) in head[1]
+
+
+def test_drift_is_reported_package_by_package():
+    """What `nox -s lock -- --check` prints: one line per package whose version or hashes moved."""
+    old = "a==1.0 \\\n    --hash=sha256:" + "1" * 64 + "\nb==2.0 \\\n    --hash=sha256:" + "2" * 64 + "\n"
+    new = ("a==1.1 \\\n    --hash=sha256:" + "3" * 64 + "\nb==2.0 \\\n    --hash=sha256:" + "2" * 64
+           + " \\\n    --hash=sha256:" + "4" * 64 + "\nc==0.1 \\\n    --hash=sha256:" + "5" * 64 + "\n")
+    assert images.lock_drift(old, new) == ["a 1.0 -> 1.1", "b 2.0: hashes changed (+1 -0)", "c (new) 0.1"]
+    assert images.lock_drift(new, old) == ["a 1.1 -> 1.0", "b 2.0: hashes changed (+0 -1)", "c 0.1 (removed)"]
+    assert images.lock_drift(old, old) == []
