@@ -79,6 +79,47 @@ class GPU(_Strict):
     driver: Optional[str] = None
     cuda_runtime: Optional[str] = None
     compute_capability: Optional[str] = None
+    uuid: Optional[str] = Field(None, description="nvidia-ml-py's GPU UUID: tells one card from another of a model")
+
+
+class HostRecord(_Strict):
+    """The machine a run measured on: what moves a launch-bound row besides the GPU."""
+
+    cpu_model: Optional[str] = Field(None, description="/proc/cpuinfo 'model name'")
+    cpu_cores: Optional[int] = Field(None, description="logical CPUs of the machine (os.cpu_count())")
+    hostname: Optional[str] = None
+    boot_id: Optional[str] = Field(None, description="/proc/sys/kernel/random/boot_id: one boot of the machine, so "
+                                                     "two results with the same boot_id and GPU uuid share a lease")
+
+
+class GPUState(_Strict):
+    """The GPU's clocks and limits at one moment (nvidia-ml-py), read, never set."""
+
+    sm_clock_mhz: Optional[int] = None
+    mem_clock_mhz: Optional[int] = None
+    power_limit_w: Optional[float] = None
+    power_draw_w: Optional[float] = None
+    temperature_c: Optional[int] = None
+    pstate: Optional[int] = None
+
+
+class LaunchProbe(_Strict):
+    """Kernel-launch latency measured right before the measured iterations, on the same GPU."""
+
+    empty_kernel_launch_us: float = Field(gt=0, description="median wall time per launch: 1,000 empty kernels, "
+                                                            "one sync at the end, repeated")
+    graph_replay_us: Optional[float] = Field(None, gt=0, description="median wall time of one replay of a tiny "
+                                                                     "CUDA graph, synced")
+    method: str
+
+
+class RunConditions(_Strict):
+    """What the GPU and host looked like around the measured iterations of one run."""
+
+    gpu_start: Optional[GPUState] = Field(None, description="right before the first measured iteration")
+    gpu_end: Optional[GPUState] = Field(None, description="right after the last measured iteration")
+    launch_probe: Optional[LaunchProbe] = None
+    notes: list[str] = Field(default_factory=list, description="why a part is missing (no nvidia-ml-py, CPU run)")
 
 
 class SlurmJob(_Strict):
@@ -106,6 +147,8 @@ class Provenance(_Strict):
     gpu: Optional[GPU] = Field(None, description="None on a CPU run")
     label: Optional[str] = Field(None, description="free text, e.g. 'reference run'")
     slurm: Optional[SlurmJob] = Field(None, description="the Slurm job that ran it (--runner slurm); None otherwise")
+    host: Optional[HostRecord] = Field(None, description="the measuring machine (None in results made before it was "
+                                                         "recorded)")
 
 
 class Roofline(_Strict):
@@ -196,6 +239,8 @@ class BenchResult(_Strict):
     summary: BenchSummary
     provenance: Provenance
     roofline: Optional[Roofline] = None
+    conditions: Optional[RunConditions] = Field(None, description="GPU clocks and launch latency around the measured "
+                                                                  "iterations (GPU runs; None before it was recorded)")
     notes: list[str] = Field(default_factory=list)
 
     @field_validator("samples")
