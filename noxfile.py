@@ -55,9 +55,17 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(name="venv")
 def venv(session: nox.Session) -> None:
-    """Make .venv-hf/ (or `-- vllm`: .venv-vllm/) from the stack's hashed locks: the local runner's default interpreter."""
-    session.install("-q", "uv")
+    """Make .venv-hf/ (or `-- vllm`: .venv-vllm/) from the stack's hashed locks (`--wheelhouse DIR`: offline)."""
+    if "--wheelhouse" not in session.posargs:  # offline: pip from the wheelhouse, no uv, no index
+        session.install("-q", "uv")
     session.run("python", "-m", "kit", "venv", *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
+
+
+@nox.session(name="wheelhouse")
+def wheelhouse(session: nox.Session) -> None:
+    """Download every file of images/STACK/*.lock for the lock's Python/platform (hashes checked) into wheelhouse/."""
+    session.install("-q", *DEPS, "pip")
+    session.run("python", "-m", "kit", "wheelhouse", *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
 
 
 @nox.session(name="lock")

@@ -209,6 +209,12 @@ def cmd_venv(argv: list[str]) -> None:
     venv_main(argv)
 
 
+def cmd_wheelhouse(argv: list[str]) -> None:
+    from kit.local_env import wheelhouse_main
+
+    wheelhouse_main(argv)
+
+
 def cmd_container_pytest(argv: list[str]) -> None:
     from kit.container_pytest import container_pytest_main
 
@@ -223,6 +229,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "demo": cmd_demo,
     "lock": cmd_lock,
     "venv": cmd_venv,
+    "wheelhouse": cmd_wheelhouse,
     "container-pytest": cmd_container_pytest,
     "step": cmd_step,
 }

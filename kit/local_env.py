@@ -1,5 +1,8 @@
 """`nox -s venv -- STACK` (`python -m kit venv STACK`): the local runner's interpreter, made from the stack's locks.
 
+With `--wheelhouse DIR` it is made from a folder that `nox -s wheelhouse -- STACK` filled, with no network at all
+(kit/wheelhouse.py): the way onto a GPU host without internet.
+
 Makes .venv-<STACK>/ at the repository root with exactly what the stack's image installs: images/<STACK>/
 bootstrap.lock (pip, setuptools, wheel) first, then requirements.lock with --require-hashes --no-deps
 --no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed setuptools, not an unpinned one
@@ -48,27 +51,69 @@ def _run(cmd: list[str]) -> None:
                        "behind a TLS-intercepting proxy needs SSL_CERT_FILE pointing at the proxy's CA bundle.")
 
 
-def make_venv(stack: str, python: str, root: Path = KIT_ROOT) -> Path:
-    locks = root / "images" / stack
+def stack_locks(stack: str, root: Path = KIT_ROOT) -> Path:
+    """images/<stack>/, the folder of a stack's locks (or a folder given by path, e.g. tests/stacks/offline); one
+    paragraph for an unknown stack."""
+    locks = Path(stack).resolve() if os.sep in stack else root / "images" / stack
     if not (locks / "requirements.lock").is_file():
         stacks = sorted(p.name for p in (root / "images").iterdir() if (p / "requirements.lock").is_file())
         raise KitError(f"No stack {stack!r}: images/{stack}/requirements.lock does not exist. Stacks: {', '.join(stacks)}.")
+    return locks
+
+
+def make_venv(stack: str, python: str, root: Path = KIT_ROOT) -> Path:
+    locks = stack_locks(stack, root)
     uv, target = _uv(), venv_python(stack, root)
     t0 = time.monotonic()
-    _run([uv, "venv", "--clear", "--python", python, str(target.parent.parent)])
-    _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps",
-          "-r", str(locks / "bootstrap.lock")])
-    _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps", "--no-build-isolation",
-          "-r", str(locks / "requirements.lock")])
-    _run([uv, "pip", "check", "--python", str(target)])
+    try:
+        _run([uv, "venv", "--clear", "--python", python, str(target.parent.parent)])
+        _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps",
+              "-r", str(locks / "bootstrap.lock")])
+        _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps", "--no-build-isolation",
+              "-r", str(locks / "requirements.lock")])
+        _run([uv, "pip", "check", "--python", str(target)])
+    except BaseException:
+        shutil.rmtree(target.parent.parent, ignore_errors=True)  # a half-made venv would pass for a stack
+        print(f"venv: removed the half-made {target.parent.parent}", file=sys.stderr, flush=True)
+        raise
     print(f"venv: {target.parent.parent} made from images/{stack}/*.lock in {time.monotonic() - t0:.0f} s; "
           f"`--runner local` and `nox -s demo` use it by default", flush=True)
     return target
 
 
 def venv_main(argv: list[str]) -> None:
+    from kit.wheelhouse import make_venv_offline
+
     p = argparse.ArgumentParser(prog="nox -s venv --", description=__doc__.split("\n\n")[0])
-    p.add_argument("stack", nargs="?", default="hf", help="hf (default) or vllm: which images/<stack>/ locks")
+    p.add_argument("stack", nargs="?", default="hf", help="hf (default), vllm or vllm-0.20: which images/<stack>/ locks")
     p.add_argument("--python", default=sys.executable, help="base interpreter (default: the one running this)")
+    p.add_argument("--wheelhouse", type=Path, help="install from this folder (made by `nox -s wheelhouse -- STACK`) "
+                                                   "with no network at all, every file checked against the locks")
+    p.add_argument("--venv", type=Path, help="with --wheelhouse: where to make it (default .venv-STACK/, the one "
+                                             "the local runner uses)")
     ns = p.parse_args(argv)
-    make_venv(ns.stack, ns.python)
+    if ns.wheelhouse:
+        locks = stack_locks(ns.stack)
+        venv = ns.venv or venv_python(locks.name).parent.parent
+        make_venv_offline(locks.name, locks, ns.wheelhouse, ns.python, venv.resolve())
+        if ns.venv is None:
+            print(f"venv: `--runner local` and `nox -s demo` use {venv} by default", flush=True)
+    else:
+        make_venv(ns.stack, ns.python)
+
+
+def wheelhouse_main(argv: list[str]) -> None:
+    from kit.wheelhouse import download
+
+    p = argparse.ArgumentParser(prog="nox -s wheelhouse --",
+                                description="Download every file a stack's locks name, for the lock's Python and "
+                                            "platform, hashes checked (sdist-only packages built once into wheels), "
+                                            "for `nox -s venv -- STACK --wheelhouse DIR` on a host without internet.")
+    p.add_argument("stack", help="hf, vllm or vllm-0.20: which images/<stack>/ locks")
+    p.add_argument("--dest", type=Path, default=KIT_ROOT / "wheelhouse",
+                   help="the folder (default: wheelhouse/, git-ignored; stacks may share it)")
+    p.add_argument("--ca-bundle", type=Path, help="CA bundle of a TLS-intercepting proxy (default: KIT_CA_BUNDLE, "
+                                                  "PIP_CERT or SSL_CERT_FILE)")
+    ns = p.parse_args(argv)
+    locks = stack_locks(ns.stack)
+    download(locks.name, locks, ns.dest.resolve(), ca_bundle=ns.ca_bundle)

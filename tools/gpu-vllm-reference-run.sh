@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The vLLM rows' reference runs (issue 9), through the kit's own entry points, on a GPU host WITHOUT Docker or
-# network whose torch is 2.11 (CUDA 13): vLLM 0.12.0 cannot run there, vLLM 0.20.0 (pinned to torch 2.11.0) can.
-# Its wheels (../shared/device-vllm-0.20.requirements.txt, 285 MiB) are installed into /tmp/vsite from WHEELS_DIR.
+# vLLM 0.20.0 reference runs (issue 9), through the kit's own entry points, on a GPU host WITHOUT Docker or network
+# whose own Python has torch 2.11 (CUDA 13): vLLM 0.20.0 is pinned to torch 2.11.0, so only its 22 wheels
+# (../shared/device-vllm-0.20.requirements.txt, 285 MiB) are installed into /tmp/vsite from WHEELS_DIR, on the host's
+# torch. The study's own vLLM 0.12.0 / torch 2.9.0 lock runs there too, from a wheelhouse:
+# tools/gpu-study-stacks-run.sh (which calls this script for its v020-base32 run, in the same lease).
 #
 #   KIT_GIT_COMMIT=... KIT_GIT_DIRTY=0|1 [WHEELS_DIR=DIR] tools/gpu-vllm-reference-run.sh OUTDIR RUN...
 #
@@ -28,8 +30,8 @@ if [ ! -f /tmp/vsite/.kit-installed ]; then
 fi
 export PYTHONPATH=/tmp/vsite HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 PYTHONUNBUFFERED=1
 export KIT_CACHE_DIR=${KIT_CACHE_DIR:-/tmp/kit-cache}
-label="reference run: vLLM 0.20.0 (the study pinned 0.12.0, whose torch 2.9 cannot run on this CUDA 13 host), \
-host torch 2.11, synthetic Qwen3-8B-AWQ weights, local runner"
+label="reference run: vLLM 0.20.0 wheels on the host's torch 2.11 (the study pinned 0.12.0 / torch 2.9.0), \
+synthetic Qwen3-8B-AWQ weights, local runner"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv
 python3 -c 'import torch, vllm, transformers; print("torch", torch.__version__, "vllm", vllm.__version__, "transformers", transformers.__version__)'

@@ -1,0 +1,363 @@
+"""Offline installs of a stack's exact lock: `nox -s wheelhouse -- STACK` here, `nox -s venv -- STACK --wheelhouse DIR`
+on a GPU host without internet.
+
+A wheelhouse is a folder of files plus one manifest per stack, `wheelhouse-<stack>.json`. `download` puts in it one
+file per package of images/<stack>/bootstrap.lock and requirements.lock, for the lock's own Python and platform
+(pip download --only-binary, every file checked against the lock's hashes). A package that has only an sdist
+(autoawq 0.2.9) is downloaded (hash-checked) and built once into a wheel with the bootstrap lock's setuptools; the
+manifest records that wheel's sha256 beside the sdist hash the lock pins. Stacks may share one folder: a file two
+locks pin is stored once.
+
+`check` maps every package of the locks to a file of the folder by sha256 (the lock's hashes, or the manifest's for a
+built wheel) and refuses a missing or altered one with one paragraph. `make_venv_offline` then installs with pip
+and no index at all, in the image's order (bootstrap lock first, then the main lock with --require-hashes --no-deps
+--no-build-isolation, then pip check), and removes a half-made venv. Host side; standard library only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from core.errors import KitError
+from core.locks import lock_requirements, normalize
+
+LOCKS = ("bootstrap.lock", "requirements.lock")
+MANIFEST = "wheelhouse-{stack}.json"
+_NO_DISTRIBUTION = re.compile(r"(?:No matching distribution found for|Could not find a version that satisfies the "
+                              r"requirement) ([A-Za-z0-9_.\-]+)==")
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    hashes: tuple[str, ...]  # "sha256:..." as the lock writes them
+    lock: str  # which lock file names it
+
+
+def read_pins(lock_dir: Path) -> list[Pin]:
+    """The packages of a stack's two locks, bootstrap first (the install order)."""
+    pins = []
+    for lock in LOCKS:
+        path = lock_dir / lock
+        if not path.is_file():
+            raise KitError(f"{path} is missing: a stack is a folder with {' and '.join(LOCKS)} (`nox -s lock`).")
+        for name, (version, hashes) in lock_requirements(path.read_text(encoding="utf-8")).items():
+            pins.append(Pin(name, version, hashes, lock))
+    return pins
+
+
+def locks_sha256(lock_dir: Path) -> str:
+    h = hashlib.sha256()
+    for lock in LOCKS:
+        h.update((lock_dir / lock).read_bytes())
+    return h.hexdigest()
+
+
+def lock_target(lock_dir: Path) -> tuple[str, str]:
+    """(python, platform) from the main lock's `# kit-lock:` header, e.g. ("3.12", "x86_64-manylinux_2_35")."""
+    text = (lock_dir / "requirements.lock").read_text(encoding="utf-8")
+    m = re.search(r"^# kit-lock:.*\bpython=(\S+) platform=(\S+)", text, re.M)
+    if not m:
+        raise KitError(f"{lock_dir / 'requirements.lock'} has no `# kit-lock: ... python=X platform=Y` header, so the "
+                       "wheels' Python and platform are unknown: regenerate it with `nox -s lock`.")
+    return m.group(1), m.group(2)
+
+
+def pip_platforms(platform: str) -> list[str]:
+    """pip's --platform values a uv platform like x86_64-manylinux_2_35 accepts: every older glibc too."""
+    m = re.fullmatch(r"(x86_64|aarch64)-manylinux_2_(\d+)", platform)
+    if not m:
+        raise KitError(f"lock platform {platform!r}: the wheelhouse knows only <arch>-manylinux_2_<N> platforms.")
+    arch, newest = m.group(1), int(m.group(2))
+    tags = [f"manylinux_2_{n}_{arch}" for n in range(newest, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    return tags + [f"{tag}_{arch}" for n, tag in legacy.items() if n <= newest]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def _requirement_lines(pins: list[Pin], hashes: Optional[dict[Pin, str]] = None) -> str:
+    """Hashed requirement lines; `hashes` narrows a pin to the one file the wheelhouse holds for it."""
+    return "".join(f"{p.name}=={p.version} "
+                   + " ".join(f"--hash={h}" for h in ((hashes[p],) if hashes else p.hashes)) + "\n" for p in pins)
+
+
+@contextmanager
+def _requirements_file(text: str):
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(text)
+    try:
+        yield f.name
+    finally:
+        os.unlink(f.name)
+
+
+def dist_of(filename: str) -> Optional[tuple[str, str]]:
+    """(normalized name, version) a distribution file's name declares (PEP 427 wheels, PEP 625 sdists)."""
+    if filename.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        return (normalize(parts[0]), parts[1]) if len(parts) >= 5 else None
+    for ext in (".tar.gz", ".zip"):
+        if filename.endswith(ext):
+            dist, _, version = filename[:-len(ext)].rpartition("-")
+            return (normalize(dist), version) if dist else None
+    return None
+
+
+def _files_named_like(wheelhouse: Path, pin: Pin) -> list[Path]:
+    return sorted(p for p in wheelhouse.iterdir() if p.is_file() and dist_of(p.name) == (pin.name, pin.version))
+
+
+def _pip(python: str, args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([python, "-m", "pip", *args], text=True, **kw)
+
+
+# --------------------------------------------------------------------------- download (needs the index)
+
+
+def _index_args(index_url: str, ca_bundle: Optional[Path]) -> list[str]:
+    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
+    args = ["--isolated", "--disable-pip-version-check", "--index-url", index_url]
+    cert = ca_bundle or os.environ.get("KIT_CA_BUNDLE") or os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    return args + (["--cert", str(cert)] if cert else [])
+
+
+def _download_wheels(pins: list[Pin], dest: Path, python: str, platform: str, index: list[str]) -> list[Pin]:
+    """pip download every pin as a wheel for the lock's target; returns the pins that have no such wheel."""
+    wanted, no_wheel = list(pins), []
+    platform_args = [a for p in pip_platforms(platform) for a in ("--platform", p)]
+    while wanted:
+        with _requirements_file(_requirement_lines(wanted)) as req:
+            r = _pip(sys.executable, ["download", *index, "--no-deps", "--only-binary=:all:", "--require-hashes",
+                                      "--python-version", python, "--implementation", "cp", *platform_args,
+                                      "--progress-bar", "off", "-d", str(dest), "-r", req],
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode == 0:
+            return no_wheel
+        m = _NO_DISTRIBUTION.search(r.stdout)
+        missing = normalize(m.group(1)) if m else None
+        if missing is None or missing not in {p.name for p in wanted}:
+            raise KitError("pip download failed; its last lines:\n" + "\n".join(r.stdout.splitlines()[-15:]) +
+                           "\nA certificate error behind a TLS-intercepting proxy needs --ca-bundle PATH.")
+        no_wheel += [p for p in wanted if p.name == missing]
+        wanted = [p for p in wanted if p.name != missing]
+        print(f"wheelhouse: {missing} has no wheel for Python {python} / {platform}: its sdist will be built", flush=True)
+    return no_wheel
+
+
+def _build_sdists(no_wheel: list[Pin], bootstrap: list[Pin], dest: Path, index: list[str]) -> list[dict]:
+    """Download each sdist (hash-checked) and build it once into a pure wheel in dest, with the bootstrap lock's
+    setuptools and wheel (no build isolation: an unpinned setuptools would escape the hash check)."""
+    built = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        env_python = _build_env(tmp / "build-env", bootstrap, dest)
+        for pin in no_wheel:
+            sdists = tmp / f"sdist-{pin.name}"
+            with _requirements_file(_requirement_lines([pin])) as req:
+                r = _pip(sys.executable, ["download", *index, "--no-deps", "--no-binary=:all:", "--require-hashes",
+                                          "--progress-bar", "off", "-d", str(sdists), "-r", req],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                raise KitError(_no_wheel_paragraph(pin, "it has no sdist either", r.stdout))
+            sdist = next(sdists.iterdir())
+            out = tmp / f"wheel-{pin.name}"
+            r = _pip(env_python, ["wheel", "--no-index", "--no-deps", "--no-build-isolation", "-w", str(out),
+                                  str(sdist)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            wheels = list(out.glob("*.whl")) if r.returncode == 0 else []
+            if not wheels:
+                raise KitError(_no_wheel_paragraph(pin, f"building its sdist {sdist.name} failed", r.stdout))
+            if not wheels[0].name.endswith("-none-any.whl"):
+                raise KitError(_no_wheel_paragraph(pin, f"its sdist builds a platform wheel here ({wheels[0].name}), "
+                                                   "which need not run on the lock's platform", ""))
+            shutil.copy2(wheels[0], dest / wheels[0].name)
+            built.append({"name": pin.name, "version": pin.version, "file": wheels[0].name,
+                          "sha256": sha256_file(dest / wheels[0].name), "lock": pin.lock,
+                          "built_from": {"file": sdist.name, "sha256": sha256_file(sdist)}})
+            print(f"wheelhouse: built {wheels[0].name} from {sdist.name} (hash as the lock pins)", flush=True)
+    return built
+
+
+def _build_env(venv: Path, bootstrap: list[Pin], wheelhouse: Path) -> str:
+    """A venv with the bootstrap lock's pip, setuptools and wheel, installed from the wheelhouse with hashes."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    _bootstrap_pip(python, bootstrap, wheelhouse)
+    return python
+
+
+def _no_wheel_paragraph(pin: Pin, why: str, log: str) -> str:
+    tail = "\n".join(log.splitlines()[-10:])
+    return (f"{pin.name}=={pin.version} ({pin.lock}) has no wheel for the lock's Python and platform, and {why}, so "
+            "the wheelhouse cannot hold it and an offline install would fail. Build a wheel of it on a host like the "
+            "GPU host (same Python, same architecture) with `pip wheel --no-deps NAME==VERSION`, put it into the "
+            "wheelhouse folder and add it to the manifest, or pick a version with wheels in requirements.in and run "
+            "`nox -s lock`." + (f"\npip said:\n{tail}" if tail else ""))
+
+
+def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path] = None,
+             index_url: str = "https://pypi.org/simple") -> Path:
+    """Fill dest with every file the stack's locks name; returns the manifest's path."""
+    pins = read_pins(lock_dir)
+    python, platform = lock_target(lock_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    index = _index_args(index_url, ca_bundle)
+    t0 = time.monotonic()
+    print(f"wheelhouse: {len(pins)} packages of images/{stack}/ for Python {python} / {platform} into {dest}", flush=True)
+    no_wheel = _download_wheels(pins, dest, python, platform, index)
+    built = _build_sdists(no_wheel, [p for p in pins if p.lock == LOCKS[0]], dest, index) if no_wheel else []
+    manifest = {"format": "awq-kit-wheelhouse", "stack": stack, "locks_sha256": locks_sha256(lock_dir),
+                "python": python, "platform": platform, "built": built}
+    from core.results import atomic_write_text  # pydantic: only here, so the offline install needs standard library alone
+
+    path = dest / MANIFEST.format(stack=stack)
+    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    files = resolve_files(stack, lock_dir, dest)  # everything present and every hash right, or a paragraph
+    size = sum(f.stat().st_size for f, _ in set(files.values()))
+    shown = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    print(f"wheelhouse: {len(files)} files, {shown}, every hash checked, in {time.monotonic() - t0:.0f} s. "
+          f"Carry the folder to the GPU host by any means (rsync -a {dest}/ HOST:{dest.name}/, a disk), then there: "
+          f"`nox -s venv -- {stack} --wheelhouse {dest.name}` (or `python3 -m kit venv {stack} --wheelhouse "
+          f"{dest.name}`), which needs no network.", flush=True)
+    return path
+
+
+# --------------------------------------------------------------------------- check + offline install (no network)
+
+
+def _hash_index(wheelhouse: Path) -> dict[str, Path]:
+    """sha256 -> file, for every distribution file in the folder."""
+    return {sha256_file(p): p for p in sorted(wheelhouse.iterdir())
+            if p.is_file() and p.name.endswith((".whl", ".tar.gz", ".zip"))}
+
+
+def _load_manifest(stack: str, lock_dir: Path, wheelhouse: Path) -> dict:
+    path = wheelhouse / MANIFEST.format(stack=stack)
+    if not path.is_file():
+        raise KitError(f"{wheelhouse} has no {path.name}: it was not made for the {stack} stack. Make it where the "
+                       f"index is reachable with `nox -s wheelhouse -- {stack} --dest {wheelhouse.name}` and copy the "
+                       "whole folder.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise KitError(f"{path} cannot be read ({e}): copy the wheelhouse again.") from e
+    if manifest.get("locks_sha256") != locks_sha256(lock_dir):
+        raise KitError(f"{path} was made from other locks than images/{stack}/{LOCKS[0]} and {LOCKS[1]} of this "
+                       f"checkout (the lock changed since): make the wheelhouse again with `nox -s wheelhouse -- "
+                       f"{stack}`.")
+    return manifest
+
+
+def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tuple[Path, str]]:
+    """Each pin -> (the wheelhouse file whose sha256 the lock, or for a built wheel the manifest, names; that hash).
+    One paragraph for every missing or altered file."""
+    manifest = _load_manifest(stack, lock_dir, wheelhouse)
+    built = {b["name"]: b for b in manifest.get("built", [])}
+    by_hash = _hash_index(wheelhouse)
+    files, missing, altered = {}, [], []
+    for pin in read_pins(lock_dir):
+        allowed = (built[pin.name]["sha256"],) if pin.name in built else pin.hashes
+        found = next((h for h in allowed if h in by_hash), None)
+        if found is not None:
+            files[pin] = (by_hash[found], found)
+            continue
+        named = [p.name for p in _files_named_like(wheelhouse, pin)]
+        (altered if named else missing).append(f"{pin.name}=={pin.version}" + (f" ({', '.join(named)})" if named else ""))
+    if altered or missing:
+        parts = []
+        if altered:
+            parts.append("these files are there but their sha256 is not the one the lock (or the manifest, for a "
+                         "built wheel) pins, so they were altered or come from another lock: " + "; ".join(altered))
+        if missing:
+            parts.append("these packages have no file at all: " + "; ".join(missing))
+        raise KitError(f"The wheelhouse {wheelhouse} does not match images/{stack}/'s locks: " + ". ".join(parts) +
+                       f". Nothing was installed. Make it again where the index is reachable (`nox -s wheelhouse -- "
+                       f"{stack}`) and copy the whole folder.")
+    return files
+
+
+def _bootstrap_pip(python: str, bootstrap: list[Pin], wheelhouse: Path) -> None:
+    """Install the bootstrap lock into a venv that has no pip yet, with the lock's own pip run from its wheel
+    (checked against the lock's hashes before it runs)."""
+    pip = next((p for p in bootstrap if p.name == "pip"), None)
+    wheel = next((f for f in (_files_named_like(wheelhouse, pip) if pip else ()) if sha256_file(f) in pip.hashes), None)
+    if wheel is None:
+        raise KitError(f"{wheelhouse} holds no pip wheel with a hash the bootstrap lock pins: make it again.")
+    with _requirements_file(_requirement_lines(bootstrap)) as req:
+        _offline_install(python, [str(wheel / "pip"), "install"], req, wheelhouse)
+
+
+def _offline_install(python: str, pip: list[str], requirements: str, wheelhouse: Path, *extra: str) -> None:
+    cmd = [python, *pip, "--isolated", "--disable-pip-version-check", "--no-input", "--no-index", "--find-links",
+           str(wheelhouse), "--require-hashes", "--no-deps", *extra, "-r", requirements]
+    print("$ " + " ".join(cmd), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise KitError(f"`{' '.join(cmd)}` failed; pip's message is printed above. The wheelhouse's hashes were "
+                       "checked before, so this is the interpreter: the wheels are for the lock's Python (pass "
+                       "--python with that version).")
+
+
+def _check_interpreter(python: str, lock_python: str, files: dict[Pin, tuple[Path, str]]) -> None:
+    """cp312 wheels need Python 3.12: say so before pip does, in one paragraph."""
+    r = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                       text=True)
+    have = r.stdout.strip()
+    tag = "cp" + lock_python.replace(".", "")
+    bound = sorted(f.name for f, _ in files.values() if f"-{tag}-" in f.name)
+    if have != lock_python and bound:
+        raise KitError(f"{python} is Python {have or '?'}, but the wheelhouse holds wheels built for Python "
+                       f"{lock_python} only ({bound[0]} and {len(bound) - 1} more). Pass --python with a Python "
+                       f"{lock_python} interpreter.")
+
+
+def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str, venv: Path) -> Path:
+    """Make venv from the wheelhouse with no index at all; a half-made venv is removed. Returns its python."""
+    wheelhouse = wheelhouse.resolve()
+    if not wheelhouse.is_dir():
+        raise KitError(f"--wheelhouse {wheelhouse}: no such folder. Make it with `nox -s wheelhouse -- {stack}` and "
+                       "copy it to this host.")
+    t0 = time.monotonic()
+    files = resolve_files(stack, lock_dir, wheelhouse)
+    lock_python, _ = lock_target(lock_dir)
+    _check_interpreter(python, lock_python, files)
+    print(f"venv: {len(files)} files of {wheelhouse} match images/{stack}/'s locks ({time.monotonic() - t0:.0f} s)",
+          flush=True)
+    pins = list(files)
+    try:
+        if venv.exists():
+            shutil.rmtree(venv)
+        subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
+        venv_python = str(venv / "bin" / "python")
+        _bootstrap_pip(venv_python, [p for p in pins if p.lock == LOCKS[0]], wheelhouse)
+        # Each package with the hash of the very file checked above (a built wheel: the manifest's).
+        main = _requirement_lines([p for p in pins if p.lock == LOCKS[1]], {p: h for p, (_, h) in files.items()})
+        with _requirements_file(main) as req:
+            _offline_install(venv_python, ["-m", "pip", "install"], req, wheelhouse, "--no-build-isolation")
+        check = _pip(venv_python, ["check"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if check.returncode != 0:
+            raise KitError(f"pip check failed in {venv}:\n{check.stdout.strip()}")
+    except BaseException:
+        shutil.rmtree(venv, ignore_errors=True)
+        print(f"venv: removed the half-made {venv}", file=sys.stderr, flush=True)
+        raise
+    print(f"venv: {venv} made from {wheelhouse} with no index, every hash checked, in {time.monotonic() - t0:.0f} s",
+          flush=True)
+    return venv / "bin" / "python"
