@@ -47,6 +47,8 @@ def nvml_handle(nvml: Any, torch_index: int = 0, env: Optional[dict[str, str]] =
     if visible is None:
         return nvml.nvmlDeviceGetHandleByIndex(torch_index)
     entry = visible.split(",")[torch_index].strip()
+    if not entry:
+        raise LookupError(f"CUDA_VISIBLE_DEVICES={visible!r} names no GPU for cuda:{torch_index}")
     if entry.isdigit():
         return nvml.nvmlDeviceGetHandleByIndex(int(entry))
     # A UUID, possibly shortened (CUDA accepts a unique prefix): compare against every GPU's.

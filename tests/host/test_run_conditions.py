@@ -187,6 +187,12 @@ def test_nvml_handle_is_the_gpu_torch_calls_cuda0(visible, expected):
     assert nvml_handle(FakeNvml(), 0, env) == expected
 
 
+@pytest.mark.parametrize("visible", ["", "0,,1"])
+def test_nvml_handle_of_an_empty_entry_is_no_gpu_not_the_first(visible):
+    with pytest.raises(LookupError):
+        nvml_handle(FakeNvml(), 1 if visible else 0, {"CUDA_VISIBLE_DEVICES": visible})
+
+
 def test_nvml_handle_of_an_unknown_uuid_raises_so_the_state_is_none_with_a_reason(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-cccc")
     state, why = gpu_state_or_why(0, FakeNvml())
