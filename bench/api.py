@@ -55,6 +55,9 @@ class IterationProgress:
 
     Only bench/scenario.py's loop counts (progress.done += 1 after an iteration). The count runs `listener` (the
     driver's display) in the backend's own thread, at that moment: between iterations, never during a timed one.
+    The loop also calls `before_measured` right before the first measured iteration (after the warm-up) and
+    `after_measured` right after the last: the driver reads the GPU's clocks and launch latency there
+    (bench/conditions.py), so every backend that runs the loop records them without code of its own.
     """
 
     total: int
@@ -62,6 +65,8 @@ class IterationProgress:
     warmup_total: int = 0
     warmup_done: int = 0
     listener: Optional[Callable[[], None]] = field(default=None, repr=False, compare=False)
+    before_measured: Optional[Callable[[], None]] = field(default=None, repr=False, compare=False)
+    after_measured: Optional[Callable[[], None]] = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)

@@ -3,8 +3,10 @@
 `collect_provenance(stack, device)` -> core.results.Provenance:
   - library versions via importlib.metadata (whatever of LIBRARIES is installed; None otherwise),
     Python and platform;
-  - the GPU (name, memory, driver through nvidia-ml-py when importable, else torch; CUDA runtime
-    from torch; compute capability) — None on a CPU run;
+  - the GPU (name, memory, driver and UUID through nvidia-ml-py when importable, else torch; CUDA runtime
+    from torch; compute capability) — None on a CPU run. NVML finds torch's device by its CUDA_VISIBLE_DEVICES
+    entry (bench/conditions.py's nvml_handle);
+  - the host, on every run (CPU runs too): CPU model (/proc/cpuinfo), logical CPU count, hostname, boot id;
   - the stack's pins: every `name==version` line of images/<stack>/requirements.lock and the Python of its
     `# kit-lock:` header (core/locks.py; none for a stack without a lock), and `deviations`: every pinned package whose
     installed version differs, or that is not installed. The stack is KIT_STACK, which the runners set from
@@ -27,12 +29,14 @@ from typing import Optional
 
 from core.git import kit_git_state
 from core.locks import lock_path, lock_versions
-from core.results import GPU, Provenance, SlurmJob
+from core.results import GPU, HostRecord, Provenance, SlurmJob
 
 LIBRARIES = ("torch", "transformers", "autoawq", "autoawq-kernels", "triton", "vllm", "tokenizers", "safetensors",
              "huggingface-hub", "accelerate", "numpy", "flashinfer-python", "xformers", "nvidia-ml-py")
 
 KIT_ROOT = Path(__file__).resolve().parent.parent
+CPUINFO = Path("/proc/cpuinfo")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def library_versions(names=LIBRARIES) -> dict[str, Optional[str]]:
@@ -78,24 +82,48 @@ def gpu_info(device_index: int = 0) -> Optional[GPU]:
     if not torch.cuda.is_available():
         return None
     props = torch.cuda.get_device_properties(device_index)
-    name, mem_mib, driver = props.name, int(props.total_memory // 2**20), None
+    name, mem_mib, driver, uuid = props.name, int(props.total_memory // 2**20), None, None
     try:
-        import pynvml  # nvidia-ml-py
+        from bench.conditions import nvml_handle, nvml_session
 
-        pynvml.nvmlInit()
-        try:
-            h = pynvml.nvmlDeviceGetHandleByIndex(device_index)
-            n = pynvml.nvmlDeviceGetName(h)
-            name = n.decode() if isinstance(n, bytes) else n
-            mem_mib = int(pynvml.nvmlDeviceGetMemoryInfo(h).total // 2**20)
-            d = pynvml.nvmlSystemGetDriverVersion()
-            driver = d.decode() if isinstance(d, bytes) else d
-        finally:
-            pynvml.nvmlShutdown()
+        with nvml_session() as nvml:
+            h = nvml_handle(nvml, device_index)
+            name = _text(nvml.nvmlDeviceGetName(h))
+            mem_mib = int(nvml.nvmlDeviceGetMemoryInfo(h).total // 2**20)
+            driver = _text(nvml.nvmlSystemGetDriverVersion())
+            uuid = _text(nvml.nvmlDeviceGetUUID(h))
     except Exception:  # not installed, or no NVML in this container: torch's view is enough
         pass
     return GPU(name=name, memory_total_mib=mem_mib, driver=driver, cuda_runtime=torch.version.cuda,
-               compute_capability=f"{props.major}.{props.minor}")
+               compute_capability=f"{props.major}.{props.minor}", uuid=uuid)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def cpu_model(cpuinfo_text: str) -> Optional[str]:
+    """The first 'model name' of /proc/cpuinfo's text (x86; most ARM kernels print none): None when absent."""
+    for line in cpuinfo_text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name" and value.strip():
+            return " ".join(value.split())
+    return None
+
+
+def _read_text(path: Path) -> Optional[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux, or /proc not mounted: the field stays None
+        return None
+
+
+def host_record(cpuinfo: Path = CPUINFO, boot_id: Path = BOOT_ID) -> HostRecord:
+    """The measuring machine: at batch 1 its CPU moves the launch-bound rows as much as the GPU does."""
+    cpuinfo_text = _read_text(cpuinfo)
+    boot = _read_text(boot_id)
+    return HostRecord(cpu_model=cpu_model(cpuinfo_text) if cpuinfo_text else None, cpu_cores=os.cpu_count(),
+                      hostname=platform.node() or None, boot_id=(boot.strip() or None) if boot else None)
 
 
 def slurm_job(env=None) -> Optional[SlurmJob]:
@@ -133,4 +161,5 @@ def collect_provenance(stack: str, device: str) -> Provenance:
         gpu=gpu_info() if device.startswith("cuda") else None,
         label=os.environ.get("KIT_LABEL"),
         slurm=slurm_job(),
+        host=host_record(),
     )

@@ -2,8 +2,10 @@
 
 resolve the model (checks before any weight is read) -> the prompt token ids -> the backend's
 measure() (bench/hf_backend.py or bench/vllm_backend.py, contract in bench/api.py) under a
-progress display -> a core.results.BenchResult with summary, provenance and roofline, written
-atomically to $KIT_RESULTS_DIR/<core.results.result_filename>.
+progress display -> a core.results.BenchResult with summary, provenance, roofline and (GPU runs) the run's
+conditions: GPU clocks before and after the measured iterations and a launch-latency probe right before them
+(bench/conditions.py, through the scenario loop's hooks), written atomically to
+$KIT_RESULTS_DIR/<core.results.result_filename>.
 
 Ctrl-C at any point writes no result and says how many measured iterations had finished.
 """
@@ -22,8 +24,8 @@ from typing import Optional
 from bench.api import IterationProgress, Measurement
 from core.errors import BenchError
 from core.workload import BACKENDS, Parser, add_spec_argument, add_workload_args, parse_spec
-from core.results import (BenchResult, BenchSamples, BenchSummary, harness_overhead, result_filename,
-                         summarize, write_result)
+from core.results import (BenchResult, BenchSamples, BenchSummary, RunConditions, harness_overhead,
+                          result_filename, summarize, write_result)
 
 BACKEND_MODULES = {"transformers": "bench.hf_backend", "vllm": "bench.vllm_backend"}
 STACKS = {"transformers": "hf", "vllm": "vllm"}
@@ -131,11 +133,33 @@ def _check_measurement(m: Measurement, iterations: int, output_len: int) -> None
                          "so there is no inter-token gap to report. Run with a longer --output-len.")
 
 
+def record_conditions(progress: IterationProgress):
+    """Hooks the GPU-conditions recorder into the scenario loop: launch probe and clocks right before the first
+    measured iteration, clocks right after the last (GPU runs only; it never fails the bench)."""
+    from bench.conditions import ConditionsRecorder
+
+    recorder = ConditionsRecorder()
+
+    def before() -> None:
+        _log("launch-latency probe (child process) and GPU clocks before the measured iterations")
+        recorder.before()
+        probe = recorder.conditions.launch_probe
+        if probe is not None:
+            graph = f", CUDA graph replay {probe.graph_replay_us:.1f} us" if probe.graph_replay_us else ""
+            _log(f"empty-kernel launch {probe.empty_kernel_launch_us:.2f} us{graph}")
+        for note in recorder.conditions.notes:
+            _log(note)
+
+    progress.before_measured, progress.after_measured = before, recorder.after
+    return recorder
+
+
 def _results_dir() -> Path:
     return Path(os.environ.get("KIT_RESULTS_DIR") or "results")
 
 
-def build_result(workload, measurement: Measurement, provenance, roofline, notes: list[str]) -> BenchResult:
+def build_result(workload, measurement: Measurement, provenance, roofline, notes: list[str],
+                 conditions: Optional[RunConditions] = None) -> BenchResult:
     now = datetime.now(timezone.utc)
     return BenchResult(
         run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
@@ -152,6 +176,7 @@ def build_result(workload, measurement: Measurement, provenance, roofline, notes
                              itl_ms=summarize([g for gaps in measurement.itl_ms for g in gaps]), e2e_ms=summarize(measurement.e2e_ms)),
         provenance=provenance,
         roofline=roofline,
+        conditions=conditions,
         notes=notes + list(measurement.notes),
     )
 
@@ -206,6 +231,7 @@ def run(argv: list[str]) -> int:
             bandwidth, method = measure_bandwidth_subprocess()
             if bandwidth is None:
                 _log(method or "bandwidth not measured")
+        recorder = record_conditions(progress) if device.startswith("cuda") else None
         with ProgressDisplay(progress, poll):
             measurement = backend.measure(workload, resolved, prompt_ids, args, progress)
     except KeyboardInterrupt:
@@ -233,7 +259,8 @@ def run(argv: list[str]) -> int:
                      "(KIT_PROGRESS_POLL_S), to measure that thread's cost; by default it updates between iterations.")
         # A diagnostic configuration: listed beside the study configuration's run, never in a week-1 cell.
         measurement.backend.settings.setdefault("variant", []).append(progress_thread_variant(poll))
-    result = build_result(workload, measurement, collect_provenance(STACKS[backend_name], device), roofline, notes)
+    result = build_result(workload, measurement, collect_provenance(STACKS[backend_name], device), roofline, notes,
+                          recorder.conditions if recorder else None)
     path = write_result(result, _results_dir() / result_filename(result))
     s = result.summary
     floor = roofline.floor_ms

@@ -2,8 +2,10 @@
 
 A backend supplies one timed request, `async request(warmup: bool, i: int) -> record` (i counts within its
 phase), which does all an iteration needs (transformers: also the bare baseline generate() after a measured
-run). run_scenario returns the measured records in order; warm-up records are dropped. Progress is counted
-only here, after a request returned, so the driver's display runs between iterations, never during one.
+run). run_scenario returns the measured records in order; warm-up records are dropped. The progress object's
+hooks (bench/api.py) run right before the first measured iteration (`before_measured`) and right after the last
+(`after_measured`). Progress is counted only here, after a request returned, so the driver's display runs between
+iterations, never during one.
 Ctrl-C propagates from wherever it lands, leaving the counts at what finished and returning nothing partial.
 vLLM awaits the loop under asyncio.run; a synchronous backend (plain calls inside `async def`) uses run_sync.
 """
@@ -22,10 +24,14 @@ async def run_scenario(request: Callable[[bool, int], Awaitable[T]], warmup: int
     for i in range(warmup):
         await request(True, i)
         progress.warmup_done += 1  # the progress display updates here, between requests
+    if progress.before_measured is not None:
+        progress.before_measured()  # the driver's conditions probe: outside every timed request
     records = []
     for i in range(iterations):
         records.append(await request(False, i))
         progress.done += 1
+    if progress.after_measured is not None:
+        progress.after_measured()
     return records
 
 

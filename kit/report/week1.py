@@ -9,6 +9,7 @@ from kit.report.common import (
     DASH, Footnotes, Group, Inputs, Loaded, backend_text, gb, group_runs, label_order, ms, pipe_table, ratio,
     stack_versions, variant_of, vllm_version_of, workload_text,
 )
+from kit.report.conditions import conditions_table
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
 from kit.report.vllm_rows import (
     CONFIGURATIONS_NOTE, CONFIGURATIONS_NOTE_PLAIN, clock_check_text, configurations_table, key_comparison,
@@ -263,7 +264,36 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
                 out.append(f"- Superseded by the run above: `{old.name}` (created {old.result.created_utc}): "
                            f"TTFT {ms(o.ttft_ms.median)}, TPOT {ms(o.tpot_ms.median)}{notes.ref(old)}")
             out += _configurations(g, label, notes, heading=False)
+        out += _run_conditions(g)
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- run conditions (issue 17 item 4)
+
+
+def runs_per_configuration(g: Group) -> list[tuple[str, list[Loaded]]]:
+    """(title, runs) of every configuration of the group with two or more GPU runs: per backend label, the study
+    configuration's runs (the cell's and the superseded ones), then each variant's."""
+    out = []
+    for label in g.labels:
+        study = [g.latest[label], *g.superseded.get(label, [])] if label in g.latest else []
+        configurations = [(label, study)] + [(f"{label}, {', '.join(variant)}", runs)
+                                             for variant, runs in g.variants.get(label, {}).items()]
+        out += [(title, runs) for title, runs in configurations
+                if len(runs) >= 2 and runs[0].result.backend.device == "cuda"]
+    return out
+
+
+def _run_conditions(g: Group) -> list[str]:
+    """Per configuration run more than once on a GPU: its runs side by side with what moves a launch-bound row."""
+    out = []
+    for title, runs in runs_per_configuration(g):
+        out += ["", f"#### {title}: run conditions", "",
+                f"The {len(runs)} runs of this configuration side by side, oldest first: at batch 1 the rows are "
+                "bound by kernel launch and host overhead, so the host CPU, the GPU's clocks and the launch latency "
+                "measured right before the measured iterations move them.", "",
+                conditions_table([run.result for run in runs])]  # type: ignore[misc]
+    return out
 
 
 def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> list[str]:

@@ -59,6 +59,9 @@ def test_end_to_end_result_validates(stack, tiny_ckpt, run_bench, kit_env):
     p = r.provenance
     assert p.runner == "local" and p.gpu is None and p.libraries["transformers"] and p.libraries["torch"]
     assert p.pins["transformers"] == "4.51.3" and p.pins["autoawq"] == "0.2.9"
+    # Every run records the machine that measured it; a CPU run has no GPU, so no run conditions (issue 17 item 4).
+    assert p.host is not None and p.host.cpu_cores >= 1 and p.host.hostname and p.host.boot_id
+    assert r.conditions is None
     for name in ("torch", "transformers", "autoawq"):
         assert (p.libraries[name] != p.pins[name]) == any(d.startswith(name + " ") for d in p.deviations)
     ckpt = Path(kit_env["KIT_CACHE_DIR"]) / "synthetic" / "tiny-0"

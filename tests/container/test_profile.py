@@ -50,6 +50,8 @@ def test_cold_warm_and_decode_phases_are_present(profile_run):
     result = load_result(path)
     assert [p.label for p in result.phases] == ["cold", "warm", "decode"]
     assert result.backend.device == "cpu"
+    host = result.provenance.host  # profiles record the measuring machine too
+    assert host is not None and host.cpu_cores >= 1 and host.boot_id
 
 
 def test_cpu_table_has_the_cpu_columns_and_ten_rows(profile_run):

@@ -118,3 +118,27 @@ def test_run_sync_refuses_a_request_that_suspends():
     with pytest.raises(RuntimeError, match="awaited something that suspends"):
         run_sync(run_scenario(request, 0, 2, IterationProgress(total=2)))
     assert not request.running and request.calls == [(False, 0)]  # closed: its finally ran, nothing more started
+
+
+@pytest.mark.parametrize("suspend", [False, True], ids=["run_sync", "asyncio.run"])
+def test_measured_hooks_run_after_the_warmup_and_after_the_last_measured_request(suspend):
+    """The driver's run-conditions probe (bench/conditions.py) hangs on these: outside every timed request."""
+    request = ScriptedRequest(suspend=suspend)
+    progress = IterationProgress(total=0)
+    events = []
+    progress.before_measured = lambda: events.append(("before", list(request.calls), request.running))
+    progress.after_measured = lambda: events.append(("after", list(request.calls), request.running))
+    coro = run_scenario(request, 2, 2, progress)
+    asyncio.run(coro) if suspend else run_sync(coro)
+    warmup = [(True, 0), (True, 1)]
+    assert events == [("before", warmup, False), ("after", warmup + [(False, 0), (False, 1)], False)]
+
+
+def test_after_measured_does_not_run_when_the_loop_fails():
+    request = ScriptedRequest(fail_at=(False, 0))
+    progress = IterationProgress(total=1)
+    after = []
+    progress.after_measured = lambda: after.append(True)
+    with pytest.raises(BenchError):
+        run_sync(run_scenario(request, 0, 1, progress))
+    assert after == []  # no result is written either: nothing to record conditions for

@@ -1,0 +1,132 @@
+"""What the GPU looked like around the measured iterations: clocks and limits (nvidia-ml-py), read, never set.
+
+At batch 1 the week-1 rows are bound by kernel launches and host overhead, so the GPU's clocks move them.
+The driver (bench/run.py) reads the GPU's state right before the first measured iteration and right after
+the last one, and the launch probe (bench/launch_probe.py, in a child process) right before, through the
+scenario loop's hooks (IterationProgress.before_measured / after_measured). Nothing here may fail a bench:
+a query that fails leaves its field None, a part that cannot be read leaves a note saying why.
+
+NVML numbers GPUs as nvidia-smi does, whatever CUDA_VISIBLE_DEVICES says, and the Docker runner passes every
+GPU (`--gpus all`) with CUDA_VISIBLE_DEVICES forwarded and CUDA_DEVICE_ORDER=PCI_BUS_ID: so torch's cuda:i is
+the i-th entry of CUDA_VISIBLE_DEVICES (an nvidia-smi index or a UUID), which `nvml_handle` resolves.
+
+Only pynvml is imported (lazily); no torch, so reading the state never touches the backend's CUDA context.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional, TypeVar
+
+from core.results import GPUState, RunConditions
+
+T = TypeVar("T")
+NVML_PSTATE_UNKNOWN = 32  # nvmlDeviceGetPerformanceState's "unknown"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@contextmanager
+def nvml_session(nvml: Any = None) -> Iterator[Any]:
+    """The pynvml module, initialised for the block; raises when nvidia-ml-py or NVML is unavailable."""
+    if nvml is None:
+        import pynvml as nvml  # nvidia-ml-py
+    nvml.nvmlInit()
+    try:
+        yield nvml
+    finally:
+        nvml.nvmlShutdown()
+
+
+def nvml_handle(nvml: Any, torch_index: int = 0, env: Optional[dict[str, str]] = None) -> Any:
+    """NVML's handle of the GPU torch calls cuda:<torch_index>: its CUDA_VISIBLE_DEVICES entry, else that index."""
+    env = os.environ if env is None else env
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return nvml.nvmlDeviceGetHandleByIndex(torch_index)
+    entry = visible.split(",")[torch_index].strip()
+    if not entry:
+        raise LookupError(f"CUDA_VISIBLE_DEVICES={visible!r} names no GPU for cuda:{torch_index}")
+    if entry.isdigit():
+        return nvml.nvmlDeviceGetHandleByIndex(int(entry))
+    # A UUID, possibly shortened (CUDA accepts a unique prefix): compare against every GPU's.
+    for i in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(i)
+        if _text(nvml.nvmlDeviceGetUUID(handle)).startswith(entry):
+            return handle
+    raise LookupError(f"CUDA_VISIBLE_DEVICES entry {entry!r} names no GPU that NVML lists")
+
+
+def _guarded(read: Callable[[], T]) -> Optional[T]:
+    """One query's value, or None when it fails: a GPU or driver without that counter must not fail the bench."""
+    try:
+        return read()
+    except Exception:
+        return None
+
+
+def _pstate(nvml: Any, handle: Any) -> Optional[int]:
+    value = int(nvml.nvmlDeviceGetPerformanceState(handle))
+    return None if value == NVML_PSTATE_UNKNOWN else value
+
+
+def read_gpu_state(nvml: Any, handle: Any) -> GPUState:
+    """Every field of GPUState from an initialised NVML: MHz, watts (NVML reports milliwatts), °C, P-state."""
+    return GPUState(
+        sm_clock_mhz=_guarded(lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))),
+        mem_clock_mhz=_guarded(lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM))),
+        power_limit_w=_guarded(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000),
+        power_draw_w=_guarded(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000),
+        temperature_c=_guarded(lambda: int(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))),
+        pstate=_guarded(lambda: _pstate(nvml, handle)),
+    )
+
+
+def gpu_state_or_why(index: int = 0, nvml: Any = None) -> tuple[Optional[GPUState], Optional[str]]:
+    """(state, None), or (None, why) when nvidia-ml-py, NVML or the GPU's handle is unavailable."""
+    try:
+        with nvml_session(nvml) as session:
+            return read_gpu_state(session, nvml_handle(session, index)), None
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def gpu_state(index: int = 0, nvml: Any = None) -> Optional[GPUState]:
+    """The clocks and limits of torch's cuda:<index> now; None when they cannot be read. Never raises."""
+    return gpu_state_or_why(index, nvml)[0]
+
+
+class ConditionsRecorder:
+    """Collects RunConditions through the scenario loop's hooks: `before` (launch probe, then the GPU state)
+    right before the first measured iteration, `after` (the GPU state) right after the last one."""
+
+    def __init__(self, index: int = 0, nvml: Any = None,
+                 probe: Optional[Callable[[], tuple[Any, list[str]]]] = None):
+        self.index, self.nvml = index, nvml
+        self.probe = probe or _launch_probe_in_child
+        self.conditions = RunConditions()
+
+    def before(self) -> None:
+        try:
+            self.conditions.launch_probe, notes = self.probe()
+            self.conditions.notes.extend(notes)
+        except Exception as e:  # a probe that misbehaves is a missing number, not a failed bench
+            self.conditions.notes.append(f"launch probe not taken: {type(e).__name__}: {e}")
+        self.conditions.gpu_start = self._state("start")
+
+    def after(self) -> None:
+        self.conditions.gpu_end = self._state("end")
+
+    def _state(self, when: str) -> Optional[GPUState]:
+        state, why = gpu_state_or_why(self.index, self.nvml)
+        if state is None:
+            self.conditions.notes.append(f"GPU state at the {when} not read (nvidia-ml-py): {why}")
+        return state
+
+
+def _launch_probe_in_child():
+    from bench.launch_probe import launch_probe_subprocess
+
+    return launch_probe_subprocess()

@@ -1,0 +1,120 @@
+"""Kernel-launch latency of this GPU, measured in a child process right before the measured iterations.
+
+    python -m bench.launch_probe        one JSON line: empty_kernel_launch_us, graph_replay_us, method, notes
+
+At batch 1 a decode step is many small kernels, so how fast the host can launch them moves the row as much
+as the GPU does. Two numbers, both host wall time (time.perf_counter):
+  - empty kernel: torch.cuda._sleep(0) (a kernel that returns at once) launched 1,000 times back to back,
+    one torch.cuda.synchronize() at the end; per-launch µs, the median of 5 such repeats after a warm-up;
+  - graph replay: one replay of a captured CUDA graph holding a 1-element add_, synchronized; median of 200.
+
+`launch_probe_subprocess` runs it in a child interpreter (as bench/roofline.py's bandwidth measurement), so
+that neither the vLLM engine nor the transformers model shares a CUDA context, stream or allocator with it,
+and both backends get the same measurement. It never raises: a failure gives (None, [why]).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from core.results import LaunchProbe
+
+LAUNCHES, REPEATS, WARMUP_LAUNCHES = 1000, 5, 200
+GRAPH_REPLAYS, GRAPH_WARMUP = 200, 20
+METHOD = (f"child process; host wall time: torch.cuda._sleep(0) x{LAUNCHES} then one synchronize, per launch, "
+          f"median of {REPEATS} repeats after {WARMUP_LAUNCHES} warm-up launches; one replay + synchronize of a "
+          f"CUDA graph of a 1-element add_, median of {GRAPH_REPLAYS} after {GRAPH_WARMUP} warm-up replays")
+TIMEOUT_S = 60
+KIT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def empty_kernel_launch_us(torch) -> float:
+    for _ in range(WARMUP_LAUNCHES):
+        torch.cuda._sleep(0)
+    torch.cuda.synchronize()
+    per_launch = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(LAUNCHES):
+            torch.cuda._sleep(0)
+        torch.cuda.synchronize()
+        per_launch.append((time.perf_counter() - start) / LAUNCHES * 1e6)
+    return statistics.median(per_launch)
+
+
+def graph_replay_us(torch) -> float:
+    x = torch.zeros(1, device="cuda")
+    side = torch.cuda.Stream()  # torch's docs: warm up on a side stream before capture
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            x.add_(1)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        x.add_(1)
+    for _ in range(GRAPH_WARMUP):
+        graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(GRAPH_REPLAYS):
+        start = time.perf_counter()
+        graph.replay()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e6)
+    return statistics.median(times)
+
+
+def measure() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device visible to torch")
+    out = {"empty_kernel_launch_us": empty_kernel_launch_us(torch), "graph_replay_us": None, "method": METHOD,
+           "notes": []}
+    try:
+        out["graph_replay_us"] = graph_replay_us(torch)
+    except Exception as e:  # the launch number stands on its own
+        out["notes"].append(f"CUDA graph replay not measured: {type(e).__name__}: {e}")
+    return out
+
+
+def parse_probe_output(stdout: str) -> tuple[LaunchProbe, list[str]]:
+    """The child's last stdout line -> (LaunchProbe, notes). Raises ValueError on anything else."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise ValueError("the probe printed nothing")
+    data = json.loads(lines[-1])
+    notes = list(data.pop("notes", []))
+    return LaunchProbe.model_validate(data), notes
+
+
+def launch_probe_subprocess(timeout: float = TIMEOUT_S) -> tuple[Optional[LaunchProbe], list[str]]:
+    """The probe in a child interpreter on the same GPU (it inherits CUDA_VISIBLE_DEVICES); (None, [why]) when it
+    cannot run. Ctrl-C still propagates (the child gets it too)."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.launch_probe"], capture_output=True, text=True,
+                              timeout=timeout, cwd=KIT_ROOT)  # -m finds bench/ from any working directory
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, [f"launch probe not taken: {e}"]
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        return None, [f"launch probe not taken: {last[0]}"]
+    try:
+        return parse_probe_output(proc.stdout)
+    except ValueError as e:  # json.JSONDecodeError and pydantic's ValidationError are ValueErrors
+        return None, [f"launch probe not taken: unreadable output ({e})"]
+
+
+def main() -> int:
+    print(json.dumps(measure()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
