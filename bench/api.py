@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from core.engine_samples import EngineSamples
 from core.results import Backend
 
 
@@ -40,7 +41,7 @@ class Measurement:
     itl_ms: list[list[float]]  # per iteration, one gap per streamed output after the first
     backend: Backend
     tokens_per_output: Optional[list[list[int]]] = None  # tokens in each streamed output; None: one each
-    engine: Optional[dict[str, Any]] = None  # vLLM engine-side timestamps (their own clock)
+    engine: Optional[EngineSamples] = None  # vLLM engine-side timestamps, raw (their own clocks)
     # transformers on a GPU: TPOT of the same decode steps from CUDA events (device clock), per iteration
     cuda_event_tpot_ms: Optional[list[float]] = None
     # transformers: per iteration, the instrumented generate() and a bare one right after it (the overhead baseline)

@@ -21,8 +21,8 @@ Timing (client clock, `time.perf_counter`):
 Engine side: RequestOutput.metrics (a RequestStateStats) of each measured request is copied into
 Measurement.engine, per iteration. queued/scheduled/first_token/last_token timestamps are
 time.monotonic() readings in the engine-core process; arrival_time is a time.time() reading in
-this process. They are never mixed with the client clock: only differences within the engine
-clock are derived from them.
+this process. They are stored raw (core/engine_samples.py) and never mixed with the client clock: only
+differences within one clock are derived from them, on read.
 
 Ctrl-C: KeyboardInterrupt propagates to the driver (which reports progress.done); on the way
 out the in-flight request is aborted (closing its stream makes vLLM abort it) and the engine
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
+import statistics
 import sys
 import time
 import uuid
@@ -55,29 +56,20 @@ from bench.vllm_args import (
     sampling_kwargs,
     variant_of,
 )
+from core.engine_samples import (
+    ENGINE_CLOCK_NOTE,
+    EngineSamples,
+    EngineTimestamps,
+    engine_tpot_ms,
+    queued_to_first_token_ms,
+)
 from core.results import Backend, Workload
 from core.rules import check_capability, read_config, refuse_cpu_for_vllm, vllm_series
 
 Clock = Callable[[], float]
 
-# RequestStateStats fields copied per measured iteration (vLLM 0.12.0, vllm/v1/metrics/stats.py).
-ENGINE_FIELDS = (
-    "arrival_time",
-    "queued_ts",
-    "scheduled_ts",
-    "first_token_ts",
-    "last_token_ts",
-    "first_token_latency",
-    "num_generation_tokens",
-    "is_corrupted",
-)
-ENGINE_CLOCK_NOTE = (
-    "vLLM RequestOutput.metrics (RequestStateStats) of each measured request. queued_ts, scheduled_ts, "
-    "first_token_ts and last_token_ts are time.monotonic() seconds read in the engine-core process; "
-    "arrival_time is time.time() in the frontend process and first_token_latency a frontend wall-clock "
-    "interval in seconds. The *_ms values are differences within the engine-core clock only. None of "
-    "these are comparable with the client-side samples (time.perf_counter in the benchmark process)."
-)
+# RequestStateStats fields copied per measured iteration (vLLM 0.12.0, vllm/v1/metrics/stats.py): raw only.
+ENGINE_FIELDS = tuple(EngineTimestamps.model_fields)
 
 
 # --------------------------------------------------------------------------- consuming one stream
@@ -156,29 +148,34 @@ def iteration_timing(record: StreamRecord) -> tuple[float, list[float], float, f
     return derive_token_timing(record.t_submit, record.output_times, record.tokens_per_yield)
 
 
-def engine_snapshot(metrics: Any) -> Optional[dict[str, Any]]:
-    """Copy a RequestStateStats into plain data, plus intervals derived within the engine clock."""
+def engine_snapshot(metrics: Any) -> Optional[EngineTimestamps]:
+    """Copy a RequestStateStats as read: raw timestamps and counts (core/engine_samples.py derives intervals)."""
     if metrics is None:
         return None
-    snap: dict[str, Any] = {}
-    for name in ENGINE_FIELDS:
-        value = getattr(metrics, name, None)
-        if isinstance(value, (bool, int, float)) or value is None:
-            snap[name] = value
-    q, s, f, last = (snap.get(k) for k in ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts"))
-    n = snap.get("num_generation_tokens")
+    raw = {name: getattr(metrics, name, None) for name in ENGINE_FIELDS}
+    missing = [name for name in ENGINE_FIELDS if EngineTimestamps.model_fields[name].is_required()
+               and not isinstance(raw[name], (int, float))]
+    if missing:
+        raise BenchError(
+            f"vLLM's RequestOutput.metrics ({type(metrics).__name__}) has no numeric {', '.join(missing)}; this "
+            "backend reads vLLM 0.12/0.20's RequestStateStats, so the engine-side timestamps cannot be recorded. "
+            "Check the installed vLLM version against the image's lock."
+        )
+    return EngineTimestamps(**{k: v for k, v in raw.items() if isinstance(v, (bool, int, float))})
 
-    def ms(a: Optional[float], b: Optional[float]) -> Optional[float]:
-        # 0.0 means "never set" in RequestStateStats.
-        return (b - a) * 1e3 if a and b else None
 
-    snap["queued_to_scheduled_ms"] = ms(q, s)
-    snap["scheduled_to_first_token_ms"] = ms(s, f)
-    snap["queued_to_first_token_ms"] = ms(q, f)
-    snap["first_to_last_token_ms"] = ms(f, last)
-    decode = snap["first_to_last_token_ms"]
-    snap["tpot_ms"] = decode / (n - 1) if decode is not None and isinstance(n, int) and n > 1 else None
-    return snap
+def engine_log_line(engine: EngineSamples, client_tpot_ms: list[float]) -> str:
+    """Medians of the engine's TPOT and queued -> first token beside the client's TPOT (derived on read)."""
+    stamps = [e for e in engine.iterations if e is not None]
+    engine_tpot = [t for e in stamps if (t := engine_tpot_ms(e)) is not None]
+    q2f = [queued_to_first_token_ms(e) for e in stamps]
+    text = f"engine clock: {len(stamps)} of {len(engine.iterations)} requests with timestamps"
+    if engine_tpot:
+        text += (f"; TPOT median {statistics.median(engine_tpot):.3f} ms (client "
+                 f"{statistics.median(client_tpot_ms):.3f} ms)")
+    if q2f:
+        text += f"; queued -> first token median {statistics.median(q2f):.3f} ms"
+    return text
 
 
 def merge_counts(records: list[StreamRecord]) -> dict[str, int]:
@@ -312,7 +309,7 @@ def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str,
         "client_clock": "time.perf_counter, read on each streamed RequestOutput (DELTA), with its token count",
         "stats": "on (disable_log_stats=False) for RequestOutput.metrics, as in `vllm serve`: the frontend records "
                  "its stat loggers after each engine step, before the client reads the step's token; the engine-"
-                 "side tpot_ms (first to last token, engine clock) excludes that frontend time",
+                 "side TPOT (first to last token, engine clock) excludes that frontend time",
         "engine_args": dict(ekw),
         "sampling_params": dict(skw),
         "resolved": resolved,
@@ -449,13 +446,14 @@ def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: d
         tpot.append(p)
     snaps = [engine_snapshot(r.metrics) for r in records]
     notes = stream_notes(records)
-    engine: Optional[dict[str, Any]]
+    engine: Optional[EngineSamples]
     if all(s is None for s in snaps):
         engine = None
         notes.append("vLLM returned no RequestOutput.metrics (stats disabled?), so no engine-side timestamps.")
     else:
-        engine = {"clock": ENGINE_CLOCK_NOTE, "iterations": snaps}
-        mismatched = [i for i, s in enumerate(snaps) if s and s.get("num_generation_tokens") != workload.output_len]
+        engine = EngineSamples(clock=ENGINE_CLOCK_NOTE, iterations=snaps)
+        _log(engine_log_line(engine, tpot))
+        mismatched = [i for i, s in enumerate(snaps) if s and s.num_generation_tokens != workload.output_len]
         if mismatched:
             notes.append(f"engine num_generation_tokens differs from output_len in iterations {mismatched}.")
     if resolved.get("async_scheduling") not in (None, ekw["async_scheduling"]):

@@ -19,7 +19,12 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-SCHEMA_VERSION = 1
+from core.engine_samples import EngineSamples, engine_problems
+
+# 2: samples.engine is typed (EngineSamples) and holds raw timestamps only; version 1 stored derived intervals
+# beside them. tools/migrate_results.py converts a version 1 file.
+SCHEMA_VERSION = 2
+MIGRATION_COMMAND = "python tools/migrate_results.py"
 FORMAT_NAME = "awq-kit-result"
 
 
@@ -178,8 +183,8 @@ class BenchSamples(_Strict):
     # Per iteration, how many tokens each streamed output carried, the first output included (so one more
     # entry than itl_ms[i], summing to output_len). None: one token per output (transformers).
     tokens_per_output: Optional[list[list[int]]] = None
-    # vLLM only: engine-side timestamps (engine-core monotonic clock, never mixed with client clocks).
-    engine: Optional[dict[str, Any]] = None
+    # vLLM only: the engine's own timestamps, raw (core/engine_samples.py derives every interval on read).
+    engine: Optional[EngineSamples] = None
     # transformers on a GPU: TPOT of the same decode steps from CUDA events recorded by a logits processor
     # (device clock). The streamer syncs on every token, so this agrees with the host clock by construction.
     cuda_event_tpot_ms: Optional[list[float]] = None
@@ -229,7 +234,7 @@ class ProfilePhase(_Strict):
 
 class BenchResult(_Strict):
     format: Literal["awq-kit-result"] = FORMAT_NAME
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     kind: Literal["bench"] = "bench"
     run_id: str
     created_utc: str
@@ -253,7 +258,7 @@ class BenchResult(_Strict):
 
 class ProfileResult(_Strict):
     format: Literal["awq-kit-result"] = FORMAT_NAME
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     kind: Literal["profile"] = "profile"
     run_id: str
     created_utc: str
@@ -387,7 +392,9 @@ def bench_inconsistencies(r: BenchResult) -> list[str]:
 
     The counts are checked first: the per-iteration checks pair lists by index.
     """
-    return _count_problems(r) or (_gap_problems(r) + _timing_problems(r) + _summary_problems(r))
+    return _count_problems(r) or (_gap_problems(r) + _timing_problems(r) + _summary_problems(r)
+                                  + engine_problems(r.samples.engine, r.workload.iterations, r.samples.ttft_ms,
+                                                    r.samples.tpot_ms))
 
 
 def _describe_inconsistencies(path: Path, problems: list[str], advice: str) -> str:
@@ -490,6 +497,13 @@ def load_result(path: Path) -> Result:
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise NotAResultFile(f"{path}: JSON without \"format\": \"{FORMAT_NAME}\"")
     version = data.get("schema_version")
+    if version == 1:
+        raise ResultFileError(
+            f"{path}: field 'schema_version' is 1, but this kit reads version {SCHEMA_VERSION} (version 1 stored "
+            "intervals derived from the vLLM engine timestamps beside them; version 2 stores the timestamps only). "
+            f"Convert it with `{MIGRATION_COMMAND} {path}`, which recomputes those intervals, checks them against "
+            "the stored ones and rewrites the file."
+        )
     if version != SCHEMA_VERSION:
         raise ResultFileError(
             f"{path}: field 'schema_version' is {version!r}, but this kit reads version {SCHEMA_VERSION}. "

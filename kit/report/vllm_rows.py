@@ -2,9 +2,9 @@
 where the time to first token goes, the configurations measured beside the study's (CUDA graphs off, async
 scheduling on), and the study's key comparison, awq / awq_marlin.
 
-The engine-side numbers come from each result's samples.engine.iterations (vLLM's RequestStateStats per measured
-request, see bench/vllm_backend.py): queued/scheduled/first/last token timestamps on the engine core's monotonic
-clock, first_token_latency on the frontend's wall clock. Only differences within one clock, or per-iteration
+The engine-side numbers are derived on read (core/engine_samples.py) from each result's samples.engine.iterations:
+vLLM's RequestStateStats per measured request, stored raw: queued/scheduled/first/last token timestamps on the
+engine core's monotonic clock, first_token_latency on the frontend's wall clock. Only differences within one clock, or per-iteration
 differences between two intervals, are shown: never a timestamp of one clock against another's.
 """
 from __future__ import annotations
@@ -14,48 +14,42 @@ from typing import Callable, Optional, Sequence
 
 from kit.report.common import DASH, Group, Loaded, pipe_table, variant_of
 from kit.report.published import PublishedWeek1
+from core import engine_samples as es
+from core.engine_samples import EngineTimestamps
 from core.results import BenchResult
 
 AWQ, MARLIN = "vLLM (awq)", "vLLM (awq_marlin)"
 STUDY_CONFIG = {"vllm": "study configuration (CUDA graphs, async scheduling off)"}
 
 
-def engine_iterations(r: BenchResult) -> list[dict]:
-    return list((r.samples.engine or {}).get("iterations") or [])
+def engine_iterations(r: BenchResult) -> list[Optional[EngineTimestamps]]:
+    return list(r.samples.engine.iterations) if r.samples.engine else []
 
 
-def _per_iteration(r: BenchResult, f: Callable[[float, float, dict], Optional[float]]) -> list[float]:
-    """f(client TTFT, client TPOT, engine snapshot) for every iteration that has an engine snapshot."""
+# f(client TTFT, client TPOT, one iteration's raw engine timestamps): a per-iteration value, or None.
+PerIteration = Callable[[float, float, EngineTimestamps], Optional[float]]
+
+
+def _per_iteration(r: BenchResult, f: PerIteration) -> list[float]:
+    """f for every iteration that has engine timestamps; the values are derived here, on read (core.engine_samples)."""
     out = []
-    for ttft, tpot, snap in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine_iterations(r)):
-        value = f(ttft, tpot, snap) if snap else None
+    for ttft, tpot, stamps in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine_iterations(r)):
+        value = f(ttft, tpot, stamps) if stamps else None
         if value is not None:
             out.append(value)
     return out
 
 
-def _tpot_gap_pct(_ttft: float, tpot: float, snap: dict) -> Optional[float]:
-    engine = snap.get("tpot_ms")
-    return 100.0 * (tpot - engine) / engine if engine else None
+def _tpot_gap_pct(_ttft: float, tpot: float, stamps: EngineTimestamps) -> Optional[float]:
+    return es.tpot_gap_pct(tpot, stamps)
 
 
-def _first_token_latency_ms(snap: dict) -> Optional[float]:
-    v = snap.get("first_token_latency")
-    return v * 1e3 if v else None
+def _client_side_ms(ttft: float, _tpot: float, stamps: EngineTimestamps) -> Optional[float]:
+    return es.client_side_ms(ttft, stamps)
 
 
-def _client_side_ms(ttft: float, _tpot: float, snap: dict) -> Optional[float]:
-    frontend = _first_token_latency_ms(snap)
-    return ttft - frontend if frontend is not None else None
-
-
-def _frontend_ms(_ttft: float, _tpot: float, snap: dict) -> Optional[float]:
-    frontend, core = _first_token_latency_ms(snap), snap.get("queued_to_first_token_ms")
-    return frontend - core if frontend is not None and core is not None else None
-
-
-def _field(name: str) -> Callable[[float, float, dict], Optional[float]]:
-    return lambda _ttft, _tpot, snap: snap.get(name)
+def _engine_only(interval: Callable[[EngineTimestamps], float]) -> PerIteration:
+    return lambda _ttft, _tpot, stamps: interval(stamps)
 
 
 def clock_check_text(r: BenchResult) -> Optional[str]:
@@ -77,12 +71,12 @@ def clock_check_text(r: BenchResult) -> Optional[str]:
 
 
 # The stages of the time to first token: (column, what it spans and on which clocks, per-iteration value).
-TTFT_STAGES: tuple[tuple[str, str, Callable[[float, float, dict], Optional[float]]], ...] = (
-    ("queue (ms)", "queued → scheduled, engine-core clock", _field("queued_to_scheduled_ms")),
+TTFT_STAGES: tuple[tuple[str, str, PerIteration], ...] = (
+    ("queue (ms)", "queued → scheduled, engine-core clock", _engine_only(es.queued_to_scheduled_ms)),
     ("prefill (ms)", "scheduled → first token (the prefill step and its sampling), engine-core clock",
-     _field("scheduled_to_first_token_ms")),
+     _engine_only(es.scheduled_to_first_token_ms)),
     ("frontend (ms)", "the frontend's first_token_latency minus queued → first token: arrival → queued plus first "
-     "token → frontend (IPC and output processing)", _frontend_ms),
+     "token → frontend (IPC and output processing)", _engine_only(es.frontend_ms)),
     ("client (ms)", "client TTFT minus first_token_latency: submission → arrival plus frontend → client (stream "
      "delivery)", _client_side_ms),
 )

@@ -29,7 +29,13 @@ def _truncated(path: Path, good: str) -> None:
 
 def _wrong_version(path: Path, good: str) -> None:
     data = json.loads(good)
-    data["schema_version"] = 2
+    data["schema_version"] = 3
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _version_one(path: Path, good: str) -> None:
+    data = json.loads(good)
+    data["schema_version"] = 1
     path.write_text(json.dumps(data), encoding="utf-8")
 
 
@@ -68,7 +74,8 @@ def _unreadable_permissions(path: Path, good: str) -> None:
 CASES = [
     ("malformed", _malformed, ["is not valid JSON"]),
     ("truncated", _truncated, ["is not valid JSON", "truncated"]),
-    ("wrong_version", _wrong_version, ["'schema_version' is 2", "reads version 1"]),
+    ("wrong_version", _wrong_version, ["'schema_version' is 3", "reads version 2"]),
+    ("version_one", _version_one, ["'schema_version' is 1", "reads version 2", "python tools/migrate_results.py"]),
     ("wrong_type", _wrong_type, ["summary.ttft_ms.median", "'fast'"]),
     ("missing_field", _missing_field, ["'provenance'", "Field required"]),
     ("wrong_kind", _wrong_kind, ["'kind' is 'benchmark'"]),
@@ -141,5 +148,5 @@ def test_cli_prints_the_paragraph_without_a_traceback(tmp_path, make_bench_resul
                            "--reports-dir", str(reports)], cwd=KIT_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert f"error: {results / 'old.json'}: field 'schema_version' is 2" in proc.stderr
+    assert f"error: {results / 'old.json'}: field 'schema_version' is 3" in proc.stderr
     assert not reports.exists()

@@ -1,4 +1,4 @@
-"""docs/results-format.md documents every model and every field of core/results.py."""
+"""docs/results-format.md documents every model and every field of core/results.py (and core/engine_samples.py)."""
 from __future__ import annotations
 
 import inspect
@@ -7,14 +7,14 @@ import re
 from pydantic import BaseModel
 
 from kit import KIT_ROOT
-from core import results
+from core import engine_samples, results
 
 DOC = (KIT_ROOT / "docs" / "results-format.md").read_text(encoding="utf-8")
 
 
 def _models() -> dict[str, type[BaseModel]]:
-    return {name: obj for name, obj in vars(results).items()
-            if inspect.isclass(obj) and issubclass(obj, BaseModel) and obj.__module__ == results.__name__
+    return {name: obj for module in (results, engine_samples) for name, obj in vars(module).items()
+            if inspect.isclass(obj) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__
             and not name.startswith("_")}
 
 
@@ -49,5 +49,5 @@ def test_documented_fields_exist():
 
 
 def test_documented_version_is_the_code_version():
-    assert results.SCHEMA_VERSION == 1 and "now `1`" in DOC
+    assert results.SCHEMA_VERSION == 2 and "now `2`" in DOC
     assert f'"{results.FORMAT_NAME}"' in DOC

@@ -16,7 +16,7 @@ ASYNC = "async scheduling on"
 
 def _engine(ttft_ms: list[float], tpot_ms: list[float], output_len: int, *, engine_tpot_scale: float = 1.0,
             client_extra_ms: float = 0.3) -> dict:
-    """Engine snapshots consistent with the client samples: first_token_latency = TTFT - client_extra_ms;
+    """Raw engine timestamps consistent with the client samples: first_token_latency = TTFT - client_extra_ms;
     queued -> scheduled 0.02 ms, scheduled -> first token 70% of the frontend's latency; engine TPOT = client
     TPOT x engine_tpot_scale."""
     its = []
@@ -28,10 +28,7 @@ def _engine(ttft_ms: list[float], tpot_ms: list[float], output_len: int, *, engi
         last = f + tpot * engine_tpot_scale * (output_len - 1) * 1e-3
         its.append({"arrival_time": 1.7e9 + i, "queued_ts": q, "scheduled_ts": s, "first_token_ts": f,
                     "last_token_ts": last, "first_token_latency": frontend * 1e-3,
-                    "num_generation_tokens": output_len, "is_corrupted": False,
-                    "queued_to_scheduled_ms": 0.02, "scheduled_to_first_token_ms": (f - s) * 1e3,
-                    "queued_to_first_token_ms": (f - q) * 1e3, "first_to_last_token_ms": (last - f) * 1e3,
-                    "tpot_ms": tpot * engine_tpot_scale})
+                    "num_generation_tokens": output_len, "is_corrupted": False})
     return {"clock": "test engine clock", "iterations": its}
 
 
@@ -106,11 +103,13 @@ def test_a_row_with_only_variants_has_no_cell(tmp_path, make_bench_result):
     assert "#### vLLM (awq): variant configurations only" in md
 
 
-@pytest.mark.parametrize("scale,expected", [(1.0, "+0.000% to +0.000%"), (0.9, "+11.111% to +11.111%")])
+# Within ENGINE_TPOT_TOLERANCE_PCT (2%): a larger disagreement is refused on load (tests/host/test_engine_samples.py).
+# Zero may print as -0.000%: the engine TPOT is derived from timestamps ~1000 s from their origin, so it rounds.
+@pytest.mark.parametrize("scale,expected", [(1.0, r"[+-]0\.000% to [+-]0\.000%"), (0.99, r"\+1\.010% to \+1\.010%")])
 def test_client_vs_engine_clock_check_can_disagree(tmp_path, make_bench_result, scale, expected):
     md = _render(tmp_path, [_vllm(make_bench_result, "vLLM (awq)", engine_tpot_scale=scale, client_extra_ms=2.5)])
     line = next(l for l in md.split("\n") if l.startswith("- Client vs engine clock:"))
-    assert expected in line
+    assert re.search(expected, line), line
     assert "median +2.500 ms" in line  # client TTFT - first_token_latency
 
 

@@ -29,7 +29,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench import vllm_args, vllm_backend  # noqa: E402
 
-from core import rules  # noqa: E402
+from core import engine_samples, rules  # noqa: E402
 from bench.api import IterationProgress  # noqa: E402
 from core.errors import BenchError  # noqa: E402
 from core.results import Workload  # noqa: E402
@@ -76,7 +76,7 @@ class FakeAsyncLLMStream:
         self.clock, self.chunks, self.delays = clock, chunks, delays
         self.finished, self.finish_reason = finished, finish_reason
         self.metrics = FakeRequestStateStats(arrival_time=1.7e9, queued_ts=engine_t0, scheduled_ts=engine_t0 + 0.001)
-        self.engine_now = engine_t0 + 0.001
+        self.engine_t0 = self.engine_now = engine_t0
         self.started = False
         self.closed = False
         self.on_yield = on_yield
@@ -92,6 +92,7 @@ class FakeAsyncLLMStream:
                 m = self.metrics
                 if m.first_token_ts == 0.0:
                     m.first_token_ts = self.engine_now
+                    m.first_token_latency = self.engine_now - self.engine_t0  # the frontend's arrival -> first token
                 m.last_token_ts = self.engine_now
                 m.num_generation_tokens += k
                 last = i == len(self.chunks) - 1
@@ -263,14 +264,16 @@ def test_engine_metrics_kept_separate_from_client_samples():
     assert m.tpot_ms == pytest.approx([5.0, 5.0])
     assert m.e2e_ms == pytest.approx([45.0, 45.0])
     assert all(len(g) == 3 for g in m.itl_ms)
-    # Engine timestamps are copied raw, per iteration, under their own clock note.
-    assert "engine-core" in m.engine["clock"]
-    it0 = m.engine["iterations"][0]
-    assert it0["queued_ts"] == 5_000_000.0 and it0["first_token_ts"] == pytest.approx(5_000_000.031)
-    assert it0["num_generation_tokens"] == 4
-    assert it0["queued_to_first_token_ms"] == pytest.approx(31.0)
-    assert it0["first_to_last_token_ms"] == pytest.approx(15.0)
-    assert it0["tpot_ms"] == pytest.approx(5.0)
+    # Engine timestamps are copied raw, per iteration, under their own clock note; intervals are derived on read.
+    assert "engine-core" in m.engine.clock
+    it0 = m.engine.iterations[0]
+    assert it0.queued_ts == 5_000_000.0 and it0.first_token_ts == pytest.approx(5_000_000.030)
+    assert it0.num_generation_tokens == 4
+    assert set(it0.model_dump()) == set(vllm_backend.ENGINE_FIELDS)  # raw fields only, nothing derived stored
+    assert engine_samples.queued_to_first_token_ms(it0) == pytest.approx(30.0)
+    assert engine_samples.first_to_last_token_ms(it0) == pytest.approx(15.0)
+    assert engine_samples.engine_tpot_ms(it0) == pytest.approx(5.0)
+    assert engine_samples.engine_problems(m.engine, 2, m.ttft_ms, m.tpot_ms) == []
     # Nothing from the engine clock leaks into the client samples or the other way round.
     client = set(m.ttft_ms) | set(m.e2e_ms)
     assert not any(abs(v) > 1e5 for v in client)
@@ -279,11 +282,26 @@ def test_engine_metrics_kept_separate_from_client_samples():
     assert m.notes == [vllm_backend.stream_notes(records)[0]] and "no merges" in m.notes[0]
 
 
-def test_engine_snapshot_leaves_unset_timestamps_underived():
+def test_engine_snapshot_copies_unset_timestamps_as_read_and_the_check_refuses_them():
     snap = vllm_backend.engine_snapshot(FakeRequestStateStats(num_generation_tokens=3, queued_ts=7.0))
-    assert snap["queued_ts"] == 7.0
-    assert snap["queued_to_first_token_ms"] is None and snap["tpot_ms"] is None
+    assert snap.queued_ts == 7.0 and snap.first_token_ts == 0.0  # 0.0: RequestStateStats' "never set"
+    samples = engine_samples.EngineSamples(clock="c", iterations=[snap])
+    problems = engine_samples.engine_problems(samples, 1, [10.0], [5.0])
+    assert any("every timestamp set" in p for p in problems) and any("first_token_latency" in p for p in problems)
     assert vllm_backend.engine_snapshot(None) is None
+
+
+def test_engine_snapshot_of_a_metrics_object_without_the_fields_is_a_bench_error():
+    with pytest.raises(BenchError, match="no numeric queued_ts.*vLLM 0.12/0.20"):
+        vllm_backend.engine_snapshot(SimpleNamespace(num_generation_tokens=3))
+
+
+def test_engine_log_line_derives_medians_from_raw_timestamps():
+    e = engine_samples.EngineTimestamps(queued_ts=1.0, scheduled_ts=1.001, first_token_ts=1.010, last_token_ts=1.040,
+                                        first_token_latency=0.012, num_generation_tokens=4)
+    line = vllm_backend.engine_log_line(engine_samples.EngineSamples(clock="c", iterations=[e, None]), [10.1])
+    assert line == ("engine clock: 1 of 2 requests with timestamps; TPOT median 10.000 ms (client 10.100 ms); "
+                    "queued -> first token median 10.000 ms")
 
 
 def test_no_metrics_gives_no_engine_block_and_a_note():
@@ -622,7 +640,7 @@ def test_measure_end_to_end_with_the_fake_engine(monkeypatch, tmp_path):
     assert progress.done == 3 and progress.warmup_done == 2 and engine.shutdown_calls == 1
     assert m.backend.label == "vLLM (awq_marlin)" and m.backend.settings["gpu_capability"] == "9.0"
     assert m.backend.settings["resolved"]["quantization"] == "awq_marlin"
-    assert len(m.engine["iterations"]) == 3
+    assert len(m.engine.iterations) == 3
     # measure() reads the real time.perf_counter (the FakeClock only drives consume_stream's own tests).
     assert all(x >= 0 for x in m.ttft_ms + m.tpot_ms + m.e2e_ms)
 

@@ -25,7 +25,7 @@ import pytest
 
 from bench import vllm_args, vllm_backend
 
-from core import rules
+from core import engine_samples, rules
 from bench.provenance import lock_versions
 from core.results import Workload
 
@@ -303,10 +303,12 @@ def test_request_output_metrics_fields(vllm_mod):
     assert set(vllm_backend.ENGINE_FIELDS) <= names
     assert "metrics" in inspect.signature(RequestOutput.__init__).parameters
     assert {"token_ids", "finish_reason"} <= {f.name for f in dataclasses.fields(CompletionOutput)}
-    # A real RequestStateStats goes through the snapshot as plain data.
+    # A real RequestStateStats goes through the snapshot as raw, typed data; the intervals are derived on read.
     stats = RequestStateStats(num_generation_tokens=4, arrival_time=1.7e9, queued_ts=10.0, scheduled_ts=10.001,
                               first_token_ts=10.031, last_token_ts=10.046)
+    stats.first_token_latency = 0.032
     snap = vllm_backend.engine_snapshot(stats)
-    assert snap["queued_to_first_token_ms"] == pytest.approx(31.0)
-    assert snap["tpot_ms"] == pytest.approx(5.0)
-    json.dumps(snap)
+    assert snap.first_token_latency == 0.032 and snap.num_generation_tokens == 4
+    assert engine_samples.queued_to_first_token_ms(snap) == pytest.approx(31.0)
+    assert engine_samples.engine_tpot_ms(snap) == pytest.approx(5.0)
+    assert set(json.loads(snap.model_dump_json())) == set(vllm_backend.ENGINE_FIELDS)

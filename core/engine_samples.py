@@ -1,0 +1,189 @@
+"""vLLM's own timestamps of each measured request, stored raw; every interval is computed from them on read.
+
+A result stores only what vLLM's RequestStateStats held (queued/scheduled/first/last token on the engine core's
+monotonic clock, the frontend's first_token_latency), never a value derived from it: a stored derived value could
+disagree with its own timestamps and still be printed. The functions here derive the intervals the report and the
+bench's log line show, and `engine_problems` says where a result's timestamps contradict themselves or its client
+samples (core/results.py refuses such a file on write and on read).
+
+Pure python + pydantic.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# What the stored fields are (vLLM 0.12 / 0.20, vllm/v1/metrics/stats.py RequestStateStats). Written by the backend.
+ENGINE_CLOCK_NOTE = (
+    "vLLM RequestOutput.metrics (RequestStateStats) of each measured request. queued_ts, scheduled_ts, "
+    "first_token_ts and last_token_ts are time.monotonic() seconds read in the engine-core process; "
+    "arrival_time is time.time() in the frontend process and first_token_latency a frontend wall-clock "
+    "interval in seconds. Intervals are computed on read, within one clock only. None of "
+    "these are comparable with the client-side samples (time.perf_counter in the benchmark process)."
+)
+
+# Bounds of the checks against the client samples (docs/results-format.md, "Engine timestamps").
+#
+# Client TPOT = (last output - first output) / (N - 1) on the client clock; the engine's is (last_token_ts -
+# first_token_ts) / (N - 1) on the engine core's. The same decode steps, so they differ only by how late the first
+# and the last token reached the client. Every committed H200 result agrees within 0.12% per iteration (decode spans
+# within 2.2 ms). 2% is more than ten times that, yet less than what moves TPOT between two runs of one configuration
+# (3-15% on the committed results), between kernels (5x) or scheduler modes (~40%): timestamps of another request or
+# run, or an edited one, fall outside it. The span allowance keeps a short honest run (a few tokens, where 1 ms of
+# delivery jitter is several % of TPOT) from being refused: it is spread over the N - 1 decode steps.
+ENGINE_TPOT_TOLERANCE_PCT = 2.0
+ENGINE_DECODE_SPAN_SLACK_MS = 5.0
+# An interval read inside another cannot be longer than it: the engine core's queued -> first token lies inside the
+# frontend's first_token_latency, which lies inside the client's TTFT (the client submits first and reads last).
+# The clocks differ (time.monotonic, time.time, time.perf_counter) but tick at the same rate to ppm over
+# milliseconds; 1 ms only absorbs a wall-clock adjustment. Committed results have at least 0.14 ms (client TTFT -
+# first_token_latency) and 1.36 ms (first_token_latency - queued -> first token) to spare the other way.
+ENGINE_NESTED_SLACK_MS = 1.0
+
+
+class EngineTimestamps(BaseModel):
+    """One measured request's RequestStateStats, as read: raw timestamps and counts, nothing derived."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arrival_time: Optional[float] = Field(None, description="time.time() seconds in the frontend process")
+    queued_ts: float = Field(description="time.monotonic() seconds, engine core")
+    scheduled_ts: float = Field(description="time.monotonic() seconds, engine core")
+    first_token_ts: float = Field(description="time.monotonic() seconds, engine core")
+    last_token_ts: float = Field(description="time.monotonic() seconds, engine core")
+    first_token_latency: float = Field(description="seconds, the frontend's wall clock: arrival to first token")
+    num_generation_tokens: int = Field(description="tokens the engine generated for the request")
+    is_corrupted: Optional[bool] = None
+
+
+class EngineSamples(BaseModel):
+    """vLLM only: the engine's own timestamps per measured iteration (None: vLLM returned no metrics for it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clock: str = Field(description="what the fields are and which clock read each (ENGINE_CLOCK_NOTE)")
+    iterations: list[Optional[EngineTimestamps]]
+
+
+# --------------------------------------------------------------------------- intervals, engine clocks only
+
+
+def _ms(start_s: float, end_s: float) -> float:
+    return (end_s - start_s) * 1e3
+
+
+def queued_to_scheduled_ms(e: EngineTimestamps) -> float:
+    return _ms(e.queued_ts, e.scheduled_ts)
+
+
+def scheduled_to_first_token_ms(e: EngineTimestamps) -> float:
+    return _ms(e.scheduled_ts, e.first_token_ts)
+
+
+def queued_to_first_token_ms(e: EngineTimestamps) -> float:
+    return _ms(e.queued_ts, e.first_token_ts)
+
+
+def first_to_last_token_ms(e: EngineTimestamps) -> float:
+    return _ms(e.first_token_ts, e.last_token_ts)
+
+
+def engine_tpot_ms(e: EngineTimestamps) -> Optional[float]:
+    """(last_token_ts - first_token_ts) / (N - 1), N the engine's own token count; None for a single token."""
+    n = e.num_generation_tokens
+    return first_to_last_token_ms(e) / (n - 1) if n > 1 else None
+
+
+def first_token_latency_ms(e: EngineTimestamps) -> float:
+    return e.first_token_latency * 1e3
+
+
+def frontend_ms(e: EngineTimestamps) -> float:
+    """first_token_latency - queued -> first token: arrival -> queued plus first token -> frontend (IPC, output
+    processing). A difference of two intervals on two clocks, never of two timestamps."""
+    return first_token_latency_ms(e) - queued_to_first_token_ms(e)
+
+
+# --------------------------------------------------------------------------- against the client's samples
+
+
+def client_side_ms(client_ttft_ms: float, e: EngineTimestamps) -> float:
+    """Client TTFT - first_token_latency: submission -> arrival plus frontend -> client (stream delivery)."""
+    return client_ttft_ms - first_token_latency_ms(e)
+
+
+def tpot_gap_pct(client_tpot_ms: float, e: EngineTimestamps) -> Optional[float]:
+    """How much longer the client's TPOT is than the engine core's, in % of the engine's."""
+    engine = engine_tpot_ms(e)
+    return 100.0 * (client_tpot_ms - engine) / engine if engine else None
+
+
+def tpot_allowance_ms(e: EngineTimestamps) -> Optional[float]:
+    """The most client and engine TPOT of one iteration may differ (ENGINE_TPOT_TOLERANCE_PCT, span slack)."""
+    engine = engine_tpot_ms(e)
+    if engine is None:
+        return None
+    return max(engine * ENGINE_TPOT_TOLERANCE_PCT / 100.0,
+               ENGINE_DECODE_SPAN_SLACK_MS / (e.num_generation_tokens - 1))
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+def _field(i: int, name: str = "") -> str:
+    return f"field 'samples.engine.iterations[{i}]{'.' + name if name else ''}'"
+
+
+def _order_problems(i: int, e: EngineTimestamps) -> list[str]:
+    where = _field(i)
+    stamps = {k: getattr(e, k) for k in ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts")}
+    out = []
+    if not all(v > 0 for v in stamps.values()):  # 0.0 is RequestStateStats' "never set"
+        out.append(f"{where} has {stamps}, but a finished request has every timestamp set (> 0)")
+    elif not e.queued_ts <= e.scheduled_ts <= e.first_token_ts <= e.last_token_ts:
+        out.append(f"{where} has {stamps}, but the engine queues, schedules, then emits the first and the last token "
+                   "(queued_ts <= scheduled_ts <= first_token_ts <= last_token_ts)")
+    if not e.first_token_latency > 0:
+        out.append(f"{_field(i, 'first_token_latency')} is {e.first_token_latency!r}, but it is a positive interval")
+    if e.num_generation_tokens < 1:
+        out.append(f"{_field(i, 'num_generation_tokens')} is {e.num_generation_tokens!r}, but a request that streamed "
+                   "tokens generated at least one")
+    return out
+
+
+def _client_problems(i: int, e: EngineTimestamps, client_ttft_ms: float, client_tpot_ms: float) -> list[str]:
+    where = _field(i)
+    out = []
+    allowance, engine_tpot = tpot_allowance_ms(e), engine_tpot_ms(e)
+    if engine_tpot is not None and abs(client_tpot_ms - engine_tpot) > allowance:
+        out.append(f"{where} gives an engine TPOT of {engine_tpot:.4f} ms ((last_token_ts - first_token_ts) / "
+                   f"(num_generation_tokens - 1)), but samples.tpot_ms[{i}] is {client_tpot_ms:.4f} ms: the same "
+                   f"decode steps agree within {ENGINE_TPOT_TOLERANCE_PCT:g}% (or {ENGINE_DECODE_SPAN_SLACK_MS:g} ms "
+                   "over the decode span)")
+    if first_token_latency_ms(e) > client_ttft_ms + ENGINE_NESTED_SLACK_MS:
+        out.append(f"{_field(i, 'first_token_latency')} is {first_token_latency_ms(e):.4f} ms, longer than samples.ttft_ms"
+                   f"[{i}] {client_ttft_ms:.4f} ms by more than {ENGINE_NESTED_SLACK_MS:g} ms, but the client submits "
+                   "before the frontend sees the request and reads the first token after it")
+    if queued_to_first_token_ms(e) > first_token_latency_ms(e) + ENGINE_NESTED_SLACK_MS:
+        out.append(f"{where} gives queued -> first token {queued_to_first_token_ms(e):.4f} ms, longer than its "
+                   f"first_token_latency {first_token_latency_ms(e):.4f} ms by more than {ENGINE_NESTED_SLACK_MS:g} "
+                   "ms, but the engine core's interval lies inside the frontend's")
+    return out
+
+
+def engine_problems(engine: Optional[EngineSamples], iterations: int, client_ttft_ms: list[float],
+                    client_tpot_ms: list[float]) -> list[str]:
+    """Where engine timestamps contradict themselves or the client's samples: one phrase per problem."""
+    if engine is None:
+        return []
+    if len(engine.iterations) != iterations:
+        return [f"field 'samples.engine.iterations' has {len(engine.iterations)} entries, but workload.iterations is "
+                f"{iterations} (one per measured iteration)"]
+    out = []
+    for i, (e, ttft, tpot) in enumerate(zip(engine.iterations, client_ttft_ms, client_tpot_ms)):
+        if e is None:
+            continue
+        order = _order_problems(i, e)
+        out += order or _client_problems(i, e, ttft, tpot)
+    return out
