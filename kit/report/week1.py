@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from kit.report.common import (
-    DASH, WITHIN_SPREAD, Cell, Footnotes, Group, Inputs, Loaded, Spread, backend_text, gb, group_runs, label_order,
-    ms, pipe_table, ratio, spread_ms, stack_versions, torch_deviation, vllm_version_of, workload_text,
+    DASH, WITHIN_SPREAD, Cell, Footnotes, Group, Inputs, Loaded, Spread, backend_text, gb, group_runs, hosts_text,
+    label_order, ms, pipe_table, ratio, spread_ms, stack_versions, torch_deviation, vllm_version_of, workload_text,
 )
 from kit.report.versions import render_same_lease
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
@@ -102,6 +102,20 @@ def stack_words(cell: Cell) -> str:
     return words + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
 
 
+def runs_per_cell(group: Group, labels: Sequence[str]) -> Optional[str]:
+    """'Runs: vLLM (awq) 2, transformers 4 (hosts not recorded)': cells with several runs, by their hosts."""
+    by_hosts: dict[str, list[str]] = {}
+    for label in labels:
+        cell = group.cells.get(label)
+        if cell is not None and len(cell.runs) > 1:
+            by_hosts.setdefault(hosts_text(cell.runs), []).append(f"{label} {len(cell.runs)}")
+    if not by_hosts:
+        return None
+    counts = "; ".join(f"{', '.join(cells)} ({hosts})" for hosts, cells in by_hosts.items())
+    return (f"Runs per cell: {counts}. A cell of several runs shows the median of their medians (min–max of the run "
+            f"medians, runs); Details lists each run")
+
+
 def cell_words(cell: Cell) -> str:
     return f"TTFT {spread_ms(cell.ttft.median, cell.ttft)}, TPOT {spread_ms(cell.tpot.median, cell.tpot)}" + (
         "" if len(cell.runs) > 1 else " (1 run)")
@@ -111,10 +125,9 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
     shown = [group.latest[l] for l in labels if l in group.latest]
     text = render_block(group_block(group, labels))
     text += f"\n- Workload: {group.key.workload_title}, {_weights(shown)}"
-    counted = [f"{l} {group.cells[l].runs_text}" for l in labels if l in group.cells and len(group.cells[l].runs) > 1]
-    if counted:
-        text += (f"\n- Runs: {'; '.join(counted)}. A cell with several runs shows the median of the run medians, "
-                 f"then (min–max of the run medians, number of runs); Details lists each run")
+    runs_bullet = runs_per_cell(group, labels)
+    if runs_bullet:
+        text += f"\n- {runs_bullet}"
     for label in labels:
         for other in group.other_stacks.get(label, []):
             text += f"\n- Also measured, not in the cell: {label} on {stack_words(other)}: {cell_words(other)}"
@@ -333,8 +346,7 @@ def _cell_runs(cell: Cell, notes: Footnotes) -> list[str]:
     """Every run that makes up a cell of two or more runs: each counts, none supersedes another."""
     if len(cell.runs) < 2:
         return []
-    return [f"- Runs in this cell ({cell.runs_text}; the cell is the median of their medians: TTFT "
-            f"{spread_ms(cell.ttft.median, cell.ttft)}, TPOT {spread_ms(cell.tpot.median, cell.tpot)}):",
+    return [f"- Runs in this cell ({cell.runs_text}), newest first; the cell is the median of their medians:",
             *(f"  - {run_line(run, notes)}" for run in cell.runs)]
 
 

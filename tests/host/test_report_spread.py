@@ -37,7 +37,7 @@ def test_a_cell_of_several_runs_is_the_median_of_their_medians_with_range_runs_a
     w1, _ = _render(res, tmp_path / "reports")
     assert "10.50ms (8.00–30.00ms, 4 runs)" in w1  # median of 8, 9, 12, 30
     assert "6.50ms (5.00–8.00ms, 4 runs)" in w1
-    assert "- Runs: vLLM (awq_marlin) 4 runs, 2 hosts + 1 run without a host record." in w1
+    assert "- Runs per cell: vLLM (awq_marlin) 4 (2 hosts + 1 run without a host record)." in w1
     # The grouping a conditions table can use: one configuration, its four runs, newest first.
     inputs = load_inputs(res, note=lambda _: None)
     [(key, runs)] = runs_by_configuration(inputs.bench).items()
@@ -51,14 +51,14 @@ def test_hosts_not_recorded_are_said_so(tmp_path, make_bench_result, write_resul
         write_result_file(make_bench_result(label="transformers", gpu=H200, scale=1 + i / 10,
                                             created_utc=f"2026-01-0{i + 1}T00:00:00Z"), res)
     w1, _ = _render(res, tmp_path / "reports")
-    assert "- Runs: transformers 2 runs, hosts not recorded." in w1
+    assert "- Runs per cell: transformers 2 (hosts not recorded)." in w1
 
 
 def test_one_run_shows_the_plain_number(tmp_path, make_bench_result, write_result_file):
     res = tmp_path / "results"
     write_result_file(make_bench_result(label="transformers", gpu=H200, ttft_ms=[47.705], tpot_ms=[62.05]), res)
     w1, _ = _render(res, tmp_path / "reports")
-    assert "| 47.70ms " in w1 and " runs)" not in w1[:w1.index("## Details")] and "- Runs:" not in w1
+    assert "| 47.70ms " in w1 and " runs)" not in w1[:w1.index("## Details")] and "- Runs per cell:" not in w1
     # A single run equal to the published value has no run-to-run spread, so no label.
     assert WITHIN_SPREAD not in _comparison_row(w1, "transformers", "TPOT")
 
