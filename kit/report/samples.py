@@ -278,7 +278,7 @@ def write_sample(result: BenchResult | ProfileResult, folder: Path, name: Option
 
 
 def sample_set(folder: Path) -> list[Path]:
-    """A realistic results folder: all three backends on an A100, two on an H200 (one run superseded),
+    """A realistic results folder: all three backends on an A100, two on an H200 (two transformers runs in one cell),
     a CPU run, and a T4 profile with three phases."""
     return [
         write_sample(make_bench_result(label="vLLM (awq)"), folder),
