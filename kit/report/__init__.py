@@ -83,8 +83,8 @@ def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list
                           [by_label[l].tpot_ms if l in by_label else None for l in labels])]
     for g in groups:
         def med(label: str, metric: str, g=g) -> Optional[float]:
-            run = g.latest.get(label)
-            return None if run is None else getattr(run.result.summary, metric).median
+            cell = g.cells.get(label)  # the cell's value: the median of its run medians
+            return None if cell is None else cell.spread(metric).median
         k = g.key
         name = f"reproduced, {k.device.title}, in {k.input_len} / out {k.output_len} tokens" + (
             f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")

@@ -5,6 +5,7 @@ Pure functions of their inputs: no clocks, no absolute paths in the output, fixe
 from __future__ import annotations
 
 import re
+import statistics
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,6 +72,13 @@ def ms(value: Optional[float]) -> str:
 
 def ratio(reproduced: float, published: float) -> str:
     return f"{reproduced / published:.2f}×"
+
+
+def spread_ms(value: Optional[float], spread: Optional["Spread"]) -> str:
+    """A cell: the plain median for one run; with more, the median of the run medians, their range and count."""
+    if spread is None or not spread.measured:
+        return ms(value)
+    return f"{ms(spread.median)} ({spread.lo:.2f}–{spread.hi:.2f}ms, {len(spread.values)} runs)"
 
 
 def gb(n_bytes: float) -> str:
@@ -223,7 +231,7 @@ def _created_key(created_utc: str) -> tuple[int, float, str]:
 
 
 def recency_key(loaded: Loaded) -> tuple[tuple[int, float, str], str]:
-    """Latest run wins: by created_utc, then by file name."""
+    """Chronological order of runs: by created_utc, then by file name."""
     return (_created_key(loaded.result.created_utc), loaded.name)
 
 
@@ -232,17 +240,160 @@ def label_order(labels: Iterable[str]) -> list[str]:
     return [l for l in KNOWN_LABELS if l in labels] + sorted(labels - set(KNOWN_LABELS))
 
 
+# --------------------------------------------------------------------------- configurations and their runs
+
+
+def stack_of(result: Result) -> tuple[tuple[str, str], ...]:
+    """The versions that define a run's stack: its backend's libraries (torch included), as recorded."""
+    libraries = result.provenance.libraries
+    return tuple((lib, library_version(libraries, lib) or "not installed")
+                 for lib in STACK_LIBRARIES.get(result.backend.name, ("torch",)))
+
+
+def torch_deviation(result: Result) -> Optional[str]:
+    """The run's torch deviation from its stack's pins ("torch 2.11.0 (pinned 2.9.1)"), None when torch was pinned."""
+    return next((d for d in result.provenance.deviations if d.split(" ", 1)[0].lower() == "torch"), None)
+
+
+@dataclass(frozen=True, order=True)
+class ConfigurationKey:
+    """Runs that measure the same thing: one table (GPU model, workload, vLLM version), one backend row, one stack,
+    one engine configuration. Every run of a configuration counts; none supersedes another."""
+
+    group: GroupKey
+    label: str
+    stack: tuple[tuple[str, str], ...]
+    variant: tuple[str, ...]  # empty: the study's configuration
+
+
+def runs_by_configuration(runs: Iterable[Loaded]) -> dict[ConfigurationKey, list[Loaded]]:
+    """Per configuration, the list of its runs, newest first (by created_utc, then file name)."""
+    out: dict[ConfigurationKey, list[Loaded]] = {}
+    for key, table_runs in _by_key(runs).items():
+        for run in table_runs:
+            r = run.result
+            out.setdefault(ConfigurationKey(key, r.backend.label, stack_of(r), variant_of(r)), []).append(run)
+    return {k: sorted(v, key=recency_key, reverse=True) for k, v in sorted(out.items())}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One metric over a configuration's runs: the median of the run medians and their range."""
+
+    values: tuple[float, ...]  # each run's median
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def lo(self) -> float:
+        return min(self.values)
+
+    @property
+    def hi(self) -> float:
+        return max(self.values)
+
+    @property
+    def measured(self) -> bool:
+        """A run-to-run spread exists only with two or more runs."""
+        return len(self.values) >= 2
+
+    def contains(self, value: float) -> bool:
+        """The run-to-run rule: value lies within [min, max] of the run medians (needs two or more runs)."""
+        return self.measured and self.lo <= value <= self.hi
+
+
+def ratio_range(a: Spread, b: Spread) -> tuple[float, float]:
+    """a / b from the extremes of the two ranges: the least and the most the ratio can be, run against run."""
+    return a.lo / b.hi, a.hi / b.lo
+
+
+def ratio_within_spread(a: Spread, b: Spread, compared: float) -> bool:
+    """The run-to-run rule for a ratio of two cells: at least one cell has two or more runs, and the compared value
+    (the published ratio, or 1 between two versions) lies within ratio_range(a, b)."""
+    if not (a.measured or b.measured) or b.lo <= 0:
+        return False
+    lo, hi = ratio_range(a, b)
+    return lo <= compared <= hi
+
+
+WITHIN_SPREAD = "within run-to-run spread"
+
+
+def host_of(result: Result) -> Optional[str]:
+    """The machine a run measured on (hostname, else boot id); None when the result has no host record."""
+    host = result.provenance.host
+    if host is None:
+        return None
+    return host.hostname or host.boot_id
+
+
+def hosts_text(runs: Sequence[Loaded]) -> str:
+    """Distinct hosts of some runs; runs without a host record are counted apart, never guessed to share one."""
+    hosts = {h for h in (host_of(r.result) for r in runs) if h is not None}
+    unknown = sum(1 for r in runs if host_of(r.result) is None)
+    parts = [f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"] if hosts else []
+    if unknown:
+        parts.append("host not recorded" if unknown == len(runs) == 1 else
+                     "hosts not recorded" if unknown == len(runs) else
+                     f"{unknown} run{'s' if unknown != 1 else ''} without a host record")
+    return " + ".join(parts)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration's runs (newest first) and what a week-1 cell shows of them."""
+
+    key: ConfigurationKey
+    runs: tuple[Loaded, ...]
+
+    @property
+    def newest(self) -> Loaded:
+        return self.runs[0]
+
+    def spread(self, metric: str) -> Spread:
+        """metric: "ttft_ms" or "tpot_ms" (any summary field)."""
+        return Spread(tuple(getattr(r.result.summary, metric).median for r in self.runs))
+
+    @property
+    def ttft(self) -> Spread:
+        return self.spread("ttft_ms")
+
+    @property
+    def tpot(self) -> Spread:
+        return self.spread("tpot_ms")
+
+    @property
+    def runs_text(self) -> str:
+        n = len(self.runs)
+        return f"{n} run{'s' if n != 1 else ''}, {hosts_text(self.runs)}"
+
+
+def _preferred_stack(cells: Sequence[Cell]) -> Cell:
+    """The cell a table shows when one backend ran on several stacks: the study's locked torch (no torch deviation)
+    first, then the most runs, then the newest run."""
+    return min(cells, key=lambda c: (torch_deviation(c.newest.result) is not None, -len(c.runs),
+                                     tuple(-x for x in _created_key(c.newest.result.created_utc)[:2]), c.key))
+
+
 @dataclass
 class Group:
     key: GroupKey
-    latest: dict[str, Loaded]  # backend label -> the run shown (the study's configuration only)
-    superseded: dict[str, list[Loaded]]  # backend label -> older runs, newest first
+    cells: dict[str, Cell]  # backend label -> the study configuration's runs on the table's stack (the cell)
+    # backend label -> the study configuration on other stacks (e.g. a stand-in torch): listed, never in a cell
+    other_stacks: dict[str, list[Cell]] = field(default_factory=dict)
     # backend label -> variant (e.g. async scheduling on) -> its runs, newest first: listed, never in a cell
     variants: dict[str, dict[tuple[str, ...], list[Loaded]]] = field(default_factory=dict)
 
     @property
+    def latest(self) -> dict[str, Loaded]:
+        """backend label -> the newest run of its cell (whose details, provenance and stack are shown in full)."""
+        return {label: cell.newest for label, cell in self.cells.items()}
+
+    @property
     def labels(self) -> list[str]:
-        return label_order({*self.latest, *self.variants})
+        return label_order({*self.cells, *self.variants, *self.other_stacks})
 
 
 def _by_key(runs: Iterable[Loaded]) -> dict[GroupKey, list[Loaded]]:
@@ -261,26 +412,31 @@ def _by_key(runs: Iterable[Loaded]) -> dict[GroupKey, list[Loaded]]:
 
 
 def group_runs(runs: Iterable[Loaded]) -> list[Group]:
-    """One group per (device, input_len, output_len, batch_size, vLLM version); in each, per backend label, the
-    latest run of the study's configuration (a cell) and the variant configurations (listed beside it)."""
-    groups = []
-    for key, key_runs in sorted(_by_key(runs).items()):
-        by_label: dict[str, list[Loaded]] = {}
-        for run in key_runs:
-            by_label.setdefault(run.result.backend.label, []).append(run)
-        latest, superseded, variants = {}, {}, {}
-        for label in label_order(by_label):
-            ordered = sorted(by_label[label], key=recency_key, reverse=True)
-            study = [r for r in ordered if not variant_of(r.result)]
-            if study:
-                latest[label] = study[0]
-                if study[1:]:
-                    superseded[label] = study[1:]
-            for run in ordered:
-                if variant_of(run.result):
-                    variants.setdefault(label, {}).setdefault(variant_of(run.result), []).append(run)
-        groups.append(Group(key, latest, superseded, variants))
-    return groups
+    """One group per (device, input_len, output_len, batch_size, vLLM version); in each, per backend label, the cell
+    (every run of the study's configuration on one stack), the study configuration on other stacks, and the variant
+    configurations (listed beside it)."""
+    groups: dict[GroupKey, Group] = {}
+    study: dict[GroupKey, dict[str, list[Cell]]] = {}
+    for ckey, runs_ in runs_by_configuration(runs).items():
+        group = groups.setdefault(ckey.group, Group(ckey.group, {}))
+        if ckey.variant:
+            group.variants.setdefault(ckey.label, {}).setdefault(ckey.variant, []).extend(runs_)
+        else:
+            study.setdefault(ckey.group, {}).setdefault(ckey.label, []).append(Cell(ckey, tuple(runs_)))
+    for gkey, by_label in study.items():
+        for label, cells in by_label.items():
+            shown = _preferred_stack(cells)
+            groups[gkey].cells[label] = shown
+            others = [c for c in cells if c is not shown]
+            if others:
+                groups[gkey].other_stacks[label] = others
+    for group in groups.values():
+        for by_variant in group.variants.values():
+            for variant, runs_ in by_variant.items():
+                by_variant[variant] = sorted(runs_, key=recency_key, reverse=True)
+        group.cells = {l: group.cells[l] for l in label_order(group.cells)}
+        group.variants = {l: dict(sorted(group.variants[l].items())) for l in label_order(group.variants)}
+    return [groups[k] for k in sorted(groups)]
 
 
 # --------------------------------------------------------------------------- versions and provenance

@@ -8,7 +8,9 @@ timing benchmark (kit/report/bench_timing.py) and demos. Never written into resu
 Every value is derived from the arguments and the stacks' locks (library versions), so the same call gives the
 same result (no clocks, no randomness), and a bench result agrees with itself (core.results.bench_inconsistencies):
 its summary is computed from its samples after any `samples=` override; a `summary=` override is applied last
-(to build contradictions on purpose). Keyword arguments not listed below are deep-merged into the result's JSON form before validation, e.g.
+(to build contradictions on purpose). Runs of one machine and card, or of other stacks, come from the keyword
+arguments of `run_context` (host, boot_id, gpu_uuid, versions, deviating), accepted by both factories. Keyword
+arguments not listed below are deep-merged into the result's JSON form before validation, e.g.
 ``make_bench_result(workload={"input_len": 512}, provenance={"label": "reference run"})``.
 """
 from __future__ import annotations
@@ -74,6 +76,30 @@ def _provenance(backend_name: str, gpu: Optional[str]) -> dict[str, Any]:
     }
 
 
+def run_context(provenance: dict[str, Any], *, host: Optional[str] = None, boot_id: Optional[str] = None,
+                gpu_uuid: Optional[str] = None, versions: Optional[dict[str, str]] = None,
+                deviating: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The provenance with a host record (hostname, boot id: one lease), a GPU uuid, and library versions other than
+    the lock's: `versions` are another lock's (installed and pinned, e.g. vLLM 0.20.0 with its torch); `deviating`
+    are installed against the lock's pins (recorded as deviations, as the runner does for a stand-in torch)."""
+    out = copy.deepcopy(provenance)
+    if host is not None or boot_id is not None:
+        out["host"] = {"hostname": host, "boot_id": boot_id}
+    if gpu_uuid is not None and out.get("gpu"):
+        out["gpu"]["uuid"] = gpu_uuid
+    for name, version in (versions or {}).items():
+        out["libraries"][name] = out["pins"][name] = version
+    for name, version in (deviating or {}).items():
+        out["libraries"][name] = version
+        out["deviations"].append(f"{name} {version} (pinned {out['pins'].get(name, 'not pinned')})")
+    return out
+
+
+def _context_parts(*context: Any) -> list[str]:
+    """What run_context changes, for the run id; nothing when nothing is set (older samples keep their ids)."""
+    return [repr(context)] if any(c is not None for c in context) else []
+
+
 def _run_id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:12]
 
@@ -82,10 +108,15 @@ def make_bench_result(*, label: str = "transformers", gpu: Optional[str] = "NVID
                       ttft_ms: Optional[Sequence[float]] = None, tpot_ms: Optional[Sequence[float]] = None,
                       iterations: int = 5, input_len: int = 128, output_len: int = 8,
                       created_utc: str = "2026-01-01T00:00:00Z", run_id: Optional[str] = None,
-                      roofline: bool | dict[str, Any] = True, scale: float = 1.0, **overrides: Any) -> BenchResult:
+                      roofline: bool | dict[str, Any] = True, scale: float = 1.0, host: Optional[str] = None,
+                      boot_id: Optional[str] = None, gpu_uuid: Optional[str] = None,
+                      versions: Optional[dict[str, str]] = None, deviating: Optional[dict[str, str]] = None,
+                      **overrides: Any) -> BenchResult:
     """A valid week-1 result. gpu=None makes a CPU run. ttft_ms / tpot_ms: per-iteration samples
     (default: around the published medians times `scale`, with a small deterministic spread).
-    roofline: False for none, True for the 8B model's bytes and a fixed bandwidth, a dict to override those."""
+    roofline: False for none, True for the 8B model's bytes and a fixed bandwidth, a dict to override those.
+    host, boot_id, gpu_uuid, versions, deviating: see run_context (e.g. versions={"vllm": "0.20.0", "torch":
+    "2.11.0"} for vLLM 0.20.0's own stack, deviating={"torch": "2.11.0"} for a stand-in torch)."""
     base_ttft, base_tpot = _PUBLISHED_MEDIANS.get(label, (40.0, 20.0))
     spread = [1.0 + 0.01 * ((i * 7) % 5 - 2) for i in range(iterations)]
     ttft = list(ttft_ms) if ttft_ms is not None else [round(base_ttft * scale * f, 4) for f in spread]
@@ -95,7 +126,8 @@ def make_bench_result(*, label: str = "transformers", gpu: Optional[str] = "NVID
     e2e = [a + b * (output_len - 1) for a, b in zip(ttft, tpot)]
     backend = _backend(label, "cpu" if gpu is None else "cuda")
     data: dict[str, Any] = {
-        "run_id": run_id or _run_id("bench", label, gpu, created_utc, input_len, output_len),
+        "run_id": run_id or _run_id("bench", label, gpu, created_utc, input_len, output_len,
+                                    *_context_parts(host, boot_id, gpu_uuid, versions, deviating)),
         "created_utc": created_utc,
         "workload": {"model": "Qwen/Qwen3-8B-AWQ", "revision": None, "resolved_revision": None,
                      "model_source": "synthetic", "synthetic": True, "synthetic_config": "qwen3-8b-awq",
@@ -103,7 +135,8 @@ def make_bench_result(*, label: str = "transformers", gpu: Optional[str] = "NVID
                      "iterations": n, "seed": 0},
         "backend": backend,
         "samples": {"ttft_ms": ttft, "tpot_ms": tpot, "e2e_ms": e2e, "itl_ms": itl},
-        "provenance": _provenance(backend["name"], gpu),
+        "provenance": run_context(_provenance(backend["name"], gpu), host=host, boot_id=boot_id, gpu_uuid=gpu_uuid,
+                                  versions=versions, deviating=deviating),
         "roofline": None,
         "notes": [],
     }
@@ -202,7 +235,10 @@ def _profile_rows(phase: str, device: bool, scale: float) -> list[dict[str, Any]
 
 def make_profile_result(*, gpu: Optional[str] = "Tesla T4", phases: Sequence[str] = ("cold", "warm", "decode"),
                         input_len: int = 128, created_utc: str = "2026-01-01T00:00:00Z",
-                        run_id: Optional[str] = None, scale: float = 1.0, **overrides: Any) -> ProfileResult:
+                        run_id: Optional[str] = None, scale: float = 1.0, host: Optional[str] = None,
+                        boot_id: Optional[str] = None, gpu_uuid: Optional[str] = None,
+                        versions: Optional[dict[str, str]] = None, deviating: Optional[dict[str, str]] = None,
+                        **overrides: Any) -> ProfileResult:
     """A valid week-2 result with one profiled phase per name in `phases`. gpu=None makes a CPU run
     (no device columns, as torch.profiler prints on a CPU)."""
     device = gpu is not None
@@ -221,7 +257,8 @@ def make_profile_result(*, gpu: Optional[str] = "Tesla T4", phases: Sequence[str
                             "awq_kernel_path": "triton gemm (split_k_iters=8)"})
     backend = _backend("transformers", "cuda" if device else "cpu")
     data: dict[str, Any] = {
-        "run_id": run_id or _run_id("profile", gpu, created_utc, input_len, tuple(phases)),
+        "run_id": run_id or _run_id("profile", gpu, created_utc, input_len, tuple(phases),
+                                    *_context_parts(None, None, None, versions, deviating)),
         "created_utc": created_utc,
         "workload": {"model": "Qwen/Qwen3-8B-AWQ", "revision": None, "resolved_revision": None,
                      "model_source": "synthetic", "synthetic": True, "synthetic_config": "qwen3-8b-awq",
@@ -229,7 +266,8 @@ def make_profile_result(*, gpu: Optional[str] = "Tesla T4", phases: Sequence[str
                      "seed": 0},
         "backend": backend,
         "phases": phase_dicts,
-        "provenance": _provenance("transformers", gpu),
+        "provenance": run_context(_provenance("transformers", gpu), host=host, boot_id=boot_id, gpu_uuid=gpu_uuid,
+                                  versions=versions, deviating=deviating),
         "notes": [],
     }
     return ProfileResult.model_validate(_deep_merge(data, overrides))
@@ -240,7 +278,7 @@ def write_sample(result: BenchResult | ProfileResult, folder: Path, name: Option
 
 
 def sample_set(folder: Path) -> list[Path]:
-    """A realistic results folder: all three backends on an A100, two on an H200 (one run superseded),
+    """A realistic results folder: all three backends on an A100, two on an H200 (two transformers runs in one cell),
     a CPU run, and a T4 profile with three phases."""
     return [
         write_sample(make_bench_result(label="vLLM (awq)"), folder),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from typing import Callable, Optional, Sequence
 
-from kit.report.common import DASH, Group, Loaded, pipe_table, variant_of
+from kit.report.common import DASH, WITHIN_SPREAD, Group, Loaded, Spread, pipe_table, ratio_range, ratio_within_spread, variant_of
 from kit.report.published import PublishedWeek1
 from core import engine_samples as es
 from core.engine_samples import EngineTimestamps
@@ -97,46 +97,51 @@ def merges_text(r: BenchResult) -> str:
     return f"{m.get('merged_outputs', 0)} of {m.get('outputs', 0)}"
 
 
-def _config_name(run: Loaded) -> str:
+def _config_name(run: Loaded, several: bool) -> str:
     variant = variant_of(run.result)
-    return ", ".join(variant) if variant else STUDY_CONFIG.get(run.result.backend.name, "study configuration")
+    name = ", ".join(variant) if variant else STUDY_CONFIG.get(run.result.backend.name, "study configuration")
+    return name + (f", created {run.result.created_utc}" if several else "")
 
 
-def configurations(group: Group, label: str) -> list[Loaded]:
-    """The study configuration's run first (if any), then the latest run of each variant."""
-    runs = [group.latest[label]] if label in group.latest else []
-    runs += [variant_runs[0] for _, variant_runs in sorted(group.variants.get(label, {}).items())]
-    return runs
+def configurations(group: Group, label: str) -> list[list[Loaded]]:
+    """Per configuration, its runs newest first: the study configuration's cell first (if any), then each variant."""
+    out = [list(group.cells[label].runs)] if label in group.cells else []
+    out += [variant_runs for _, variant_runs in sorted(group.variants.get(label, {}).items())]
+    return out
 
 
 def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str]) -> Optional[str]:
     """Every configuration measured for one vLLM row: medians, the TTFT stages, and the change against the study's
     configuration (how much of the row is CUDA graphs, how much the scheduler's mode moves it)."""
-    runs = configurations(group, label)
-    if not runs:
+    per_configuration = configurations(group, label)
+    if not per_configuration:
         return None
-    base = group.latest.get(label)
-    engine = any(engine_iterations(run.result) for run in runs)  # vLLM: the TTFT stages and stream merges
+    # Every run is a row; the comparison is against the study cell's value (median of its run medians).
+    base = group.cells.get(label)
+    engine = any(engine_iterations(run.result) for runs in per_configuration for run in runs)
     stage_headers = [column for column, _, _ in TTFT_STAGES] + ["merged outputs"] if engine else []
     rows = []
-    for run in runs:
-        s = run.result.summary
-        vs = DASH
-        if base is not None and run is not base:
-            b = base.result.summary
-            vs = f"TTFT ×{s.ttft_ms.median / b.ttft_ms.median:.2f}, TPOT ×{s.tpot_ms.median / b.tpot_ms.median:.2f}"
-        stages = [*ttft_breakdown_cells(run.result), merges_text(run.result)] if engine else []
-        rows.append([_config_name(run) + ref(run), f"{s.ttft_ms.median:.2f}", f"{s.tpot_ms.median:.2f}", vs,
-                     *stages])
+    for runs in per_configuration:
+        for run in runs:
+            s = run.result.summary
+            vs = DASH
+            if base is not None and not (len(base.runs) == 1 and run is base.newest):
+                vs = (f"TTFT ×{s.ttft_ms.median / base.ttft.median:.2f}, "
+                      f"TPOT ×{s.tpot_ms.median / base.tpot.median:.2f}")
+            stages = [*ttft_breakdown_cells(run.result), merges_text(run.result)] if engine else []
+            rows.append([_config_name(run, len(runs) > 1) + ref(run), f"{s.ttft_ms.median:.2f}",
+                         f"{s.tpot_ms.median:.2f}", vs, *stages])
     headers = ["configuration", "TTFT (ms)", "TPOT (ms)", "vs the study configuration", *stage_headers]
     return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
 
 
 CONFIGURATIONS_NOTE_PLAIN = (
-    "Medians over the measured iterations. Only the study configuration fills a week-1 cell; the others are shown "
+    "Medians over the measured iterations, one row per run; \"vs the study configuration\" divides by the study "
+    "cell's value (the median of its run medians when it has several runs). Only the study configuration fills a week-1 cell; the others are shown "
     "here alone.")
 CONFIGURATIONS_NOTE = (
-    "Medians over the measured iterations. Where the time to first token goes: "
+    "Medians over the measured iterations, one row per run; \"vs the study configuration\" divides by the study "
+    "cell's value (the median of its run medians when it has several runs). Where the time to first token goes: "
     + "; ".join(f"**{column[:-5]}** = {what}" for column, what, _ in TTFT_STAGES)
     + ". Each stage is a per-iteration interval within one clock, or the difference of two intervals, never "
     "timestamps of two clocks against each other; medians of the stages sum to about, not exactly, the median TTFT. "
@@ -161,29 +166,55 @@ def _quotient(a: Optional[float], b: Optional[float]) -> str:
     return DASH if a is None or b is None or b <= 0 else f"{a / b:.1f}×"
 
 
-def _median(group: Group, label: str, metric: str) -> Optional[float]:
-    run = group.latest.get(label)
-    return None if run is None else getattr(run.result.summary, metric).median
+def _spread(group: Group, label: str, metric: str) -> Optional[Spread]:
+    cell = group.cells.get(label)
+    return None if cell is None else cell.spread(metric)
+
+
+def quotient_cell(a: Optional[Spread], b: Optional[Spread], compared: Optional[float]) -> str:
+    """a / b from the cells' values; with several runs, the ratio's range from the extremes and, when the compared
+    value (the published ratio) lies inside that range, the run-to-run label."""
+    if a is None or b is None or b.median <= 0:
+        return DASH
+    text = f"{a.median / b.median:.1f}×"
+    if a.measured or b.measured:
+        lo, hi = ratio_range(a, b)
+        text += f" ({lo:.1f}–{hi:.1f}×" + (f"; {WITHIN_SPREAD}" if compared is not None and
+                                          ratio_within_spread(a, b, compared) else "") + ")"
+    return text
+
+
+def cell_floor_pct(group: Group, label: str) -> Optional[float]:
+    """The cell's share of the floor: the median of its runs' shares (each run measured its own bandwidth)."""
+    cell = group.cells.get(label)
+    shares = [x for x in (floor_pct(r.result) for r in cell.runs) if x is not None] if cell else []
+    return statistics.median(shares) if shares else None
 
 
 def key_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1) -> str:
     """awq / awq_marlin for TTFT and TPOT, published and per reproduced table, with each row's % of the floor."""
     pub = {c.label: c for c in published.columns}
     pub_stack = next((dict(s.versions) for s in published.stacks if s.name == "vLLM"), {})
+    both = AWQ in pub and MARLIN in pub
+    pub_ttft = pub[AWQ].ttft_ms / pub[MARLIN].ttft_ms if both else None
+    pub_tpot = pub[AWQ].tpot_ms / pub[MARLIN].tpot_ms if both else None
     rows = [[f"published: {published.device}, vLLM {pub_stack.get('vllm', '?')}",
-             _quotient(pub[AWQ].ttft_ms, pub[MARLIN].ttft_ms) if AWQ in pub and MARLIN in pub else DASH,
-             _quotient(pub[AWQ].tpot_ms, pub[MARLIN].tpot_ms) if AWQ in pub and MARLIN in pub else DASH,
+             _quotient(pub[AWQ].ttft_ms, pub[MARLIN].ttft_ms) if both else DASH,
+             _quotient(pub[AWQ].tpot_ms, pub[MARLIN].tpot_ms) if both else DASH,
              *(DASH for _ in labels)]]
     for g in groups:
         rows.append([g.key.title,
-                     _quotient(_median(g, AWQ, "ttft_ms"), _median(g, MARLIN, "ttft_ms")),
-                     _quotient(_median(g, AWQ, "tpot_ms"), _median(g, MARLIN, "tpot_ms")),
-                     *(_pct(floor_pct(g.latest[l].result)) if l in g.latest else DASH for l in labels)])
+                     quotient_cell(_spread(g, AWQ, "ttft_ms"), _spread(g, MARLIN, "ttft_ms"), pub_ttft),
+                     quotient_cell(_spread(g, AWQ, "tpot_ms"), _spread(g, MARLIN, "tpot_ms"), pub_tpot),
+                     *(_pct(cell_floor_pct(g, l)) for l in labels)])
     table = pipe_table(["table", "TTFT awq / awq_marlin", "TPOT awq / awq_marlin",
                         *(f"{l}: % of floor" for l in labels)], rows, align="l" + "r" * (2 + len(labels)))
     return "\n".join([
         "### The study's key comparison: awq / awq_marlin", "",
-        "The ratio of the two vLLM rows' medians (how many times slower the awq kernel is than marlin), published "
-        "and in each reproduced table (study configuration only), with each row's share of the memory-bandwidth "
-        "floor (floor / median TPOT; the study published no floor). A ratio needs both rows in one table: one GPU, "
-        "one workload, one vLLM version.", "", table])
+        "The ratio of the two vLLM rows' cell values (how many times slower the awq kernel is than marlin), "
+        "published and in each reproduced table (study configuration only), with each row's share of the "
+        "memory-bandwidth floor (floor / median TPOT, the median over the cell's runs; the study published no "
+        "floor). A cell with several runs gives the median of its run medians; the ratio's range in brackets is "
+        f"awq's lowest / marlin's highest to awq's highest / marlin's lowest, labelled \"{WITHIN_SPREAD}\" when "
+        "the published ratio lies inside it. A ratio needs both rows in one table: one GPU, one workload, one "
+        "vLLM version.", "", table])

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from kit.report.common import (
-    DASH, Footnotes, Group, Inputs, Loaded, backend_text, gb, group_runs, label_order, ms, pipe_table, ratio,
-    stack_versions, variant_of, vllm_version_of, workload_text,
+    DASH, WITHIN_SPREAD, Cell, Footnotes, Group, Inputs, Loaded, Spread, backend_text, gb, group_runs, hosts_text,
+    label_order, ms, pipe_table, ratio, spread_ms, stack_versions, torch_deviation, vllm_version_of, workload_text,
 )
 from kit.report.conditions import conditions_table
+from kit.report.versions import render_same_lease
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
 from kit.report.vllm_rows import (
     CONFIGURATIONS_NOTE, CONFIGURATIONS_NOTE_PLAIN, clock_check_text, configurations_table, key_comparison,
@@ -28,6 +29,9 @@ class Column:
     model: Optional[str]  # None: nothing reproduced for this column
     ttft_ms: Optional[float]
     tpot_ms: Optional[float]
+    # Two or more runs: the median above is the median of their medians, and these give the range.
+    ttft_spread: Optional[Spread] = None
+    tpot_spread: Optional[Spread] = None
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,8 @@ def render_block(block: Block) -> str:
         ["**Backend**", *(c.label for c in block.columns)],
         [
             ["**Model**", *(c.model or DASH for c in block.columns)],
-            ["**TTFT**", *(ms(c.ttft_ms) for c in block.columns)],
-            ["**TPOT**", *(ms(c.tpot_ms) for c in block.columns)],
+            ["**TTFT**", *(spread_ms(c.ttft_ms, c.ttft_spread) for c in block.columns)],
+            ["**TPOT**", *(spread_ms(c.tpot_ms, c.tpot_spread) for c in block.columns)],
         ],
     )
     bullets = [f"- Device: {block.device}"]
@@ -72,12 +76,12 @@ def _model_cell(result: BenchResult) -> str:
 def group_block(group: Group, labels: Sequence[str]) -> Block:
     columns = []
     for label in labels:
-        run = group.latest.get(label)
-        if run is None:
+        cell = group.cells.get(label)
+        if cell is None:
             columns.append(Column(label, None, None, None))
         else:
-            s = run.result.summary
-            columns.append(Column(label, _model_cell(run.result), s.ttft_ms.median, s.tpot_ms.median))
+            ttft, tpot = cell.ttft, cell.tpot
+            columns.append(Column(label, _model_cell(cell.newest.result), ttft.median, tpot.median, ttft, tpot))
     stacks = stack_versions([group.latest[l] for l in labels if l in group.latest])
     return Block(group.key.device.title, tuple(columns),
                  tuple((name, tuple(items)) for name, items in stacks))
@@ -92,11 +96,43 @@ def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def stack_words(cell: Cell) -> str:
+    """The stack a cell ran on, with its torch deviation from the pins when it has one."""
+    words = ", ".join(f"{lib} {version}" for lib, version in cell.key.stack)
+    deviation = torch_deviation(cell.newest.result)
+    return words + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
+
+
+def runs_per_cell(group: Group, labels: Sequence[str]) -> Optional[str]:
+    """'Runs: vLLM (awq) 2, transformers 4 (hosts not recorded)': cells with several runs, by their hosts."""
+    by_hosts: dict[str, list[str]] = {}
+    for label in labels:
+        cell = group.cells.get(label)
+        if cell is not None and len(cell.runs) > 1:
+            by_hosts.setdefault(hosts_text(cell.runs), []).append(f"{label} {len(cell.runs)}")
+    if not by_hosts:
+        return None
+    counts = "; ".join(f"{', '.join(cells)} ({hosts})" for hosts, cells in by_hosts.items())
+    return (f"Runs per cell: {counts}. A cell of several runs shows the median of their medians (min–max of the run "
+            f"medians, runs); Details lists each run")
+
+
+def cell_words(cell: Cell) -> str:
+    return f"TTFT {spread_ms(cell.ttft.median, cell.ttft)}, TPOT {spread_ms(cell.tpot.median, cell.tpot)}" + (
+        "" if len(cell.runs) > 1 else " (1 run)")
+
+
 def render_group(group: Group, labels: Sequence[str]) -> str:
     shown = [group.latest[l] for l in labels if l in group.latest]
     text = render_block(group_block(group, labels))
     text += f"\n- Workload: {group.key.workload_title}, {_weights(shown)}"
-    missing = [l for l in labels if l not in group.latest]
+    runs_bullet = runs_per_cell(group, labels)
+    if runs_bullet:
+        text += f"\n- {runs_bullet}"
+    for label in labels:
+        for other in group.other_stacks.get(label, []):
+            text += f"\n- Also measured, not in the cell: {label} on {stack_words(other)}: {cell_words(other)}"
+    missing = [l for l in labels if l not in group.cells]
     if missing:
         text += (f"\n\nNothing has been reproduced for {_and(missing)} on {group.key.device.title} with this "
                  f"workload: {'its cells show' if len(missing) == 1 else 'their cells show'} \"{DASH}\".")
@@ -138,9 +174,12 @@ def render_comparison(groups: Sequence[Group], labels: Sequence[str], published:
     pub = {c.label: c for c in published.columns}
     out = ["## Reproduced vs published", ""]
     out.append(
-        f"Reproduced values are medians over the measured iterations. The study does not say which statistic it "
+        f"Reproduced values are medians over the measured iterations; a cell with several runs gives the median of "
+        f"their medians, with their range in brackets. The study does not say which statistic it "
         f"reports, and its workload is {published.workload}. Ratio = reproduced / published (below 1 is faster than "
-        f"published). A ratio is a reproduction only when the run used the published GPU ({published.device}); "
+        f"published), from the cell's value. \"{WITHIN_SPREAD}\": the published value lies within the range (min–max) "
+        f"of the cell's run medians, so the runs disagree with each other by more than the ratio's distance from 1. "
+        f"A ratio is a reproduction only when the run used the published GPU ({published.device}); "
         f"on any other device it is shown for scale only and labelled so.")
     out.append("")
     if not groups:
@@ -150,23 +189,27 @@ def render_comparison(groups: Sequence[Group], labels: Sequence[str], published:
     for g in groups:
         rows = []
         for label in labels:
-            run = g.latest.get(label)
+            cell = g.cells.get(label)
             p = pub.get(label)
             for metric in ("TTFT", "TPOT"):
                 p_value = None if p is None else (p.ttft_ms if metric == "TTFT" else p.tpot_ms)
-                if run is None:
+                if cell is None:
                     rows.append([label, metric, DASH, ms(p_value), DASH, "nothing reproduced"])
                     continue
-                stats = run.result.summary.ttft_ms if metric == "TTFT" else run.result.summary.tpot_ms
+                spread = cell.ttft if metric == "TTFT" else cell.tpot
+                shown = spread_ms(spread.median, spread)
                 if p_value is None:
-                    rows.append([label, metric, ms(stats.median), DASH, DASH, "not in the published study"])
+                    rows.append([label, metric, shown, DASH, DASH, "not in the published study"])
                     continue
-                rows.append([label, metric, ms(stats.median), ms(p_value), ratio(stats.median, p_value),
-                             comparison_words(run, published)])
+                words = comparison_words(cell.newest, published)
+                if spread.contains(p_value):
+                    words = f"{WITHIN_SPREAD}; {words}"
+                rows.append([label, metric, shown, ms(p_value), ratio(spread.median, p_value), words])
         out += [f"### {g.key.title}", "",
                 pipe_table(["Backend", "Metric", "Reproduced", "Published", "Ratio", "Comparison"], rows,
                            align="llrrrl"), ""]
     out += [key_comparison(groups, labels, published), ""]
+    out += [render_same_lease(groups, published), ""]
     out.append(f"![Week 1: median TTFT and TPOT per backend, reproduced vs published]({plot})")
     return "\n".join(out)
 
@@ -241,12 +284,17 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
     for g in groups:
         out += ["", f"### {g.key.title}"]
         for label in labels:
-            run = g.latest.get(label)
-            if run is None:
+            cell = g.cells.get(label)
+            if cell is None:
                 out += _configurations(g, label, notes, heading=True)
+                out += _other_stacks(g, label, notes)
                 continue
+            run = cell.newest
             r: BenchResult = run.result  # type: ignore[assignment]
-            out += ["", f"#### {label}{notes.ref(run)}", "", _stats_table(r), ""]
+            out += ["", f"#### {label}{notes.ref(run)}", ""]
+            if len(cell.runs) > 1:
+                out += [f"The newest of the cell's {len(cell.runs)} runs, in full (each run is listed below):", ""]
+            out += [_stats_table(r), ""]
             out.append(f"- Workload: {workload_text(r)}")
             out.append(f"- Backend: {backend_text(r)}")
             out.append(f"- Memory-bandwidth floor: {floor_text(r)}")
@@ -259,11 +307,9 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
                 out.append(f"- Client vs engine clock: {engine_check}")
             for note in r.notes:
                 out.append(f"- Note: {note}")
-            for old in g.superseded.get(label, []):
-                o = old.result.summary
-                out.append(f"- Superseded by the run above: `{old.name}` (created {old.result.created_utc}): "
-                           f"TTFT {ms(o.ttft_ms.median)}, TPOT {ms(o.tpot_ms.median)}{notes.ref(old)}")
+            out += _cell_runs(cell, notes)
             out += _configurations(g, label, notes, heading=False)
+            out += _other_stacks(g, label, notes)
         out += _run_conditions(g)
     return "\n".join(out)
 
@@ -273,10 +319,10 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
 
 def runs_per_configuration(g: Group) -> list[tuple[str, list[Loaded]]]:
     """(title, runs) of every configuration of the group with two or more GPU runs: per backend label, the study
-    configuration's runs (the cell's and the superseded ones), then each variant's."""
+    configuration's runs (the cell's), then each variant's."""
     out = []
     for label in g.labels:
-        study = [g.latest[label], *g.superseded.get(label, [])] if label in g.latest else []
+        study = list(g.cells[label].runs) if label in g.cells else []
         configurations = [(label, study)] + [(f"{label}, {', '.join(variant)}", runs)
                                              for variant, runs in g.variants.get(label, {}).items()]
         out += [(title, runs) for title, runs in configurations
@@ -314,12 +360,32 @@ def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> li
                 CONFIGURATIONS_NOTE]
     else:
         out += [f"Configurations measured for {label}:", "", table, "", CONFIGURATIONS_NOTE_PLAIN]
-    for runs in g.variants.get(label, {}).values():
-        for old in runs[1:]:
-            o = old.result.summary
-            out.append(f"- Superseded variant run: `{old.name}` ({', '.join(variant_of(old.result))}, created "
-                       f"{old.result.created_utc}): TTFT {ms(o.ttft_ms.median)}, TPOT {ms(o.tpot_ms.median)}"
-                       f"{notes.ref(old)}")
+    return out
+
+
+def run_line(run: Loaded, notes: Footnotes) -> str:
+    r = run.result
+    host = r.provenance.host
+    where = (f"host {host.hostname or 'not named'}" + (f", boot {host.boot_id[:8]}" if host.boot_id else "")
+             if host else "host not recorded")
+    return (f"`{run.name}` (created {r.created_utc}, {where}): TTFT {ms(r.summary.ttft_ms.median)}, "
+            f"TPOT {ms(r.summary.tpot_ms.median)}{notes.ref(run)}")
+
+
+def _cell_runs(cell: Cell, notes: Footnotes) -> list[str]:
+    """Every run that makes up a cell of two or more runs: each counts, none supersedes another."""
+    if len(cell.runs) < 2:
+        return []
+    return [f"- Runs in this cell ({cell.runs_text}), newest first; the cell is the median of their medians:",
+            *(f"  - {run_line(run, notes)}" for run in cell.runs)]
+
+
+def _other_stacks(g: Group, label: str, notes: Footnotes) -> list[str]:
+    """The study configuration's runs on a stack other than the cell's (e.g. a stand-in torch)."""
+    out = []
+    for other in g.other_stacks.get(label, []):
+        out += [f"- Also measured on another stack, not in the cell: {stack_words(other)}: {cell_words(other)}:",
+                *(f"  - {run_line(run, notes)}" for run in other.runs)]
     return out
 
 
@@ -337,10 +403,18 @@ def how_built(inputs: Inputs) -> str:
         "different GPUs, workloads or vLLM versions never share a table (a transformers run appears in each vLLM "
         "version's table of its GPU and workload). Tables are ordered by device name (CPU last), then by workload "
         "and vLLM version; the first one sits under the title in the study's own format.",
-        "- In a table, each backend's latest run of the study's configuration wins (by `created_utc`, then by file "
-        "name); older runs of the same backend are listed under Details as superseded. Runs of another "
-        "configuration (vLLM with `--enforce-eager` or `--async-scheduling on`) never fill a cell: Details lists "
-        "them beside the study configuration's run.",
+        "- Every run counts: a cell holds all runs of the study's configuration for its backend on one stack (the "
+        "backend's library versions, torch included). One run shows its median; two or more show the median of "
+        "the run medians, then (min–max of the run medians, number of runs); the Runs bullet gives the number of "
+        "distinct hosts (`provenance.host`; results made before it was recorded count as \"hosts not recorded\", "
+        "never as one shared host), and Details lists each run. When a backend ran on several stacks, the cell "
+        "takes the one on the pinned torch (no torch deviation), then the one with more runs; the others are "
+        "listed as \"also measured\". Runs of another configuration (vLLM with `--enforce-eager` or "
+        "`--async-scheduling on`) never fill a cell: Details lists them beside the study configuration's runs.",
+        f"- \"{WITHIN_SPREAD}\": a reproduced / published ratio whose published value lies within [min, max] of "
+        "the cell's run medians; for a ratio of two cells (awq / awq_marlin, or one vLLM version against another), "
+        "the compared value (the published ratio, or 1) lies within [min(a) / max(b), max(a) / min(b)]. It needs "
+        "two or more runs in at least one cell; the ratio itself is printed whatever it is.",
         f"- Cells hold measured runs only; \"{DASH}\" means nothing has been reproduced for that backend there.",
         "- The report is a pure function of the results files and reports/published.json: the same inputs give "
         "the same bytes. Re-render with `nox -s report`.",

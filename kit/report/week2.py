@@ -5,7 +5,10 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from kit.report.common import Footnotes, Group, Inputs, backend_text, group_runs, workload_text
+from kit.report.common import (
+    Footnotes, GroupKey, Inputs, Loaded, group_key, library_version, recency_key, torch_deviation, workload_text,
+    backend_text, stack_of,
+)
 from kit.report.published import Published, PublishedWeek2, is_same_gpu
 from core.results import ProfilePhase, ProfileResult
 
@@ -128,9 +131,55 @@ def _device_words(result: ProfileResult, week2: PublishedWeek2) -> str:
     return f"a different GPU ({name} vs {week2.device}): not a reproduction of the published table"
 
 
-def render_phase(group: Group, label: str, phase: ProfilePhase, notes: Footnotes) -> str:
-    run = group.latest[label]
-    before = [f"- Phase: {phase.label} ({phase.description})"]
+@dataclass(frozen=True)
+class ProfileGroup:
+    """Profile runs of one GPU, workload, backend and torch version (the torch that ran), newest first."""
+
+    key: GroupKey
+    label: str
+    torch: str
+    runs: tuple[Loaded, ...]
+
+    @property
+    def shown(self) -> Loaded:
+        return self.runs[0]
+
+    @property
+    def title(self) -> str:
+        return f"{self.key.device.title}, {self.key.workload_title}, {self.label}, torch {self.torch}"
+
+
+def _torch_order(group: ProfileGroup) -> tuple:
+    """The study's pinned torch (no deviation) first, then the other torch versions in version order."""
+    parts = tuple(int(x) if x.isdigit() else -1 for x in re.split(r"[.+]", group.torch))
+    return (torch_deviation(group.shown.result) is not None, parts, group.torch)
+
+
+def profile_groups(runs: Sequence[Loaded]) -> list[ProfileGroup]:
+    """Per GPU, workload, backend and the torch version that ran (provenance.libraries["torch"]): its runs. A
+    profile on the study's torch and one on a stand-in torch are shown side by side, neither replacing the other."""
+    by_key: dict[tuple[GroupKey, str, str], list[Loaded]] = {}
+    for run in runs:
+        torch = library_version(run.result.provenance.libraries, "torch") or "not recorded"
+        by_key.setdefault((group_key(run.result), run.result.backend.label, torch), []).append(run)
+    groups = [ProfileGroup(k, label, torch, tuple(sorted(v, key=recency_key, reverse=True)))
+              for (k, label, torch), v in by_key.items()]
+    return sorted(groups, key=lambda g: (g.key, g.label, _torch_order(g)))
+
+
+def stack_line(result: ProfileResult) -> str:
+    """The stack a profile ran on and its deviations from the stack's pins."""
+    stack = ", ".join(f"{lib} {version}" for lib, version in stack_of(result))
+    deviation = torch_deviation(result)
+    if deviation:
+        return f"- Stack: {stack}; deviation from the pins: {deviation} (a stand-in for the study's torch)"
+    pinned = "on the pinned versions" if result.provenance.pins else "pins not recorded"
+    return f"- Stack: {stack} ({pinned})"
+
+
+def render_phase(group: ProfileGroup, phase: ProfilePhase, notes: Footnotes) -> str:
+    run = group.shown
+    before = [f"- Phase: {phase.label} ({phase.description})", stack_line(run.result)]
     after = [f"- Diagnosis: {phase.diagnosis or 'none recorded by the profiler script'}"]
     if phase.awq_kernel_path:
         after.append(f"- AWQ kernel path: {phase.awq_kernel_path}")
@@ -142,37 +191,39 @@ def render_phase(group: Group, label: str, phase: ProfilePhase, notes: Footnotes
     return render_block(group.key.device.title, phase.table, phase.totals, before, after)
 
 
-def render_runs(groups: Sequence[Group], week2: PublishedWeek2, notes: Footnotes) -> str:
+def render_runs(groups: Sequence[ProfileGroup], week2: PublishedWeek2, notes: Footnotes) -> str:
     out = ["## Runs"]
     for g in groups:
-        for label, run in g.latest.items():
-            result: ProfileResult = run.result  # type: ignore[assignment]
-            out += ["", f"### {g.key.title}, {label}{notes.ref(run)}", ""]
-            out.append(f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}")
-            out.append(f"- Device: {_device_words(result, week2)}")
-            out.append(f"- Workload: {workload_text(result)}")
-            out.append(f"- Backend: {backend_text(result)}")
-            for note in result.notes:
-                out.append(f"- Note: {note}")
-            for old in g.superseded.get(label, []):
-                out.append(f"- Superseded by this run: `{old.name}` (created {old.result.created_utc}){notes.ref(old)}")
+        run = g.shown
+        result: ProfileResult = run.result  # type: ignore[assignment]
+        out += ["", f"### {g.title}{notes.ref(run)}", ""]
+        out.append(f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}")
+        out.append(f"- Device: {_device_words(result, week2)}")
+        out.append(f"- Workload: {workload_text(result)}")
+        out.append(f"- Backend: {backend_text(result)}")
+        out.append(stack_line(result))
+        for note in result.notes:
+            out.append(f"- Note: {note}")
+        for old in g.runs[1:]:
+            out.append(f"- Earlier run of the same GPU, workload and torch (its phases are not shown): "
+                       f"`{old.name}` (created {old.result.created_utc}){notes.ref(old)}")
     return "\n".join(out)
 
 
 def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") -> str:
     week2 = published.week2
-    groups = group_runs(inputs.profile)
+    groups = profile_groups(inputs.profile)
     notes = Footnotes("w2-")
     parts = [TITLE]
     first = True
     for g in groups:
-        for label, run in g.latest.items():
-            result: ProfileResult = run.result  # type: ignore[assignment]
-            for phase in ordered_phases(result):
-                if not first:
-                    parts += ["", f"## {g.key.device.title}: {phase.label} phase ({label}, {g.key.workload_title})", ""]
-                parts.append(render_phase(g, label, phase, notes))
-                first = False
+        result: ProfileResult = g.shown.result  # type: ignore[assignment]
+        for phase in ordered_phases(result):
+            if not first:
+                parts += ["", f"## {g.key.device.title}: {phase.label} phase ({g.label}, torch {g.torch}, "
+                              f"{g.key.workload_title})", ""]
+            parts.append(render_phase(g, phase, notes))
+            first = False
     if first:
         parts += [
             "",
@@ -194,8 +245,11 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
     if groups:
         parts += ["", render_runs(groups, week2, notes)]
     parts += ["", "## How this report is built", "",
-              "- One block per phase (cold, warm, decode) of the latest profile run for each GPU and workload "
-              "(by `created_utc`, then file name); older runs are listed under Runs as superseded.",
+              "- One block per phase (cold, warm, decode) of the newest profile run for each GPU, workload and "
+              "torch version that ran (`provenance.libraries[\"torch\"]`; by `created_utc`, then file name): a "
+              "profile on the study's pinned torch and one on a stand-in torch are both shown, the pinned one "
+              "first, each with its stack and deviation line. Earlier runs of the same GPU, workload and torch are "
+              "listed under Runs.",
               "- Each table is the profiler's own text, verbatim, fenced as `text` so markdown keeps its columns.",
               "- The report is a pure function of the results files and reports/published.json: the same inputs "
               "give the same bytes. Re-render with `nox -s report`.",
@@ -212,9 +266,9 @@ def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[
     """(title, column, [(op, ms)]) per plotted block: published first, then each reproduced phase."""
     column, ops = top_ops_from_table(published.week2.table, n)
     series = [(f"Published: {published.week2.device}", column, ops)]
-    for g in group_runs(inputs.profile):
-        for run in g.latest.values():
-            for phase in ordered_phases(run.result):  # type: ignore[arg-type]
-                column, ops = top_ops_from_phase(phase, n)
-                series.append((f"{g.key.device.title}, {phase.label} ({g.key.input_len} in)", column, ops))
+    for g in profile_groups(inputs.profile):
+        for phase in ordered_phases(g.shown.result):  # type: ignore[arg-type]
+            column, ops = top_ops_from_phase(phase, n)
+            series.append((f"{g.key.device.title}, {phase.label} ({g.key.input_len} in, torch {g.torch})", column,
+                           ops))
     return series

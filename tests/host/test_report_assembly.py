@@ -47,25 +47,28 @@ def test_one_table_per_gpu_and_workload(tmp_path, make_bench_result, write_resul
     assert "Nothing has been reproduced for vLLM (awq) and vLLM (awq_marlin) on NVIDIA H200 with this workload" in w1
 
 
-def test_latest_run_wins_and_older_runs_are_listed_as_superseded(tmp_path, make_bench_result, write_result_file):
+def test_every_run_of_a_configuration_counts_and_is_listed_newest_first(tmp_path, make_bench_result,
+                                                                        write_result_file):
     res = tmp_path / "results"
     # 23:00 at UTC-2 is 01:00Z on Jan 2: later than 00:30Z, although its text sorts first.
     newer = make_bench_result(label="transformers", ttft_ms=[10.0], tpot_ms=[5.0], created_utc="2026-01-01T23:00:00-02:00")
     older = make_bench_result(label="transformers", ttft_ms=[20.0], tpot_ms=[6.0], created_utc="2026-01-02T00:30:00Z")
     write_result_file(newer, res, "b-newer.json")
     write_result_file(older, res, "c-older.json")
-    # Same created_utc: the file name decides (later name wins).
+    # Same created_utc: the file name orders them (later name first).
     tie1 = make_bench_result(label="vLLM (awq)", ttft_ms=[30.0], tpot_ms=[7.0], run_id="t1")
     tie2 = make_bench_result(label="vLLM (awq)", ttft_ms=[40.0], tpot_ms=[8.0], run_id="t2")
     write_result_file(tie1, res, "x-tie.json")
     write_result_file(tie2, res, "y-tie.json")
     w1, _ = _render(res, tmp_path / "reports")
     table = _tables(w1)[0]
-    assert table[2][1:] == ["40.00ms", "—", "10.00ms"]
-    assert table[3][1:] == ["8.00ms", "—", "5.00ms"]
-    assert "- Superseded by the run above: `c-older.json` (created 2026-01-02T00:30:00Z): TTFT 20.00ms, TPOT 6.00ms" in w1
-    assert "- Superseded by the run above: `x-tie.json`" in w1
-    assert "`b-newer.json`" in w1 and "`y-tie.json`" in w1  # the winners' provenance footnotes
+    assert table[2][1:] == ["35.00ms (30.00–40.00ms, 2 runs)", "—", "15.00ms (10.00–20.00ms, 2 runs)"]
+    assert table[3][1:] == ["7.50ms (7.00–8.00ms, 2 runs)", "—", "5.50ms (5.00–6.00ms, 2 runs)"]
+    assert "Superseded" not in w1
+    details = w1[w1.index("## Details"):]
+    assert details.index("  - `b-newer.json` (created 2026-01-01T23:00:00-02:00, host not recorded): TTFT 10.00ms") < \
+        details.index("  - `c-older.json` (created 2026-01-02T00:30:00Z, host not recorded): TTFT 20.00ms")
+    assert details.index("  - `y-tie.json`") < details.index("  - `x-tie.json`")
 
 
 def test_comparison_says_when_the_gpu_differs(tmp_path, make_bench_result, write_result_file):
