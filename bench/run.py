@@ -24,8 +24,8 @@ from typing import Optional
 from bench.api import IterationProgress, Measurement
 from core.errors import BenchError
 from core.workload import BACKENDS, Parser, add_spec_argument, add_workload_args, parse_spec
-from core.results import (BenchResult, BenchSamples, BenchSummary, RunConditions, harness_overhead,
-                          result_filename, summarize, write_result)
+from core.results import (BenchResult, BenchSamples, BenchSummary, ResultFileError, RunConditions, atomic_write_text,
+                          dump_result, harness_overhead, result_filename, summarize, write_result)
 
 BACKEND_MODULES = {"transformers": "bench.hf_backend", "vllm": "bench.vllm_backend"}
 STACKS = {"transformers": "hf", "vllm": "vllm"}
@@ -261,7 +261,7 @@ def run(argv: list[str]) -> int:
         measurement.backend.settings.setdefault("variant", []).append(progress_thread_variant(poll))
     result = build_result(workload, measurement, collect_provenance(STACKS[backend_name], device), roofline, notes,
                           recorder.conditions if recorder else None)
-    path = write_result(result, _results_dir() / result_filename(result))
+    path = _write_or_keep(result)
     s = result.summary
     floor = roofline.floor_ms
     _log(f"{result.backend.label}: TTFT median {s.ttft_ms.median:.2f} ms, TPOT median {s.tpot_ms.median:.2f} ms "
@@ -272,6 +272,17 @@ def run(argv: list[str]) -> int:
         _log(overhead)
     _log(f"wrote {path}")
     return 0
+
+
+def _write_or_keep(result: BenchResult) -> Path:
+    """Write the result; one that contradicts itself is refused, but its measured data is kept out of results/ (in
+    the output folder, for whoever investigates), never lost."""
+    try:
+        return write_result(result, _results_dir() / result_filename(result))
+    except ResultFileError as e:
+        kept = Path(os.environ.get("KIT_OUTPUT_DIR") or "output") / "refused" / result_filename(result)
+        atomic_write_text(kept, dump_result(result))
+        raise BenchError(f"{e} The measured data is kept, outside the results folder, in {kept}.") from e
 
 
 def overhead_summary(m: Measurement) -> Optional[str]:
