@@ -143,3 +143,20 @@ def test_sample_builder_results_agree_with_themselves(tmp_path):
 
     for path in sample_set(tmp_path):
         load_result(path)
+
+
+def test_a_refused_result_keeps_its_measured_data(tmp_path, monkeypatch):
+    """The bench refuses to write a result that contradicts itself into results/, and keeps it under output/."""
+    from bench.run import _write_or_keep
+    from core.errors import BenchError
+    from kit.report.samples import make_bench_result
+
+    monkeypatch.setenv("KIT_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("KIT_OUTPUT_DIR", str(tmp_path / "output"))
+    result = make_bench_result()
+    result.summary.tpot_ms.median += 1.0
+    with pytest.raises(BenchError, match="measured data is kept") as e:
+        _write_or_keep(result)
+    kept = list((tmp_path / "output" / "refused").glob("*.json"))
+    assert len(kept) == 1 and str(kept[0]) in str(e.value) and not (tmp_path / "results").exists()
+    assert json.loads(kept[0].read_text())["summary"]["tpot_ms"]["median"] == result.summary.tpot_ms.median
