@@ -121,7 +121,7 @@ def _measure(command: str, argv: list[str]) -> None:
 
 def _run_here(command: str, steps: list[Step], opts: RunnerOptions) -> None:
     """The steps one after another on this machine (docker or local runner)."""
-    failures: list[str] = []
+    failures: dict[str, list[str]] = {}  # message -> the steps that failed with it (a host-wide cause repeats)
     for i, step in enumerate(steps, 1):
         print(f"[{command}] step {i}/{len(steps)}: {step.description}", flush=True)
         try:
@@ -130,11 +130,26 @@ def _run_here(command: str, steps: list[Step], opts: RunnerOptions) -> None:
             # One row failing (e.g. awq_marlin refused on a T4) must not cost the others.
             if len(steps) == 1:
                 raise
-            print(f"[{command}] {step.description} failed: {e}", file=sys.stderr, flush=True)
-            failures.append(f"{step.description}: {e}")
+            seen = str(e) in failures
+            failures.setdefault(str(e), []).append(step.description)
+            print(f"[{command}] {step.description} failed" + (" for the same reason as above" if seen else f": {e}"),
+                  file=sys.stderr, flush=True)
     if failures:
-        raise KitError(f"{len(failures)} of {len(steps)} steps failed (the others' results were written): "
-                       + " | ".join(failures))
+        raise KitError(failure_summary(failures, len(steps)))
+
+
+def failure_summary(failures: dict[str, list[str]], n_steps: int) -> str:
+    """Each distinct cause once, with the steps it stopped. Its paragraph was printed when it first happened, so
+    here only its first sentence: a host-wide cause (no GPU) is explained once, not once per step and again."""
+    failed = sum(len(names) for names in failures.values())
+    head = f"{failed} of {n_steps} steps failed" + (" (the others' results were written)" if failed < n_steps else "")
+    causes = [f"{'all' if len(names) == n_steps else ', '.join(names)}: {first_sentence(message)}"
+              for message, names in failures.items()]
+    return f"{head}; each reason is explained above: " + " | ".join(causes)
+
+
+def first_sentence(message: str) -> str:
+    return message.split("\n", 1)[0].split(". ", 1)[0].rstrip(".") + "."
 
 
 BENCH = ("-m", "bench", "run", "--backend")
