@@ -15,6 +15,7 @@
 #   hf32, hf512   transformers 4.51.3 + autoawq 0.2.9 on torch 2.9.1, input 32 / 512
 #   profile       week-2 profile (cold and warm prefill, decode step) on the same stack
 # Output 128, warm-up 3 (WARMUP), 10 iterations (ITERS), synthetic Qwen3-8B-AWQ weights (made once, KIT_CACHE_DIR).
+# ROWS=awq_marlin (or awq) narrows the vLLM 0.12.0 runs to one row, so a short lease can take them one call each.
 # The venvs .venv-vllm/ and .venv-hf/ are made from the wheelhouse on first need (`python3 -m kit venv STACK
 # --wheelhouse DIR`: no index, every hash checked) and reused by later calls on the same host.
 # Writes OUTDIR/log.txt and OUTDIR/results-<RUN>.tar.gz (results JSONs; output/ traces for the profile).
@@ -33,6 +34,7 @@ export KIT_CACHE_DIR=${KIT_CACHE_DIR:-/tmp/kit-cache}
 ITERS=${ITERS:-10} WARMUP=${WARMUP:-3}
 label="reference run: the study's locked stack, offline venv from a wheelhouse, synthetic Qwen3-8B-AWQ weights, local runner"
 workload=(--synthetic qwen3-8b-awq --warmup "$WARMUP" --iters "$ITERS")
+rows=(--quantization "${ROWS:-awq,awq_marlin}")
 
 venv() {  # venv STACK: .venv-STACK/ from the wheelhouse, once per host
   [ -x ".venv-$1/bin/python" ] && return
@@ -53,9 +55,9 @@ for run in "$@"; do
   t0=$(date +%s) rc=0 dest="$out/results-$run"
   common=(--runner local --results-dir "$dest" --output-dir "$dest/output" --no-report --label "$label")
   case "$run" in
-    v012-base32)  venv vllm && kit_in vllm bench-vllm "${common[@]}" -- "${workload[@]}" || rc=$? ;;
-    v012-base512) venv vllm && kit_in vllm bench-vllm "${common[@]}" -- "${workload[@]}" --input-len 512 || rc=$? ;;
-    v012-eager32) venv vllm && kit_in vllm bench-vllm "${common[@]}" -- "${workload[@]}" --enforce-eager || rc=$? ;;
+    v012-base32)  venv vllm && kit_in vllm bench-vllm "${common[@]}" -- "${workload[@]}" "${rows[@]}" || rc=$? ;;
+    v012-base512) venv vllm && kit_in vllm bench-vllm "${common[@]}" -- "${workload[@]}" "${rows[@]}" --input-len 512 || rc=$? ;;
+    v012-eager32) venv vllm && kit_in vllm bench-vllm "${common[@]}" -- "${workload[@]}" "${rows[@]}" --enforce-eager || rc=$? ;;
     v020-base32)  tools/gpu-vllm-reference-run.sh "$dest" base32 || rc=$? ;;
     hf32)         venv hf && kit_in hf bench-hf "${common[@]}" -- "${workload[@]}" || rc=$? ;;
     hf512)        venv hf && kit_in hf bench-hf "${common[@]}" -- "${workload[@]}" --input-len 512 || rc=$? ;;
