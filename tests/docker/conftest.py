@@ -121,7 +121,9 @@ def nonroot_python(tmp_path_factory):
 
     Only root can switch uid. The kit's Python under /root is not readable by other users, so a small venv
     (pydantic, tabulate) is made from the system's python3 with uv; and the user runs their own copy
-    of the checkout (owned by them), since this one may sit in a folder only root can read.
+    of the checkout (owned by them), since this one may sit in a folder only root can read. uv installs them
+    --offline, from its cache: nox has just installed the same packages into this suite's venv with uv, and a test
+    must not ask the index.
     """
     if os.getuid() != 0:
         unavailable("switching to another uid needs root")
@@ -134,7 +136,7 @@ def nonroot_python(tmp_path_factory):
     os.chmod(d, 0o755)
     venv = d / "venv"
     for cmd in ([uv, "venv", "-q", "--python", system_python, str(venv)],
-                [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "pydantic>=2.6",
+                [uv, "pip", "install", "-q", "--offline", "--python", str(venv / "bin" / "python"), "pydantic>=2.6",
                  "tabulate>=0.9"]):
         r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, UV_PYTHON_DOWNLOADS="never"))
         if r.returncode != 0:
