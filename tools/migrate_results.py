@@ -6,7 +6,8 @@ Version 2 stores vLLM's engine timestamps raw (core/engine_samples.py) and deriv
 stored five intervals beside each iteration's timestamps (queued_to_scheduled_ms, scheduled_to_first_token_ms,
 queued_to_first_token_ms, first_to_last_token_ms, tpot_ms). For each version 1 file this script recomputes those
 intervals from the timestamps with the functions the report uses, checks that they equal the stored ones (float
-rounding aside), drops them, sets schema_version to 2 and writes the file atomically through core.results.write_result,
+rounding aside), drops them, also drops samples.cuda_event_tpot_ms (a CUDA-event TPOT that agreed with the host
+clock by construction, so it measured nothing; version 2 has no such field), sets schema_version to 2 and writes the file atomically through core.results.write_result,
 which also runs every check a version 2 file must pass. A file whose stored intervals disagree with its timestamps, or
 that fails a check, is refused with one paragraph and left untouched. A version 2 file is left alone, so running it
 twice changes nothing. Standard library and the kit's core/ only.
@@ -106,6 +107,8 @@ def _migrated_engine(path: Path, engine: dict[str, Any]) -> dict[str, Any]:
 def migrated(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     """A version 1 result as version 2 data (raises Refused)."""
     data = dict(data, schema_version=SCHEMA_VERSION)
+    if data.get("kind") == "bench" and isinstance(data.get("samples"), dict):
+        data["samples"] = {k: v for k, v in data["samples"].items() if k != "cuda_event_tpot_ms"}
     engine = (data.get("samples") or {}).get("engine") if data.get("kind") == "bench" else None
     if engine is not None:
         data["samples"] = dict(data["samples"], engine=_migrated_engine(path, engine))
