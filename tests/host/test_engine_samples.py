@@ -233,6 +233,17 @@ def test_a_version_1_file_loses_its_cuda_event_tpot_on_migration(tmp_path):
     assert load_result(path).schema_version == 2
 
 
+def test_a_version_2_file_written_before_the_cuda_event_removal_loses_the_field(tmp_path):
+    data = json.loads(V2_COMMITTED.read_text(encoding="utf-8"))
+    data["samples"]["cuda_event_tpot_ms"] = None
+    path = _write(tmp_path, data, V2_COMMITTED.name)
+    with pytest.raises(ResultFileError):
+        load_result(path)
+    proc = _migrate(str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert path.read_bytes() == V2_COMMITTED.read_bytes()
+
+
 def test_migration_of_a_missing_path_says_so(tmp_path):
     proc = _migrate(str(tmp_path / "nope"))
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr and "Traceback" not in proc.stderr
