@@ -42,8 +42,6 @@ class Measurement:
     backend: Backend
     tokens_per_output: Optional[list[list[int]]] = None  # tokens in each streamed output; None: one each
     engine: Optional[EngineSamples] = None  # vLLM engine-side timestamps, raw (their own clocks)
-    # transformers on a GPU: TPOT of the same decode steps from CUDA events (device clock), per iteration
-    cuda_event_tpot_ms: Optional[list[float]] = None
     # transformers: per iteration, the instrumented generate() and a bare one right after it (the overhead baseline)
     instrumented_generate_ms: Optional[list[float]] = None
     bare_generate_ms: Optional[list[float]] = None

@@ -20,13 +20,8 @@ takes a time.perf_counter() reading per generated token, after torch.cuda.synchr
 the ordering independent of that detail). The clock starts, after a sync, right before
 generate() is called: TTFT covers input preparation, the prefill and the first token's sampling.
 TTFT, inter-token gaps and TPOT = (e2e - TTFT)/(N - 1) come from bench.api.derive_token_timing.
-On a GPU a logits processor also records a CUDA event per step (cuda_event_tpot_ms): since the streamer
-syncs on every token, that device clock agrees with the host clock by construction and says nothing
-about the harness's overhead.
-
-The overhead is measured against a baseline instead (`generate_bare`): right after each measured
-iteration, the same generate() (same inputs, generation config and grad mode) without streamer or
-logits processor, timed from one sync before to one sync after. The measured iteration's own
+The harness's overhead is measured against a baseline (`generate_bare`): right after each measured
+iteration, the same generate() (same inputs, generation config and grad mode) without the streamer, timed from one sync before to one sync after. The measured iteration's own
 generate() is timed the same way (instrumented_generate_ms); the difference, per iteration, is
 what the instrumentation costs. Pairs run back to back so that the machine's slow drift (about 5%
 between runs on the H200) cancels instead of reading as overhead.
@@ -318,31 +313,6 @@ class TimingStreamer:
         self.ended = True
 
 
-class CudaEventStepTimer:
-    """A logits processor that records a CUDA event after each step's forward, without any sync.
-
-    generate() calls it once per generated token, right after that step's logits were enqueued, so
-    the gaps between its events time the same decode steps on the device clock (optimum-benchmark's
-    method). The streamer syncs on every token, so the two clocks agree by construction here.
-    """
-
-    def __init__(self):
-        self.events: list[Any] = []
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        self.events.append(event)
-        return scores
-
-    def tpot_ms(self) -> Optional[float]:
-        if len(self.events) < 2:
-            return None
-        return self.events[0].elapsed_time(self.events[-1]) / (len(self.events) - 1)
-
-
 def _generation_config(config: dict[str, Any], n: int):
     from transformers import GenerationConfig
 
@@ -357,7 +327,7 @@ def _generation_config(config: dict[str, Any], n: int):
 def _synced_generate(model, input_ids, gen_config, device: str, **kwargs) -> tuple[Any, float, float]:
     """model.generate() under inference_mode, from one device sync before to one after: (output, t_submit,
     t_returned) on the perf_counter clock. The instrumented and the bare run both go through here, so the
-    harness-overhead comparison differs only by what kwargs add (streamer, logits processor)."""
+    harness-overhead comparison differs only by what kwargs add (the streamer)."""
     import torch
 
     on_gpu = device.startswith("cuda")
@@ -381,13 +351,8 @@ def _new_tokens(out, input_ids) -> int:
 
 def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
     """One greedy generate() of exactly gen_config.max_new_tokens tokens, timed token by token."""
-    from transformers import LogitsProcessorList
-
-    on_gpu = device.startswith("cuda")
-    streamer = TimingStreamer(sync=on_gpu)
-    step_timer = CudaEventStepTimer() if on_gpu else None
-    extra = {"logits_processor": LogitsProcessorList([step_timer])} if step_timer else {}
-    out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device, streamer=streamer, **extra)
+    streamer = TimingStreamer(sync=device.startswith("cuda"))
+    out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device, streamer=streamer)
     n = gen_config.max_new_tokens
     if _new_tokens(out, input_ids) != n or len(streamer.times) != n:
         raise BenchError(f"generate() produced {_new_tokens(out, input_ids)} new tokens ({len(streamer.times)} "
@@ -396,13 +361,11 @@ def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
     ttft, gaps, e2e, tpot = derive_token_timing(t_submit, streamer.times)
     rec = {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
            "generate_ms": (t_returned - t_submit) * 1e3, "tokens": out[0, input_ids.shape[-1]:].tolist()}
-    if step_timer is not None and step_timer.tpot_ms() is not None:
-        rec["cuda_event_tpot_ms"] = step_timer.tpot_ms()
     return rec
 
 
 def generate_bare(model, input_ids, gen_config, device: str) -> float:
-    """The same generate() as generate_timed, uninstrumented: no streamer, no logits processor, one sync
+    """The same generate() as generate_timed, uninstrumented: no streamer, one sync
     before and one after. Its wall time in ms, the baseline of the harness-overhead comparison."""
     out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device)
     if _new_tokens(out, input_ids) != gen_config.max_new_tokens:
@@ -479,9 +442,8 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
                       quantization="awq (autoawq WQLinear_GEMM)", dtype=info["dtype"],
                       device="cpu" if on_cpu else "cuda",
                       settings=settings)
-    cuda_tpot = [r["cuda_event_tpot_ms"] for r in recs if "cuda_event_tpot_ms" in r]
     return Measurement(ttft_ms=[r["ttft_ms"] for r in recs], tpot_ms=[r["tpot_ms"] for r in recs],
                        e2e_ms=[r["e2e_ms"] for r in recs], itl_ms=[r["itl_ms"] for r in recs], backend=backend,
-                       notes=notes, cuda_event_tpot_ms=cuda_tpot or None,
+                       notes=notes,
                        instrumented_generate_ms=[r["generate_ms"] for r in recs],
                        bare_generate_ms=[r["bare_ms"] for r in recs])

@@ -14,9 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import secrets
-import statistics
 import sys
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -25,7 +23,7 @@ from bench.api import IterationProgress, Measurement
 from core.errors import BenchError
 from core.workload import BACKENDS, Parser, add_spec_argument, add_workload_args, parse_spec
 from core.results import (BenchResult, BenchSamples, BenchSummary, ResultFileError, RunConditions, atomic_write_text,
-                          dump_result, harness_overhead, result_filename, summarize, write_result)
+                          dump_result, harness_overhead_text, result_filename, summarize, write_result)
 
 BACKEND_MODULES = {"transformers": "bench.hf_backend", "vllm": "bench.vllm_backend"}
 STACKS = {"transformers": "hf", "vllm": "vllm"}
@@ -40,32 +38,21 @@ class ProgressDisplay:
 
     It updates when the scenario loop (bench/scenario.py) counts a finished iteration (IterationProgress.listener),
     in the backend's thread, between iterations: nothing of the display runs while a generate() is being timed.
-    poll_interval (KIT_PROGRESS_POLL_S; off by default) instead polls from a thread throughout, as the
-    kit once did: only to measure what such a thread costs the timed runs.
+    (A thread polling it throughout, as the kit once did, cost the timed runs measurably: README, Methodology.)
     """
 
-    def __init__(self, progress: IterationProgress, poll_interval: Optional[float] = None):
+    def __init__(self, progress: IterationProgress):
         self.p = progress
-        self.poll_interval = poll_interval
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
         self._tty = sys.stderr.isatty()
         self._bars: dict[str, object] = {}
         self._seen = {"warmup": 0, "measured": 0}
 
     def __enter__(self) -> "ProgressDisplay":
-        if self.poll_interval:
-            self._thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
-            self._thread.start()
-        else:
-            self.p.listener = self._poll
+        self.p.listener = self._poll
         return self
 
     def __exit__(self, *exc) -> None:
         self.p.listener = None
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=2)
         self._poll()
         for bar in self._bars.values():
             bar.close()  # type: ignore[attr-defined]
@@ -91,29 +78,6 @@ class ProgressDisplay:
             if not self._tty:
                 _log(f"{desc} {done}/{total}")
             self._seen[key] = done
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_interval):
-            self._poll()
-
-
-def progress_thread_variant(poll: float) -> str:
-    return f"progress polled from a thread every {poll:g} s during timed generation"
-
-
-def progress_poll_interval() -> Optional[float]:
-    """KIT_PROGRESS_POLL_S: seconds between polls of a progress thread (unset or 0: no thread)."""
-    raw = os.environ.get("KIT_PROGRESS_POLL_S", "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise BenchError(f"KIT_PROGRESS_POLL_S={raw!r} is not a number of seconds >= 0. Unset it (progress then "
-                         "updates between iterations only) or give e.g. 0.2 to measure a polling thread's cost.")
-    return value or None
 
 
 def _check_measurement(m: Measurement, iterations: int, output_len: int) -> None:
@@ -169,7 +133,6 @@ def build_result(workload, measurement: Measurement, provenance, roofline, notes
         samples=BenchSamples(ttft_ms=measurement.ttft_ms, tpot_ms=measurement.tpot_ms, e2e_ms=measurement.e2e_ms,
                              itl_ms=measurement.itl_ms, tokens_per_output=measurement.tokens_per_output,
                              engine=measurement.engine,
-                             cuda_event_tpot_ms=measurement.cuda_event_tpot_ms,
                              instrumented_generate_ms=measurement.instrumented_generate_ms,
                              bare_generate_ms=measurement.bare_generate_ms),
         summary=BenchSummary(ttft_ms=summarize(measurement.ttft_ms), tpot_ms=summarize(measurement.tpot_ms),
@@ -197,7 +160,6 @@ def parse_run_args(argv: list[str]):
 
 def run(argv: list[str]) -> int:
     backend_name, args = parse_run_args(argv)
-    poll = progress_poll_interval()
     from bench.workload import build_workload, prompt_token_ids, resolve_model
 
     progress = IterationProgress(total=args.iters, warmup_total=args.warmup)
@@ -232,7 +194,7 @@ def run(argv: list[str]) -> int:
             if bandwidth is None:
                 _log(method or "bandwidth not measured")
         recorder = record_conditions(progress) if device.startswith("cuda") else None
-        with ProgressDisplay(progress, poll):
+        with ProgressDisplay(progress):
             measurement = backend.measure(workload, resolved, prompt_ids, args, progress)
     except KeyboardInterrupt:
         _log(f"interrupted after {progress.done} of {progress.total} measured iterations "
@@ -254,11 +216,6 @@ def run(argv: list[str]) -> int:
         notes.append("CPU run: not comparable with the published GPU numbers.")
     if device.startswith("cuda") and bandwidth is None:
         notes.append(method or "bandwidth not measured")
-    if poll:
-        notes.append(f"Progress display polled from a thread every {poll:g} s during timed generation "
-                     "(KIT_PROGRESS_POLL_S), to measure that thread's cost; by default it updates between iterations.")
-        # A diagnostic configuration: listed beside the study configuration's run, never in a week-1 cell.
-        measurement.backend.settings.setdefault("variant", []).append(progress_thread_variant(poll))
     result = build_result(workload, measurement, collect_provenance(STACKS[backend_name], device), roofline, notes,
                           recorder.conditions if recorder else None)
     path = _write_or_keep(result)
@@ -267,9 +224,9 @@ def run(argv: list[str]) -> int:
     _log(f"{result.backend.label}: TTFT median {s.ttft_ms.median:.2f} ms, TPOT median {s.tpot_ms.median:.2f} ms "
          f"({result.workload.iterations} iterations)"
          + (f"; floor {floor:.2f} ms/token = {100 * floor / s.tpot_ms.median:.0f}% of TPOT" if floor else ""))
-    overhead = overhead_summary(measurement)
+    overhead = harness_overhead_text(measurement.instrumented_generate_ms, measurement.bare_generate_ms)
     if overhead:
-        _log(overhead)
+        _log(f"harness overhead: {overhead}")
     _log(f"wrote {path}")
     return 0
 
@@ -283,14 +240,3 @@ def _write_or_keep(result: BenchResult) -> Path:
         kept = Path(os.environ.get("KIT_OUTPUT_DIR") or "output") / "refused" / result_filename(result)
         atomic_write_text(kept, dump_result(result))
         raise BenchError(f"{e} The measured data is kept, outside the results folder, in {kept}.") from e
-
-
-def overhead_summary(m: Measurement) -> Optional[str]:
-    """One log line: instrumented generate() - bare generate(), per iteration (the week-1 details say the same)."""
-    pairs = harness_overhead(m.instrumented_generate_ms, m.bare_generate_ms)
-    if not pairs:
-        return None
-    diffs, pcts = sorted(d for d, _ in pairs), sorted(p for _, p in pairs)
-    return (f"harness overhead (instrumented - bare generate()): median {statistics.median(diffs):+.3f} ms "
-            f"({statistics.median(pcts):+.3f}%) per iteration, range {diffs[0]:+.3f} to {diffs[-1]:+.3f} ms "
-            f"({pcts[0]:+.3f}% to {pcts[-1]:+.3f}%), n={len(pairs)}")

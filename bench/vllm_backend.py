@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import enum
 import statistics
 import sys
@@ -239,72 +240,72 @@ def make_prompt(prompt_ids: list[int]):
 
 
 def _name(value: Any) -> Any:
-    """Enum members as their names; everything else JSON-able as is, else str()."""
+    """Enum members as their names; everything else JSON-able as is, else str() (a torch dtype without "torch.")."""
     if isinstance(value, enum.Enum):  # before int: CompilationMode is an IntEnum
         return value.name
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
         return [_name(v) for v in value]
-    return str(value)
+    return str(value).removeprefix("torch.")
+
+
+# What the report records of the frontend's VllmConfig: (section, where in settings.resolved, its fields). A
+# field is read only where this vLLM's config dataclass declares it (tests/vllm checks that both pinned versions
+# declare every one); sections other than compilation put their fields at the top level.
+RESOLVED_FIELDS: tuple[tuple[str, Optional[str], tuple[str, ...]], ...] = (
+    ("model_config", None, ("quantization", "dtype", "max_model_len", "enforce_eager", "skip_tokenizer_init")),
+    ("cache_config", None, ("enable_prefix_caching", "gpu_memory_utilization", "block_size")),
+    ("scheduler_config", None, ("max_num_seqs", "max_num_batched_tokens", "async_scheduling", "stream_interval",
+                                "enable_chunked_prefill")),
+    ("compilation_config", "compilation", ("mode", "cudagraph_mode", "cudagraph_capture_sizes",
+                                           "max_cudagraph_capture_size", "backend")),
+)
+
+
+def config_fields(config: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named fields of one vLLM config dataclass, as plain data, in the order named."""
+    declared = {f.name for f in dataclasses.fields(config)}
+    return {name: _name(getattr(config, name)) for name in names if name in declared}
 
 
 def compilation_settings(compilation_config: Any) -> dict[str, Any]:
     """mode / cudagraph_mode / capture sizes of a vllm CompilationConfig, as plain data."""
-    out: dict[str, Any] = {}
-    for attr in ("mode", "cudagraph_mode", "cudagraph_capture_sizes", "max_cudagraph_capture_size", "backend"):
-        if hasattr(compilation_config, attr):
-            out[attr] = _name(getattr(compilation_config, attr))
-    return out
+    return config_fields(compilation_config, RESOLVED_FIELDS[-1][2])
 
 
 def resolved_settings(vllm_config: Any) -> dict[str, Any]:
     """What vLLM resolved (the frontend's VllmConfig) for the settings the report records."""
-    model = getattr(vllm_config, "model_config", None)
-    cache = getattr(vllm_config, "cache_config", None)
-    sched = getattr(vllm_config, "scheduler_config", None)
-    comp = getattr(vllm_config, "compilation_config", None)
     out: dict[str, Any] = {}
-    if model is not None:
-        out["quantization"] = _name(getattr(model, "quantization", None))
-        out["dtype"] = str(getattr(model, "dtype", None)).replace("torch.", "")
-        out["max_model_len"] = getattr(model, "max_model_len", None)
-        out["enforce_eager"] = getattr(model, "enforce_eager", None)
-        out["skip_tokenizer_init"] = getattr(model, "skip_tokenizer_init", None)
-    if cache is not None:
-        out["enable_prefix_caching"] = getattr(cache, "enable_prefix_caching", None)
-        out["gpu_memory_utilization"] = getattr(cache, "gpu_memory_utilization", None)
-        out["block_size"] = getattr(cache, "block_size", None)
-    if sched is not None:
-        for attr in ("max_num_seqs", "max_num_batched_tokens", "async_scheduling", "stream_interval",
-                     "enable_chunked_prefill"):
-            out[attr] = _name(getattr(sched, attr, None))
-    if comp is not None:
-        out["compilation"] = compilation_settings(comp)
+    for section, key, names in RESOLVED_FIELDS:
+        config = getattr(vllm_config, section, None)
+        if config is not None:
+            fields = config_fields(config, names)
+            out.update({key: fields} if key else fields)
     return out
+
+
+# Asked in the engine arguments and resolved by vLLM: the resolved value, else (not readable) the asked one.
+RESOLVED_OR_ASKED = ("quantization", "enforce_eager", "max_model_len", "enable_prefix_caching", "async_scheduling",
+                     "gpu_memory_utilization")
 
 
 def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str, Any], version: str) -> dict[str, Any]:
     """Backend.settings: what was asked, what vLLM resolved, how the clocks were read."""
     comp = resolved.get("compilation") or {}
-    enforce_eager = resolved.get("enforce_eager", ekw["enforce_eager"])
+    value = {key: resolved.get(key, ekw[key]) for key in RESOLVED_OR_ASKED}
     return {
         "vllm_version": version,
         "engine": "vllm.v1.engine.async_llm.AsyncLLM (in-process frontend, engine core in a child process)",
-        "quantization": resolved.get("quantization", ekw["quantization"]),
+        **value,
         "quantization_asked": ekw["quantization"],
-        "enforce_eager": enforce_eager,
-        "compilation_mode": comp.get("mode", "NONE" if enforce_eager else "vLLM default (not readable)"),
+        "async_scheduling_asked": ekw["async_scheduling"],
+        "compilation_mode": comp.get("mode", "NONE" if value["enforce_eager"] else "vLLM default (not readable)"),
         "cudagraph_mode": comp.get("cudagraph_mode"),
         "cudagraph_capture_sizes": comp.get("cudagraph_capture_sizes"),
-        "max_model_len": resolved.get("max_model_len", ekw["max_model_len"]),
-        "enable_prefix_caching": resolved.get("enable_prefix_caching", ekw["enable_prefix_caching"]),
-        "async_scheduling": resolved.get("async_scheduling", ekw["async_scheduling"]),
-        "async_scheduling_asked": ekw["async_scheduling"],
         # Empty: the study's configuration (CUDA graphs, async scheduling off); else how this run differs.
-        "variant": variant_of({**ekw, "enforce_eager": enforce_eager,
-                               "async_scheduling": resolved.get("async_scheduling", ekw["async_scheduling"])}),
-        "gpu_memory_utilization": resolved.get("gpu_memory_utilization", ekw["gpu_memory_utilization"]),
+        "variant": variant_of({**ekw, "enforce_eager": value["enforce_eager"],
+                               "async_scheduling": value["async_scheduling"]}),
         "prompt": "TokensPrompt (token ids)" + (", no tokenizer loaded" if ekw["skip_tokenizer_init"] else ""),
         "client_clock": "time.perf_counter, read on each streamed RequestOutput (DELTA), with its token count",
         "stats": "on (disable_log_stats=False) for RequestOutput.metrics, as in `vllm serve`: the frontend records "

@@ -185,12 +185,10 @@ class BenchSamples(_Strict):
     tokens_per_output: Optional[list[list[int]]] = None
     # vLLM only: the engine's own timestamps, raw (core/engine_samples.py derives every interval on read).
     engine: Optional[EngineSamples] = None
-    # transformers on a GPU: TPOT of the same decode steps from CUDA events recorded by a logits processor
-    # (device clock). The streamer syncs on every token, so this agrees with the host clock by construction.
-    cuda_event_tpot_ms: Optional[list[float]] = None
     # transformers: the harness-overhead baseline. Per iteration, the wall time of the instrumented generate()
     # (clock start to its return, one sync after) and of a bare generate() run right after it with the same
-    # inputs and generation config (no streamer, no logits processor; one sync before, one after).
+    # inputs and generation config (no streamer, one sync before, one after; in runs before the CUDA-event timer
+    # was removed, the instrumented one also carried that timer's logits processor).
     instrumented_generate_ms: Optional[list[float]] = None
     bare_generate_ms: Optional[list[float]] = None
 
@@ -313,12 +311,24 @@ def harness_overhead(instrumented_ms: Optional[list[float]],
     return [(a - b, 100.0 * (a - b) / b if b > 0 else math.nan) for a, b in zip(instrumented_ms, bare_ms)]
 
 
+def harness_overhead_text(instrumented_ms: Optional[list[float]], bare_ms: Optional[list[float]]) -> Optional[str]:
+    """The harness's overhead in one line (the run's log and the week-1 details both print it); None: no baseline."""
+    pairs = harness_overhead(instrumented_ms, bare_ms)
+    if not pairs:
+        return None
+    diffs, pcts = sorted(d for d, _ in pairs), sorted(p for _, p in pairs)
+    return (f"instrumented generate() − a bare generate() run right after it (same inputs and generation config, "
+            f"no streamer or logits processor; each timed from one sync before to one sync after): median "
+            f"{statistics.median(diffs):+.3f} ms ({statistics.median(pcts):+.3f}%), per iteration "
+            f"{diffs[0]:+.3f} to {diffs[-1]:+.3f} ms ({pcts[0]:+.3f}% to {pcts[-1]:+.3f}%), n={len(pairs)}")
+
+
 # --------------------------------------------------------------------------- consistency
 
 # JSON keeps floats exactly; the tolerance only absorbs adding the same numbers in another order.
 _REL_TOL, _ABS_TOL_MS = 1e-9, 1e-6
-_PER_ITERATION = ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms", "tokens_per_output", "cuda_event_tpot_ms",
-                  "instrumented_generate_ms", "bare_generate_ms")
+_PER_ITERATION = ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms", "tokens_per_output", "instrumented_generate_ms",
+                  "bare_generate_ms")
 
 
 def _close(a: float, b: float) -> bool:

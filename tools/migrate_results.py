@@ -6,10 +6,12 @@ Version 2 stores vLLM's engine timestamps raw (core/engine_samples.py) and deriv
 stored five intervals beside each iteration's timestamps (queued_to_scheduled_ms, scheduled_to_first_token_ms,
 queued_to_first_token_ms, first_to_last_token_ms, tpot_ms). For each version 1 file this script recomputes those
 intervals from the timestamps with the functions the report uses, checks that they equal the stored ones (float
-rounding aside), drops them, sets schema_version to 2 and writes the file atomically through core.results.write_result,
-which also runs every check a version 2 file must pass. A file whose stored intervals disagree with its timestamps, or
-that fails a check, is refused with one paragraph and left untouched. A version 2 file is left alone, so running it
-twice changes nothing. Standard library and the kit's core/ only.
+rounding aside), drops them, also drops samples.cuda_event_tpot_ms (a CUDA-event TPOT that agreed with the host
+clock by construction, so it measured nothing; version 2 has no such field), sets schema_version to 2 and writes the
+file atomically through core.results.write_result, which also runs every check a version 2 file must pass. A file
+whose stored intervals disagree with its timestamps, or that fails a check, is refused with one paragraph and left
+untouched. A version 2 file is left alone, unless it was written before cuda_event_tpot_ms was removed: then that
+field alone is dropped. Running it twice changes nothing. Standard library and the kit's core/ only.
 """
 from __future__ import annotations
 
@@ -103,9 +105,15 @@ def _migrated_engine(path: Path, engine: dict[str, Any]) -> dict[str, Any]:
             "iterations": iterations}
 
 
+def _without_cuda_events(data: dict[str, Any]) -> dict[str, Any]:
+    if data.get("kind") != "bench" or not isinstance(data.get("samples"), dict):
+        return data
+    return dict(data, samples={k: v for k, v in data["samples"].items() if k != "cuda_event_tpot_ms"})
+
+
 def migrated(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     """A version 1 result as version 2 data (raises Refused)."""
-    data = dict(data, schema_version=SCHEMA_VERSION)
+    data = _without_cuda_events(dict(data, schema_version=SCHEMA_VERSION))
     engine = (data.get("samples") or {}).get("engine") if data.get("kind") == "bench" else None
     if engine is not None:
         data["samples"] = dict(data["samples"], engine=_migrated_engine(path, engine))
@@ -121,9 +129,10 @@ def migrate_file(path: Path) -> str:
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         return "not a kit result, skipped"
     version = data.get("schema_version")
-    if version == SCHEMA_VERSION:
+    stale_v2 = version == SCHEMA_VERSION and "cuda_event_tpot_ms" in (data.get("samples") or {})
+    if version == SCHEMA_VERSION and not stale_v2:
         return f"already version {SCHEMA_VERSION}, left alone"
-    if version != 1:
+    if version != 1 and not stale_v2:
         raise Refused(f"{path}: field 'schema_version' is {version!r}, but this script converts version 1 to "
                       f"{SCHEMA_VERSION}. Nothing was written; render it with the kit version that wrote it.")
     model = _BY_KIND.get(data.get("kind"))
@@ -131,7 +140,8 @@ def migrate_file(path: Path) -> str:
         raise Refused(f"{path}: field 'kind' is {data.get('kind')!r}; expected one of {sorted(_BY_KIND)}. Nothing "
                       "was written.")
     try:
-        result = model.model_validate(migrated(path, data))
+        # A version 2 file written before cuda_event_tpot_ms was removed loses that field only.
+        result = model.model_validate(_without_cuda_events(data) if stale_v2 else migrated(path, data))
     except ValidationError as e:
         raise Refused(_describe_validation_error(path, e) + " Nothing was written.") from e
     try:

@@ -1,7 +1,6 @@
 """reports/week1.md: the week-1 TTFT/TPOT table in the seed's own format, then comparison and details."""
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -15,7 +14,7 @@ from kit.report.published import Published, PublishedWeek1, is_same_gpu
 from kit.report.vllm_rows import (
     CONFIGURATIONS_NOTE, CONFIGURATIONS_NOTE_PLAIN, clock_check_text, configurations_table, key_comparison,
 )
-from core.results import BenchResult, harness_overhead
+from core.results import BenchResult, harness_overhead_text
 
 TITLE = "# Week 1. Benchmark"
 
@@ -249,33 +248,6 @@ def _stats_table(result: BenchResult) -> str:
     return pipe_table(["statistic", "TTFT (ms)", "TPOT (ms)", "ITL (ms)", "end-to-end (ms)"], rows, align="lrrrr")
 
 
-def device_clock_text(r: BenchResult) -> str:
-    """Host-clock TPOT against CUDA events of the same decode steps: agreement by construction, so no overhead check."""
-    pairs = list(zip(r.samples.tpot_ms, r.samples.cuda_event_tpot_ms or []))
-    gaps = sorted(100.0 * (host - dev) / dev for host, dev in pairs if dev > 0)
-    if not gaps:
-        return "no CUDA-event timings"
-    median_dev = statistics.median(dev for _, dev in pairs)
-    worst = max(gaps, key=abs)
-    return (f"CUDA events recorded after each decode step's forward (no sync) give a median TPOT of "
-            f"{median_dev:.3f} ms; the kit's host-clock TPOT differs by at most {worst:+.3f}% per iteration "
-            f"(n={len(gaps)}). The streamer synchronizes on every token, so the two clocks agree by construction: "
-            f"this does not measure the harness's overhead (see Harness overhead)")
-
-
-def overhead_text(r: BenchResult) -> str:
-    """The harness's overhead: instrumented generate() - a bare generate() of the same inputs, per iteration."""
-    pairs = harness_overhead(r.samples.instrumented_generate_ms, r.samples.bare_generate_ms)
-    if not pairs:
-        return ("not measured by this run (its result has no bare generate() baseline, "
-                "`samples.bare_generate_ms`)")
-    diffs, pcts = sorted(d for d, _ in pairs), sorted(p for _, p in pairs)
-    return (f"instrumented generate() − a bare generate() run right after it (same inputs and generation config, "
-            f"no streamer or logits processor; each timed from one sync before to one sync after): median "
-            f"{statistics.median(diffs):+.3f} ms ({statistics.median(pcts):+.3f}%), per iteration "
-            f"{diffs[0]:+.3f} to {diffs[-1]:+.3f} ms ({pcts[0]:+.3f}% to {pcts[-1]:+.3f}%), n={len(pairs)}")
-
-
 def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footnotes) -> str:
     out = ["## Details"]
     if not groups:
@@ -299,9 +271,9 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
             out.append(f"- Backend: {backend_text(r)}")
             out.append(f"- Memory-bandwidth floor: {floor_text(r)}")
             if r.backend.name == "transformers":
-                out.append(f"- Harness overhead: {overhead_text(r)}")
-            if r.samples.cuda_event_tpot_ms:
-                out.append(f"- Device clock: {device_clock_text(r)}")
+                overhead = harness_overhead_text(r.samples.instrumented_generate_ms, r.samples.bare_generate_ms)
+                out.append("- Harness overhead: " + (overhead or "not measured by this run (its result has no bare "
+                                                     "generate() baseline, `samples.bare_generate_ms`)"))
             engine_check = clock_check_text(r)
             if engine_check:
                 out.append(f"- Client vs engine clock: {engine_check}")

@@ -222,6 +222,28 @@ def test_a_version_1_file_with_todays_optional_fields_migrates(tmp_path):
     assert r.conditions.launch_probe.empty_kernel_launch_us == 2.5
 
 
+def test_a_version_1_file_loses_its_cuda_event_tpot_on_migration(tmp_path):
+    """Version 1 transformers files carried CUDA-event TPOTs (equal to the host clock by construction); v2 has none."""
+    data = json.loads(V1_FIXTURE.read_text(encoding="utf-8"))
+    data["samples"]["cuda_event_tpot_ms"] = [50.0] * data["workload"]["iterations"]
+    path = _write(tmp_path, data, "with-events.json")
+    proc = _migrate(str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "cuda_event_tpot_ms" not in json.loads(path.read_text(encoding="utf-8"))["samples"]
+    assert load_result(path).schema_version == 2
+
+
+def test_a_version_2_file_written_before_the_cuda_event_removal_loses_the_field(tmp_path):
+    data = json.loads(V2_COMMITTED.read_text(encoding="utf-8"))
+    data["samples"]["cuda_event_tpot_ms"] = None
+    path = _write(tmp_path, data, V2_COMMITTED.name)
+    with pytest.raises(ResultFileError):
+        load_result(path)
+    proc = _migrate(str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert path.read_bytes() == V2_COMMITTED.read_bytes()
+
+
 def test_migration_of_a_missing_path_says_so(tmp_path):
     proc = _migrate(str(tmp_path / "nope"))
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr and "Traceback" not in proc.stderr

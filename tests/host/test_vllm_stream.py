@@ -583,6 +583,39 @@ def test_settings_record_what_was_asked_and_resolved():
     assert eager["compilation_mode"] == "NONE" and eager["enforce_eager"] is True
 
 
+def test_resolved_settings_walk_the_named_fields_of_each_config_section():
+    import dataclasses
+    import enum
+
+    class Mode(enum.IntEnum):
+        VLLM_COMPILE = 3
+
+    @dataclasses.dataclass
+    class Model:
+        quantization: str = "awq"
+        max_model_len: int = 160  # dtype, enforce_eager, skip_tokenizer_init: not declared by this "version"
+        unrelated: int = 7
+
+    @dataclasses.dataclass
+    class Compilation:
+        mode: Mode = Mode.VLLM_COMPILE
+        cudagraph_capture_sizes: tuple = (1, 2)
+
+    vc = SimpleNamespace(model_config=Model(), cache_config=None, compilation_config=Compilation())
+    resolved = vllm_backend.resolved_settings(vc)
+    assert resolved == {"quantization": "awq", "max_model_len": 160,
+                        "compilation": {"mode": "VLLM_COMPILE", "cudagraph_capture_sizes": [1, 2]}}
+
+
+def test_settings_fall_back_to_what_was_asked_where_vllm_resolved_nothing_readable():
+    wl = _workload()
+    ekw = vllm_args.engine_kwargs("/m", wl, argparse.Namespace(quantization="awq_marlin"))
+    s = vllm_backend.build_settings(ekw, vllm_args.sampling_kwargs(wl, argparse.Namespace()), {}, "0.20.0")
+    for key in vllm_backend.RESOLVED_OR_ASKED:
+        assert s[key] == ekw[key], key
+    assert s["compilation_mode"] == "vLLM default (not readable)" and s["resolved"] == {}
+
+
 def test_backend_module_imports_without_torch_or_vllm():
     import subprocess
 
@@ -609,14 +642,23 @@ def test_measurement_is_valid_results_data():
     assert BenchSamples.model_validate(json.loads(samples.model_dump_json())).engine == m.engine
 
 
+@dataclass
+class _FakeModelConfig:
+    """vLLM's config sections are dataclasses; settings.resolved reads their declared fields."""
+    quantization: str
+    dtype: str = "torch.float16"
+    max_model_len: int = 38
+    enforce_eager: bool = False
+    skip_tokenizer_init: bool = True
+
+
 def _fake_engine_measure(monkeypatch, tmp_path, asked: str, resolved: str):
     """measure() end to end with FakeAsyncLLM as the engine (vllm_backend.start_engine, the only GPU part) and plain
     dicts for vLLM's argument objects (no vllm here); the rest is the backend's own code, describe() included."""
     clock = FakeClock()
     wl = _workload(output_len=6, warmup=2, iterations=3)
     engine = FakeAsyncLLM(clock, n=6)
-    engine.vllm_config = SimpleNamespace(model_config=SimpleNamespace(
-        quantization=resolved, dtype="torch.float16", max_model_len=38, enforce_eager=False, skip_tokenizer_init=True))
+    engine.vllm_config = SimpleNamespace(model_config=_FakeModelConfig(quantization=resolved))
     monkeypatch.setattr(vllm_backend, "gpu_capability", lambda: ((9, 0), "NVIDIA H200"))
     monkeypatch.setattr(vllm_backend, "vllm_version", lambda: "0.12.0")
     monkeypatch.setattr(vllm_backend, "start_engine", lambda engine_args: engine)

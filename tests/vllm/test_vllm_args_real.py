@@ -262,11 +262,29 @@ def test_the_request_passes_vllm_input_processing(vllm_mod, tiny_ckpt):
     assert resolved["quantization"] == "awq" and resolved["dtype"] == "float16"
     assert resolved["max_model_len"] == 160 and resolved["enable_prefix_caching"] is False
     assert resolved["enforce_eager"] is False and resolved["skip_tokenizer_init"] is True
-    for key in ("max_num_seqs", "max_num_batched_tokens", "async_scheduling", "stream_interval"):
-        assert key in resolved
+    top = [name for _, key, names in vllm_backend.RESOLVED_FIELDS if key is None for name in names]
+    assert list(resolved) == top + ["compilation"]  # every named field, read, in the order named
     assert set(resolved["compilation"]) == {"mode", "cudagraph_mode", "cudagraph_capture_sizes",
                                             "max_cudagraph_capture_size", "backend"}
     json.dumps(resolved)
+
+
+def test_every_setting_the_report_names_is_a_field_of_this_vllms_config(vllm_mod):
+    """settings.resolved reads only declared dataclass fields: a field renamed or removed by a vLLM version would
+    silently vanish from the results, so both pinned versions must declare every one."""
+    import dataclasses
+
+    import vllm.config
+
+    sections = {f.name for f in dataclasses.fields(vllm.config.VllmConfig)}
+    for section, _key, names in vllm_backend.RESOLVED_FIELDS:
+        assert section in sections, section
+        declared = {f.name for f in dataclasses.fields(getattr(vllm.config, _CONFIG_CLASSES[section]))}
+        assert set(names) <= declared, (section, sorted(set(names) - declared))
+
+
+_CONFIG_CLASSES = {"model_config": "ModelConfig", "cache_config": "CacheConfig",
+                   "scheduler_config": "SchedulerConfig", "compilation_config": "CompilationConfig"}
 
 
 def test_compilation_settings_read_a_real_compilation_config(vllm_mod):
