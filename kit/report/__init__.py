@@ -35,7 +35,7 @@ __all__ = ["OUTPUTS", "PLOT_KEY", "assemble_reports", "render_reports", "write_a
 # kit/report/plots.py and the matplotlib version). When the PNG already in the reports folder has the
 # key the new one would have, its bytes are reused and matplotlib is not imported: the same inputs
 # give the same bytes either way. Drawing costs about 2.4 s of a 2.9 s report on 2 cores, a reuse
-# 0.1 s (`python -m kit.report.bench_timing`), which is why the cache is worth its few lines.
+# 0.1 s (`python tools/bench_timing.py`), which is why the cache is worth its few lines.
 
 PLOT_KEY = "kit-plot-key"
 

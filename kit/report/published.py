@@ -56,6 +56,8 @@ class PublishedWeek2(_Strict):
     what: str
     table_lines: list[str] = Field(description="the profiler table, verbatim, one string per line")
     totals: list[str]
+    top_ops_column: str
+    top_ops: list[tuple[str, float]] = Field(description="(op, ms) by self device time, CUPTI's 'Unrecognized' left out")
 
     @property
     def table(self) -> str:

@@ -53,53 +53,7 @@ def published_block(week2: PublishedWeek2) -> str:
     return render_block(week2.device, week2.table, week2.totals)
 
 
-# --------------------------------------------------------------------------- torch.profiler table text
-
-_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
-
-
-def parse_time_us(text: str) -> Optional[float]:
-    m = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s)\s*", text)
-    return float(m.group(1)) * _UNITS_US[m.group(2)] if m else None
-
-
-@dataclass(frozen=True)
-class TableRow:
-    name: str
-    cells: dict[str, str]  # header -> cell text
-
-
-def parse_profiler_table(table: str) -> list[TableRow]:
-    """Rows of a key_averages().table() text, columns cut at the separator line's dash runs."""
-    lines = [l for l in split_totals(table).split("\n")]
-    seps = [i for i, l in enumerate(lines) if l.strip() and set(l.strip()) <= {"-", " "}]
-    if len(seps) < 2:
-        return []
-    spans = [m.span() for m in re.finditer(r"-+", lines[seps[0]])]
-    header_line = lines[seps[0] + 1]
-    # Headers are right-aligned but may drift from the dash runs (the published table's do): split on gaps.
-    headers = re.split(r"\s{2,}", header_line.strip())
-    if len(headers) != len(spans):
-        headers = [header_line[a:b].strip() for a, b in spans]
-    rows = []
-    for line in lines[seps[0] + 2:seps[-1]]:
-        if not line.strip() or seps and set(line.strip()) <= {"-", " "}:
-            continue
-        cells = {h: line[a:b].strip() for h, (a, b) in zip(headers, spans)}
-        rows.append(TableRow(cells.get(headers[0], ""), cells))
-    return rows
-
-
-def top_ops_from_table(table: str, n: int) -> tuple[str, list[tuple[str, float]]]:
-    """(column used, [(op, ms)]) for the top n ops by self device time, else self CPU time."""
-    rows = parse_profiler_table(table)
-    for column in ("Self CUDA", "Self XPU", "Self Device", "Self CPU"):
-        if rows and column in rows[0].cells:
-            values = [(r.name, parse_time_us(r.cells[column])) for r in rows]
-            ops = [(name, us / 1e3) for name, us in values if us is not None and name not in NOT_MODEL_WORK]
-            ops.sort(key=lambda kv: (-kv[1], kv[0]))
-            return column.replace("Self ", "self ") + " time", ops[:n]
-    return "self time", []
+# --------------------------------------------------------------------------- top operators (the plot)
 
 
 def top_ops_from_phase(phase: ProfilePhase, n: int) -> tuple[str, list[tuple[str, float]]]:
@@ -264,8 +218,8 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
 
 def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[str, str, list[tuple[str, float]]]]:
     """(title, column, [(op, ms)]) per plotted block: published first, then each reproduced phase."""
-    column, ops = top_ops_from_table(published.week2.table, n)
-    series = [(f"Published: {published.week2.device}", column, ops)]
+    week2 = published.week2
+    series = [(f"Published: {week2.device}", week2.top_ops_column, list(week2.top_ops[:n]))]
     for g in profile_groups(inputs.profile):
         for phase in ordered_phases(g.shown.result):  # type: ignore[arg-type]
             column, ops = top_ops_from_phase(phase, n)

@@ -2,7 +2,7 @@
 one), printed whatever its sign; the CUDA-event TPOT is shown without claiming to bound anything."""
 from kit import KIT_ROOT
 from kit.report import assemble_reports
-from kit.report.samples import make_bench_result
+from samples import make_bench_result
 from kit.report.week1 import device_clock_text, overhead_text
 
 
