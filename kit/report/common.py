@@ -27,6 +27,22 @@ STACK_TITLES = {"vllm": "vLLM", "transformers": "transformers"}
 STACK_LIBRARIES = {"vllm": ("torch", "vllm"), "transformers": ("torch", "autoawq", "transformers")}
 
 
+# --------------------------------------------------------------------------- the fixed prose (text.md)
+
+
+def _sections(path: Path) -> dict[str, str]:
+    parts = re.split(r"^<!-- ([\w.]+) -->$", path.read_text(encoding="utf-8"), flags=re.M)
+    return {name: body.strip("\n") for name, body in zip(parts[1::2], parts[2::2])}
+
+
+TEXT = _sections(Path(__file__).with_name("text.md"))
+
+
+def text(name: str, **values: object) -> str:
+    """A section of kit/report/text.md with its {placeholders} filled."""
+    return TEXT[name].format(**values)
+
+
 # --------------------------------------------------------------------------- markdown
 
 

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from kit.report.common import (
     DASH, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, ratio_range, ratio_within_spread,
-    spread_ms,
+    spread_ms, text,
 )
 from kit.report.published import PublishedWeek1
 
@@ -122,16 +122,9 @@ def render_same_lease(groups: Sequence[Group], published: PublishedWeek1) -> str
     out = ["### vLLM versions on the same GPU, same lease", ""]
     leases = comparable_leases(groups)
     if not leases:
-        out.append("Not answered yet: no lease in the results (one machine boot, `provenance.host.boot_id`, and one "
-                   "card, `provenance.gpu.uuid`) holds study-configuration runs of both vLLM rows for two vLLM "
-                   "versions at one workload; results without those fields never pair.")
+        out.append(text("week1.same_lease_none"))
         return "\n".join(out)
-    out.append(
-        "Study configuration only, every run of that lease: a cell with several runs shows the median of their "
-        "medians (min–max, runs). Same machine boot and same card, so the versions (and the torch each brings) are "
-        f"what differs. The published ratio is the study's (vLLM {pub_version or '?'}, "
-        f"{published.device}), from reports/published.json. Ratio ranges as in the key comparison; "
-        f"\"{WITHIN_SPREAD}\" when the published ratio (or 1, between versions) lies inside.")
+    out.append(text("week1.same_lease", version=pub_version or "?", device=published.device, within=WITHIN_SPREAD))
     for lease, versions in leases.items():
         out += ["", f"#### {lease.workload.title}: GPU {lease.gpu_uuid}, boot {lease.boot_id[:8]}; vLLM "
                     f"{' vs '.join(versions)}", "", _lease_table(versions, published), "", _version_ratios(versions)]

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from kit.report.common import (
     Footnotes, GroupKey, Inputs, Loaded, group_key, library_version, recency_key, torch_deviation, workload_text,
-    backend_text, stack_of,
+    backend_text, stack_of, text,
 )
 from kit.report.published import Published, PublishedWeek2, is_same_gpu
 from core.results import ProfilePhase, ProfileResult
@@ -181,32 +181,17 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
     if first:
         parts += [
             "",
-            "> **Nothing has been reproduced yet:** the results folder holds no profile runs"
-            + (" with profiled phases" if groups else "") + ", so the block below is "
-            f"the published study's ({week2.device}), rendered by the kit's own code for reference. Run "
-            "`nox -s profile-t4` on a GPU host to reproduce it.",
+            text("week2.nothing_reproduced", phases=" with profiled phases" if groups else "", device=week2.device),
             "",
             published_block(week2),
         ]
     else:
         parts += ["", f"## Published ({week2.device})", "", published_block(week2)]
     parts += ["", f"The published table is {week2.what}.", ""]
-    parts += ["## Top operators", "",
-              "Top operators by self device time (self CPU time for CPU runs), published and per reproduced phase. "
-              "\"Unrecognized\" (CUPTI's own overhead, not model work) stays in the tables but is left out of the "
-              "plot. Compare shapes, not absolute times, across different GPUs.", "",
-              f"![Week 2: top operators by self time, reproduced phases vs published]({plot})"]
+    parts.append(text("week2.top_operators", plot=plot))
     if groups:
         parts += ["", render_runs(groups, week2, notes)]
-    parts += ["", "## How this report is built", "",
-              "- One block per phase (cold, warm, decode) of the newest profile run for each GPU, workload and "
-              "torch version that ran (`provenance.libraries[\"torch\"]`; by `created_utc`, then file name): a "
-              "profile on the study's pinned torch and one on a stand-in torch are both shown, the pinned one "
-              "first, each with its stack and deviation line. Earlier runs of the same GPU, workload and torch are "
-              "listed under Runs.",
-              "- Each table is the profiler's own text, verbatim, fenced as `text` so markdown keeps its columns.",
-              "- The report is a pure function of the results files and reports/published.json: the same inputs "
-              "give the same bytes. Re-render with `nox -s report`.",
+    parts += ["", text("week2.how_built"),
               f"- Inputs: {len(inputs.profile)} profile result file{'s' if len(inputs.profile) != 1 else ''} in "
               f"`{inputs.results_dir_name}/`."]
     for s in inputs.skipped:
