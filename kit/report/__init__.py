@@ -1,12 +1,6 @@
-"""Report assembly (host side, no torch): results/*.json + reports/published.json -> reports/.
-
-    assemble_reports(results_dir, reports_dir) -> list[Path]
-
-loads every results file, renders week1.md, week1.png, week2.md and week2.png in memory, and only
-then writes them: each to a temp file in reports_dir first, all renamed into place at the end. A broken
-results file stops everything with one paragraph (KitError) before anything is written.
-
-Pure function of its inputs: same results + same published data give the same bytes.
+"""Report assembly (host side, no torch): results/*.json + reports/published.json -> reports/, a pure function of
+its inputs. Everything is rendered in memory first, then staged and renamed into place; a broken results file stops
+everything (KitError) before anything is written. Fixed prose: kit/report/text.md.
 """
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
-"""What week 1 says about the vLLM rows beyond the study's table: the engine's own clock against the client's,
-where the time to first token goes, the configurations measured beside the study's (CUDA graphs off, async
-scheduling on), and the study's key comparison, awq / awq_marlin.
+"""Week 1's vLLM rows beyond the study's table: engine clock vs client clock, where the time to first token goes, the
+configurations beside the study's, and the key comparison awq / awq_marlin.
 
-The engine-side numbers are derived on read (core/engine_samples.py) from each result's samples.engine.iterations:
-vLLM's RequestStateStats per measured request, stored raw: queued/scheduled/first/last token timestamps on the
-engine core's monotonic clock, first_token_latency on the frontend's wall clock. Only differences within one clock, or per-iteration
-differences between two intervals, are shown: never a timestamp of one clock against another's.
+Engine numbers are derived on read (core/engine_samples.py) from vLLM's raw per-request timestamps; only differences
+within one clock, or of two intervals, are shown, never a timestamp of one clock against another's.
 """
 from __future__ import annotations
 
@@ -187,11 +184,10 @@ def cell_floor_pct(group: Group, label: str) -> Optional[float]:
 def key_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1) -> str:
     """awq / awq_marlin for TTFT and TPOT, published and per reproduced table, with each row's % of the floor."""
     pub = {c.label: c for c in published.columns}
-    pub_stack = next((dict(s.versions) for s in published.stacks if s.name == "vLLM"), {})
     both = AWQ in pub and MARLIN in pub
     pub_ttft = pub[AWQ].ttft_ms / pub[MARLIN].ttft_ms if both else None
     pub_tpot = pub[AWQ].tpot_ms / pub[MARLIN].tpot_ms if both else None
-    rows = [[f"published: {published.device}, vLLM {pub_stack.get('vllm', '?')}",
+    rows = [[f"published: {published.device}, vLLM {published.version('vllm') or '?'}",
              _quotient(pub[AWQ].ttft_ms, pub[MARLIN].ttft_ms) if both else DASH,
              _quotient(pub[AWQ].tpot_ms, pub[MARLIN].tpot_ms) if both else DASH,
              *(DASH for _ in labels)]]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from kit.report.common import (
-    DASH, WITHIN_SPREAD, Cell, Footnotes, Group, Inputs, Loaded, Spread, backend_text, gb, group_runs, hosts_text,
-    label_order, ms, pipe_table, ratio, spread_ms, stack_versions, text, torch_deviation, vllm_version_of,
-    workload_text,
+    DASH, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, Spread, gb, group_runs, hosts_text, label_order, ms, pipe_table,
+    ratio, spread_ms, text, torch_deviation, vllm_version_of,
 )
+from kit.report.provenance import Footnotes, backend_text, stack_versions, workload_text
 from kit.report.conditions import conditions_table
 from kit.report.versions import render_same_lease
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
@@ -155,7 +155,7 @@ def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
     else:
         words = f"different GPU ({gpu.name} vs {week1.device}): not a reproduction"
     version = vllm_version_of(result)
-    published_version = _published_version(week1, "vllm")
+    published_version = week1.version("vllm")
     if version and published_version and version != published_version:
         words += f"; vLLM {version}, not the published {published_version}"
     if result.workload.synthetic:
@@ -163,18 +163,11 @@ def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
     return words
 
 
-def _published_version(week1: PublishedWeek1, library: str) -> Optional[str]:
-    for stack in week1.stacks:
-        for name, version in stack.versions:
-            if name == library:
-                return version
-    return None
-
-
 def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1, plot: str) -> str:
     pub = {c.label: c for c in published.columns}
     out = ["## Reproduced vs published", ""]
-    out.append(text("week1.comparison", workload=published.workload, within=WITHIN_SPREAD, device=published.device))
+    out.append(text("week1.comparison", workload=published.workload, within=WITHIN_SPREAD,
+                    device=published.device))
     out.append("")
     if not groups:
         out.append(text("week1.nothing_to_compare"))

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from kit.report.common import (
-    Footnotes, GroupKey, Inputs, Loaded, group_key, library_version, recency_key, torch_deviation, workload_text,
-    backend_text, stack_of, text,
+    GroupKey, Inputs, Loaded, group_key, library_version, recency_key, stack_of, text, torch_deviation,
 )
+from kit.report.provenance import Footnotes, backend_text, workload_text
 from kit.report.published import Published, PublishedWeek2, is_same_gpu
 from core.results import ProfilePhase, ProfileResult
 
