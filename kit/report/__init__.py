@@ -1,12 +1,6 @@
-"""Report assembly (host side, no torch): results/*.json + reports/published.json -> reports/.
-
-    assemble_reports(results_dir, reports_dir) -> list[Path]
-
-loads every results file, renders week1.md, week1.png, week2.md and week2.png in memory, and only
-then writes them: each to a temp file in reports_dir first, all renamed into place at the end. A broken
-results file stops everything with one paragraph (KitError) before anything is written.
-
-Pure function of its inputs: same results + same published data give the same bytes.
+"""Report assembly (host side, no torch): results/*.json + reports/published.json -> reports/, a pure function of
+its inputs. Everything is rendered in memory first, then staged and renamed into place; a broken results file stops
+everything (KitError) before anything is written. Fixed prose: kit/report/text.md.
 """
 from __future__ import annotations
 
@@ -35,7 +29,7 @@ __all__ = ["OUTPUTS", "PLOT_KEY", "assemble_reports", "render_reports", "write_a
 # kit/report/plots.py and the matplotlib version). When the PNG already in the reports folder has the
 # key the new one would have, its bytes are reused and matplotlib is not imported: the same inputs
 # give the same bytes either way. Drawing costs about 2.4 s of a 2.9 s report on 2 cores, a reuse
-# 0.1 s (`python -m kit.report.bench_timing`), which is why the cache is worth its few lines.
+# 0.1 s (`python tools/bench_timing.py`), which is why the cache is worth its few lines.
 
 PLOT_KEY = "kit-plot-key"
 

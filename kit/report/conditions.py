@@ -1,13 +1,7 @@
-"""What moved a launch-bound row: the host and GPU conditions of several runs of one configuration, side by side.
-
-`conditions_table(results)` takes BenchResults of the SAME configuration (device, workload, backend, variant)
-and returns a markdown table with one column per run, oldest first: the host CPU, the GPU card, its SM and
-memory clocks before → after the measured iterations, its power limit, the launch-latency probe, and the
-TTFT/TPOT medians the run measured. At batch 1 these rows are bound by kernel launch and host overhead, so
-when two runs differ the table says whether the machine did. A value the run did not record is "—"; a result
-made before the kit recorded host or conditions says "not recorded".
-
-Host side: pure python, no torch.
+"""What moved a launch-bound row: host and GPU conditions (CPU, card, clocks, power limit, launch probe) of several
+runs of ONE configuration, one column per run, oldest first. At batch 1 the rows are bound by kernel launch and host
+overhead, so when two runs differ the table says whether the machine did. "—": not recorded by the run; "not
+recorded": a result from before the kit recorded it.
 """
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The published study's numbers, kept as data in reports/published.json.
-
-The seed text itself is copied verbatim to reports/published-seed.txt; the golden
-test renders this data through the report code and compares it with that copy.
-"""
+"""The published study's numbers, kept as data in reports/published.json (the seed's text: reports/published-seed.txt)."""
 from __future__ import annotations
 
 import json
@@ -15,13 +11,6 @@ from kit import KIT_ROOT
 from core.errors import KitError
 
 PUBLISHED_PATH = KIT_ROOT / "reports" / "published.json"
-SEED_COPY_PATH = KIT_ROOT / "reports" / "published-seed.txt"
-SEED_NAME = "000_da47138d1cac4b8b.txt"
-
-
-def shared_seed_path(root: Path = KIT_ROOT) -> Path:
-    """Where the original seed lives next to a clone (CI: ../shared/seeds relative to the clone root)."""
-    return root.parent / "shared" / "seeds" / SEED_NAME
 
 
 class _Strict(BaseModel):
@@ -49,6 +38,10 @@ class PublishedWeek1(_Strict):
     columns: list[PublishedColumn]
     stacks: list[PublishedStack]
 
+    def version(self, library: str) -> Optional[str]:
+        """The published version of one library ("vllm" -> "0.12.0"), None when the study names none."""
+        return next((v for s in self.stacks for name, v in s.versions if name == library), None)
+
 
 class PublishedWeek2(_Strict):
     device: str
@@ -56,6 +49,8 @@ class PublishedWeek2(_Strict):
     what: str
     table_lines: list[str] = Field(description="the profiler table, verbatim, one string per line")
     totals: list[str]
+    top_ops_column: str
+    top_ops: list[tuple[str, float]] = Field(description="(op, ms) by self device time, CUPTI's 'Unrecognized' left out")
 
     @property
     def table(self) -> str:

@@ -1,10 +1,6 @@
-"""Week 1's answer to the version question: vLLM 0.12.0 (the study's) against a newer vLLM on the same GPU in the
-same lease, so that neither the card nor the machine differs between the two versions' numbers.
-
-A lease is one boot of one machine (provenance.host.boot_id) with one card (provenance.gpu.uuid). Results made
-before those fields were recorded have neither, and never pair: two leases a day apart can differ by more than two
-versions do (see the H200 runs of 2026-11-29).
-"""
+"""vLLM 0.12.0 (the study's) against a newer vLLM in the same lease: one machine boot (provenance.host.boot_id) and
+one card (provenance.gpu.uuid). Results without those fields never pair: two leases a day apart can differ by more
+than two versions do (the H200 runs of 2026-11-29)."""
 from __future__ import annotations
 
 import re
@@ -12,12 +8,11 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from kit.report.common import (
-    DASH, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, ratio_range, ratio_within_spread,
-    spread_ms,
+    WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, spread_ms, text,
 )
 from kit.report.published import PublishedWeek1
+from kit.report.vllm_rows import AWQ, MARLIN, quotient_cell as _quotient
 
-AWQ, MARLIN = "vLLM (awq)", "vLLM (awq_marlin)"
 ROWS = ((AWQ, "awq"), (MARLIN, "awq_marlin"))
 
 
@@ -71,15 +66,6 @@ def _spreads(runs: Sequence[Loaded]) -> tuple[Spread, Spread]:
             Spread(tuple(r.result.summary.tpot_ms.median for r in runs)))
 
 
-def _quotient(a: Spread, b: Spread, compared: Optional[float]) -> str:
-    text = f"{a.median / b.median:.1f}×"
-    if a.measured or b.measured:
-        lo, hi = ratio_range(a, b)
-        label = f"; {WITHIN_SPREAD}" if compared is not None and ratio_within_spread(a, b, compared) else ""
-        text += f" ({lo:.1f}–{hi:.1f}×{label})"
-    return text
-
-
 def _lease_table(versions: dict[str, dict[str, tuple[Spread, Spread]]], published: PublishedWeek1) -> str:
     pub = {c.label: c for c in published.columns}
     has_pub = all(l in pub for l, _ in ROWS)
@@ -118,20 +104,13 @@ def _version_ratios(versions: dict[str, dict[str, tuple[Spread, Spread]]]) -> st
 
 
 def render_same_lease(groups: Sequence[Group], published: PublishedWeek1) -> str:
-    pub_version = next((dict(s.versions).get("vllm") for s in published.stacks if s.name == "vLLM"), None)
     out = ["### vLLM versions on the same GPU, same lease", ""]
     leases = comparable_leases(groups)
     if not leases:
-        out.append("Not answered yet: no lease in the results (one machine boot, `provenance.host.boot_id`, and one "
-                   "card, `provenance.gpu.uuid`) holds study-configuration runs of both vLLM rows for two vLLM "
-                   "versions at one workload; results without those fields never pair.")
+        out.append(text("week1.same_lease_none"))
         return "\n".join(out)
-    out.append(
-        "Study configuration only, every run of that lease: a cell with several runs shows the median of their "
-        "medians (min–max, runs). Same machine boot and same card, so the versions (and the torch each brings) are "
-        f"what differs. The published ratio is the study's (vLLM {pub_version or '?'}, "
-        f"{published.device}), from reports/published.json. Ratio ranges as in the key comparison; "
-        f"\"{WITHIN_SPREAD}\" when the published ratio (or 1, between versions) lies inside.")
+    out.append(text("week1.same_lease", version=published.version("vllm") or "?", device=published.device,
+                    within=WITHIN_SPREAD))
     for lease, versions in leases.items():
         out += ["", f"#### {lease.workload.title}: GPU {lease.gpu_uuid}, boot {lease.boot_id[:8]}; vLLM "
                     f"{' vs '.join(versions)}", "", _lease_table(versions, published), "", _version_ratios(versions)]

@@ -1,18 +1,17 @@
-"""What week 1 says about the vLLM rows beyond the study's table: the engine's own clock against the client's,
-where the time to first token goes, the configurations measured beside the study's (CUDA graphs off, async
-scheduling on), and the study's key comparison, awq / awq_marlin.
+"""Week 1's vLLM rows beyond the study's table: engine clock vs client clock, where the time to first token goes, the
+configurations beside the study's, and the key comparison awq / awq_marlin.
 
-The engine-side numbers are derived on read (core/engine_samples.py) from each result's samples.engine.iterations:
-vLLM's RequestStateStats per measured request, stored raw: queued/scheduled/first/last token timestamps on the
-engine core's monotonic clock, first_token_latency on the frontend's wall clock. Only differences within one clock, or per-iteration
-differences between two intervals, are shown: never a timestamp of one clock against another's.
+Engine numbers are derived on read (core/engine_samples.py) from vLLM's raw per-request timestamps; only differences
+within one clock, or of two intervals, are shown, never a timestamp of one clock against another's.
 """
 from __future__ import annotations
 
 import statistics
 from typing import Callable, Optional, Sequence
 
-from kit.report.common import DASH, WITHIN_SPREAD, Group, Loaded, Spread, pipe_table, ratio_range, ratio_within_spread, variant_of
+from kit.report.common import (
+    DASH, WITHIN_SPREAD, Group, Loaded, Spread, pipe_table, ratio_range, ratio_within_spread, text, variant_of,
+)
 from kit.report.published import PublishedWeek1
 from core import engine_samples as es
 from core.engine_samples import EngineTimestamps
@@ -135,18 +134,9 @@ def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str])
     return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
 
 
-CONFIGURATIONS_NOTE_PLAIN = (
-    "Medians over the measured iterations, one row per run; \"vs the study configuration\" divides by the study "
-    "cell's value (the median of its run medians when it has several runs). Only the study configuration fills a week-1 cell; the others are shown "
-    "here alone.")
-CONFIGURATIONS_NOTE = (
-    "Medians over the measured iterations, one row per run; \"vs the study configuration\" divides by the study "
-    "cell's value (the median of its run medians when it has several runs). Where the time to first token goes: "
-    + "; ".join(f"**{column[:-5]}** = {what}" for column, what, _ in TTFT_STAGES)
-    + ". Each stage is a per-iteration interval within one clock, or the difference of two intervals, never "
-    "timestamps of two clocks against each other; medians of the stages sum to about, not exactly, the median TTFT. "
-    "\"merged outputs\": streamed outputs that carried more than one token, of all outputs. Only the study "
-    "configuration fills a week-1 cell; the others are shown here alone.")
+CONFIGURATIONS_NOTE_PLAIN = text("week1.configurations_plain")
+CONFIGURATIONS_NOTE = text("week1.configurations", stages="; ".join(
+    f"**{column[:-5]}** = {what}" for column, what, _ in TTFT_STAGES))
 
 
 # --------------------------------------------------------------------------- awq / awq_marlin and the floor
@@ -194,11 +184,10 @@ def cell_floor_pct(group: Group, label: str) -> Optional[float]:
 def key_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1) -> str:
     """awq / awq_marlin for TTFT and TPOT, published and per reproduced table, with each row's % of the floor."""
     pub = {c.label: c for c in published.columns}
-    pub_stack = next((dict(s.versions) for s in published.stacks if s.name == "vLLM"), {})
     both = AWQ in pub and MARLIN in pub
     pub_ttft = pub[AWQ].ttft_ms / pub[MARLIN].ttft_ms if both else None
     pub_tpot = pub[AWQ].tpot_ms / pub[MARLIN].tpot_ms if both else None
-    rows = [[f"published: {published.device}, vLLM {pub_stack.get('vllm', '?')}",
+    rows = [[f"published: {published.device}, vLLM {published.version('vllm') or '?'}",
              _quotient(pub[AWQ].ttft_ms, pub[MARLIN].ttft_ms) if both else DASH,
              _quotient(pub[AWQ].tpot_ms, pub[MARLIN].tpot_ms) if both else DASH,
              *(DASH for _ in labels)]]
@@ -211,10 +200,4 @@ def key_comparison(groups: Sequence[Group], labels: Sequence[str], published: Pu
                         *(f"{l}: % of floor" for l in labels)], rows, align="l" + "r" * (2 + len(labels)))
     return "\n".join([
         "### The study's key comparison: awq / awq_marlin", "",
-        "The ratio of the two vLLM rows' cell values (how many times slower the awq kernel is than marlin), "
-        "published and in each reproduced table (study configuration only), with each row's share of the "
-        "memory-bandwidth floor (floor / median TPOT, the median over the cell's runs; the study published no "
-        "floor). A cell with several runs gives the median of its run medians; the ratio's range in brackets is "
-        f"awq's lowest / marlin's highest to awq's highest / marlin's lowest, labelled \"{WITHIN_SPREAD}\" when "
-        "the published ratio lies inside it. A ratio needs both rows in one table: one GPU, one workload, one "
-        "vLLM version.", "", table])
+        text("week1.key_comparison", within=WITHIN_SPREAD), "", table])

@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from kit.report.common import (
-    DASH, WITHIN_SPREAD, Cell, Footnotes, Group, Inputs, Loaded, Spread, backend_text, gb, group_runs, hosts_text,
-    label_order, ms, pipe_table, ratio, spread_ms, stack_versions, torch_deviation, vllm_version_of, workload_text,
+    DASH, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, Spread, gb, group_runs, hosts_text, label_order, ms, pipe_table,
+    ratio, spread_ms, text, torch_deviation, vllm_version_of,
 )
+from kit.report.provenance import Footnotes, backend_text, stack_versions, workload_text
 from kit.report.conditions import conditions_table
 from kit.report.versions import render_same_lease
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
@@ -153,7 +154,7 @@ def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
     else:
         words = f"different GPU ({gpu.name} vs {week1.device}): not a reproduction"
     version = vllm_version_of(result)
-    published_version = _published_version(week1, "vllm")
+    published_version = week1.version("vllm")
     if version and published_version and version != published_version:
         words += f"; vLLM {version}, not the published {published_version}"
     if result.workload.synthetic:
@@ -161,29 +162,14 @@ def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
     return words
 
 
-def _published_version(week1: PublishedWeek1, library: str) -> Optional[str]:
-    for stack in week1.stacks:
-        for name, version in stack.versions:
-            if name == library:
-                return version
-    return None
-
-
 def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1, plot: str) -> str:
     pub = {c.label: c for c in published.columns}
     out = ["## Reproduced vs published", ""]
-    out.append(
-        f"Reproduced values are medians over the measured iterations; a cell with several runs gives the median of "
-        f"their medians, with their range in brackets. The study does not say which statistic it "
-        f"reports, and its workload is {published.workload}. Ratio = reproduced / published (below 1 is faster than "
-        f"published), from the cell's value. \"{WITHIN_SPREAD}\": the published value lies within the range (min–max) "
-        f"of the cell's run medians, so the runs disagree with each other by more than the ratio's distance from 1. "
-        f"A ratio is a reproduction only when the run used the published GPU ({published.device}); "
-        f"on any other device it is shown for scale only and labelled so.")
+    out.append(text("week1.comparison", workload=published.workload, within=WITHIN_SPREAD,
+                    device=published.device))
     out.append("")
     if not groups:
-        out.append("Nothing has been reproduced yet, so there is nothing to compare: the results folder holds no "
-                   "benchmark runs. The plot shows the published numbers alone.")
+        out.append(text("week1.nothing_to_compare"))
         out.append("")
     for g in groups:
         rows = []
@@ -307,9 +293,7 @@ def _run_conditions(g: Group) -> list[str]:
     out = []
     for title, runs in runs_per_configuration(g):
         out += ["", f"#### {title}: run conditions", "",
-                f"The {len(runs)} runs of this configuration side by side, oldest first: at batch 1 the rows are "
-                "bound by kernel launch and host overhead, so the host CPU, the GPU's clocks and the launch latency "
-                "measured right before the measured iterations move them.", "",
+                text("week1.run_conditions", n=len(runs)), "",
                 conditions_table([run.result for run in runs])]  # type: ignore[misc]
     return out
 
@@ -361,37 +345,10 @@ def _other_stacks(g: Group, label: str, notes: Footnotes) -> list[str]:
     return out
 
 
-DEFINITIONS = """## Definitions
-
-TTFT (time to first token) runs from request submission to the first generated token. TPOT (time per output token) = (end-to-end − TTFT) / (N − 1), where N is the number of output tokens, exactly the workload's output length (EOS is ignored). ITL is the list of gaps between consecutive generated tokens; end-to-end runs from submission to the last token. All are client-side wall-clock times in milliseconds over the measured iterations (warm-up excluded); table cells are medians. The memory-bandwidth floor is the bytes a batch-1 decode step must read divided by the measured device memory bandwidth: no decode step can be faster. "% of the floor" = floor / median TPOT, so 100% would be a decode step running at full memory bandwidth."""
-
-
 def how_built(inputs: Inputs) -> str:
     n = len(inputs.bench)
-    lines = [
-        "## How this report is built",
-        "",
-        "- One table per GPU, workload (input length, output length, batch size) and vLLM version: runs from "
-        "different GPUs, workloads or vLLM versions never share a table (a transformers run appears in each vLLM "
-        "version's table of its GPU and workload). Tables are ordered by device name (CPU last), then by workload "
-        "and vLLM version; the first one sits under the title in the study's own format.",
-        "- Every run counts: a cell holds all runs of the study's configuration for its backend on one stack (the "
-        "backend's library versions, torch included). One run shows its median; two or more show the median of "
-        "the run medians, then (min–max of the run medians, number of runs); the Runs bullet gives the number of "
-        "distinct hosts (`provenance.host`; results made before it was recorded count as \"hosts not recorded\", "
-        "never as one shared host), and Details lists each run. When a backend ran on several stacks, the cell "
-        "takes the one on the pinned torch (no torch deviation), then the one with more runs; the others are "
-        "listed as \"also measured\". Runs of another configuration (vLLM with `--enforce-eager` or "
-        "`--async-scheduling on`) never fill a cell: Details lists them beside the study configuration's runs.",
-        f"- \"{WITHIN_SPREAD}\": a reproduced / published ratio whose published value lies within [min, max] of "
-        "the cell's run medians; for a ratio of two cells (awq / awq_marlin, or one vLLM version against another), "
-        "the compared value (the published ratio, or 1) lies within [min(a) / max(b), max(a) / min(b)]. It needs "
-        "two or more runs in at least one cell; the ratio itself is printed whatever it is.",
-        f"- Cells hold measured runs only; \"{DASH}\" means nothing has been reproduced for that backend there.",
-        "- The report is a pure function of the results files and reports/published.json: the same inputs give "
-        "the same bytes. Re-render with `nox -s report`.",
-        f"- Inputs: {n} benchmark result file{'s' if n != 1 else ''} in `{inputs.results_dir_name}/`.",
-    ]
+    lines = [text("week1.how_built", within=WITHIN_SPREAD, dash=DASH),
+             f"- Inputs: {n} benchmark result file{'s' if n != 1 else ''} in `{inputs.results_dir_name}/`."]
     for s in inputs.skipped:
         lines.append(f"- Skipped: {s}")
     return "\n".join(lines)
@@ -407,10 +364,7 @@ def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") 
     notes = Footnotes("w1-")
     parts = [TITLE, ""]
     if not groups:
-        parts.append(
-            "> **Nothing has been reproduced yet:** the results folder holds no benchmark runs, so the table below is "
-            f"the published study's ({published.week1.device}), rendered by the kit's own code for reference. Run "
-            "`nox -s bench-vllm bench-hf` on a GPU host to reproduce it.")
+        parts.append(text("week1.nothing_reproduced", device=published.week1.device))
         parts += ["", render_block(published_block(published.week1))]
     else:
         for i, g in enumerate(groups):
@@ -422,7 +376,7 @@ def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") 
                   f"Workload of the published study: {published.week1.workload}."]
     parts += ["", render_comparison(groups, labels, published.week1, plot)]
     parts += ["", render_details(groups, labels, notes)]
-    parts += ["", DEFINITIONS, "", how_built(inputs)]
+    parts += ["", text("week1.definitions"), "", how_built(inputs)]
     if notes:
         parts += ["", notes.render()]
     return "\n".join(parts) + "\n"

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from kit.report.common import (
-    Footnotes, GroupKey, Inputs, Loaded, group_key, library_version, recency_key, torch_deviation, workload_text,
-    backend_text, stack_of,
+    GroupKey, Inputs, Loaded, group_key, library_version, recency_key, stack_of, text, torch_deviation,
 )
+from kit.report.provenance import Footnotes, backend_text, workload_text
 from kit.report.published import Published, PublishedWeek2, is_same_gpu
 from core.results import ProfilePhase, ProfileResult
 
@@ -53,53 +53,7 @@ def published_block(week2: PublishedWeek2) -> str:
     return render_block(week2.device, week2.table, week2.totals)
 
 
-# --------------------------------------------------------------------------- torch.profiler table text
-
-_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
-
-
-def parse_time_us(text: str) -> Optional[float]:
-    m = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s)\s*", text)
-    return float(m.group(1)) * _UNITS_US[m.group(2)] if m else None
-
-
-@dataclass(frozen=True)
-class TableRow:
-    name: str
-    cells: dict[str, str]  # header -> cell text
-
-
-def parse_profiler_table(table: str) -> list[TableRow]:
-    """Rows of a key_averages().table() text, columns cut at the separator line's dash runs."""
-    lines = [l for l in split_totals(table).split("\n")]
-    seps = [i for i, l in enumerate(lines) if l.strip() and set(l.strip()) <= {"-", " "}]
-    if len(seps) < 2:
-        return []
-    spans = [m.span() for m in re.finditer(r"-+", lines[seps[0]])]
-    header_line = lines[seps[0] + 1]
-    # Headers are right-aligned but may drift from the dash runs (the published table's do): split on gaps.
-    headers = re.split(r"\s{2,}", header_line.strip())
-    if len(headers) != len(spans):
-        headers = [header_line[a:b].strip() for a, b in spans]
-    rows = []
-    for line in lines[seps[0] + 2:seps[-1]]:
-        if not line.strip() or seps and set(line.strip()) <= {"-", " "}:
-            continue
-        cells = {h: line[a:b].strip() for h, (a, b) in zip(headers, spans)}
-        rows.append(TableRow(cells.get(headers[0], ""), cells))
-    return rows
-
-
-def top_ops_from_table(table: str, n: int) -> tuple[str, list[tuple[str, float]]]:
-    """(column used, [(op, ms)]) for the top n ops by self device time, else self CPU time."""
-    rows = parse_profiler_table(table)
-    for column in ("Self CUDA", "Self XPU", "Self Device", "Self CPU"):
-        if rows and column in rows[0].cells:
-            values = [(r.name, parse_time_us(r.cells[column])) for r in rows]
-            ops = [(name, us / 1e3) for name, us in values if us is not None and name not in NOT_MODEL_WORK]
-            ops.sort(key=lambda kv: (-kv[1], kv[0]))
-            return column.replace("Self ", "self ") + " time", ops[:n]
-    return "self time", []
+# --------------------------------------------------------------------------- top operators (the plot)
 
 
 def top_ops_from_phase(phase: ProfilePhase, n: int) -> tuple[str, list[tuple[str, float]]]:
@@ -227,32 +181,17 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
     if first:
         parts += [
             "",
-            "> **Nothing has been reproduced yet:** the results folder holds no profile runs"
-            + (" with profiled phases" if groups else "") + ", so the block below is "
-            f"the published study's ({week2.device}), rendered by the kit's own code for reference. Run "
-            "`nox -s profile-t4` on a GPU host to reproduce it.",
+            text("week2.nothing_reproduced", phases=" with profiled phases" if groups else "", device=week2.device),
             "",
             published_block(week2),
         ]
     else:
         parts += ["", f"## Published ({week2.device})", "", published_block(week2)]
     parts += ["", f"The published table is {week2.what}.", ""]
-    parts += ["## Top operators", "",
-              "Top operators by self device time (self CPU time for CPU runs), published and per reproduced phase. "
-              "\"Unrecognized\" (CUPTI's own overhead, not model work) stays in the tables but is left out of the "
-              "plot. Compare shapes, not absolute times, across different GPUs.", "",
-              f"![Week 2: top operators by self time, reproduced phases vs published]({plot})"]
+    parts.append(text("week2.top_operators", plot=plot))
     if groups:
         parts += ["", render_runs(groups, week2, notes)]
-    parts += ["", "## How this report is built", "",
-              "- One block per phase (cold, warm, decode) of the newest profile run for each GPU, workload and "
-              "torch version that ran (`provenance.libraries[\"torch\"]`; by `created_utc`, then file name): a "
-              "profile on the study's pinned torch and one on a stand-in torch are both shown, the pinned one "
-              "first, each with its stack and deviation line. Earlier runs of the same GPU, workload and torch are "
-              "listed under Runs.",
-              "- Each table is the profiler's own text, verbatim, fenced as `text` so markdown keeps its columns.",
-              "- The report is a pure function of the results files and reports/published.json: the same inputs "
-              "give the same bytes. Re-render with `nox -s report`.",
+    parts += ["", text("week2.how_built"),
               f"- Inputs: {len(inputs.profile)} profile result file{'s' if len(inputs.profile) != 1 else ''} in "
               f"`{inputs.results_dir_name}/`."]
     for s in inputs.skipped:
@@ -264,8 +203,8 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
 
 def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[str, str, list[tuple[str, float]]]]:
     """(title, column, [(op, ms)]) per plotted block: published first, then each reproduced phase."""
-    column, ops = top_ops_from_table(published.week2.table, n)
-    series = [(f"Published: {published.week2.device}", column, ops)]
+    week2 = published.week2
+    series = [(f"Published: {week2.device}", week2.top_ops_column, list(week2.top_ops[:n]))]
     for g in profile_groups(inputs.profile):
         for phase in ordered_phases(g.shown.result):  # type: ignore[arg-type]
             column, ops = top_ops_from_phase(phase, n)

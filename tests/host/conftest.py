@@ -1,6 +1,6 @@
 """Shared fixtures for host-side tests (no torch, no docker).
 
-Result factories built with the real pydantic models (kit/report/samples.py):
+Result factories built with the real pydantic models (tests/support/samples.py):
 
     def test_x(make_bench_result, make_profile_result, write_result_file, tmp_path):
         r = make_bench_result(label="vLLM (awq)", gpu="NVIDIA H200", workload={"input_len": 512})
@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The repo (kit, bench) and tests/support (ci_policy). Not tests/ itself: a conftest.py there would make
+# The repo (kit, bench) and tests/support (ci_policy, samples). Not tests/ itself: a conftest.py there would make
 # pytest put tests/ on sys.path, and tests/vllm would then import as a namespace package called `vllm`.
 for _p in (str(REPO_ROOT), str(REPO_ROOT / "tests" / "support")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from kit.report import samples  # noqa: E402
+import samples  # noqa: E402
 # CI=true: any skip in this suite is a failure (tests/support/ci_policy.py).
 from ci_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401
 

@@ -103,7 +103,7 @@ def test_study_pins():
 def test_versions_shown_elsewhere_are_the_locks(tmp_path, monkeypatch):
     """Image titles, the study's vLLM version and sample results read the locks: no second copy to update."""
     from core import rules
-    from kit.report.samples import make_bench_result
+    from samples import make_bench_result
 
     assert images.stack_title("hf") == "transformers 4.51.3 + autoawq 0.2.9 (torch 2.9.1)"
     assert images.stack_title("vllm") == "vLLM 0.12.0 (torch 2.9.0)"

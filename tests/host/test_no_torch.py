@@ -14,7 +14,7 @@ import pytest
 
 from kit import KIT_ROOT
 from kit.report import OUTPUTS
-from kit.report.samples import sample_set
+from samples import sample_set
 
 # Host-side modules outside kit/: kit/cli.py imports bench.options to check workload options on the host.
 HOST_MODULES_OUTSIDE_KIT = ("bench.options",)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kit.report import OUTPUTS, assemble_reports
-from kit.report.samples import sample_set
+from samples import sample_set
 
 
 def _render(results: Path, reports: Path) -> tuple[str, str]:

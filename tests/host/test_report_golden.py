@@ -7,9 +7,15 @@ from ci_policy import skip_or_fail
 
 from kit import KIT_ROOT
 from kit.report import assemble_reports, week1, week2
-from kit.report.published import SEED_COPY_PATH, load_published, shared_seed_path
+from kit.report.published import load_published
 
+SEED_COPY_PATH = KIT_ROOT / "reports" / "published-seed.txt"
 SEED = SEED_COPY_PATH.read_text(encoding="utf-8")
+
+
+def shared_seed_path(root=KIT_ROOT):
+    """Where the original seed lives next to a clone (CI: ../shared/seeds relative to the clone root)."""
+    return root.parent / "shared" / "seeds" / "000_da47138d1cac4b8b.txt"
 
 
 def _section(text: str, start: str, end: str | None) -> list[str]:

@@ -5,8 +5,9 @@ import pytest
 import tabulate as tabulate_module
 
 from kit.report.common import ms, pipe_table, ratio
-from kit.report.week2 import parse_profiler_table, parse_time_us, split_totals, top_ops_from_table
+from kit.report.week2 import split_totals
 from kit.report.published import is_same_gpu, load_published
+from profiler_table import parse_profiler_table, parse_time_us, top_ops_from_table
 
 
 def test_pipe_table_is_the_seed_layout_whatever_tabulate_is_set_to(monkeypatch):
@@ -83,6 +84,14 @@ def test_profiler_table_parser_on_the_published_table():
     # 'Unrecognized' (CUPTI overhead) is left out of the plot data; ties keep a fixed order.
     assert ops == [("WQLinearMMFunction", pytest.approx(101.457)), ("awq_gemm_kernel", pytest.approx(101.457)),
                    ("aten::mm", pytest.approx(5.092))]
+
+
+def test_published_top_operators_are_the_seed_tables():
+    """reports/published.json's week-2 top operators (the plot's published bars) are the seed table's, read once."""
+    week2 = load_published().week2
+    column, ops = top_ops_from_table(week2.table, 100)
+    assert week2.top_ops_column == column == "self CUDA time"
+    assert week2.top_ops == ops and len(ops) == 9
 
 
 def test_split_totals_drops_trailing_total_lines_only():

@@ -3,7 +3,7 @@ one), printed whatever its sign, in the one wording (core.results.harness_overhe
 from core.results import harness_overhead_text
 from kit import KIT_ROOT
 from kit.report import assemble_reports
-from kit.report.samples import make_bench_result
+from samples import make_bench_result
 
 
 def overhead_text(r):

@@ -46,7 +46,7 @@ def _vllm(make_bench_result, label: str, version: str = "0.20.0", variant: tuple
 
 def _render(tmp_path: Path, results) -> str:
     folder = tmp_path / "results"
-    from kit.report.samples import write_sample
+    from samples import write_sample
 
     for r in results:
         write_sample(r, folder)

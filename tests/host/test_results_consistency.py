@@ -139,7 +139,7 @@ def test_write_result_refuses_a_contradiction(tmp_path, make_bench_result):
 
 
 def test_sample_builder_results_agree_with_themselves(tmp_path):
-    from kit.report.samples import sample_set
+    from samples import sample_set
 
     for path in sample_set(tmp_path):
         load_result(path)
@@ -149,7 +149,7 @@ def test_a_refused_result_keeps_its_measured_data(tmp_path, monkeypatch):
     """The bench refuses to write a result that contradicts itself into results/, and keeps it under output/."""
     from bench.run import _write_or_keep
     from core.errors import BenchError
-    from kit.report.samples import make_bench_result
+    from samples import make_bench_result
 
     monkeypatch.setenv("KIT_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("KIT_OUTPUT_DIR", str(tmp_path / "output"))

@@ -1,6 +1,6 @@
 """Wall time of a warm `python -m kit report` (target: at most 2 s), and where it goes.
 
-    python -m kit.report.bench_timing [--runs N] [--nox]
+    python tools/bench_timing.py [--runs N] [--nox]
 
 Times, in fresh interpreters like the nox session runs, `python -m kit report` on
   1. this checkout's results/ folder, and
@@ -21,7 +21,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from kit import KIT_ROOT
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script: the checkout (kit) and tests/support (the sample results) go on the path.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
+
+from kit import KIT_ROOT  # noqa: E402
 
 TARGET_S = 2.0
 
@@ -72,12 +76,12 @@ print(f"  {'total (after interpreter start)':<44} {(t[-1][1] - t[0][1]) * 1e3:8.
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kit.report.bench_timing", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python tools/bench_timing.py", description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=5, help="timed runs per case (default 5)")
     p.add_argument("--nox", action="store_true", help="also time `nox -s report` (needs nox on PATH)")
     ns = p.parse_args(argv)
 
-    from kit.report.samples import sample_set
+    from samples import sample_set
 
     with tempfile.TemporaryDirectory(prefix="kit-report-timing-") as tmp:
         tmp_path = Path(tmp)

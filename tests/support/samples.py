@@ -1,5 +1,5 @@
 """Sample results built with the real pydantic models: for tests (tests/host/conftest.py), the report
-timing benchmark (kit/report/bench_timing.py) and demos. Never written into results/ by the kit itself.
+timing benchmark (tools/bench_timing.py) and demos. Never written into results/ by the kit itself.
 
     make_bench_result(**overrides) -> BenchResult
     make_profile_result(**overrides) -> ProfileResult
