@@ -12,3 +12,17 @@ class KitError(Exception):
 
 
 BenchError = KitError  # the container side's name for it: the same class, so either side catches the other's
+
+
+# A tool's own error (docker's, sbatch's, nvidia-smi's) quoted inside a paragraph: usually a line or two, but a
+# traceback or a usage text can run to pages and bury the paragraph's advice. 500 characters keep the usual messages
+# whole (Slurm's longest refusals are about 300) and stay under ten terminal lines; the full text is in the log.
+ONE_LINE_LIMIT = 500
+
+
+def one_line(text: str, limit: int = ONE_LINE_LIMIT) -> str:
+    """`text` on one line (whitespace runs collapsed), cut at `limit` with '...'; '(no message)' when empty."""
+    text = " ".join((text or "").split())
+    if not text:
+        return "(no message)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

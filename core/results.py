@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.engine_samples import EngineSamples, engine_problems
+from core.files import atomic_write_text
 
 # 2: samples.engine is typed (EngineSamples) and holds raw timestamps only; version 1 stored derived intervals
 # beside them. tools/migrate_results.py converts a version 1 file.
@@ -424,37 +423,6 @@ class ResultFileError(Exception):
 
 class NotAResultFile(Exception):
     """A file in results/ that is not a kit result at all (skipped with a note)."""
-
-
-def _umask_mode() -> int:
-    # mkstemp creates 0600; a results file should get the mode any other new file would (0644 usually).
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder plus rename: readers never see half a file."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _umask_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def dump_result(result: Result) -> str:

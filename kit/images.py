@@ -39,6 +39,7 @@ from typing import Optional
 from kit import KIT_ROOT
 from core.errors import KitError
 from core.locks import lock_requirements, lock_versions
+from kit.docker_client import DockerClient, check_daemon, check_disk, find_docker, image_size_bytes, inspect_image_id
 
 IMAGES_DIR = KIT_ROOT / "images"
 STACKS = ("hf", "vllm", "vllm-0.20")
@@ -131,7 +132,7 @@ def base_image_override() -> Optional[str]:
     return os.environ.get("KIT_BASE_IMAGE") or None
 
 
-def base_identity(docker: "DockerClientLike", base: Optional[str]) -> Optional[str]:
+def base_identity(docker: DockerClient, base: Optional[str]) -> Optional[str]:
     """What the tag hashes for a base override: ``name@<local image id>`` when the name is a local image and not
     digest-pinned, so that re-making e.g. kit-base:bookworm (a new debootstrap) yields new images."""
     if not base or "@sha256:" in base:
@@ -140,7 +141,7 @@ def base_identity(docker: "DockerClientLike", base: Optional[str]) -> Optional[s
     return f"{base}@{image_id}" if image_id else base
 
 
-def current_tag(stack: str, docker: "DockerClientLike") -> str:
+def current_tag(stack: str, docker: DockerClient) -> str:
     """The tag ``ensure_image`` would use now (KIT_BASE_IMAGE and its local id included)."""
     return image_tag(stack, base_identity(docker, base_image_override()))
 
@@ -193,27 +194,6 @@ class ImageInfo:
         return {"KIT_IMAGE_ID": self.image_id, "KIT_IMAGE_TAG": self.tag, "KIT_LOCK_HASH": self.lock_hash}
 
 
-def inspect_image_id(docker: "DockerClientLike", ref: str) -> Optional[str]:
-    r = subprocess.run([docker.path, "image", "inspect", "--format", "{{.Id}}", ref],
-                       capture_output=True, text=True, env=docker.env())
-    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
-
-
-def image_size_bytes(docker: "DockerClientLike", ref: str) -> Optional[int]:
-    r = subprocess.run([docker.path, "image", "inspect", "--format", "{{.Size}}", ref],
-                       capture_output=True, text=True, env=docker.env())
-    try:
-        return int(r.stdout.strip())
-    except ValueError:
-        return None
-
-
-class DockerClientLike:  # pragma: no cover - typing aid; kit.preflight.DockerClient is the real one
-    path: str
-
-    def env(self) -> dict[str, str]: ...
-
-
 _STEP_LINE = re.compile(r"^(#\d+) (\[[^\]]+\] .*|CACHED|DONE \S+|ERROR.*)$")
 # pip's milestones inside a long RUN step: enough to see progress without every download bar.
 _PIP_LINE = re.compile(r"^#\d+ [\d.]+ (Collecting \S+|  Downloading .*\(\d+(\.\d+)? [MG]B\)|Building wheel.*|"
@@ -221,7 +201,7 @@ _PIP_LINE = re.compile(r"^#\d+ [\d.]+ (Collecting \S+|  Downloading .*\(\d+(\.\d
                        r"ERROR.*|E: .*)")
 
 
-def build_command(docker: DockerClientLike, stack: str, tag: str, *, base_image: Optional[str],
+def build_command(docker: DockerClient, stack: str, tag: str, *, base_image: Optional[str],
                   ca_bundle: Optional[Path]) -> list[str]:
     d = stack_dir(stack)
     cmd = [docker.path, "build", "--progress=plain", "--tag", tag,
@@ -249,7 +229,7 @@ def resolve_ca_bundle(ca_bundle: Optional[Path]) -> Optional[Path]:
     return Path(ca_bundle).resolve()
 
 
-def ensure_image(stack: str, docker: DockerClientLike, *, ca_bundle: Optional[Path] = None,
+def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] = None,
                  log_dir: Optional[Path] = None, force_build: bool = False, echo=print) -> ImageInfo:
     """Reuse ``awq-kit-<stack>:<content hash>`` if present, else build it with BuildKit (progress printed).
 
@@ -469,8 +449,6 @@ def lock_main(argv: list[str]) -> None:
 
 def images_main(argv: list[str]) -> None:
     """`python -m kit.images build|bench`: build (or reuse) the images; time cold and warm builds."""
-    from kit.preflight import check_disk, docker_preflight
-
     p = argparse.ArgumentParser(prog="python -m kit.images", description=images_main.__doc__)
     p.add_argument("action", choices=("build", "bench"),
                    help="build: build or reuse; bench: time a build (cold with --cold) and a warm rebuild")
@@ -480,7 +458,8 @@ def images_main(argv: list[str]) -> None:
     p.add_argument("--ca-bundle", type=Path, help="CA bundle passed as the BuildKit secret (also KIT_CA_BUNDLE)")
     p.add_argument("--log-dir", type=Path, default=KIT_ROOT / "output" / "logs")
     ns = p.parse_args(argv)
-    client = docker_preflight()  # disk per stack below: a --cold bench first removes the image
+    client = find_docker()
+    check_daemon(client)  # disk per stack below: a --cold bench first removes the image
     stacks = ns.stack or list(STACKS)
     rows = []
     for stack in stacks:

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from core.errors import KitError
+from core.errors import KitError, one_line
+from core.files import atomic_write_text
 
 PathLike = Union[str, os.PathLike]
 
@@ -104,13 +105,8 @@ class SlurmTools:
         except OSError as e:
             raise SlurmError(f"could not run {path}: {e}") from None
         if check and r.returncode != 0:
-            raise SlurmError(f"`{tool} {' '.join(args)}` failed (exit code {r.returncode}): {_one_line(r.stderr)}")
+            raise SlurmError(f"`{tool} {' '.join(args)}` failed (exit code {r.returncode}): {one_line(r.stderr)}")
         return r
-
-
-def _one_line(text: str, limit: int = 600) -> str:
-    text = " ".join(line.strip() for line in (text or "").strip().splitlines() if line.strip())
-    return text[:limit] + ("..." if len(text) > limit else "") if text else "(no message)"
 
 
 def find_slurm(path: Optional[str] = None, *, ping: bool = True) -> SlurmTools:
@@ -138,7 +134,7 @@ def find_slurm(path: Optional[str] = None, *, ping: bool = True) -> SlurmTools:
         if r.returncode != 0:
             raise KitError(
                 f"--runner slurm: `sbatch` is at {sbatch}, but the Slurm controller does not answer (`sinfo` exit "
-                f"code {r.returncode}: {_one_line(r.stderr)}). Check that this machine is configured for the "
+                f"code {r.returncode}: {one_line(r.stderr)}). Check that this machine is configured for the "
                 "cluster (slurm.conf, munge running) and that slurmctld is up: `scontrol ping`.")
     return tools
 
@@ -267,7 +263,7 @@ def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[
         return None
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     reason = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("allocation failure:")), None)
-    return reason or _one_line(r.stderr)
+    return reason or one_line(r.stderr)
 
 
 def preflight(tools: SlurmTools, *, partition: Optional[str] = None, gpu_types: Sequence[Optional[str]] = (None,),
@@ -379,7 +375,7 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                 blind.append(folder)
         if blind:
             detail = [ln.replace("KIT-PROBE-NOT-SEEN ", "") for ln in output.splitlines()
-                      if "KIT-PROBE-NOT-SEEN" in ln] or [_one_line(output)]
+                      if "KIT-PROBE-NOT-SEEN" in ln] or [one_line(output)]
             raise KitError(
                 f"--runner slurm: the compute node does not see the folder{'s' if len(blind) > 1 else ''} "
                 f"{', '.join(map(str, blind))} the way this machine does, so a job's results and log would not "
@@ -410,16 +406,6 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
 # --------------------------------------------------------------------------- submit
 
 
-def _atomic_write(path: Path, text: str, mode: int = 0o755) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: PathLike,
            sbatch_args: Sequence[str] = (), script_path: Optional[PathLike] = None,
            workdir: Optional[PathLike] = None) -> str:
@@ -436,14 +422,14 @@ def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: Path
     script.parent.mkdir(parents=True, exist_ok=True)
     if not script_text.startswith("#!"):
         script_text = "#!/bin/bash\n" + script_text
-    _atomic_write(script, script_text)
+    atomic_write_text(script, script_text, mode=0o755)
     out = str(log_path).replace("%", "%%")  # sbatch expands %j, %N, ... in --output
     args = ["--parsable", f"--job-name={job_name}", f"--output={out}",
             f"--chdir={Path(workdir).resolve() if workdir else log_path.parent}", *sbatch_args, str(script)]
     r = tools.run("sbatch", *args, check=False)
     if r.returncode != 0:
         raise KitError(f"--runner slurm: sbatch refused {job_name!r} (exit code {r.returncode}): "
-                       f"{_one_line(r.stderr)} (arguments: {' '.join(args[:-1])}; script {script}).")
+                       f"{one_line(r.stderr)} (arguments: {' '.join(args[:-1])}; script {script}).")
     job_id = r.stdout.strip().splitlines()[-1].split(";")[0].strip() if r.stdout.strip() else ""
     if not re.fullmatch(r"\d+(_\d+)?", job_id):
         raise KitError(f"--runner slurm: sbatch accepted {job_name!r} but printed no job id: {r.stdout!r}")
@@ -517,7 +503,7 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
     r = tools.run("squeue", "-h", "--states=all", "-j", ",".join(ids), "-O", fmt, check=False)
     found: dict[str, JobState] = {}
     if r.returncode != 0 and "Invalid job id" not in r.stderr:
-        raise SlurmError(f"`squeue -j {','.join(ids)}` failed (exit code {r.returncode}): {_one_line(r.stderr)}")
+        raise SlurmError(f"`squeue -j {','.join(ids)}` failed (exit code {r.returncode}): {one_line(r.stderr)}")
     for line in r.stdout.splitlines():
         parts = line.split("|", len(_SQUEUE_FIELDS) - 1)
         if len(parts) < len(_SQUEUE_FIELDS):

@@ -10,9 +10,7 @@ the top rows as data, a Chrome trace, and a diagnosis computed from those number
 """
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -21,6 +19,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.hf_backend import awq_kernel_state
+from core.files import atomic_path
 from core.results import ProfilePhase, ProfileRow
 
 ROW_LIMIT = 10  # the seed's table
@@ -101,15 +100,8 @@ def sort_key(device: str) -> str:
 
 def export_trace(prof, path: Path) -> str:
     """Chrome trace written via temp file + rename; returns the path relative to the output folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        prof.export_chrome_trace(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        prof.export_chrome_trace(str(tmp))
     return f"{path.parent.name}/{path.name}"  # e.g. traces/<run>-cold.trace.json under KIT_OUTPUT_DIR
 
 

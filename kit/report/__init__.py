@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from core.errors import KitError
+from core.files import atomic_path
 from kit.report.common import Inputs, _stderr_note, group_runs, label_order, load_inputs
 from kit.report.published import Published, load_published
 
@@ -145,29 +145,14 @@ def write_all(reports_dir: Path, files: dict[str, bytes]) -> list[Path]:
         if target.exists() and not target.is_file():
             raise KitError(f"{target}: exists and is not a regular file, so the report cannot replace it. Move it "
                            "away and run again; nothing was written.")
-    staged: list[tuple[str, Path]] = []
     try:
-        for name, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=reports_dir)
-            staged.append((tmp, reports_dir / name))
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-    except BaseException as e:
-        for tmp, _ in staged:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-        if isinstance(e, OSError):
-            raise KitError(f"{reports_dir}: cannot write the reports ({e}). Nothing was changed there; "
-                           "check free space and permissions.") from e
-        raise
-    for tmp, final in staged:
-        os.replace(tmp, final)
-    return [final for _, final in staged]
+        with ExitStack() as staged:  # every file staged before the first rename; an error removes all the temp files
+            for name, data in files.items():
+                staged.enter_context(atomic_path(reports_dir / name, mode=0o644)).write_bytes(data)
+    except OSError as e:
+        raise KitError(f"{reports_dir}: cannot write the reports ({e}). Nothing was changed there unless the error "
+                       "came while renaming the files into place; check free space and permissions.") from e
+    return [reports_dir / name for name in files]
 
 
 def assemble_reports(results_dir: Path, reports_dir: Path, *, published_path: Optional[Path] = None,

@@ -32,10 +32,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from kit import KIT_ROOT
 from core.errors import KitError
 from core.workload import WorkloadSpec
-from kit.images import is_vllm_stack, vllm_series_of
+from kit import KIT_ROOT, preflight
+from kit.images import ensure_image, is_vllm_stack, vllm_series_of
 from kit.runners import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
@@ -285,9 +285,6 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
 
     Raises KeyboardInterrupt after stopping the container on Ctrl-C.
     """
-    from kit import preflight
-    from kit.images import ensure_image
-
     needs_gpu = step.needs_gpu
     if client is None:
         client = preflight.docker_preflight(() if image else (step.stack,), gpu_workload=step.workload if needs_gpu

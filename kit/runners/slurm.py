@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from core.errors import KitError
+from core.files import atomic_write_text
 from core.workload import Parser
 from kit import KIT_ROOT, slurm
 from kit.runners import RunnerOptions, Step, run_step
@@ -273,7 +274,7 @@ def spec_of(step: Step, gpu_type: Optional[str], results_dir: Path) -> tuple[str
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    slurm._atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o644)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o644)
 
 
 def read_ledger(path: Path) -> Optional[dict]:

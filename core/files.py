@@ -1,0 +1,52 @@
+"""Writing a file so that no reader ever sees half of it: a temp file in the same folder, fsync, rename.
+
+The one implementation for both sides (results, reports, Slurm scripts, profiler traces). Standard library only.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+
+def umask_mode() -> int:
+    """The mode a new file gets (0644 usually); mkstemp's own 0600 would hide results from other users."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_path(path: Path, mode: Optional[int] = None) -> Iterator[Path]:
+    """Yield a temp file beside `path` to write (by name: writers such as torch's trace exporter open it themselves).
+
+    On a clean exit the temp file is fsynced, given `mode` (default: per umask) and renamed onto `path`; on an error
+    it is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, umask_mode() if mode is None else mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: Optional[int] = None) -> None:
+    with atomic_path(path, mode) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: Path, text: str, mode: Optional[int] = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
