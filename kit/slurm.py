@@ -12,12 +12,11 @@ Everything goes through Slurm's own commands (sbatch, squeue, sacct, scancel, si
 
 Where the states come from:
   - `squeue -j IDS --states=all -O ...`: pending and running jobs, and finished ones for MinJobAge seconds after
-    they end (Slurm's default 300 s; .ci/slurm-up sets 600). squeue's exit_code column is the raw wait status,
-    decoded here into exit code and signal (768 -> exit 3; 15 -> signal 15).
-  - `sacct` for ids squeue no longer knows, where the cluster keeps accounting (slurmdbd). CI has none
-    (AccountingStorageType=accounting_storage/none: "Slurm accounting storage is disabled"), so there a job that
-    squeue has forgotten comes back as state UNKNOWN (source "missing"). `wait` polls every few seconds, far
-    inside MinJobAge, so it always sees the terminal state from squeue.
+    they end (Slurm's default 300 s; .ci/slurm-up sets 600); its exit_code column is the raw wait status
+    (768 -> exit 3; 15 -> signal 15).
+  - `sacct`, for the jobs that have ended or that squeue no longer lists, where the cluster keeps accounting
+    (slurmdbd). Without it ("Slurm accounting storage is disabled", as in CI) squeue's terminal state stands, and
+    a job squeue has forgotten is UNKNOWN (source "missing"); `wait` polls far inside MinJobAge.
 
 Costs of the preflight: `sinfo` and `sbatch --test-only` (nothing is queued) are instant; the visibility probe
 (`check_visible`) runs ONE real 1-CPU job through `srun` (a few seconds on an idle partition; on a busy one it
@@ -63,6 +62,7 @@ _HINTS = {
 
 
 _ALLOCATION_VARS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_ID", "SLURM_STEPID")
+_PROBE_VARS = ("ACCOUNT", "QOS", "RESERVATION", "CONSTRAINT", "WCKEY", "CLUSTERS")  # SBATCH_X -> srun's SLURM_X
 
 
 class SlurmError(KitError):
@@ -363,7 +363,10 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
         try:
             # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
             # otherwise start a step of that job, on its node, not on the partition asked for.
+            # srun reads SLURM_ACCOUNT, ... where sbatch reads SBATCH_ACCOUNT, ...: the probe is charged the same way.
             env = {k: v for k, v in os.environ.items() if k not in _ALLOCATION_VARS}
+            env.update({f"SLURM_{k}": os.environ[f"SBATCH_{k}"] for k in _PROBE_VARS
+                        if f"SBATCH_{k}" in os.environ and f"SLURM_{k}" not in os.environ})
             r = tools.run("srun", *args, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL, env=env)
         except SlurmError:
             tools.run("scancel", "--name", name, check=False)
@@ -507,9 +510,10 @@ def _clean(s: str) -> str:
 
 
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
-    """{id: JobState} for every id: squeue first (pending, running, and finished for MinJobAge seconds), sacct for
-    the rest where the cluster keeps accounting; a job neither knows comes back as UNKNOWN (source 'missing').
-    SlurmError when squeue itself fails."""
+    """{id: JobState} for every id. squeue knows pending and running jobs, and finished ones for MinJobAge seconds;
+    a job that has ended, or that squeue no longer lists, is read from sacct where the cluster keeps accounting
+    (slurmdbd: the record outlives MinJobAge); without it squeue's answer stands, and a job neither knows comes back
+    as UNKNOWN (source 'missing'). SlurmError when squeue itself fails."""
     ids = [str(i) for i in ids]
     if not ids:
         return {}
@@ -528,9 +532,12 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
         code, sig = _wait_status(raw) if state in TERMINAL_STATES or state == "COMPLETING" else (None, None)
         if jid in ids:
             found[jid] = JobState(jid, state, code, sig, _clean(reason), _clean(node), part, name, "squeue")
-    rest = [i for i in ids if i not in found]
-    if rest:
-        found.update(_sacct_states(tools, rest))
+    ended = [i for i in ids if i not in found or found[i].terminal]
+    for jid, st in (_sacct_states(tools, ended) if ended else {}).items():
+        if jid not in found:
+            found[jid] = st
+        elif st.terminal:  # sacct lags behind squeue for a moment after the end; squeue's reason is kept
+            found[jid] = dataclasses.replace(st, reason=found[jid].reason)
     for i in ids:
         if i not in found:
             found[i] = JobState(i, "UNKNOWN", reason="not known to squeue, and no accounting (sacct) to ask",
@@ -629,14 +636,15 @@ class Event:
 
 
 def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Event], None]] = None, *,
-         log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0,
+         log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
          timeout_s: Optional[float] = None, unreachable_s: float = 300,
          cancel_on_interrupt: bool = False) -> dict[str, JobState]:
     """Follow jobs until every one is in a terminal state; returns {id: final JobState}.
 
-    Every poll (poll_s) asks squeue for all unfinished ids (one call) and reads the new lines of each job's log
+    Every poll asks squeue for all unfinished ids (one call) and reads the new lines of each job's log
     (`log_paths`); `on_event` gets a state Event when a job's state, reason or node changes, and a log Event per
-    new line, in order. Once a job is terminal its log is read to the end (a last line without newline too).
+    new line, in order. The polls back off: poll_s, twice that, ... up to poll_max_s, and poll_s again after a poll
+    that saw a change or a log line. Once a job is terminal its log is read to the end (a last line without newline too).
     A failing squeue is retried for `unreachable_s` before SlurmError. `timeout_s`: give up (SlurmError) with
     the jobs still running. Ctrl-C: with cancel_on_interrupt, the unfinished jobs are scancel'ed (and waited
     for, briefly) before KeyboardInterrupt propagates; without it the caller decides (see cancel()).
@@ -648,9 +656,11 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
     t0 = time.monotonic()
     last_ok = t0
     emit = on_event or (lambda e: None)
+    interval = poll_s
     try:
         while True:
             todo = [i for i in ids if i not in done]
+            news = False
             try:
                 states = job_states(tools, todo)
                 last_ok = time.monotonic()
@@ -664,12 +674,14 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
                     prev = last.get(i)
                     if prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node):
                         emit(Event("state", i, st))
+                        news = True
                     last[i] = st
                 f = followers.get(str(i))
                 if f is not None and i in last:
                     final = st is not None and st.terminal
                     for line in f.read(final=final):
                         emit(Event("log", i, last[i], line))
+                        news = True
                 if st is not None and st.terminal:
                     done[i] = st
             if len(done) == len(ids):
@@ -678,7 +690,8 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
                 running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in ids if i not in done)
                 raise SlurmError(f"--runner slurm: gave up waiting after {timeout_s:.0f}s for job(s) {running}; "
                                  "they are still in the queue (scancel them, or look again later).")
-            time.sleep(poll_s)
+            interval = poll_s if news else min(interval * 2, max(poll_s, poll_max_s))
+            time.sleep(interval)
     except KeyboardInterrupt:
         if cancel_on_interrupt:
             cancel(tools, [i for i in ids if i not in done])
