@@ -1,32 +1,17 @@
 """Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job on the cluster.
 
-Host side (the login node), `run_slurm`:
+Host side (`run_slurm`): check the cluster first (kit/slurm.py `preflight`: partition, GPU types, `sbatch
+--test-only`, then, only if a job will be submitted, ONE probe job: a node sees the folders and the interpreter);
+per (step, GPU type) a spec hash and its ledger `<results>/.slurm/<hash>.json`, so the same spec is not submitted
+again while its job is pending, running or has completed (`--again` submits anyway); `sbatch` with
+`--gres=gpu[:TYPE]:1` and the user's options (OPTIONS: only those given, so sbatch's SBATCH_* variables apply to
+the rest); unless `--no-wait`, follow the jobs (states, then log lines prefixed with step/type); Ctrl-C cancels
+this run's jobs by id; a job that did not complete gets one paragraph, and the command fails at the end.
 
-1. find the Slurm commands and check the cluster before anything is submitted (kit/slurm.py `preflight`): the
-   partition, the GPU types its nodes offer, `sbatch --test-only` with the user's arguments; then, only if a job
-   will be submitted, ONE probe job that checks that a node sees the results, output and checkout folders and
-   the interpreter the way this machine does;
-2. per (step, GPU type), the spec (stack, entry point, workload, GPU type, results folder) is hashed; a small
-   ledger `<results>/.slurm/<hash>.json` remembers the last job of that spec, so submitting the same spec again
-   runs nothing while that job is pending, running or has completed (`--again` submits anyway); a failed,
-   cancelled or forgotten one is submitted again;
-3. `sbatch` with `--gres=gpu[:TYPE]:1` (none for a CPU workload without --gpu-types), the partition, account,
-   time limit, constraint and the extra `--sbatch-arg`s (after the kit's own, so they win); the job script and its
-   log are kept under `<output>/slurm/`;
-4. unless `--no-wait`: follow the jobs (states from squeue, then each job's log lines as they arrive, prefixed
-   with step/type); Ctrl-C cancels the jobs this run submitted (scancel, by id), waits for them to end and says
-   what had finished; a job that did not complete gets one paragraph (state, exit code, log tail) and the others
-   go on; the command fails at the end, naming them.
-
-Node side, what the job script runs: `cd <checkout> && exec <this interpreter> -m kit step --runner docker|local
---step JSON ...` (`node_main`): the Step rebuilt from JSON, run with `run_step` exactly as on a workstation (the
-pinned image, or the interpreter made from the locks). SIGTERM, which Slurm sends to every process of a job it
-cancels, times out or preempts, is handled like Ctrl-C: the container is stopped (within the cluster's KillWait)
-and nothing partial is written. The job's outcome is recorded in the ledger by the node too, so a later
-submission knows it even after the controller has forgotten the job (no sacct).
-
-The kit's side of the line (no torch; standard library and core/), on the login node and on the node. Provenance of the results: bench/provenance.py reads SLURM_JOB_ID,
-SLURMD_NODENAME, SLURM_JOB_PARTITION and KIT_SLURM_GPU_TYPE (set by the job script) inside the job.
+Node side (`node_main`, what the job script execs: `<this interpreter> -m kit step --runner docker|local --step
+JSON ...` in the checkout): the step run with `run_step` as on a workstation; SIGTERM (Slurm's cancel, time limit,
+preemption) handled like Ctrl-C; the outcome recorded in the ledger, so a later submission knows it without sacct.
+bench/provenance.py reads SLURM_JOB_ID, SLURMD_NODENAME, SLURM_JOB_PARTITION and KIT_SLURM_GPU_TYPE in the job.
 """
 from __future__ import annotations
 
@@ -417,7 +402,8 @@ def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: li
 
     ids = [j.job_id for j in jobs]
     try:
-        final = slurm.wait(tools, ids, on_event, log_paths={j.job_id: j.log for j in jobs if j.log}, poll_s=POLL_S, poll_max_s=POLL_MAX_S)
+        final = slurm.wait(tools, ids, on_event, log_paths={j.job_id: j.log for j in jobs if j.log}, poll_s=POLL_S,
+                           poll_max_s=POLL_MAX_S)
     except KeyboardInterrupt:
         _interrupted(command, tools, jobs, latest)
         raise

@@ -1,5 +1,6 @@
 """`--runner slurm` without a cluster: options, job states (sacct as a test double), polling, the spec hash, the
-step as JSON, the job script, and the Slurm part of the provenance (tests/slurm runs the real thing against slurmctld)."""
+step as JSON, the job script, and the Slurm part of the provenance (tests/slurm runs the real thing against
+slurmctld)."""
 from __future__ import annotations
 
 import json
