@@ -1,27 +1,19 @@
 """Slurm mechanics for `--runner slurm`: preflight, submit, follow, cancel, explain. Host side, stdlib only.
 
-Everything goes through Slurm's own commands (sbatch, squeue, sacct, scancel, sinfo, srun), found on PATH:
+Everything goes through Slurm's own commands (sbatch, squeue, sacct, scancel, sinfo, srun) on PATH:
 
-    tools = find_slurm()                                   # KitError: no sbatch / the controller does not answer
-    preflight(tools, partition="debug", gpu_types=["a100", "h100"], visible_dirs=[results_dir])
-    job = submit(script_text, job_name="kit-bench-hf-a100", log_path=logs / "bench-hf-a100.log",
-                 sbatch_args=["--partition=debug", gres_arg("a100"), "--time=60"])
-    final = wait([job], on_event=print_event, log_paths={job: logs / "bench-hf-a100.log"})
-    if not final[job].ok:
-        print(failure_paragraph("bench-hf on a100", final[job], logs / "bench-hf-a100.log"))
+    tools = find_slurm()                      # KitError: no sbatch / the controller does not answer
+    part = preflight(tools, partition="debug", gpu_types=["a100"], visible_dirs=[results_dir])
+    job = submit(tools, script, job_name="kit-x", log_path=log, sbatch_args=[gres_arg("a100")])
+    final = wait(tools, [job], on_event=print, log_paths={job: log})   # {id: JobState}
 
-Where the states come from:
-  - `squeue -j IDS --states=all -O ...`: pending and running jobs, and finished ones for MinJobAge seconds after
-    they end (Slurm's default 300 s; .ci/slurm-up sets 600). squeue's exit_code column is the raw wait status,
-    decoded here into exit code and signal (768 -> exit 3; 15 -> signal 15).
-  - `sacct` for ids squeue no longer knows, where the cluster keeps accounting (slurmdbd). CI has none
-    (AccountingStorageType=accounting_storage/none: "Slurm accounting storage is disabled"), so there a job that
-    squeue has forgotten comes back as state UNKNOWN (source "missing"). `wait` polls every few seconds, far
-    inside MinJobAge, so it always sees the terminal state from squeue.
+States: `squeue --states=all` knows pending and running jobs, and finished ones for MinJobAge seconds (default
+300; .ci/slurm-up sets 600); its exit_code column is the raw wait status (768 -> exit 3; 15 -> signal 15). A job
+that has ended, or that squeue no longer lists, is read from `sacct` where the cluster keeps accounting
+(slurmdbd); without it (CI) squeue's answer stands, and a job neither knows is UNKNOWN (source "missing").
 
-Costs of the preflight: `sinfo` and `sbatch --test-only` (nothing is queued) are instant; the visibility probe
-(`check_visible`) runs ONE real 1-CPU job through `srun` (a few seconds on an idle partition; on a busy one it
-waits in the queue, bounded by its timeout) and writes/removes two small files in each folder.
+Costs of the preflight: `sinfo` and `sbatch --test-only` (nothing queued) are instant; `check_visible` runs ONE
+real 1-CPU job through `srun` (seconds on an idle partition, bounded by its timeout on a busy one).
 """
 from __future__ import annotations
 
@@ -64,6 +56,7 @@ _HINTS = {
 
 
 _ALLOCATION_VARS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_ID", "SLURM_STEPID")
+_PROBE_VARS = ("ACCOUNT", "QOS", "RESERVATION", "CONSTRAINT", "WCKEY", "CLUSTERS")  # SBATCH_X -> srun's SLURM_X
 
 
 class SlurmError(KitError):
@@ -158,39 +151,15 @@ class Partition:
 
 def split_gres(text: str) -> list[str]:
     """Split sinfo's %G column at commas outside parentheses: 'gpu:a:4(S:0,1),gpu:b:1' -> two items."""
-    items, depth, cur = [], 0, ""
-    for ch in text.strip():
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth = max(0, depth - 1)
-        if ch == "," and depth == 0:
-            items.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    items.append(cur)
-    return [i.strip() for i in items if i.strip() and i.strip() != "(null)"]
+    return [i.strip() for i in re.split(r",(?![^()]*\))", text.strip()) if i.strip() and i.strip() != "(null)"]
 
 
 def parse_gres(item: str) -> tuple[str, Optional[str], int]:
     """'gpu:a100:4(S:0-1)' -> ('gpu', 'a100', 4); 'gpu:2' -> ('gpu', None, 2); 'gpu' -> ('gpu', None, 1)."""
-    item = re.sub(r"\(.*\)$", "", item.strip())
-    parts = item.split(":")
-    name, typ, count = parts[0], None, 1
-    if len(parts) >= 2:
-        last = parts[-1]
-        if re.fullmatch(r"\d+[KMGTP]?", last):
-            count = _count(last)
-            typ = ":".join(parts[1:-1]) or None
-        else:
-            typ = ":".join(parts[1:])
-    return name, typ, count
-
-
-def _count(s: str) -> int:
-    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4, "P": 1024 ** 5}
-    return int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+    name, *rest = re.sub(r"\(.*\)$", "", item.strip()).split(":")
+    m = re.fullmatch(r"(\d+)([KMGTP]?)", rest[-1]) if rest else None
+    count = int(m.group(1)) * 1024 ** " KMGTP".index(m.group(2) or " ") if m else 1
+    return name, ":".join(rest[:-1] if m else rest) or None, count
 
 
 def partitions(tools: SlurmTools) -> dict[str, Partition]:
@@ -312,21 +281,13 @@ def probe_args(sbatch_args: Sequence[str]) -> list[str]:
 def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: Optional[str] = None,
                   sbatch_args: Sequence[str] = (), timeout_s: float = 120,
                   executables: Sequence[PathLike] = ()) -> None:
-    """Check that a compute node sees the same folders as this machine: KitError if not.
+    """KitError unless a compute node sees `folders` as this machine does, and has each of `executables`.
 
-    Writes a random token into `.kit-probe-<token>` in each folder, then runs ONE job with `srun` (1 CPU, 1 minute
-    limit, on `partition`) that reads each token back and writes `.kit-probe-<token>.reply` next to it; the folder
-    is visible when the node read the right token AND this machine sees the reply. So it catches a path missing on
-    the node, a node-local folder of the same name (the node reads no token), and a read-only mount (no reply).
-    srun brings the probe's output back over the network, so its error message reaches this machine even when
-    nothing is shared. Both files are removed afterwards. `executables` (e.g. the interpreter the job will run)
-    are checked in the same job: each must be an executable file on the node too (`test -x`, links followed).
-
-    Cost: one short job; seconds on an idle partition, up to `timeout_s` waiting in a busy queue, after which the
-    probe is cancelled and ProbeTimeout (a KitError) is raised. It checks the one node the probe lands on; a
-    cluster where only some nodes mount the folder can pass here and fail later (the job then fails with its
-    log missing, reported by failure_paragraph).
-    """
+    ONE job (`srun`, 1 CPU, 1 minute, on `partition`) reads back a random token written into `.kit-probe-<token>`
+    in each folder and writes `.kit-probe-<token>.reply` beside it: a missing path, a node-local folder of the same
+    name and a read-only mount all fail; srun brings its output back even when nothing is shared. Executables are
+    checked with `test -x`. Past `timeout_s` in the queue the probe is cancelled: ProbeTimeout. It checks the one
+    node it lands on."""
     if not tools.srun:
         raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
                        f"the results folder ({', '.join(map(str, folders))}).")
@@ -359,7 +320,10 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
         try:
             # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
             # otherwise start a step of that job, on its node, not on the partition asked for.
+            # srun reads SLURM_ACCOUNT, ... where sbatch reads SBATCH_ACCOUNT, ...: the probe is charged the same way.
             env = {k: v for k, v in os.environ.items() if k not in _ALLOCATION_VARS}
+            env.update({f"SLURM_{k}": os.environ[f"SBATCH_{k}"] for k in _PROBE_VARS
+                        if f"SBATCH_{k}" in os.environ and f"SLURM_{k}" not in os.environ})
             r = tools.run("srun", *args, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL, env=env)
         except SlurmError:
             tools.run("scancel", "--name", name, check=False)
@@ -460,16 +424,9 @@ class JobState:
         return self.state == "COMPLETED" and not self.exit_code and not self.signal
 
     def summary(self) -> str:
-        bits = [self.state]
-        if self.terminal and self.exit_code is not None:
-            bits.append(f"exit code {self.exit_code}")
-        if self.signal:
-            bits.append(f"signal {self.signal}")
-        if self.reason:
-            bits.append(f"reason {self.reason}")
-        if self.node:
-            bits.append(f"node {self.node}")
-        return ", ".join(bits)
+        return ", ".join([self.state] + [f"{k} {v}" for k, v in (
+            ("exit code", self.exit_code if self.terminal else None), ("signal", self.signal or None),
+            ("reason", self.reason or None), ("node", self.node or None)) if v is not None])
 
 
 def _state_word(s: str) -> str:
@@ -493,9 +450,10 @@ def _clean(s: str) -> str:
 
 
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
-    """{id: JobState} for every id: squeue first (pending, running, and finished for MinJobAge seconds), sacct for
-    the rest where the cluster keeps accounting; a job neither knows comes back as UNKNOWN (source 'missing').
-    SlurmError when squeue itself fails."""
+    """{id: JobState} for every id. squeue knows pending and running jobs, and finished ones for MinJobAge seconds;
+    a job that has ended, or that squeue no longer lists, is read from sacct where the cluster keeps accounting
+    (slurmdbd: the record outlives MinJobAge); without it squeue's answer stands, and a job neither knows comes back
+    as UNKNOWN (source 'missing'). SlurmError when squeue itself fails."""
     ids = [str(i) for i in ids]
     if not ids:
         return {}
@@ -514,9 +472,12 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
         code, sig = _wait_status(raw) if state in TERMINAL_STATES or state == "COMPLETING" else (None, None)
         if jid in ids:
             found[jid] = JobState(jid, state, code, sig, _clean(reason), _clean(node), part, name, "squeue")
-    rest = [i for i in ids if i not in found]
-    if rest:
-        found.update(_sacct_states(tools, rest))
+    ended = [i for i in ids if i not in found or found[i].terminal]
+    for jid, st in (_sacct_states(tools, ended) if ended else {}).items():
+        if jid not in found:
+            found[jid] = st
+        elif st.terminal:  # sacct lags behind squeue for a moment after the end; squeue's reason is kept
+            found[jid] = dataclasses.replace(st, reason=found[jid].reason)
     for i in ids:
         if i not in found:
             found[i] = JobState(i, "UNKNOWN", reason="not known to squeue, and no accounting (sacct) to ask",
@@ -573,10 +534,8 @@ def log_tail(path: PathLike, n: int = 20, *, max_bytes: int = 256 * 1024) -> lis
 
 
 class LogFollower:
-    """tail -f for one log on a shared filesystem: new complete lines since the last call.
-
-    The file may appear late (the job is pending), and may start over (a requeued job's log is truncated):
-    then it is read again from the start."""
+    """tail -f for one log on a shared filesystem: new complete lines since the last call. The file may appear late
+    (a pending job) or start over (a requeued job's log is truncated: read again from the start)."""
 
     def __init__(self, path: PathLike):
         self.path = Path(path)
@@ -615,18 +574,16 @@ class Event:
 
 
 def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Event], None]] = None, *,
-         log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0,
+         log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
          timeout_s: Optional[float] = None, unreachable_s: float = 300,
          cancel_on_interrupt: bool = False) -> dict[str, JobState]:
-    """Follow jobs until every one is in a terminal state; returns {id: final JobState}.
+    """Follow jobs until each is terminal; returns {id: final JobState}.
 
-    Every poll (poll_s) asks squeue for all unfinished ids (one call) and reads the new lines of each job's log
-    (`log_paths`); `on_event` gets a state Event when a job's state, reason or node changes, and a log Event per
-    new line, in order. Once a job is terminal its log is read to the end (a last line without newline too).
-    A failing squeue is retried for `unreachable_s` before SlurmError. `timeout_s`: give up (SlurmError) with
-    the jobs still running. Ctrl-C: with cancel_on_interrupt, the unfinished jobs are scancel'ed (and waited
-    for, briefly) before KeyboardInterrupt propagates; without it the caller decides (see cancel()).
-    """
+    Each poll asks squeue about every unfinished id (one call) and reads each job's new log lines (`log_paths`);
+    `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line; a
+    terminal job's log is read to its end. Polls back off: poll_s, twice that, ... up to poll_max_s, and poll_s
+    again after a change or a log line. A failing squeue is retried for `unreachable_s`; past `timeout_s`,
+    SlurmError. Ctrl-C: with cancel_on_interrupt the unfinished jobs are scancel'ed before it propagates."""
     ids = [str(i) for i in ids]
     followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
     last: dict[str, JobState] = {}
@@ -634,9 +591,11 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
     t0 = time.monotonic()
     last_ok = t0
     emit = on_event or (lambda e: None)
+    interval = poll_s
     try:
         while True:
             todo = [i for i in ids if i not in done]
+            news = False
             try:
                 states = job_states(tools, todo)
                 last_ok = time.monotonic()
@@ -650,12 +609,14 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
                     prev = last.get(i)
                     if prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node):
                         emit(Event("state", i, st))
+                        news = True
                     last[i] = st
                 f = followers.get(str(i))
                 if f is not None and i in last:
                     final = st is not None and st.terminal
                     for line in f.read(final=final):
                         emit(Event("log", i, last[i], line))
+                        news = True
                 if st is not None and st.terminal:
                     done[i] = st
             if len(done) == len(ids):
@@ -664,7 +625,8 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
                 running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in ids if i not in done)
                 raise SlurmError(f"--runner slurm: gave up waiting after {timeout_s:.0f}s for job(s) {running}; "
                                  "they are still in the queue (scancel them, or look again later).")
-            time.sleep(poll_s)
+            interval = poll_s if news else min(interval * 2, max(poll_s, poll_max_s))
+            time.sleep(interval)
     except KeyboardInterrupt:
         if cancel_on_interrupt:
             cancel(tools, [i for i in ids if i not in done])
@@ -696,19 +658,12 @@ def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30, poll_s:
 def failure_paragraph(job: str, state: JobState, log_path: PathLike, *, lines: int = 20) -> str:
     """One paragraph for a job that did not complete: what it was, how it ended (state, exit code or signal,
     reason), where (node, partition), the log's path and its last `lines` lines (indented)."""
-    how = [f"ended {state.state}"]
-    if state.exit_code is not None and (state.exit_code or not state.signal):
-        how.append(f"with exit code {state.exit_code}")
-    if state.signal:
-        how.append(f"{'and' if len(how) > 1 else 'by'} signal {state.signal}")
-    where = []
-    if state.node:
-        where.append(f"on node {state.node}")
-    if state.partition:
-        where.append(f"in partition {state.partition}")
-    text = f"{job}: Slurm job {state.job_id} {' '.join(how)}{(' ' + ' '.join(where)) if where else ''}"
-    if state.reason and state.reason not in ("NonZeroExitCode",):
-        text += f" (reason: {state.reason})"
+    how = [f"ended {state.state}"] + ([f"with exit code {state.exit_code}"] if state.exit_code is not None
+                                      and (state.exit_code or not state.signal) else [])
+    how += [f"{'and' if len(how) > 1 else 'by'} signal {state.signal}"] if state.signal else []
+    how += [f"on node {state.node}"] * bool(state.node) + [f"in partition {state.partition}"] * bool(state.partition)
+    text = f"{job}: Slurm job {state.job_id} {' '.join(how)}"
+    text += f" (reason: {state.reason})" if state.reason and state.reason != "NonZeroExitCode" else ""
     hint = _HINTS.get(state.state)
     text += f"; {hint}." if hint else "."
     tail = log_tail(log_path, lines)

@@ -1,32 +1,17 @@
 """Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job on the cluster.
 
-Host side (the login node), `run_slurm`:
+Host side (`run_slurm`): check the cluster first (kit/slurm.py `preflight`: partition, GPU types, `sbatch
+--test-only`, then, only if a job will be submitted, ONE probe job: a node sees the folders and the interpreter);
+per (step, GPU type) a spec hash and its ledger `<results>/.slurm/<hash>.json`, so the same spec is not submitted
+again while its job is pending, running or has completed (`--again` submits anyway); `sbatch` with
+`--gres=gpu[:TYPE]:1` and the user's options (OPTIONS: only those given, so sbatch's SBATCH_* variables apply to
+the rest); unless `--no-wait`, follow the jobs (states, then log lines prefixed with step/type); Ctrl-C cancels
+this run's jobs by id; a job that did not complete gets one paragraph, and the command fails at the end.
 
-1. find the Slurm commands and check the cluster before anything is submitted (kit/slurm.py `preflight`): the
-   partition, the GPU types its nodes offer, `sbatch --test-only` with the user's arguments; then, only if a job
-   will be submitted, ONE probe job that checks that a node sees the results, output and checkout folders and
-   the interpreter the way this machine does;
-2. per (step, GPU type), the spec (stack, entry point, workload, GPU type, results folder) is hashed; a small
-   ledger `<results>/.slurm/<hash>.json` remembers the last job of that spec, so submitting the same spec again
-   runs nothing while that job is pending, running or has completed (`--again` submits anyway); a failed,
-   cancelled or forgotten one is submitted again;
-3. `sbatch` with `--gres=gpu[:TYPE]:1` (none for a CPU workload without --gpu-types), the partition, account,
-   time limit, constraint and the extra `--sbatch-arg`s (after the kit's own, so they win); the job script and its
-   log are kept under `<output>/slurm/`;
-4. unless `--no-wait`: follow the jobs (states from squeue, then each job's log lines as they arrive, prefixed
-   with step/type); Ctrl-C cancels the jobs this run submitted (scancel, by id), waits for them to end and says
-   what had finished; a job that did not complete gets one paragraph (state, exit code, log tail) and the others
-   go on; the command fails at the end, naming them.
-
-Node side, what the job script runs: `cd <checkout> && exec <this interpreter> -m kit step --runner docker|local
---step JSON ...` (`node_main`): the Step rebuilt from JSON, run with `run_step` exactly as on a workstation (the
-pinned image, or the interpreter made from the locks). SIGTERM, which Slurm sends to every process of a job it
-cancels, times out or preempts, is handled like Ctrl-C: the container is stopped (within the cluster's KillWait)
-and nothing partial is written. The job's outcome is recorded in the ledger by the node too, so a later
-submission knows it even after the controller has forgotten the job (no sacct).
-
-The kit's side of the line (no torch; standard library and core/), on the login node and on the node. Provenance of the results: bench/provenance.py reads SLURM_JOB_ID,
-SLURMD_NODENAME, SLURM_JOB_PARTITION and KIT_SLURM_GPU_TYPE (set by the job script) inside the job.
+Node side (`node_main`, what the job script execs: `<this interpreter> -m kit step --runner docker|local --step
+JSON ...` in the checkout): the step run with `run_step` as on a workstation; SIGTERM (Slurm's cancel, time limit,
+preemption) handled like Ctrl-C; the outcome recorded in the ledger, so a later submission knows it without sacct.
+bench/provenance.py reads SLURM_JOB_ID, SLURMD_NODENAME, SLURM_JOB_PARTITION and KIT_SLURM_GPU_TYPE in the job.
 """
 from __future__ import annotations
 
@@ -40,6 +25,7 @@ import shlex
 import signal
 import socket
 import sys
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -50,11 +36,10 @@ from core.workload import Parser
 from kit import KIT_ROOT, slurm
 from kit.runners import RunnerOptions, Step, run_step
 
-DEFAULTS_ENV = "KIT_SLURM_DEFAULTS"
-DEFAULTS_PATH = Path("~/.config/awq-kit/slurm.toml")
 LEDGER_DIR = ".slurm"  # under the results folder; hidden, so report assembly ignores it
 GPU_TYPE_ENV = "KIT_SLURM_GPU_TYPE"
-POLL_S = float(os.environ.get("KIT_SLURM_POLL_S", "2"))
+POLL_S = float(os.environ.get("KIT_SLURM_POLL_S", "2"))  # the first interval between two looks at the queue;
+POLL_MAX_S = float(os.environ.get("KIT_SLURM_POLL_MAX_S", "30"))  # doubled after each look that saw nothing new
 CANCEL_WAIT_S = 120.0
 # Ledger states after which the same spec is not submitted again (without --again).
 DONE_OK = "COMPLETED"
@@ -64,162 +49,79 @@ ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "CONFIGURING", "RUNNING", "CO
 
 # --------------------------------------------------------------------------- options
 
-# option (as on the command line, without --) -> (type in the defaults file, help)
-OPTIONS: dict[str, tuple[str, str]] = {
-    "partition": ("str", "partition to submit to (default: the cluster's default partition)"),
-    "account": ("str", "account to charge (sbatch --account)"),
-    "time": ("str", "time limit of each job (sbatch --time: MINUTES, HH:MM:SS, D-HH:MM:SS); default: the "
-                    "partition's"),
-    "constraint": ("str", "node features the jobs need (sbatch --constraint)"),
-    "sbatch-arg": ("list", "extra sbatch argument, repeatable, written with = (--sbatch-arg=--qos=high); after the "
-                           "kit's own, so they win"),
-    "gpu-types": ("list", "the GPU-type matrix: one job per step and type, --gres=gpu:TYPE:1 (e.g. a100,h100,t4); "
-                          "default: one job on any GPU (--gres=gpu:1), or no GPU for a --device cpu workload"),
-    "node-runner": ("str", "how the job runs the step on its node: docker (the pinned image; default) or local "
-                           "(--python, else .venv-<stack>/ in the checkout)"),
-}
+@dataclass(frozen=True)
+class Option:
+    """One Slurm option of the measuring commands, declared once: its flag (--NAME), its help, and, with
+    `sbatch_env`, the sbatch option of the same name (`--NAME=VALUE`) that sbatch otherwise takes from that
+    variable of its own: the kit passes it only when given, so the cluster user's SBATCH_* settings apply."""
+    name: str
+    help: str
+    sbatch_env: Optional[str] = None
+    kw: dict = field(default_factory=dict)  # argparse's (type, action, choices, metavar)
 
-
-def add_slurm_args(p: argparse.ArgumentParser) -> None:
-    """The Slurm options of the measuring commands (kit/cli.py `_runner_parser`); all default to None, so that
-    the defaults file can fill what the command line leaves out."""
-    g = p.add_argument_group("--runner slurm (defaults: --slurm-defaults FILE, else $KIT_SLURM_DEFAULTS, else "
-                             f"{DEFAULTS_PATH})")
-    for name, (kind, help_text) in OPTIONS.items():
-        if name == "sbatch-arg":
-            g.add_argument("--sbatch-arg", action="append", metavar="ARG", help=help_text)
-        elif name == "gpu-types":
-            g.add_argument("--gpu-types", type=_type_list, metavar="A,B,...", help=help_text)
-        elif name == "node-runner":
-            g.add_argument("--node-runner", choices=("docker", "local"), help=help_text)
-        else:
-            g.add_argument(f"--{name}", help=help_text)
-    g.add_argument("--again", action="store_true",
-                   help="submit even when the same spec already has a pending, running or completed job")
-    g.add_argument("--no-wait", action="store_true",
-                   help="print the job ids and their logs, and return; `nox -s report` assembles what arrived")
-    g.add_argument("--slurm-defaults", type=Path, metavar="FILE",
-                   help="per-cluster defaults, TOML (or JSON): keys are the options above without --, e.g. "
-                        "partition = \"gpu\"; the command line wins")
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
 
 
 def _type_list(text: str) -> list[str]:
-    types = [t.strip() for t in text.split(",") if t.strip()]
+    types = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))  # in order, once each
     if not types:
         raise argparse.ArgumentTypeError(f"expected GPU type names, comma-separated, got {text!r}")
     return types
 
 
-@dataclass
-class SlurmOptions:
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    time: Optional[str] = None
-    constraint: Optional[str] = None
-    sbatch_args: list[str] = field(default_factory=list)
-    gpu_types: list[str] = field(default_factory=list)
-    node_runner: str = "docker"
-    again: bool = False
-    no_wait: bool = False
-    defaults_file: Optional[Path] = None  # the file the defaults came from, if any
+OPTIONS = (
+    Option("partition", "partition to submit to (default: $SBATCH_PARTITION, else the cluster's default)",
+           "SBATCH_PARTITION"),
+    Option("account", "account to charge (default: $SBATCH_ACCOUNT, else yours)", "SBATCH_ACCOUNT"),
+    Option("time", "time limit of each job (MINUTES, HH:MM:SS, D-HH:MM:SS; default: $SBATCH_TIMELIMIT, else the "
+                   "partition's)", "SBATCH_TIMELIMIT"),
+    Option("constraint", "node features the jobs need (default: $SBATCH_CONSTRAINT)", "SBATCH_CONSTRAINT"),
+    Option("sbatch-arg", "extra sbatch argument, repeatable, written with = (--sbatch-arg=--qos=high); after the "
+                         "kit's own, so they win", kw={"action": "append", "metavar": "ARG"}),
+    Option("gpu-types", "the GPU-type matrix: one job per step and type, --gres=gpu:TYPE:1 (e.g. a100,h100,t4); "
+                        "default: one job on any GPU (--gres=gpu:1), or no GPU for a --device cpu workload",
+           kw={"type": _type_list, "metavar": "A,B,..."}),
+    Option("node-runner", "how the job runs the step on its node: docker (the pinned image; default) or local "
+                          "(--python, else .venv-<stack>/ in the checkout)", kw={"choices": ("docker", "local")}),
+    Option("again", "submit even when the same spec already has a pending, running or completed job",
+           kw={"action": "store_true"}),
+    Option("no-wait", "print the job ids and their logs, and return; `nox -s report` assembles what arrived",
+           kw={"action": "store_true"}),
+)
 
 
-def defaults_path(explicit: Optional[Path]) -> tuple[Optional[Path], bool]:
-    """(file, named): --slurm-defaults, else $KIT_SLURM_DEFAULTS (both must exist), else the per-user file (used
-    when it exists)."""
-    if explicit is not None:
-        return Path(explicit).expanduser(), True
-    if os.environ.get(DEFAULTS_ENV):
-        return Path(os.environ[DEFAULTS_ENV]).expanduser(), True
-    return DEFAULTS_PATH.expanduser(), False
+def add_slurm_args(p: argparse.ArgumentParser) -> None:
+    """The Slurm options of the measuring commands (kit/cli.py `_runner_parser`)."""
+    g = p.add_argument_group("--runner slurm (sbatch's own input variables, SBATCH_PARTITION, SBATCH_ACCOUNT, "
+                             "SBATCH_TIMELIMIT, SBATCH_QOS, ..., apply to what is not given here)")
+    for o in OPTIONS:
+        g.add_argument(f"--{o.name}", help=o.help, **o.kw)
 
 
-def load_defaults(path: Path) -> dict[str, Any]:
-    """The defaults file, checked: {option name: value}. KitError (one paragraph naming the file and the key)."""
-    where = f"the Slurm defaults file {path}"
-    keys = ", ".join(OPTIONS)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise KitError(f"--runner slurm: cannot read {where} ({e.strerror}). Pass an existing file with "
-                       f"--slurm-defaults (or {DEFAULTS_ENV}), or none.") from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise KitError(f"--runner slurm: {where} is not valid JSON ({e}). Write an object of option names, e.g. "
-                           '{"partition": "gpu", "time": "02:00:00"}.') from None
-    else:
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise KitError(f"--runner slurm: {where} is TOML, which this Python ({sys.version.split()[0]}) cannot "
-                           "read (tomllib is Python >= 3.11). Write the same keys as JSON into a .json file "
-                           "instead.") from None
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise KitError(f"--runner slurm: {where} is not valid TOML ({e}). Write one option per line, e.g. "
-                           'partition = "gpu".') from None
-    if not isinstance(data, dict):
-        raise KitError(f"--runner slurm: {where} must hold a table of options ({keys}), not a {type(data).__name__}.")
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in OPTIONS:
-            hint = " (--again and --no-wait are per run: give them on the command line)" \
-                if key in ("again", "no-wait") else ""
-            raise KitError(f"--runner slurm: {where} has an unknown key {key!r}{hint}. The keys are the Slurm "
-                           f"options without their dashes: {keys}.")
-        kind = OPTIONS[key][0]
-        if kind == "list":
-            items = [v.strip() for v in value.split(",")] if key == "gpu-types" and isinstance(value, str) \
-                else [value] if isinstance(value, str) else value
-            if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
-                raise KitError(f"--runner slurm: {where}: key {key!r} must be a list of strings (or one string), "
-                               f"got {value!r}.")
-            out[key] = [v for v in items if v]
-        else:
-            if isinstance(value, bool) or not isinstance(value, (str, int)):
-                raise KitError(f"--runner slurm: {where}: key {key!r} must be a string, got {value!r}.")
-            value = str(value)
-            if key == "node-runner" and value not in ("docker", "local"):
-                raise KitError(f"--runner slurm: {where}: key 'node-runner' must be \"docker\" or \"local\", got "
-                               f"{value!r}.")
-            out[key] = value
-    return out
+class SlurmOptions(SimpleNamespace):
+    """One attribute per Option.dest (None / False: not given; node_runner "docker" and gpu_types [] then)."""
+
+    def sbatch_args(self) -> list[str]:
+        """The user's part of every job's sbatch arguments, checked by preflight: the options given (never one
+        that was not: sbatch then reads its SBATCH_* variable itself), then the --sbatch-args."""
+        return [f"--{o.name}={getattr(self, o.dest)}" for o in OPTIONS if o.sbatch_env and getattr(self, o.dest)] \
+            + list(self.sbatch_arg or [])
 
 
 def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
-    """The Slurm options of a parsed command line merged over the defaults file; None for another runner (where
-    Slurm options are an error: they would be silently ignored)."""
-    given = [f"--{n}" for n in OPTIONS if getattr(ns, n.replace("-", "_"), None)]
-    given += [f"--{n}" for n in ("again", "no-wait") if getattr(ns, n.replace("-", "_"), False)]
-    if getattr(ns, "slurm_defaults", None):
-        given.append("--slurm-defaults")
+    """The Slurm options of a parsed command line; None for another runner (where Slurm options are an error: they
+    would be silently ignored)."""
+    values = {o.dest: getattr(ns, o.dest, None) for o in OPTIONS}
     if ns.runner != "slurm":
+        given = [f"--{o.name}" for o in OPTIONS if values[o.dest]]
         if given:
             raise KitError(f"{', '.join(given)} only apply to --runner slurm, and this run uses --runner "
                            f"{ns.runner}. Add --runner slurm, or leave them out.")
         return None
-    path, named = defaults_path(getattr(ns, "slurm_defaults", None))
-    file_values: dict[str, Any] = {}
-    if path is not None and (named or path.exists()):
-        file_values = load_defaults(path)
-
-    def pick(name: str):
-        cli = getattr(ns, name.replace("-", "_"), None)
-        return cli if cli else file_values.get(name)
-
-    gpu_types: list[str] = []
-    for t in pick("gpu-types") or []:
-        if t not in gpu_types:
-            gpu_types.append(t)
-    return SlurmOptions(
-        partition=pick("partition"), account=pick("account"), time=pick("time"), constraint=pick("constraint"),
-        # the file's first, then the command line's: sbatch takes the last of a repeated option
-        sbatch_args=list(file_values.get("sbatch-arg", [])) + list(ns.sbatch_arg or []),
-        gpu_types=gpu_types, node_runner=pick("node-runner") or "docker", again=ns.again, no_wait=ns.no_wait,
-        defaults_file=path if file_values else None)
+    return SlurmOptions(**{**values, "node_runner": values["node_runner"] or "docker",
+                           "gpu_types": values["gpu_types"] or []})
 
 
 # --------------------------------------------------------------------------- jobs and the ledger
@@ -376,25 +278,13 @@ def plan_jobs(steps: Sequence[Step], opts: RunnerOptions, sopts: SlurmOptions) -
     return jobs
 
 
-def _sbatch_args(sopts: SlurmOptions) -> list[str]:
-    """The user's part of every job's sbatch arguments (account, time, constraint, extras), checked by preflight."""
-    args = []
-    if sopts.account:
-        args.append(f"--account={sopts.account}")
-    if sopts.time:
-        args.append(f"--time={sopts.time}")
-    if sopts.constraint:
-        args.append(f"--constraint={sopts.constraint}")
-    return args + list(sopts.sbatch_args)
-
-
 def _submit(tools: slurm.SlurmTools, job: Job, partition: str, opts: RunnerOptions, sopts: SlurmOptions,
             grace_s: float, previous: Optional[dict]) -> None:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     name = f"{short_name(job.step)}-{job.gpu_type or ('gpu' if job.wants_gpu else 'cpu')}"
     job.log = opts.output_dir / "slurm" / f"{name}-{stamp}-{job.key[:8]}.log"
     args = [f"--partition={partition}", *([slurm.gres_arg(job.gpu_type)] if job.wants_gpu else []),
-            "--ntasks=1", "--export=ALL", *_sbatch_args(sopts)]
+            "--ntasks=1", "--export=ALL", *sopts.sbatch_args()]
     job.job_id = slurm.submit(tools, job_script(job, opts, sopts, grace_s=grace_s), job_name=f"kit-{name}",
                               log_path=job.log, sbatch_args=args, workdir=KIT_ROOT)
     history = list((previous or {}).get("previous", []))
@@ -413,12 +303,10 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
     if opts.python and os.sep in opts.python:
         opts.python = str(Path(opts.python).expanduser().absolute())  # the job starts in the checkout, not here
     jobs = plan_jobs(steps, opts, sopts)
-    user_args = _sbatch_args(sopts)
+    user_args = sopts.sbatch_args()
     any_gpu = any(j.wants_gpu for j in jobs)
-    part = slurm.preflight(tools, partition=sopts.partition,
+    part = slurm.preflight(tools, partition=sopts.partition or os.environ.get("SBATCH_PARTITION"),
                            gpu_types=(sopts.gpu_types or [None]) if any_gpu else (), sbatch_args=user_args)
-    if sopts.defaults_file:
-        _say(command, f"Slurm defaults from {sopts.defaults_file}")
 
     decisions = []
     for job in jobs:
@@ -515,7 +403,8 @@ def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: li
 
     ids = [j.job_id for j in jobs]
     try:
-        final = slurm.wait(tools, ids, on_event, log_paths={j.job_id: j.log for j in jobs if j.log}, poll_s=POLL_S)
+        final = slurm.wait(tools, ids, on_event, log_paths={j.job_id: j.log for j in jobs if j.log}, poll_s=POLL_S,
+                           poll_max_s=POLL_MAX_S)
     except KeyboardInterrupt:
         _interrupted(command, tools, jobs, latest)
         raise

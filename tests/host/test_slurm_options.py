@@ -1,11 +1,13 @@
-"""`--runner slurm` without a cluster: options and the defaults file, the spec hash, the step as JSON, the job
-script, and the Slurm part of the provenance (tests/slurm runs the real thing against slurmctld)."""
+"""`--runner slurm` without a cluster: options, job states (sacct as a test double), polling, the spec hash, the
+step as JSON, the job script, and the Slurm part of the provenance (tests/slurm runs the real thing against
+slurmctld)."""
 from __future__ import annotations
 
 import json
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +15,7 @@ from bench import provenance
 from core.errors import KitError
 from core.results import Provenance, SlurmJob
 from core.workload import WorkloadSpec
-from kit import KIT_ROOT
+from kit import KIT_ROOT, slurm
 from kit.cli import plan
 from kit.runners import RunnerOptions, Step
 from kit.runners import slurm as sr
@@ -22,68 +24,89 @@ from kit.runners.docker import SLURM_ENV, container_env, docker_run_command
 CPU = ["--synthetic", "tiny", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def no_user_defaults(monkeypatch, tmp_path):
-    # Never the developer's ~/.config/awq-kit/slurm.toml.
-    monkeypatch.delenv(sr.DEFAULTS_ENV, raising=False)
-    monkeypatch.setattr(sr, "DEFAULTS_PATH", tmp_path / "absent.toml")
-
-
 def options(argv: list[str]):
     ns, steps = plan("bench-hf", argv)
     return sr.slurm_options(ns), steps
 
 
-def test_command_line_over_the_defaults_file(tmp_path):
-    f = tmp_path / "cluster.toml"
-    f.write_text('partition = "gpu"\naccount = "proj"\ntime = 90\nconstraint = "ib"\nsbatch-arg = "--qos=low"\n'
-                 'gpu-types = "a100, h100"\nnode-runner = "local"\n')
-    o, _ = options(["--runner", "slurm", "--slurm-defaults", str(f), "--partition", "debug",
-                    "--sbatch-arg=--qos=high", "--gpu-types", "t4,t4,l4", *CPU])
-    assert (o.partition, o.account, o.time, o.constraint, o.node_runner) == ("debug", "proj", "90", "ib", "local")
-    assert o.sbatch_args == ["--qos=low", "--qos=high"]  # sbatch takes the last of a repeated option
-    assert o.gpu_types == ["t4", "l4"] and o.defaults_file == f and not o.again and not o.no_wait
-    j = tmp_path / "cluster.json"
-    j.write_text(json.dumps({"gpu-types": ["a100"], "sbatch-arg": ["--mem=64G", "--cpus-per-task=8"]}))
-    o, _ = options(["--runner", "slurm", "--slurm-defaults", str(j), "--again", "--no-wait", *CPU])
-    assert o.gpu_types == ["a100"] and o.sbatch_args == ["--mem=64G", "--cpus-per-task=8"]
-    assert o.node_runner == "docker" and o.again and o.no_wait
+def test_one_declaration_gives_flags_and_sbatch_arguments():
+    o, _ = options(["--runner", "slurm", "--partition", "debug", "--account", "proj", "--time", "90",
+                    "--constraint", "ib", "--sbatch-arg=--qos=high", "--gpu-types", "t4,t4,l4", "--node-runner",
+                    "local", "--again", "--no-wait", *CPU])
+    assert o.sbatch_args() == ["--partition=debug", "--account=proj", "--time=90", "--constraint=ib", "--qos=high"]
+    assert (o.gpu_types, o.node_runner, o.again, o.no_wait) == (["t4", "l4"], "local", True, True)
+    assert [f"--{x.name}" for x in sr.OPTIONS] == ["--partition", "--account", "--time", "--constraint",
+                                                   "--sbatch-arg", "--gpu-types", "--node-runner", "--again",
+                                                   "--no-wait"]
 
 
-def test_defaults_file_from_the_environment_and_the_user_file(tmp_path, monkeypatch):
-    f = tmp_path / "env.toml"
-    f.write_text('partition = "fromenv"\n')
-    monkeypatch.setenv(sr.DEFAULTS_ENV, str(f))
-    assert options(["--runner", "slurm", *CPU])[0].partition == "fromenv"
-    monkeypatch.delenv(sr.DEFAULTS_ENV)
-    user = tmp_path / "user.toml"
-    monkeypatch.setattr(sr, "DEFAULTS_PATH", user)
-    assert options(["--runner", "slurm", *CPU])[0].partition is None  # absent: no defaults, no error
-    user.write_text('partition = "mine"\n')
-    assert options(["--runner", "slurm", *CPU])[0].partition == "mine"
+@pytest.mark.parametrize("var", ["SBATCH_PARTITION", "SBATCH_ACCOUNT", "SBATCH_TIMELIMIT", "SBATCH_CONSTRAINT"])
+def test_an_option_not_given_is_not_passed_so_sbatch_reads_its_own_variable(monkeypatch, var):
+    monkeypatch.setenv(var, "from-env")
+    o, _ = options(["--runner", "slurm", *CPU])
+    assert o.sbatch_args() == [] and (o.gpu_types, o.node_runner, o.again, o.no_wait) == ([], "docker", False, False)
+    assert var in " ".join(x.help for x in sr.OPTIONS)  # --help says which variable applies
 
 
-@pytest.mark.parametrize("text, words", [
-    ('partiton = "gpu"\n', "has an unknown key 'partiton'. The keys are the Slurm options without their dashes: "
-                           "partition, account, time, constraint, sbatch-arg, gpu-types, node-runner."),
-    ('again = true\n', "unknown key 'again' (--again and --no-wait are per run"),
-    ('time = ["1:00"]\n', "key 'time' must be a string, got ['1:00']"),
-    ('gpu-types = [1, 2]\n', "key 'gpu-types' must be a list of strings"),
-    ('node-runner = "podman"\n', "key 'node-runner' must be \"docker\" or \"local\", got 'podman'"),
-    ('partition = "gpu\n', "is not valid TOML"),
+def _fake(tmp_path: Path, name: str, script: str) -> str:
+    exe = tmp_path / name
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+    return str(exe)
+
+
+# squeue's line for a job (JobID|State|Reason|NodeList|Partition|exit_code|Name) or none, sacct's, and the result
+SQUEUE_DONE = "12|COMPLETED|None|n1|debug|0|kit-x|"
+SQUEUE_TIMEOUT = "12|TIMEOUT|TimeLimit|n1|debug|15|kit-x|"
+
+
+@pytest.mark.parametrize("squeue, sacct, want", [
+    ("", "12|CANCELLED by 0|0:15|n1|debug|kit-x", ("CANCELLED", 0, 15, "sacct")),  # forgotten by squeue
+    (SQUEUE_TIMEOUT, "12|TIMEOUT|0:15|n1|debug|kit-x", ("TIMEOUT", 0, 15, "sacct")),  # accounting wins once ended
+    (SQUEUE_DONE, "12|RUNNING|0:0|n1|debug|kit-x", ("COMPLETED", 0, None, "squeue")),  # sacct lags: squeue stands
+    ("12|RUNNING|None|n1|debug|0|kit-x|", "exit 99", ("RUNNING", None, None, "squeue")),  # running: no sacct
+    (SQUEUE_DONE, "echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1",
+     ("COMPLETED", 0, None, "squeue")),  # no slurmdbd (CI)
+    ("", "echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1", ("UNKNOWN", None, None, "missing")),
 ])
-def test_bad_defaults_file_is_one_paragraph_naming_file_and_key(tmp_path, text, words):
-    f = tmp_path / "slurm.toml"
-    f.write_text(text)
-    with pytest.raises(KitError) as e:
-        options(["--runner", "slurm", "--slurm-defaults", str(f), *CPU])
-    msg = str(e.value)
-    assert words in msg and f"the Slurm defaults file {f}" in msg and "\n" not in msg
+def test_a_finished_job_is_read_from_sacct_when_there_is_accounting(tmp_path, squeue, sacct, want):
+    """A test double for sacct: CI's Slurm has no slurmdbd."""
+    sacct_script = sacct if sacct.startswith(("exit", "echo")) else f"echo '{sacct}'\n"
+    tools = slurm.SlurmTools(sbatch="/bin/false", squeue=_fake(tmp_path, "squeue", f"echo '{squeue}'\n"),
+                             scancel="/bin/true", sinfo="/bin/true", sacct=_fake(tmp_path, "sacct", sacct_script))
+    slurm._SACCT_USABLE.clear()
+    st = slurm.job_states(tools, ["12"])["12"]
+    assert (st.state, st.exit_code, st.signal, st.source) == want, st
+    if squeue == SQUEUE_TIMEOUT:
+        assert st.reason == "TimeLimit"  # squeue's reason is kept
 
 
-def test_a_named_defaults_file_must_exist(tmp_path):
-    with pytest.raises(KitError, match="cannot read the Slurm defaults file .*nope.toml"):
-        options(["--runner", "slurm", "--slurm-defaults", str(tmp_path / "nope.toml"), *CPU])
+def test_wait_backs_off_and_polls_again_soon_after_news(tmp_path, monkeypatch):
+    count = tmp_path / "count"
+    squeue = _fake(tmp_path, "squeue", f'n=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}\n'
+                   'if [ "$n" -ge 6 ]; then echo "5|COMPLETED|None|n1|debug|0|x|"; '
+                   'elif [ "$n" -ge 3 ]; then echo "5|RUNNING|None|n1|debug|0|x|"; '
+                   'else echo "5|PENDING|Priority|||debug|0|x|"; fi\n')
+    tools = slurm.SlurmTools(sbatch="/bin/false", squeue=squeue, scancel="/bin/true", sinfo="/bin/true")
+    sleeps = []
+    monkeypatch.setattr(slurm, "time", SimpleNamespace(monotonic=slurm.time.monotonic, sleep=sleeps.append))
+    assert slurm.wait(tools, ["5"], poll_s=2, poll_max_s=8)["5"].ok
+    # PENDING (news) 2, nothing 4, 8, RUNNING (news) 2, nothing 4, 8 (the ceiling), then COMPLETED
+    assert sleeps == [2, 4, 8, 2, 4, 8]
+
+
+def test_the_probe_is_charged_like_the_jobs(tmp_path, monkeypatch):
+    """srun reads SLURM_ACCOUNT where sbatch reads SBATCH_ACCOUNT: the probe gets the user's sbatch variables."""
+    env_out = tmp_path / "env"
+    srun = _fake(tmp_path, "srun", f"env > {env_out}\nexit 1\n")
+    tools = slurm.SlurmTools(sbatch="/bin/false", squeue="/bin/true", scancel="/bin/true", sinfo="/bin/true", srun=srun)
+    monkeypatch.setenv("SBATCH_ACCOUNT", "proj")
+    monkeypatch.setenv("SBATCH_QOS", "low")
+    monkeypatch.setenv("SLURM_QOS", "mine")
+    with pytest.raises(KitError, match="does not see the folder"):
+        slurm.check_visible(tools, [tmp_path / "results"], partition="debug")
+    env = dict(ln.split("=", 1) for ln in env_out.read_text().splitlines() if "=" in ln)
+    assert env["SLURM_ACCOUNT"] == "proj" and env["SLURM_QOS"] == "mine"
 
 
 def test_slurm_options_need_the_slurm_runner():

@@ -16,7 +16,7 @@ def run_to_end(tools, jobs, script, log, *, args=(), name="kit-test", timeout_s=
     jid = slurm.submit(tools, script, job_name=name, log_path=log, sbatch_args=list(args), **kw)
     jobs.append(jid)
     events = []
-    final = slurm.wait(tools, [jid], events.append, log_paths={jid: log}, poll_s=POLL, timeout_s=timeout_s)
+    final = slurm.wait(tools, [jid], events.append, log_paths={jid: log}, poll_s=POLL, poll_max_s=4 * POLL, timeout_s=timeout_s)
     return jid, final[jid], events
 
 
@@ -69,7 +69,7 @@ def test_matrix_two_fake_gpu_types_run_side_by_side(tools, jobs, tmp_path):
             seen_running.add(e.job_id)
 
     t0 = time.monotonic()
-    final = slurm.wait(tools, list(ids.values()), on_event, poll_s=POLL, timeout_s=120)
+    final = slurm.wait(tools, list(ids.values()), on_event, poll_s=POLL, poll_max_s=4 * POLL, timeout_s=120)
     assert all(final[i].ok for i in ids.values()), final
     # one "GPU" each: fakea is device 0, fakeb device 1 (gres.conf order), and both ran at once
     assert slurm.log_tail(logs["fakea"]) == ["type=fakea gpus=0 cuda=0"]
@@ -150,7 +150,7 @@ def test_ctrl_c_during_wait_cancels_the_jobs(tools, jobs, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        slurm.wait(tools, ids, on_event, log_paths=ids_log, poll_s=POLL, timeout_s=120, cancel_on_interrupt=True)
+        slurm.wait(tools, ids, on_event, log_paths=ids_log, poll_s=POLL, poll_max_s=4 * POLL, timeout_s=120, cancel_on_interrupt=True)
     states = slurm.job_states(tools, ids)
     assert all(s.state == "CANCELLED" for s in states.values()), states  # the running one and the queued one
 
@@ -168,7 +168,7 @@ def test_preempted_job(tools, jobs, tmp_path):
     _, urgent, _ = run_to_end(tools, jobs, "echo urgent\n", tmp_path / "urgent.log",
                               args=["--partition=urgent", slurm.gres_arg("fakea")], name="kit-test-urgent")
     assert urgent.ok and urgent.partition == "urgent"
-    st = slurm.wait(tools, [victim], poll_s=POLL, timeout_s=60)[victim]
+    st = slurm.wait(tools, [victim], poll_s=POLL, poll_max_s=4 * POLL, timeout_s=60)[victim]
     assert st.state == "PREEMPTED", st
     text = slurm.failure_paragraph("bench-hf on fakea", st, log)
     assert "ended PREEMPTED" in text and "a job of higher priority took its node" in text

@@ -5,7 +5,8 @@ while the other goes on, the fake-GPU-type matrix with --no-wait, idempotence an
 one-paragraph errors. No mocks.
 
 Every job asks for 1 CPU, so two run at once on the 2-CPU node; where a test runs two kit commands, it starts
-them together. KIT_SLURM_POLL_S=0.5 makes the kit notice a job's end sooner than its default 2 s.
+them together. KIT_SLURM_POLL_S=0.5 and KIT_SLURM_POLL_MAX_S=2 make the kit notice a job's end sooner than its default
+2 s backing off to 30 s.
 """
 from __future__ import annotations
 
@@ -46,10 +47,10 @@ def shared(tmp_path_factory) -> Path:
 @pytest.fixture
 def env(shared, tmp_path) -> dict:
     e = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-    no_defaults = tmp_path / "no-slurm-defaults.toml"  # not the developer's ~/.config/awq-kit/slurm.toml
-    no_defaults.write_text("")
     e.update({"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "KIT_CACHE_DIR": str(shared / "cache"),
-              "HF_HOME": str(shared / "hf-home"), "KIT_SLURM_POLL_S": "0.5", "KIT_SLURM_DEFAULTS": str(no_defaults)})
+              "HF_HOME": str(shared / "hf-home"), "KIT_SLURM_POLL_S": "0.5", "KIT_SLURM_POLL_MAX_S": "2"})
+    for k in [k for k in e if k.startswith("SBATCH_")]:  # not the developer's own sbatch settings
+        del e[k]
     e.setdefault("KIT_BASE_IMAGE", "kit-base:bookworm")
     if os.path.isfile("/etc/ssl/certs/ca-certificates.crt"):
         e.setdefault("KIT_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
@@ -158,13 +159,12 @@ def own_jobs(tools, kit: Kit, jobs: list[str]) -> dict[str, slurm.JobState]:
 
 
 def test_local_and_docker_node_runners(tools, jobs, env, hf_venv, docker_ok, tmp_path):
-    """One job each, run at once: the local runner with .venv-hf (node runner and time limit from a defaults file
-    whose partition the command line overrides) and the Docker runner in the pinned image on fake GPU fakeb."""
-    defaults = tmp_path / "cluster.toml"
-    defaults.write_text('partition = "nosuch"  # the command line wins\nnode-runner = "local"\ntime = "10"\n'
-                        'sbatch-arg = ["--comment=kit-slurm-test"]\n')
-    local = start(["bench-hf", "--runner", "slurm", "--slurm-defaults", str(defaults), "--partition", "debug",
-                   *dirs(tmp_path, "local"), *CPU_DEMO], env)
+    """One job each, run at once: the local runner with .venv-hf (time limit from sbatch's own SBATCH_TIMELIMIT,
+    partition SBATCH_PARTITION overridden by --partition) and the Docker runner in the pinned image on fake GPU
+    fakeb."""
+    local = start(["bench-hf", "--runner", "slurm", "--partition", "debug", "--node-runner", "local",
+                   "--sbatch-arg=--comment=kit-slurm-test", *dirs(tmp_path, "local"), *CPU_DEMO],
+                  dict(env, SBATCH_PARTITION="nosuch", SBATCH_TIMELIMIT="10"))
     docker = start(["bench-hf", "--runner", "slurm", "--node-runner", "docker", "--gpu-types", "fakeb",
                     *dirs(tmp_path, "docker"), *CPU_DEMO], env)
     rc_local, rc_docker = local.wait(), docker.wait()
@@ -192,8 +192,10 @@ def test_local_and_docker_node_runners(tools, jobs, env, hf_venv, docker_ok, tmp
         ledger = json.loads(next((tmp_path / name / "results" / ".slurm").glob("*.json")).read_text())
         assert (ledger["job_id"], ledger["state"], ledger["exit_code"]) == (job_id, "COMPLETED", 0)
     ledger = json.loads(next((tmp_path / "local" / "results" / ".slurm").glob("*.json")).read_text())
-    assert {"--partition=debug", "--time=10", "--comment=kit-slurm-test"} <= set(ledger["sbatch_args"])
-    assert "Slurm defaults from" in local.out
+    assert {"--partition=debug", "--comment=kit-slurm-test"} <= set(ledger["sbatch_args"])
+    assert not any(a.startswith("--time") for a in ledger["sbatch_args"])  # not given: sbatch read SBATCH_TIMELIMIT
+    limit = tools.run("squeue", "-h", "-j", ledger["job_id"], "--states=all", "-O", "TimeLimit").stdout.strip()
+    assert limit == "10:00", limit
     assert "--gres=gpu:fakeb:1" in json.loads(
         next((tmp_path / "docker" / "results" / ".slurm").glob("*.json")).read_text())["sbatch_args"]
 
@@ -357,10 +359,8 @@ def test_no_sbatch_and_bad_options(env, tmp_path):
     empty.mkdir()
     rc, out = run(["bench-hf", "--runner", "slurm", *dirs(tmp_path), *CPU_DEMO], dict(env, PATH=str(empty)))
     assert rc == 2 and "error: --runner slurm: there is no `sbatch` on PATH" in out
-    bad = tmp_path / "slurm.toml"
-    bad.write_text('partition = "debug"\npartiton = "gpu"\n')
-    rc, out = run(["bench-hf", "--runner", "slurm", "--slurm-defaults", str(bad), *dirs(tmp_path), *CPU_DEMO], env)
-    assert rc == 2 and f"the Slurm defaults file {bad} has an unknown key 'partiton'" in out
+    rc, out = run(["bench-hf", "--runner", "slurm", *dirs(tmp_path), *CPU_DEMO], dict(env, SBATCH_PARTITION="nopart"))
+    assert rc == 2 and "unknown partition 'nopart': the partitions `sinfo` shows are" in out  # sbatch's variable
     rc, out = run(["bench-hf", "--gpu-types", "fakea", *dirs(tmp_path), *CPU_DEMO], env)
     assert rc == 2 and "error: --gpu-types only apply to --runner slurm" in out
     _nothing_submitted(tmp_path)
