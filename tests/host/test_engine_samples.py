@@ -16,6 +16,7 @@ import pytest
 from kit import KIT_ROOT
 from core import engine_samples as es
 from core.errors import KitError
+from result_files import refused, write_json
 from core.results import ResultFileError, load_result, write_result
 from kit.report import assemble_reports
 
@@ -31,21 +32,7 @@ def _vllm_result() -> dict:
     return json.loads(COMMITTED_VLLM[0].read_text(encoding="utf-8"))
 
 
-def _write(folder: Path, data: dict, name: str = "edited.json") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
-
-
-def _refused(path: Path, *words: str) -> str:
-    with pytest.raises(ResultFileError) as info:
-        load_result(path)
-    message = str(info.value)
-    assert str(path) in message and "contradicts itself" in message and "\n" not in message
-    for word in words:
-        assert word in message, (word, message)
-    return message
+_write, _refused = write_json, refused
 
 
 def _migrate(*args: str) -> subprocess.CompletedProcess:

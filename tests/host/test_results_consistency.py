@@ -12,6 +12,7 @@ import pytest
 from kit import KIT_ROOT
 from core.errors import KitError
 from kit.report import assemble_reports
+from result_files import refused, write_json
 from core.results import ResultFileError, load_result, write_result
 
 COMMITTED = sorted((KIT_ROOT / "results").glob("bench-*.json"))
@@ -22,20 +23,7 @@ def _committed() -> dict:
     return json.loads(COMMITTED[0].read_text(encoding="utf-8"))
 
 
-def _write(tmp_path: Path, data: dict, name: str = "edited.json") -> Path:
-    path = tmp_path / name
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
-
-
-def _refused(path: Path, *words: str) -> str:
-    with pytest.raises(ResultFileError) as info:
-        load_result(path)
-    message = str(info.value)
-    assert str(path) in message and "contradicts itself" in message and "\n" not in message
-    for word in words:
-        assert word in message, (word, message)
-    return message
+_write, _refused = write_json, refused
 
 
 def test_every_committed_result_agrees_with_itself():
