@@ -130,6 +130,19 @@ def _pip(python: str, args: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run([python, "-m", "pip", *args], text=True, **kw)
 
 
+def _pip_with_progress(args: list[str], total: int) -> subprocess.CompletedProcess:
+    """pip (this interpreter's), one progress line per package it starts on; the whole output kept for errors."""
+    lines, done = [], 0
+    with subprocess.Popen([sys.executable, "-m", "pip", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as proc:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("Collecting "):
+                done += 1
+                print(f"wheelhouse: [{done}/{total}] {line.split()[1]}", flush=True)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines))
+
+
 # --------------------------------------------------------------------------- download (needs the index)
 
 
@@ -146,10 +159,9 @@ def _download_wheels(pins: list[Pin], dest: Path, python: str, platform: str, in
     platform_args = [a for p in pip_platforms(platform) for a in ("--platform", p)]
     while wanted:
         with _requirements_file(_requirement_lines(wanted)) as req:
-            r = _pip(sys.executable, ["download", *index, "--no-deps", "--only-binary=:all:", "--require-hashes",
-                                      "--python-version", python, "--implementation", "cp", *platform_args,
-                                      "--progress-bar", "off", "-d", str(dest), "-r", req],
-                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            r = _pip_with_progress(["download", *index, "--no-deps", "--only-binary=:all:", "--require-hashes",
+                                    "--python-version", python, "--implementation", "cp", *platform_args,
+                                    "--progress-bar", "off", "-d", str(dest), "-r", req], len(wanted))
         if r.returncode == 0:
             return no_wheel
         m = _NO_DISTRIBUTION.search(r.stdout)
@@ -221,7 +233,7 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
     dest.mkdir(parents=True, exist_ok=True)
     index = _index_args(index_url, ca_bundle)
     t0 = time.monotonic()
-    print(f"wheelhouse: {len(pins)} packages of images/{stack}/ for Python {python} / {platform} into {dest}", flush=True)
+    print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} into {dest}", flush=True)
     no_wheel = _download_wheels(pins, dest, python, platform, index)
     built = _build_sdists(no_wheel, [p for p in pins if p.lock == LOCKS[0]], dest, index) if no_wheel else []
     manifest = {"format": "awq-kit-wheelhouse", "stack": stack, "locks_sha256": locks_sha256(lock_dir),
