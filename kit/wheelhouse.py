@@ -233,7 +233,8 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
     dest.mkdir(parents=True, exist_ok=True)
     index = _index_args(index_url, ca_bundle)
     t0 = time.monotonic()
-    print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} into {dest}", flush=True)
+    print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} "
+          f"into {dest}", flush=True)
     no_wheel = _download_wheels(pins, dest, python, platform, index)
     built = _build_sdists(no_wheel, [p for p in pins if p.lock == LOCKS[0]], dest, index) if no_wheel else []
     manifest = {"format": "awq-kit-wheelhouse", "stack": stack, "locks_sha256": locks_sha256(lock_dir),
