@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from core.results import GPUState, RunConditions
+from core.rules import names_gpu, visible_entry
 
 T = TypeVar("T")
 NVML_PSTATE_UNKNOWN = 32  # nvmlDeviceGetPerformanceState's "unknown"
@@ -43,20 +44,14 @@ def nvml_session(nvml: Any = None) -> Iterator[Any]:
 def nvml_handle(nvml: Any, torch_index: int = 0, env: Optional[dict[str, str]] = None) -> Any:
     """NVML's handle of the GPU torch calls cuda:<torch_index>: its CUDA_VISIBLE_DEVICES entry, else that index."""
     env = os.environ if env is None else env
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
+    entry = visible_entry(env.get("CUDA_VISIBLE_DEVICES"), torch_index)
+    if entry is None:
         return nvml.nvmlDeviceGetHandleByIndex(torch_index)
-    entry = visible.split(",")[torch_index].strip()
-    if not entry:
-        raise LookupError(f"CUDA_VISIBLE_DEVICES={visible!r} names no GPU for cuda:{torch_index}")
-    if entry.isdigit():
-        return nvml.nvmlDeviceGetHandleByIndex(int(entry))
-    # A UUID, possibly shortened (CUDA accepts a unique prefix): compare against every GPU's.
-    for i in range(nvml.nvmlDeviceGetCount()):
+    for i in range(nvml.nvmlDeviceGetCount()):  # the host preflight's rule, on NVML's numbering
         handle = nvml.nvmlDeviceGetHandleByIndex(i)
-        if _text(nvml.nvmlDeviceGetUUID(handle)).startswith(entry):
+        if names_gpu(entry, i, _text(nvml.nvmlDeviceGetUUID(handle))):
             return handle
-    raise LookupError(f"CUDA_VISIBLE_DEVICES entry {entry!r} names no GPU that NVML lists")
+    raise LookupError(f"CUDA_VISIBLE_DEVICES entry {entry!r} names no GPU for cuda:{torch_index} that NVML lists")
 
 
 def _guarded(read: Callable[[], T]) -> Optional[T]:

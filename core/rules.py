@@ -24,6 +24,20 @@ MIN_CAPABILITY_BY_SERIES: dict[str, dict[str, tuple[int, int]]] = {
     "0.12": {"awq": (7, 5), "awq_marlin": (8, 0)},
     "0.20": {"awq": (7, 5), "awq_marlin": (7, 5)},
 }
+def visible_entry(cuda_visible_devices: Optional[str], torch_index: int = 0) -> Optional[str]:
+    """The CUDA_VISIBLE_DEVICES entry torch calls cuda:<torch_index> ("" when there is none); None when unset."""
+    if cuda_visible_devices is None:
+        return None
+    entries = cuda_visible_devices.split(",")
+    return entries[torch_index].strip() if torch_index < len(entries) else ""
+
+
+def names_gpu(entry: str, index: int, uuid: str) -> bool:
+    """Whether a CUDA_VISIBLE_DEVICES entry names this GPU: its nvidia-smi index (the runners set
+    CUDA_DEVICE_ORDER=PCI_BUS_ID, so CUDA numbers GPUs the same way) or a prefix of its UUID (CUDA accepts one)."""
+    return bool(entry) and (entry == str(index) or bool(uuid) and uuid.startswith(entry))
+
+
 AWQ_HINT = ("Use an AWQ checkpoint such as Qwen/Qwen3-8B-AWQ, or --synthetic qwen3-8b-awq for random weights of the "
             "same shape.")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from core.errors import KitError, one_line
-from core.rules import STUDY_SERIES, check_capability
+from core.rules import STUDY_SERIES, check_capability, names_gpu, visible_entry
 from core.workload import WorkloadSpec
 from kit.docker_client import PROBE_TIMEOUT, DockerClient, PreflightError, check_daemon, check_disk, find_docker
 from kit.images import STACK_INFO, current_tag, inspect_image_id
@@ -116,11 +116,11 @@ def visible_gpus() -> list[GpuInfo]:
 def gpu_that_will_run(gpus: list[GpuInfo], cuda_visible_devices: Optional[str]) -> GpuInfo:
     """The GPU a step's cuda:0 is: the first entry of CUDA_VISIBLE_DEVICES (an nvidia-smi index or a UUID; the
     runner sets CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA numbers GPUs as nvidia-smi does), else GPU 0."""
-    if cuda_visible_devices is None:
+    entry = visible_entry(cuda_visible_devices)
+    if entry is None:
         return gpus[0]
-    first = cuda_visible_devices.split(",")[0].strip()
     for gpu in gpus:
-        if first and (first == str(gpu.index) or gpu.uuid.startswith(first)):
+        if names_gpu(entry, gpu.index, gpu.uuid):
             return gpu
     listed = ", ".join(f"{g.index} ({g.name}, {g.uuid or 'no uuid'})" for g in gpus)
     raise PreflightError(
