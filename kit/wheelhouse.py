@@ -122,8 +122,13 @@ def dist_of(filename: str) -> Optional[tuple[str, str]]:
     return None
 
 
-def _files_named_like(wheelhouse: Path, pin: Pin) -> list[Path]:
-    return sorted(p for p in wheelhouse.iterdir() if p.is_file() and dist_of(p.name) == (pin.name, pin.version))
+def _files_by_dist(wheelhouse: Path) -> dict[tuple[str, str], list[Path]]:
+    """(name, version) -> the folder's files whose names declare them: pip's --find-links picks files by name too."""
+    out: dict[tuple[str, str], list[Path]] = {}
+    for p in sorted(wheelhouse.iterdir()):
+        if p.is_file() and (dist := dist_of(p.name)):
+            out.setdefault(dist, []).append(p)
+    return out
 
 
 def _pip(python: str, args: list[str], **kw) -> subprocess.CompletedProcess:
@@ -256,12 +261,6 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
 # --------------------------------------------------------------------------- check + offline install (no network)
 
 
-def _hash_index(wheelhouse: Path) -> dict[str, Path]:
-    """sha256 -> file, for every distribution file in the folder."""
-    return {sha256_file(p): p for p in sorted(wheelhouse.iterdir())
-            if p.is_file() and p.name.endswith((".whl", ".tar.gz", ".zip"))}
-
-
 def _load_manifest(stack: str, lock_dir: Path, wheelhouse: Path) -> dict:
     path = wheelhouse / MANIFEST.format(stack=stack)
     if not path.is_file():
@@ -284,16 +283,18 @@ def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tup
     One paragraph for every missing or altered file."""
     manifest = _load_manifest(stack, lock_dir, wheelhouse)
     built = {b["name"]: b for b in manifest.get("built", [])}
-    by_hash = _hash_index(wheelhouse)
+    by_dist = _files_by_dist(wheelhouse)
     files, missing, altered = {}, [], []
     for pin in read_pins(lock_dir):
         allowed = (built[pin.name]["sha256"],) if pin.name in built else pin.hashes
-        found = next((h for h in allowed if h in by_hash), None)
+        named = by_dist.get((pin.name, pin.version), [])
+        # Only the files named like the pin are hashed: not the other stacks' files a shared folder holds.
+        found = next(((f, h) for f in named if (h := sha256_file(f)) in allowed), None)
         if found is not None:
-            files[pin] = (by_hash[found], found)
+            files[pin] = found
             continue
-        named = [p.name for p in _files_named_like(wheelhouse, pin)]
-        (altered if named else missing).append(f"{pin.name}=={pin.version}" + (f" ({', '.join(named)})" if named else ""))
+        (altered if named else missing).append(
+            f"{pin.name}=={pin.version}" + (f" ({', '.join(f.name for f in named)})" if named else ""))
     if altered or missing:
         parts = []
         if altered:
@@ -311,7 +312,8 @@ def _bootstrap_pip(python: str, bootstrap: list[Pin], wheelhouse: Path) -> None:
     """Install the bootstrap lock into a venv that has no pip yet, with the lock's own pip run from its wheel
     (checked against the lock's hashes before it runs)."""
     pip = next((p for p in bootstrap if p.name == "pip"), None)
-    wheel = next((f for f in (_files_named_like(wheelhouse, pip) if pip else ()) if sha256_file(f) in pip.hashes), None)
+    named = _files_by_dist(wheelhouse).get((pip.name, pip.version), []) if pip else []
+    wheel = next((f for f in named if sha256_file(f) in pip.hashes), None)
     if wheel is None:
         raise KitError(f"{wheelhouse} holds no pip wheel with a hash the bootstrap lock pins: make it again.")
     with _requirements_file(_requirement_lines(bootstrap)) as req:
