@@ -1,35 +1,13 @@
-"""vLLM 0.12.0 backend of the shared benchmark: in-process V1 AsyncLLM, streamed DELTA outputs.
+"""vLLM backend of the shared benchmark (contract: bench/api.py): in-process V1 AsyncLLM, streamed DELTA outputs.
 
-    measure(workload, model, prompt_ids, args, progress) -> bench.api.Measurement
-
-One engine per row (quantization "awq" or "awq_marlin", passed explicitly, fp16, prefix caching
-off, stats on). Each request is the same prompt token ids (TokensPrompt), greedy, exactly
-`output_len` tokens (max_tokens = min_tokens, ignore_eos). Warm-up requests have the same shapes
-and are not recorded. Every request has its own id.
-
-Timing (client clock, `time.perf_counter`):
-  * t_submit is read just before the request's stream is first iterated (that first step is
-    what adds the request to the engine);
-  * one reading per streamed RequestOutput, with its token count `len(outputs[0].token_ids)`: with
-    RequestOutputKind.DELTA a consumer that falls behind gets several tokens merged into one output.
-    As in vLLM's own serving benchmark, the ITL samples are the gaps between outputs (one per output
-    after the first), never invented 0 ms gaps; the merges are counted and reported;
-  * TTFT, gaps, end-to-end and TPOT come from bench.api.derive_token_timing, by definition:
-    TTFT = first output - submit, TPOT = (e2e - TTFT) / (N - 1) with N the tokens counted;
-  * exactly N tokens must arrive, otherwise the run stops with a BenchError.
-
-Engine side: RequestOutput.metrics (a RequestStateStats) of each measured request is copied into
-Measurement.engine, per iteration. queued/scheduled/first_token/last_token timestamps are
-time.monotonic() readings in the engine-core process; arrival_time is a time.time() reading in
-this process. They are stored raw (core/engine_samples.py) and never mixed with the client clock: only
-differences within one clock are derived from them, on read.
-
-Ctrl-C: KeyboardInterrupt propagates to the driver (which reports progress.done); on the way
-out the in-flight request is aborted (closing its stream makes vLLM abort it) and the engine
-is shut down (engine.shutdown()).
-
-This module imports torch and vllm only inside functions: the stream-consuming logic and the
-argument building (bench/vllm_args.py) are tested without them (tests/host/test_vllm_stream.py).
+One engine per row: quantization "awq" or "awq_marlin" passed explicitly, fp16, prefix caching off, stats on
+(bench/vllm_args.py). Every request, warm-up included, is the same prompt token ids, greedy, exactly output_len
+tokens, under its own id. The client clock (time.perf_counter) is read just before the stream is first iterated
+(that step submits the request) and on every streamed output, with its token count: with DELTA outputs a slow
+consumer gets tokens merged, so ITL samples are the gaps between outputs (as vLLM's serving benchmark counts them)
+and the merges are reported. RequestOutput.metrics is stored raw in Measurement.engine; its clocks are never mixed
+with the client's (core/engine_samples.py). Ctrl-C aborts the in-flight request (closing its stream) and shuts the
+engine down. torch and vllm are imported inside functions, so this is tested without them (tests/host).
 """
 from __future__ import annotations
 
@@ -47,23 +25,10 @@ from typing import Any, AsyncIterator, Callable, Optional
 from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
 from core.errors import BenchError
 from bench.scenario import run_scenario
-from bench.vllm_args import (
-    DTYPE,
-    backend_label,
-    check_checkpoint,
-    engine_kwargs,
-    max_position_check,
-    quantization_of,
-    sampling_kwargs,
-    variant_of,
-)
-from core.engine_samples import (
-    ENGINE_CLOCK_NOTE,
-    EngineSamples,
-    EngineTimestamps,
-    engine_tpot_ms,
-    queued_to_first_token_ms,
-)
+from bench.vllm_args import (DTYPE, backend_label, check_checkpoint, engine_kwargs, max_position_check,
+                              quantization_of, sampling_kwargs, variant_of)
+from core.engine_samples import (ENGINE_CLOCK_NOTE, EngineSamples, EngineTimestamps, engine_tpot_ms,
+                                 queued_to_first_token_ms)
 from core.results import Backend, Workload
 from core.rules import check_capability, read_config, refuse_cpu_for_vllm, vllm_series
 
@@ -71,9 +36,6 @@ Clock = Callable[[], float]
 
 # RequestStateStats fields copied per measured iteration (vLLM 0.12.0, vllm/v1/metrics/stats.py): raw only.
 ENGINE_FIELDS = tuple(EngineTimestamps.model_fields)
-
-
-# --------------------------------------------------------------------------- consuming one stream
 
 
 @dataclass
@@ -103,13 +65,8 @@ async def consume_stream(
     request_id: str,
     clock: Clock = time.perf_counter,
 ) -> StreamRecord:
-    """Submit one request and record a client clock reading for every token it streams back.
-
-    start() returns the request's async stream (AsyncLLM.generate(...)); nothing is submitted
-    until it is first iterated, so t_submit is read just before that. Each yield adds one reading and
-    its token count (k > 1: DELTA outputs merged behind the consumer). If this coroutine leaves early (an
-    error, or cancellation by Ctrl-C), the stream is closed, which makes vLLM abort the request.
-    """
+    """Submit one request (start() returns AsyncLLM.generate's stream, which submits on first iteration) and
+    read the client clock on every output that carries tokens. Leaving early closes the stream: vLLM aborts it."""
     stream = start()
     record = StreamRecord(request_id=request_id, t_submit=clock())
     try:
@@ -145,7 +102,6 @@ def check_record(record: StreamRecord, expected_tokens: int) -> None:
 
 
 def iteration_timing(record: StreamRecord) -> tuple[float, list[float], float, float]:
-    """(TTFT ms, gaps between streamed outputs ms, e2e ms, TPOT ms) of one request, by definition."""
     return derive_token_timing(record.t_submit, record.output_times, record.tokens_per_yield)
 
 
@@ -205,9 +161,6 @@ def stream_notes(records: list[StreamRecord]) -> list[str]:
     ]
 
 
-# --------------------------------------------------------------------------- vLLM objects (lazy imports)
-
-
 def make_engine_args(kwargs: dict[str, Any]):
     from vllm.engine.arg_utils import AsyncEngineArgs
 
@@ -224,13 +177,8 @@ def make_sampling_params(kwargs: dict[str, Any]):
 
 
 def make_prompt(prompt_ids: list[int]):
-    """The prompt as token ids, in the form this vLLM takes without re-processing it.
-
-    The one API difference between the kit's two vLLM stacks: 0.20 (vllm.inputs.tokens_input) takes an
-    already-rendered TokensInput and warns that a raw TokensPrompt ("Passing raw prompts to InputProcessor is
-    deprecated"); 0.12 has no tokens_input and takes the TokensPrompt. Both go straight to the engine: no
-    tokenizer is involved either way (tests/vllm checks each against the real InputProcessor).
-    """
+    """The prompt as token ids, in the form this vLLM takes without re-processing or a tokenizer: 0.20 wants a
+    rendered TokensInput (it deprecates raw prompts), 0.12 has no tokens_input and takes a TokensPrompt."""
     import vllm.inputs
 
     ids = [int(t) for t in prompt_ids]
@@ -319,9 +267,6 @@ def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str,
     }
 
 
-# --------------------------------------------------------------------------- the run
-
-
 def gpu_capability() -> tuple[Optional[tuple[int, int]], str]:
     import torch
 
@@ -361,21 +306,14 @@ def _engine_start_error(e: Exception, ekw: dict[str, Any], model: ResolvedModel)
 
 async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], dict[str, Any]], prompt: Any,
                       sampling: Any, workload: Workload, progress: IterationProgress,
-                      on_start_error: Callable[[Exception], BaseException]) -> tuple[list[StreamRecord], dict[str, Any]]:
-    """Start the engine, run warm-up and measured requests (bench.scenario), always shut the engine down.
-
-    make_engine() builds the engine (AsyncLLM.from_engine_args in measure(); a test double in the
-    tests); describe(engine) returns what it resolved. Exceptions that vLLM raises because Ctrl-C
-    also reached its engine-core process are turned back into the cancellation they stand for.
-    """
+                      on_start_error: Callable[[Exception], BaseException],
+                      ) -> tuple[list[StreamRecord], dict[str, Any]]:
+    """Start the engine (make_engine: the real AsyncLLM or a test double), describe what it resolved, run the
+    scenario, always shut the engine down. vLLM's errors from a Ctrl-C that also reached its engine-core process
+    are turned back into the cancellation they stand for."""
     engine = None
     try:
-        try:
-            engine = make_engine()
-        except Exception as e:
-            if _cancel_requested():
-                raise asyncio.CancelledError() from e
-            raise on_start_error(e) from e
+        engine = make_engine()
         resolved = describe(engine)
         _log(f"engine ready; {workload.warmup} warm-up and {workload.iterations} measured requests of "
              f"{workload.input_len} + {workload.output_len} tokens")
@@ -387,17 +325,17 @@ async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], 
             check_record(rec, n)
             return rec
 
-        try:
-            records = await run_scenario(timed_request, workload.warmup, workload.iterations, progress)
-        except BenchError:
-            raise
-        except Exception as e:
-            # Ctrl-C reaches vLLM's engine-core process too, which may die before our task sees the
-            # cancellation: report an interrupt, not an engine failure.
-            if _cancel_requested():
-                raise asyncio.CancelledError() from e
-            raise
-        return records, resolved
+        return await run_scenario(timed_request, workload.warmup, workload.iterations, progress), resolved
+    except BenchError:
+        raise
+    except Exception as e:
+        # Ctrl-C reaches vLLM's engine-core process too, which may die before our task sees the
+        # cancellation: report an interrupt, not an engine failure.
+        if _cancel_requested():
+            raise asyncio.CancelledError() from e
+        if engine is None:
+            raise on_start_error(e) from e
+        raise
     finally:
         if engine is not None:
             engine.shutdown()
@@ -437,14 +375,8 @@ def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: d
                          skw: dict[str, Any], resolved: dict[str, Any], version: str,
                          capability: tuple[int, int]) -> Measurement:
     """Client samples from the client clock; engine timestamps kept apart in Measurement.engine."""
-    ttft, tpot, e2e, itl, per_output = [], [], [], [], []
-    for rec in records:
-        per_output.append(list(rec.tokens_per_yield))
-        t, gaps, e, p = iteration_timing(rec)
-        ttft.append(t)
-        itl.append(gaps)
-        e2e.append(e)
-        tpot.append(p)
+    ttft, itl, e2e, tpot = (list(column) for column in zip(*map(iteration_timing, records)))
+    per_output = [list(rec.tokens_per_yield) for rec in records]
     snaps = [engine_snapshot(r.metrics) for r in records]
     notes = stream_notes(records)
     engine: Optional[EngineSamples]
@@ -471,12 +403,8 @@ def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: d
 
 
 def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:
-    """The checks that need no model: quantization named, a GPU, and one that can run the kernel.
-
-    Cheap (torch only, no vllm). measure() runs it first; a driver may call it before resolving
-    (downloading) the model, so that awq_marlin on a T4 is refused before anything long starts.
-    Returns ((major, minor), GPU name).
-    """
+    """((major, minor), GPU name) once the checks that need no model pass: quantization named, a GPU that can run
+    the kernel. Cheap (no vllm import): the driver runs it before downloading, so a T4 refuses awq_marlin at once."""
     q = quantization_of(args)
     refuse_cpu_for_vllm(getattr(args, "device", None))
     capability, gpu_name = gpu_capability()
