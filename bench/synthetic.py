@@ -1,44 +1,24 @@
-"""Synthetic AWQ checkpoints: Hugging Face-format, random packed int4 weights, the real model's config.
+"""Synthetic AWQ checkpoints: Hugging Face format, random packed int4 weights, the real model's config.
 
-`python -m bench synth --config qwen3-8b-awq --out DIR` writes
+`python -m bench synth --config qwen3-8b-awq --out DIR` writes config.json, generation_config.json, safetensors
+shards as save_pretrained lays them out (5 GB, at least 2) with their index, and last a completion marker
+(MARKER). transformers and vLLM (given prompt token ids: no tokenizer is written) read it like the real checkpoint.
 
-    DIR/config.json                      the named config, quantization_config included
-    DIR/generation_config.json
-    DIR/model-0000k-of-0000n.safetensors sharded like save_pretrained (5 GB shards; at least 2)
-    DIR/model.safetensors.index.json     {"metadata": {"total_size"}, "weight_map"}
-    DIR/.kit-synthetic-complete.json     completion marker, written last
-
-which `transformers` (`from_pretrained`, or the CPU recipe in bench.hf_backend) and vLLM
-(`LLM(model=DIR, skip_tokenizer_init=True)` with prompt token ids) read like the real
-checkpoint. No tokenizer is written: neither loader needs one when it is given token ids.
-
-Tensors (AWQ GEMM format, FIELD-NOTES): for a linear with in_features K, out_features N,
-group size G: qweight int32 [K, N/8], qzeros int32 [K/G, N/8], scales fp16 [K/G, N];
-embeddings, norms and lm_head in fp16. Eight int4 values per int32, the value of column
-order[i] (order = [0, 2, 4, 6, 1, 3, 5, 7]) in bits 4i..4i+3 (`pack_awq_gemm`).
-
-Values: int4 weights and zero points are iid uniform in 0..15, so a random 32-bit word *is*
-eight such values packed in any order, qweight is drawn as random words directly (packing
-iid uniform nibbles with `pack_awq_gemm` would give the same distribution, 20x slower);
-qzeros are drawn as int4 values and packed with `pack_awq_gemm`. Scales are uniform in
-[1e-3, 1e-2] so that activations stay finite through 36 layers; embeddings and lm_head are
-N(0, 0.02) in fp16; norm weights are 1. Every tensor has its own RNG stream seeded from
-(seed, tensor name), so the bytes do not depend on the shard layout.
-
-Memory: each shard file is written by hand in the safetensors format (8-byte header length,
-JSON header, then the raw little-endian tensor bytes), streaming every tensor in chunks of
-at most 8 MiB, so peak RSS is a few chunks, not a shard, whatever the model size. The
-whole checkpoint is written into a hidden sibling folder and renamed into place at the end;
-on a full disk (or any write error, or Ctrl-C) the partial folder and its shards are
-removed and a BenchError says what happened.
-
-numpy only: this module never imports torch.
+Tensors are in AWQ GEMM format (FIELD-NOTES; K in, N out, G group size): qweight int32 [K, N/8], qzeros int32
+[K/G, N/8], scales fp16 [K/G, N], eight int4 values per int32 in AWQ_ORDER (`pack_awq_gemm`); embeddings, norms and
+lm_head fp16. int4 weights and zeros are iid uniform in 0..15, so qweight is drawn as random 32-bit words directly
+(the same distribution as packing uniform nibbles, 20x faster). Scales lie in SCALE_RANGE so activations stay
+finite through 36 layers. Each tensor has its own RNG stream seeded from (seed, name): the bytes do not depend on
+the shard layout. Shards are written by hand in the safetensors format, in chunks of at most 8 MiB (peak memory a
+few chunks, whatever the model), into a hidden sibling folder renamed into place at the end; on any write error
+or Ctrl-C the partial folder is removed. numpy only: never imports torch.
 """
 from __future__ import annotations
 
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import struct
@@ -46,6 +26,7 @@ import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -66,9 +47,6 @@ SUPPORTED_MODEL_TYPES = ("qwen3", "qwen2", "llama", "mistral")
 _SAFETENSORS_DTYPE = {"I32": np.dtype("<i4"), "F16": np.dtype("<f2"), "F32": np.dtype("<f4")}
 
 
-# --------------------------------------------------------------------------- configs
-
-
 def named_configs() -> list[str]:
     """Names accepted by --synthetic (bench/configs/<name>.json)."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json") if not p.name.endswith(".generation_config.json"))
@@ -79,11 +57,8 @@ def config_fingerprint(config: dict[str, Any]) -> str:
 
 
 def load_config(name_or_path: str) -> tuple[str, dict[str, Any], Optional[dict[str, Any]]]:
-    """(name, config.json dict, generation_config dict or None) for a named config or a json path.
-
-    A path's name is its file stem plus a short hash of its content, so two different files
-    called config.json never share a cache folder.
-    """
+    """(name, config.json dict, generation_config dict or None) for a named config or a json path. A path's name
+    is its stem plus a hash of its content, so two different files called config.json never share a cache folder."""
     candidate = CONFIG_DIR / f"{name_or_path}.json"
     if "/" not in name_or_path and os.sep not in name_or_path and candidate.is_file():
         path, name = candidate, name_or_path
@@ -149,9 +124,6 @@ def _linear_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
     }
 
 
-# --------------------------------------------------------------------------- tensor layout
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -161,10 +133,7 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        n = _SAFETENSORS_DTYPE[self.dtype].itemsize
-        for d in self.shape:
-            n *= d
-        return n
+        return _SAFETENSORS_DTYPE[self.dtype].itemsize * math.prod(self.shape)
 
 
 def tensor_specs(config: dict[str, Any]) -> list[TensorSpec]:
@@ -226,9 +195,6 @@ def plan_shards(specs: list[TensorSpec], max_shard_bytes: int) -> list[list[Tens
     return shards
 
 
-# --------------------------------------------------------------------------- AWQ packing (numpy)
-
-
 def pack_awq_gemm(values: np.ndarray) -> np.ndarray:
     """int4 values [R, N] (0..15) -> int32 [R, N/8] in AWQ GEMM order (value of column order[i] in bits 4i..)."""
     v = np.asarray(values)
@@ -260,9 +226,6 @@ def dequantize_awq_gemm(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndar
     return (q - z) * s
 
 
-# --------------------------------------------------------------------------- values
-
-
 def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
 
@@ -270,10 +233,7 @@ def _rng(seed: int, name: str) -> np.random.Generator:
 def tensor_chunks(spec: TensorSpec, seed: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
     """The tensor's values, row block by row block (C order), each at most ~chunk_bytes."""
     rng = _rng(seed, spec.name)
-    rows = spec.shape[0]
-    row_elems = 1
-    for d in spec.shape[1:]:
-        row_elems *= d
+    rows, row_elems = spec.shape[0], math.prod(spec.shape[1:])
     itemsize = _SAFETENSORS_DTYPE[spec.dtype].itemsize
     step = max(1, chunk_bytes // max(1, row_elems * itemsize))
     for r0 in range(0, rows, step):
@@ -297,9 +257,6 @@ def tensor_chunks(spec: TensorSpec, seed: int, chunk_bytes: int = CHUNK_BYTES) -
             raise ValueError(spec.kind)
 
 
-# --------------------------------------------------------------------------- writing
-
-
 def _write(f, data) -> None:
     """One write call (module-level so that tests can make it fail like a full disk)."""
     f.write(data)
@@ -320,16 +277,9 @@ def _progress(total: int, desc: str, enabled: bool):
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm comes with transformers and vLLM
-        tqdm = None
-    if tqdm is not None:
-        return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not enabled,
-                    file=sys.stderr, mininterval=0.5)
-
-    class _Null:
-        def update(self, n): ...
-        def close(self): ...
-
-    return _Null()
+        return SimpleNamespace(update=lambda n: None, close=lambda: None)
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not enabled,
+                file=sys.stderr, mininterval=0.5)
 
 
 def _write_shard(path: Path, shard: list[TensorSpec], seed: int, advance: Callable[[int], None]) -> None:
@@ -363,10 +313,8 @@ def _json_bytes(obj: Any) -> bytes:
 def generate_checkpoint(config: dict[str, Any], out_dir: Path, *, seed: int = 0, config_name: str = "custom",
                         generation_config: Optional[dict[str, Any]] = None, max_shard_bytes: Optional[int] = None,
                         progress: bool = True) -> Path:
-    """Write a synthetic AWQ checkpoint for `config` into out_dir (which must not exist or be empty).
-
-    Raises BenchError (partial output removed) on a full disk or any write error.
-    """
+    """Write a synthetic AWQ checkpoint for `config` into out_dir (new or empty). Raises BenchError (partial output
+    removed) on a full disk or any write error."""
     check_config(config, source=f"config {config_name!r}")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -438,11 +386,8 @@ def read_marker(path: Path) -> Optional[dict[str, Any]]:
 
 
 def ensure_synthetic(name_or_path: str, cache_dir: Path, *, seed: int = 0, progress: bool = True) -> tuple[str, Path]:
-    """(config name, checkpoint folder): generated once into <cache_dir>/synthetic/<name>-<seed>/, then reused.
-
-    A folder without a matching completion marker (an interrupted run, an older generator,
-    a changed config file) is replaced.
-    """
+    """(config name, checkpoint folder): generated once into <cache_dir>/synthetic/<name>-<seed>/, then reused;
+    a folder without a matching completion marker (interrupted, older generator, changed config) is replaced."""
     name, config, generation = load_config(name_or_path)
     out = Path(cache_dir) / "synthetic" / f"{name}-{seed}"
     marker = read_marker(out)
@@ -458,9 +403,6 @@ def ensure_synthetic(name_or_path: str, cache_dir: Path, *, seed: int = 0, progr
         if not read_marker(out):
             raise BenchError(f"Could not publish the synthetic checkpoint at {out} ({e}). Remove it and retry.") from e
     return name, out
-
-
-# --------------------------------------------------------------------------- CLI
 
 
 def synth_main(argv: list[str]) -> int:
