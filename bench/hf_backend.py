@@ -1,34 +1,17 @@
-"""transformers 4.51.3 + autoawq 0.2.9 backend: load, generate exactly N tokens greedily, time every token.
+"""transformers 4.51.3 + autoawq 0.2.9 backend (contract: bench/api.py): generate exactly N tokens greedily, time each.
 
-Loading (`load_awq_model`, also used by the profiler):
-  GPU  `AutoModelForCausalLM.from_pretrained(path, torch_dtype=float16, device_map={"": "cuda:0"})`:
-       transformers' own AwqQuantizer swaps the linears for autoawq's WQLinear_GEMM. autoawq then
-       runs awq_ext if it imports, else its Triton kernels, else the naive path.
-  CPU  from_pretrained cannot be used: transformers' AwqQuantizer switches GEMM to IPEX on a machine
-       without CUDA, and no IPEX exists for torch >= 2.9. So (FIELD-NOTES): build the model from its
-       config on the meta device, swap the linears with the library's own
-       `transformers.integrations.awq.replace_with_awq_linear` and an `AwqConfig(version="gemm")`,
-       load every safetensors tensor strictly, and force autoawq's naive path (dequantize_gemm +
-       torch.matmul) by clearing `awq_ext` and `TRITON_AVAILABLE` in awq.modules.linear.gemm: with
-       triton installed (the HF image), autoawq would pick its Triton kernels and crash on CPU tensors.
+Loading (`load_awq_model`, also the profiler's): on a GPU, from_pretrained (transformers' AwqQuantizer swaps in
+autoawq's WQLinear_GEMM, which runs awq_ext, else Triton, else the naive path). On CPU from_pretrained cannot be used
+(its AwqQuantizer switches to IPEX, which torch >= 2.9 lacks), so (FIELD-NOTES) the model is built on the meta
+device, its linears swapped by transformers' replace_with_awq_linear, every tensor loaded strictly, and autoawq's
+naive path forced: with triton installed it would pick Triton kernels and crash on CPU tensors.
 
-Timing (`measure`): `model.generate(max_new_tokens=N, min_new_tokens=N, do_sample=False)` under
-torch.inference_mode() (chosen deliberately: generate() already disables grad, inference mode also
-skips autograd's version counters; recorded as settings.grad_mode), with a streamer whose put()
-takes a time.perf_counter() reading per generated token, after torch.cuda.synchronize() on a GPU
-(put() receives next_tokens.cpu(), so the token is already on the host; the explicit sync makes
-the ordering independent of that detail). The clock starts, after a sync, right before
-generate() is called: TTFT covers input preparation, the prefill and the first token's sampling.
-TTFT, inter-token gaps and TPOT = (e2e - TTFT)/(N - 1) come from bench.api.derive_token_timing.
-The harness's overhead is measured against a baseline (`generate_bare`): right after each measured
-iteration, the same generate() (same inputs, generation config and grad mode) without the streamer, timed from one sync before to one sync after. The measured iteration's own
-generate() is timed the same way (instrumented_generate_ms); the difference, per iteration, is
-what the instrumentation costs. Pairs run back to back so that the machine's slow drift (about 5%
-between runs on the H200) cancels instead of reading as overhead.
-
-The kernel path is read from autoawq's module state and checked: the first generate() runs
-with counting wrappers around autoawq's entry points (naive dequantize_gemm, Triton GEMM and
-dequantize kernels, awq_ext), and the counts are recorded.
+Timing: generate(min_new_tokens = max_new_tokens = N, greedy) under torch.inference_mode (settings.grad_mode), with a
+streamer that reads time.perf_counter per generated token, after a device sync on a GPU; the clock starts, after a
+sync, right before generate(). After each measured iteration the same generate() runs bare (no streamer), and both
+are timed from one sync before to one after: back to back, so the machine's slow drift cancels and the difference is
+what the instrumentation costs. The first generate() counts the calls into autoawq's entry points: the kernel path
+that actually ran is recorded.
 """
 from __future__ import annotations
 
@@ -61,9 +44,6 @@ def _import_awq_gemm():
     return gemm
 
 
-# --------------------------------------------------------------------------- autoawq kernel path
-
-
 def awq_kernel_state() -> str:
     """The path WQLinearMMFunction will take, from autoawq's module state: awq_ext | triton | naive."""
     gemm = _import_awq_gemm()
@@ -84,22 +64,23 @@ def force_naive_awq() -> dict[str, Any]:
     return before
 
 
+def _counting(fn: Any, label: str, counts: dict[str, int]):
+    def wrapped(*a, **k):
+        counts[label] = counts.get(label, 0) + 1
+        return fn(*a, **k)
+
+    return wrapped
+
+
 class _CountingModule:
-    """Stands in for the awq_ext extension module: forwards every call, counting it by name."""
+    """Stands in for the awq_ext extension module: forwards every attribute, counting the calls by name."""
 
     def __init__(self, inner: Any, counts: dict[str, int]):
         self._inner, self._counts = inner, counts
 
     def __getattr__(self, name: str):
         fn = getattr(self._inner, name)
-        if not callable(fn):
-            return fn
-
-        def wrapped(*a, **k):
-            self._counts[f"awq_ext.{name}"] = self._counts.get(f"awq_ext.{name}", 0) + 1
-            return fn(*a, **k)
-
-        return wrapped
+        return _counting(fn, f"awq_ext.{name}", self._counts) if callable(fn) else fn
 
 
 @contextlib.contextmanager
@@ -108,22 +89,11 @@ def observe_awq_calls() -> Iterator[dict[str, int]]:
     gemm = _import_awq_gemm()
     counts: dict[str, int] = {}
     saved: dict[str, Any] = {}
-
-    def wrap(attr: str, label: str):
-        fn = getattr(gemm, attr, None)
-        if fn is None:
-            return
-        saved[attr] = fn
-
-        def wrapped(*a, **k):
-            counts[label] = counts.get(label, 0) + 1
-            return fn(*a, **k)
-
-        setattr(gemm, attr, wrapped)
-
-    wrap("dequantize_gemm", "naive.dequantize_gemm")
-    wrap("awq_gemm_triton", "triton.awq_gemm")
-    wrap("awq_dequantize_triton", "triton.awq_dequantize")
+    for attr, label in (("dequantize_gemm", "naive.dequantize_gemm"), ("awq_gemm_triton", "triton.awq_gemm"),
+                        ("awq_dequantize_triton", "triton.awq_dequantize")):
+        if getattr(gemm, attr, None) is not None:
+            saved[attr] = getattr(gemm, attr)
+            setattr(gemm, attr, _counting(saved[attr], label, counts))
     if gemm.awq_ext is not None:
         saved["awq_ext"] = gemm.awq_ext
         gemm.awq_ext = _CountingModule(gemm.awq_ext, counts)
@@ -146,9 +116,6 @@ def describe_awq_path(counts: dict[str, int]) -> str:
     if counts.get("naive.dequantize_gemm"):
         return "naive: dequantize_gemm + torch.matmul"
     return "none observed"
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def _awq_config(qc: dict[str, Any]):
@@ -189,13 +156,10 @@ def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
     model = replace_quantization_scales(model, config.model_type)
 
     state: dict[str, Any] = {}
-    files = _safetensors_files(path)
-    try:
-        from tqdm.auto import tqdm
-        it = tqdm(files, desc="load (CPU, strict)", unit="shard", disable=not progress, file=sys.stderr)
-    except ImportError:  # pragma: no cover
-        it = files
-    for f in it:
+    from tqdm.auto import tqdm  # a dependency of transformers
+
+    for f in tqdm(_safetensors_files(path), desc="load (CPU, strict)", unit="shard", disable=not progress,
+                  file=sys.stderr):
         with safe_open(str(f), framework="pt", device="cpu") as sf:
             for key in sf.keys():
                 state[key] = sf.get_tensor(key)
@@ -239,12 +203,8 @@ def _load_gpu(path: Path, device: str):
 
 
 def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """Load an AWQ GEMM checkpoint with transformers + autoawq on `device` ("cuda", "cuda:N" or "cpu").
-
-    Returns (model in eval mode, fp16, info), info = {loader, device, dtype, awq_kernel_state,
-    awq_kernel_state_before, awq_linear_layers, attn_implementation, load_s, quantization_config}.
-    On CPU autoawq's naive path is forced first (see the module docstring).
-    """
+    """(model in eval mode, fp16; info for the result's settings): an AWQ GEMM checkpoint loaded with transformers +
+    autoawq on `device` ("cuda", "cuda:N" or "cpu"; on CPU autoawq's naive path is forced first)."""
     import torch
 
     path = Path(model.path)
@@ -283,15 +243,9 @@ def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) 
     return loaded, info
 
 
-# --------------------------------------------------------------------------- timing
-
-
 class TimingStreamer:
-    """A transformers streamer that timestamps every generated token.
-
-    generate() calls put() once with the prompt, then once per generated token (next_tokens.cpu()),
-    then end(). Only the token calls are timed; a call carrying several tokens repeats its reading.
-    """
+    """A transformers streamer that timestamps every generated token: generate() calls put() with the prompt, then
+    once per generated token, then end(); a call carrying several tokens repeats its reading."""
 
     def __init__(self, sync: bool):
         self.sync = sync
@@ -359,14 +313,12 @@ def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
                          f"timed) instead of exactly {n}: min_new_tokens did not hold. Check the checkpoint's "
                          "eos_token_id.")
     ttft, gaps, e2e, tpot = derive_token_timing(t_submit, streamer.times)
-    rec = {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
-           "generate_ms": (t_returned - t_submit) * 1e3, "tokens": out[0, input_ids.shape[-1]:].tolist()}
-    return rec
+    return {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
+            "generate_ms": (t_returned - t_submit) * 1e3, "tokens": out[0, input_ids.shape[-1]:].tolist()}
 
 
 def generate_bare(model, input_ids, gen_config, device: str) -> float:
-    """The same generate() as generate_timed, uninstrumented: no streamer, one sync
-    before and one after. Its wall time in ms, the baseline of the harness-overhead comparison."""
+    """Wall time (ms) of generate_timed's generate() without the streamer: the harness-overhead baseline."""
     out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device)
     if _new_tokens(out, input_ids) != gen_config.max_new_tokens:
         raise BenchError(f"the bare generate() produced {_new_tokens(out, input_ids)} new tokens instead of "
@@ -403,14 +355,13 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
     observed = first["calls"]
 
     path = describe_awq_path(observed)
-    state = info["awq_kernel_state"]
-    if dev == "cpu" and not path.startswith("naive"):
+    on_cpu = dev == "cpu"
+    if on_cpu and not path.startswith("naive"):
         raise BenchError(f"On CPU autoawq ran {path!r} instead of its naive path; the kit forces the naive path on "
                          "CPU. This is a bug in the kit: please report it with this message.")
-    on_cpu = dev == "cpu"
     settings = {
         "awq_kernel_path": path,
-        "awq_kernel_state": state,
+        "awq_kernel_state": info["awq_kernel_state"],
         "awq_kernel_state_before_forcing": info["awq_kernel_state_before"],
         "awq_calls_first_generate": observed,
         "awq_linear_layers": info["awq_linear_layers"],
@@ -428,22 +379,18 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
                               "processor, timed from one sync before to one sync after (samples.bare_generate_ms)"),
         "greedy_tokens_identical_across_runs": deterministic,
     }
-    if on_cpu:
-        settings["torch_num_threads"] = info["torch_num_threads"]
     notes = []
     if on_cpu:
+        settings["torch_num_threads"] = info["torch_num_threads"]
         notes.append("CPU run: autoawq's naive path (dequantize_gemm + torch.matmul per call) in fp16 on the CPU. "
                      "These timings show the harness working; they are not comparable with the published GPU numbers.")
     if not deterministic and path.startswith("triton"):
         notes.append("Greedy tokens differed between runs: autoawq's Triton GEMM adds its split-K partial sums with "
                      "fp16 atomic_add, whose order varies from run to run; near-ties in the logits (common with random "
                      "weights) then flip. Every run still generated exactly the workload's output length.")
-    backend = Backend(name="transformers", label="transformers",
-                      quantization="awq (autoawq WQLinear_GEMM)", dtype=info["dtype"],
-                      device="cpu" if on_cpu else "cuda",
-                      settings=settings)
+    backend = Backend(name="transformers", label="transformers", quantization="awq (autoawq WQLinear_GEMM)",
+                      dtype=info["dtype"], device="cpu" if on_cpu else "cuda", settings=settings)
     return Measurement(ttft_ms=[r["ttft_ms"] for r in recs], tpot_ms=[r["tpot_ms"] for r in recs],
                        e2e_ms=[r["e2e_ms"] for r in recs], itl_ms=[r["itl_ms"] for r in recs], backend=backend,
-                       notes=notes,
-                       instrumented_generate_ms=[r["generate_ms"] for r in recs],
+                       notes=notes, instrumented_generate_ms=[r["generate_ms"] for r in recs],
                        bare_generate_ms=[r["bare_ms"] for r in recs])
