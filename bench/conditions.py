@@ -1,16 +1,11 @@
-"""What the GPU looked like around the measured iterations: clocks and limits (nvidia-ml-py), read, never set.
+"""The GPU's clocks and limits around the measured iterations (nvidia-ml-py), read, never set.
 
-At batch 1 the week-1 rows are bound by kernel launches and host overhead, so the GPU's clocks move them.
-The driver (bench/run.py) reads the GPU's state right before the first measured iteration and right after
-the last one, and the launch probe (bench/launch_probe.py, in a child process) right before, through the
-scenario loop's hooks (IterationProgress.before_measured / after_measured). Nothing here may fail a bench:
-a query that fails leaves its field None, a part that cannot be read leaves a note saying why.
-
-NVML numbers GPUs as nvidia-smi does, whatever CUDA_VISIBLE_DEVICES says, and the Docker runner passes every
-GPU (`--gpus all`) with CUDA_VISIBLE_DEVICES forwarded and CUDA_DEVICE_ORDER=PCI_BUS_ID: so torch's cuda:i is
-the i-th entry of CUDA_VISIBLE_DEVICES (an nvidia-smi index or a UUID), which `nvml_handle` resolves.
-
-Only pynvml is imported (lazily); no torch, so reading the state never touches the backend's CUDA context.
+At batch 1 the week-1 rows are launch- and host-bound, so clocks move them. Through the scenario loop's hooks
+(bench/api.py) the driver reads the launch probe (bench/launch_probe.py) and the GPU state right before the first
+measured iteration and the state again right after the last. Nothing here may fail a bench: a failed query leaves
+its field None, an unreadable part a note. NVML numbers GPUs as nvidia-smi does; the Docker runner passes every GPU
+with CUDA_VISIBLE_DEVICES forwarded (PCI_BUS_ID order), so `nvml_handle` resolves torch's cuda:i through the i-th
+entry. Only pynvml is imported (lazily): never torch, so the backend's CUDA context is untouched.
 """
 from __future__ import annotations
 
@@ -25,7 +20,7 @@ T = TypeVar("T")
 NVML_PSTATE_UNKNOWN = 32  # nvmlDeviceGetPerformanceState's "unknown"
 
 
-def _text(value: Any) -> str:
+def nvml_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -49,7 +44,7 @@ def nvml_handle(nvml: Any, torch_index: int = 0, env: Optional[dict[str, str]] =
         return nvml.nvmlDeviceGetHandleByIndex(torch_index)
     for i in range(nvml.nvmlDeviceGetCount()):  # the host preflight's rule, on NVML's numbering
         handle = nvml.nvmlDeviceGetHandleByIndex(i)
-        if names_gpu(entry, i, _text(nvml.nvmlDeviceGetUUID(handle))):
+        if names_gpu(entry, i, nvml_text(nvml.nvmlDeviceGetUUID(handle))):
             return handle
     raise LookupError(f"CUDA_VISIBLE_DEVICES entry {entry!r} names no GPU for cuda:{torch_index} that NVML lists")
 
@@ -94,8 +89,7 @@ def gpu_state(index: int = 0, nvml: Any = None) -> Optional[GPUState]:
 
 
 class ConditionsRecorder:
-    """Collects RunConditions through the scenario loop's hooks: `before` (launch probe, then the GPU state)
-    right before the first measured iteration, `after` (the GPU state) right after the last one."""
+    """RunConditions from the scenario loop's hooks: `before` (launch probe, GPU state), `after` (GPU state)."""
 
     def __init__(self, index: int = 0, nvml: Any = None,
                  probe: Optional[Callable[[], tuple[Any, list[str]]]] = None):

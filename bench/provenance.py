@@ -1,23 +1,10 @@
-"""Provenance of a run, read inside the environment that ran it.
+"""Provenance of a run, read inside the environment that ran it: `collect_provenance(stack, device)`.
 
-`collect_provenance(stack, device)` -> core.results.Provenance:
-  - library versions via importlib.metadata (whatever of LIBRARIES is installed; None otherwise),
-    Python and platform;
-  - the GPU (name, memory, driver and UUID through nvidia-ml-py when importable, else torch; CUDA runtime
-    from torch; compute capability) — None on a CPU run. NVML finds torch's device by its CUDA_VISIBLE_DEVICES
-    entry (bench/conditions.py's nvml_handle);
-  - the host, on every run (CPU runs too): CPU model (/proc/cpuinfo), logical CPU count, hostname, boot id;
-  - the stack's pins: every `name==version` line of images/<stack>/requirements.lock and the Python of its
-    `# kit-lock:` header (core/locks.py; none for a stack without a lock), and `deviations`: every pinned package whose
-    installed version differs, or that is not installed. The stack is KIT_STACK, which the runners set from
-    their Step, else the caller's default: a new images/<stack>/ needs no code here;
-  - the runner's environment contract (kit/runners/__init__.py): KIT_GIT_COMMIT/KIT_GIT_DIRTY,
-    KIT_IMAGE_ID/KIT_IMAGE_TAG, KIT_LOCK_HASH, KIT_RUNNER, KIT_LABEL, KIT_STACK;
-  - the Slurm job, when the step ran in one (`--runner slurm`): SLURM_JOB_ID, SLURMD_NODENAME and
-    SLURM_JOB_PARTITION as Slurm sets them in the job, KIT_SLURM_GPU_TYPE as the kit's job script sets it
-    (the Docker runner forwards all four into the container by name).
-
-Only torch is imported (for the GPU), and only when device is "cuda".
+Library versions (importlib.metadata), Python, platform; the GPU (nvidia-ml-py when importable, else torch; None on
+CPU); the host (CPU model, cores, hostname, boot id); the stack's pins (KIT_STACK, set by the runners, wins over the
+caller's default; core/locks.py) and every installed version that deviates from them; the runner's environment
+contract (KIT_* variables, kit/runners/__init__.py) and the Slurm job, when there is one. torch is imported only for
+a "cuda" device.
 """
 from __future__ import annotations
 
@@ -27,6 +14,7 @@ import platform
 from pathlib import Path
 from typing import Optional
 
+from bench.conditions import nvml_text, nvml_handle, nvml_session
 from core.git import kit_git_state
 from core.locks import lock_path, lock_versions
 from core.results import GPU, HostRecord, Provenance, SlurmJob
@@ -64,9 +52,8 @@ def deviations(pins: dict[str, str], installed: dict[str, Optional[str]], python
     out = []
     for name, want in pins.items():
         if name == "python":
-            have = python
-            if ".".join(have.split(".")[: len(want.split("."))]) != want:
-                out.append(f"python {have} (pinned {want})")
+            if ".".join(python.split(".")[: len(want.split("."))]) != want:
+                out.append(f"python {python} (pinned {want})")
             continue
         have = installed.get(name)
         if have is None:
@@ -84,22 +71,16 @@ def gpu_info(device_index: int = 0) -> Optional[GPU]:
     props = torch.cuda.get_device_properties(device_index)
     name, mem_mib, driver, uuid = props.name, int(props.total_memory // 2**20), None, None
     try:
-        from bench.conditions import nvml_handle, nvml_session
-
         with nvml_session() as nvml:
             h = nvml_handle(nvml, device_index)
-            name = _text(nvml.nvmlDeviceGetName(h))
+            name = nvml_text(nvml.nvmlDeviceGetName(h))
             mem_mib = int(nvml.nvmlDeviceGetMemoryInfo(h).total // 2**20)
-            driver = _text(nvml.nvmlSystemGetDriverVersion())
-            uuid = _text(nvml.nvmlDeviceGetUUID(h))
+            driver = nvml_text(nvml.nvmlSystemGetDriverVersion())
+            uuid = nvml_text(nvml.nvmlDeviceGetUUID(h))
     except Exception:  # not installed, or no NVML in this container: torch's view is enough
         pass
     return GPU(name=name, memory_total_mib=mem_mib, driver=driver, cuda_runtime=torch.version.cuda,
                compute_capability=f"{props.major}.{props.minor}", uuid=uuid)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def cpu_model(cpuinfo_text: str) -> Optional[str]:
