@@ -1,13 +1,9 @@
 """`python -m bench run --backend transformers|vllm [workload options]`: the shared week-1 driver.
 
-resolve the model (checks before any weight is read) -> the prompt token ids -> the backend's
-measure() (bench/hf_backend.py or bench/vllm_backend.py, contract in bench/api.py) under a
-progress display -> a core.results.BenchResult with summary, provenance, roofline and (GPU runs) the run's
-conditions: GPU clocks before and after the measured iterations and a launch-latency probe right before them
-(bench/conditions.py, through the scenario loop's hooks), written atomically to
-$KIT_RESULTS_DIR/<core.results.result_filename>.
-
-Ctrl-C at any point writes no result and says how many measured iterations had finished.
+Resolve the model (checks before any weight is read), draw the prompt token ids, run the backend's measure()
+(contract: bench/api.py) under a progress display, and write a core.results.BenchResult (summary, provenance,
+roofline, and on a GPU the run's conditions: bench/conditions.py) atomically to $KIT_RESULTS_DIR. Ctrl-C writes no
+result and says how many measured iterations had finished.
 """
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ import secrets
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from bench.api import IterationProgress, Measurement
 from core.errors import BenchError
@@ -34,50 +30,40 @@ def _log(msg: str) -> None:
 
 
 class ProgressDisplay:
-    """Shows IterationProgress as tqdm bars on a terminal, as log lines otherwise.
-
-    It updates when the scenario loop (bench/scenario.py) counts a finished iteration (IterationProgress.listener),
-    in the backend's thread, between iterations: nothing of the display runs while a generate() is being timed.
-    (A thread polling it throughout, as the kit once did, cost the timed runs measurably: README, Methodology.)
-    """
+    """IterationProgress as tqdm bars on a terminal, log lines otherwise. It runs when the scenario loop counts a
+    finished iteration (IterationProgress.listener), between timed requests: a polling thread, as the kit once
+    had, cost the timed runs measurably (README, Methodology)."""
 
     def __init__(self, progress: IterationProgress):
         self.p = progress
         self._tty = sys.stderr.isatty()
-        self._bars: dict[str, object] = {}
-        self._seen = {"warmup": 0, "measured": 0}
+        self._bars: dict[str, Any] = {}
+        self._seen = {"warm-up": 0, "measured": 0}
 
     def __enter__(self) -> "ProgressDisplay":
-        self.p.listener = self._poll
+        self.p.listener = self._update
         return self
 
     def __exit__(self, *exc) -> None:
         self.p.listener = None
-        self._poll()
+        self._update()
         for bar in self._bars.values():
-            bar.close()  # type: ignore[attr-defined]
+            bar.close()
 
-    def _bar(self, key: str, total: int, desc: str):
-        if key not in self._bars:
-            from tqdm.auto import tqdm
-
-            self._bars[key] = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=True)
-        return self._bars[key]
-
-    def _poll(self) -> None:
-        for key, done, total, desc in (("warmup", self.p.warmup_done, self.p.warmup_total, "warm-up"),
-                                       ("measured", self.p.done, self.p.total, "measured")):
-            if done == self._seen[key] or not total:
+    def _update(self) -> None:
+        for desc, done, total in (("warm-up", self.p.warmup_done, self.p.warmup_total),
+                                  ("measured", self.p.done, self.p.total)):
+            if done == self._seen[desc] or not total:
                 continue
             if self._tty:
-                try:
-                    bar = self._bar(key, total, desc)
-                    bar.update(done - self._seen[key])  # type: ignore[attr-defined]
-                except ImportError:  # pragma: no cover
-                    self._tty = False
-            if not self._tty:
+                if desc not in self._bars:
+                    from tqdm.auto import tqdm
+
+                    self._bars[desc] = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=True)
+                self._bars[desc].update(done - self._seen[desc])
+            else:
                 _log(f"{desc} {done}/{total}")
-            self._seen[key] = done
+            self._seen[desc] = done
 
 
 def _check_measurement(m: Measurement, iterations: int, output_len: int) -> None:
@@ -118,49 +104,34 @@ def record_conditions(progress: IterationProgress):
     return recorder
 
 
-def _results_dir() -> Path:
-    return Path(os.environ.get("KIT_RESULTS_DIR") or "results")
-
-
 def build_result(workload, measurement: Measurement, provenance, roofline, notes: list[str],
                  conditions: Optional[RunConditions] = None) -> BenchResult:
-    now = datetime.now(timezone.utc)
+    now, m = datetime.now(timezone.utc), measurement
     return BenchResult(
-        run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
-        created_utc=now.isoformat(timespec="seconds"),
-        workload=workload,
-        backend=measurement.backend,
-        samples=BenchSamples(ttft_ms=measurement.ttft_ms, tpot_ms=measurement.tpot_ms, e2e_ms=measurement.e2e_ms,
-                             itl_ms=measurement.itl_ms, tokens_per_output=measurement.tokens_per_output,
-                             engine=measurement.engine,
-                             instrumented_generate_ms=measurement.instrumented_generate_ms,
-                             bare_generate_ms=measurement.bare_generate_ms),
-        summary=BenchSummary(ttft_ms=summarize(measurement.ttft_ms), tpot_ms=summarize(measurement.tpot_ms),
-                             itl_ms=summarize([g for gaps in measurement.itl_ms for g in gaps]), e2e_ms=summarize(measurement.e2e_ms)),
-        provenance=provenance,
-        roofline=roofline,
-        conditions=conditions,
-        notes=notes + list(measurement.notes),
+        run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}", created_utc=now.isoformat(timespec="seconds"),
+        workload=workload, backend=m.backend,
+        samples=BenchSamples(ttft_ms=m.ttft_ms, tpot_ms=m.tpot_ms, e2e_ms=m.e2e_ms, itl_ms=m.itl_ms,
+                             tokens_per_output=m.tokens_per_output, engine=m.engine,
+                             instrumented_generate_ms=m.instrumented_generate_ms, bare_generate_ms=m.bare_generate_ms),
+        summary=BenchSummary(ttft_ms=summarize(m.ttft_ms), tpot_ms=summarize(m.tpot_ms),
+                             itl_ms=summarize([g for gaps in m.itl_ms for g in gaps]), e2e_ms=summarize(m.e2e_ms)),
+        provenance=provenance, roofline=roofline, conditions=conditions, notes=notes + list(m.notes),
     )
-
-
-def run_parser() -> Parser:
-    p = Parser(prog="python -m bench run", description="Week-1 TTFT/TPOT of one backend (one vLLM row).")
-    p.add_argument("--backend", choices=BACKENDS, required=True)
-    add_spec_argument(p)
-    add_workload_args(p, vllm=True)
-    return p
 
 
 def parse_run_args(argv: list[str]):
     """(backend, checked WorkloadSpec) of `python -m bench run`. Raises KitError."""
-    ns, spec = parse_spec(run_parser(), argv)
+    p = Parser(prog="python -m bench run", description="Week-1 TTFT/TPOT of one backend (one vLLM row).")
+    p.add_argument("--backend", choices=BACKENDS, required=True)
+    add_spec_argument(p)
+    add_workload_args(p, vllm=True)
+    ns, spec = parse_spec(p, argv)
     return ns.backend, spec
 
 
 def run(argv: list[str]) -> int:
     backend_name, args = parse_run_args(argv)
-    from bench.workload import build_workload, prompt_token_ids, resolve_model
+    from bench.workload import build_workload, prompt_token_ids, resolve_device, resolve_model
 
     progress = IterationProgress(total=args.iters, warmup_total=args.warmup)
     try:
@@ -174,8 +145,6 @@ def run(argv: list[str]) -> int:
         preflight = getattr(backend, "preflight", None)
         if preflight is not None:
             preflight(args)
-        from bench.workload import resolve_device
-
         device = "cuda" if backend_name == "vllm" else resolve_device(args.device)  # resolved once, here
         args = args.replace(device=device)
         resolved = resolve_model(args, progress=True)
@@ -235,7 +204,7 @@ def _write_or_keep(result: BenchResult) -> Path:
     """Write the result; one that contradicts itself is refused, but its measured data is kept out of results/ (in
     the output folder, for whoever investigates), never lost."""
     try:
-        return write_result(result, _results_dir() / result_filename(result))
+        return write_result(result, Path(os.environ.get("KIT_RESULTS_DIR") or "results") / result_filename(result))
     except ResultFileError as e:
         kept = Path(os.environ.get("KIT_OUTPUT_DIR") or "output") / "refused" / result_filename(result)
         atomic_write_text(kept, dump_result(result))
