@@ -83,11 +83,6 @@ def gpu_state_or_why(index: int = 0, nvml: Any = None) -> tuple[Optional[GPUStat
         return None, f"{type(e).__name__}: {e}"
 
 
-def gpu_state(index: int = 0, nvml: Any = None) -> Optional[GPUState]:
-    """The clocks and limits of torch's cuda:<index> now; None when they cannot be read. Never raises."""
-    return gpu_state_or_why(index, nvml)[0]
-
-
 class ConditionsRecorder:
     """RunConditions from the scenario loop's hooks: `before` (launch probe, GPU state), `after` (GPU state)."""
 

@@ -218,14 +218,6 @@ def unpack_awq_gemm(packed: np.ndarray) -> np.ndarray:
     return out.reshape(p.shape[0], -1)
 
 
-def dequantize_awq_gemm(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray, group_size: int) -> np.ndarray:
-    """(q - z) * s as float32 [K, N] (the transpose of nn.Linear.weight)."""
-    q = unpack_awq_gemm(qweight).astype(np.float32)
-    z = np.repeat(unpack_awq_gemm(qzeros).astype(np.float32), group_size, axis=0)
-    s = np.repeat(np.asarray(scales, dtype=np.float32), group_size, axis=0)
-    return (q - z) * s
-
-
 def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
 

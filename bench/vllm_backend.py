@@ -217,11 +217,6 @@ def config_fields(config: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: _name(getattr(config, name)) for name in names if name in declared}
 
 
-def compilation_settings(compilation_config: Any) -> dict[str, Any]:
-    """mode / cudagraph_mode / capture sizes of a vllm CompilationConfig, as plain data."""
-    return config_fields(compilation_config, RESOLVED_FIELDS[-1][2])
-
-
 def resolved_settings(vllm_config: Any) -> dict[str, Any]:
     """What vLLM resolved (the frontend's VllmConfig) for the settings the report records."""
     out: dict[str, Any] = {}

@@ -6,6 +6,14 @@ import pytest
 
 from bench import synthetic
 
+
+def dequantize_awq_gemm(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray, group_size: int) -> np.ndarray:
+    """(q - z) * s as float32 [K, N] (the transpose of nn.Linear.weight), from the packed tensors."""
+    q = synthetic.unpack_awq_gemm(qweight).astype(np.float32)
+    z = np.repeat(synthetic.unpack_awq_gemm(qzeros).astype(np.float32), group_size, axis=0)
+    s = np.repeat(np.asarray(scales, dtype=np.float32), group_size, axis=0)
+    return (q - z) * s
+
 K, N, G = 256, 384, 128
 
 
@@ -58,7 +66,7 @@ def test_dequantize_matches_autoawq(stack, quantized):
     q, z, s = quantized
     qweight, qzeros = synthetic.pack_awq_gemm(q), synthetic.pack_awq_gemm(z)
     theirs = dequantize_gemm(torch.from_numpy(qweight), torch.from_numpy(qzeros), torch.from_numpy(s), 4, G)
-    ours = synthetic.dequantize_awq_gemm(qweight, qzeros, s, G)
+    ours = dequantize_awq_gemm(qweight, qzeros, s, G)
     expected = (q.astype(np.float32) - np.repeat(z, G, 0)) * np.repeat(s.astype(np.float32), G, 0)
     assert theirs.shape == (K, N)
     np.testing.assert_allclose(ours, expected, rtol=0, atol=0)
