@@ -1,13 +1,8 @@
-"""The contract between the shared bench driver (bench/run.py) and each backend module.
+"""The contract between the shared bench driver (bench/run.py) and each backend module. Torch-free.
 
-Torch-free. A backend module (bench/hf_backend.py, bench/vllm_backend.py) exposes
-
-    measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int],
-            args: argparse.Namespace, progress: IterationProgress) -> Measurement
-
-A backend writes one timed request and runs it under bench/scenario.py's loop (warm-up, measured
-iterations, progress, Ctrl-C); the driver turns the Measurement into a core.results.BenchResult (summary
-statistics, provenance, roofline) and writes it atomically.
+A backend module exposes `measure(workload, model: ResolvedModel, prompt_ids, args, progress: IterationProgress)
+-> Measurement`: it runs its one timed request under bench/scenario.py's loop; the driver turns the Measurement into a
+core.results.BenchResult (summary statistics, provenance, roofline) and writes it atomically.
 """
 from __future__ import annotations
 
@@ -50,14 +45,9 @@ class Measurement:
 
 @dataclass
 class IterationProgress:
-    """Shared with the driver so that Ctrl-C can say how many measured iterations finished.
-
-    Only bench/scenario.py's loop counts (progress.done += 1 after an iteration). The count runs `listener` (the
-    driver's display) in the backend's own thread, at that moment: between iterations, never during a timed one.
-    The loop also calls `before_measured` right before the first measured iteration (after the warm-up) and
-    `after_measured` right after the last: the driver reads the GPU's clocks and launch latency there
-    (bench/conditions.py), so every backend that runs the loop records them without code of its own.
-    """
+    """Iterations done, shared with the driver (Ctrl-C says how many finished). Only bench/scenario.py's loop counts;
+    each count runs `listener` (the display) between iterations. The loop calls `before_measured` and `after_measured`
+    around the measured iterations: the driver reads the GPU's conditions there (bench/conditions.py)."""
 
     total: int
     done: int = 0
@@ -75,13 +65,9 @@ class IterationProgress:
 
 def derive_token_timing(t_submit: float, output_times: list[float],
                         tokens_per_output: Optional[list[int]] = None) -> tuple[float, list[float], float, float]:
-    """TTFT, inter-output gaps, end-to-end and TPOT (all ms) from one request's clock readings (seconds).
-
-    output_times holds one reading per streamed output; tokens_per_output how many tokens each carried
-    (None: one each, as the transformers streamer delivers them). TTFT = first output - submit;
-    TPOT = (e2e - TTFT) / (N - 1) with N the total token count; the gaps are between outputs, one per
-    output after the first, so tokens that arrived together invent no 0 ms gaps.
-    """
+    """TTFT, inter-output gaps, end-to-end and TPOT (ms) from one request's clock readings (s): one per streamed
+    output, carrying tokens_per_output tokens each (None: one each). TPOT = (e2e - TTFT) / (N - 1), N tokens in all;
+    one gap per output after the first, so tokens that arrived together invent no 0 ms gaps."""
     if not output_times:
         raise ValueError("no generated tokens were timed")
     counts = [1] * len(output_times) if tokens_per_output is None else list(tokens_per_output)

@@ -1,16 +1,8 @@
-"""Kernel-launch latency of this GPU, measured in a child process right before the measured iterations.
+"""Kernel-launch latency of this GPU (`python -m bench.launch_probe`: one JSON line), host wall time (METHOD).
 
-    python -m bench.launch_probe        one JSON line: empty_kernel_launch_us, graph_replay_us, method, notes
-
-At batch 1 a decode step is many small kernels, so how fast the host can launch them moves the row as much
-as the GPU does. Two numbers, both host wall time (time.perf_counter):
-  - empty kernel: torch.cuda._sleep(0) (a kernel that returns at once) launched 1,000 times back to back,
-    one torch.cuda.synchronize() at the end; per-launch µs, the median of 5 such repeats after a warm-up;
-  - graph replay: one replay of a captured CUDA graph holding a 1-element add_, synchronized; median of 200.
-
-`launch_probe_subprocess` runs it in a child interpreter (as bench/roofline.py's bandwidth measurement), so
-that neither the vLLM engine nor the transformers model shares a CUDA context, stream or allocator with it,
-and both backends get the same measurement. It never raises: a failure gives (None, [why]).
+At batch 1 a decode step is many small kernels, so how fast the host launches them moves the row as much as the
+GPU does. `launch_probe_subprocess` runs it in a child interpreter, as bench/roofline.py's bandwidth measurement,
+so it shares no CUDA context, stream or allocator with either backend; it never raises: a failure is (None, [why]).
 """
 from __future__ import annotations
 
@@ -111,10 +103,5 @@ def launch_probe_subprocess(timeout: float = TIMEOUT_S) -> tuple[Optional[Launch
         return None, [f"launch probe not taken: unreadable output ({e})"]
 
 
-def main() -> int:
-    print(json.dumps(measure()))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    print(json.dumps(measure()))

@@ -1,14 +1,9 @@
 """The memory-bandwidth floor of one decode step at batch 1.
 
-A decode step must read every weight once, except the input embedding, of which it reads one
-row (the new token's). `decode_step_bytes` adds the tensors' actual sizes, read from the
-checkpoint's safetensors headers (no tensor data is read), plus the fp16 KV cache a step reads
-at the workload's mean context length (small: ~0.3% for Qwen3-8B at 32+128 tokens).
-
-`measure_copy_bandwidth` times a large device-to-device copy with CUDA events (median of
-several; bytes read + written), the achievable bandwidth the floor divides by.
-`measure_bandwidth_subprocess` runs it in a child process, so that the driver process never
-initialises CUDA before the backend does (vLLM starts its engine process itself).
+A decode step reads every weight once, except the input embedding (one row): `decode_step_bytes` adds the tensors'
+sizes from the safetensors headers (no tensor data is read), plus the fp16 KV cache read at the workload's mean
+context. The floor divides by `measure_copy_bandwidth`, a device-to-device copy timed with CUDA events, which runs in
+a child process (`measure_bandwidth_subprocess`) so the driver never initialises CUDA before the backend does.
 
     python -m bench.roofline MODEL_DIR [--input-len N --output-len N]   bytes per decode step
     python -m bench.roofline --bandwidth                                 copy bandwidth (JSON)
@@ -58,19 +53,12 @@ def tensor_sizes(model_dir: Path) -> dict[str, int]:
 
 
 def _category(name: str) -> str:
-    if name.endswith(".qweight"):
-        return "qweight"
-    if name.endswith(".qzeros"):
-        return "qzeros"
-    if name.endswith(".scales"):
-        return "scales"
+    for suffix in ("qweight", "qzeros", "scales"):
+        if name.endswith("." + suffix):
+            return suffix
     if name.startswith("lm_head."):
         return "lm_head"
-    if "embed_tokens" in name:
-        return "embed_tokens"
-    if "norm" in name:
-        return "norms"
-    return "other"
+    return "embed_tokens" if "embed_tokens" in name else "norms" if "norm" in name else "other"
 
 
 def kv_cache_bytes_per_position(config: dict[str, Any], dtype_bytes: int = 2) -> int:

@@ -1,13 +1,9 @@
 """The one measurement loop of every backend: warm-up, measured iterations, progress, Ctrl-C.
 
-A backend supplies one timed request, `async request(warmup: bool, i: int) -> record` (i counts within its
-phase), which does all an iteration needs (transformers: also the bare baseline generate() after a measured
-run). run_scenario returns the measured records in order; warm-up records are dropped. The progress object's
-hooks (bench/api.py) run right before the first measured iteration (`before_measured`) and right after the last
-(`after_measured`). Progress is counted only here, after a request returned, so the driver's display runs between
-iterations, never during one.
-Ctrl-C propagates from wherever it lands, leaving the counts at what finished and returning nothing partial.
-vLLM awaits the loop under asyncio.run; a synchronous backend (plain calls inside `async def`) uses run_sync.
+A backend supplies `async request(warmup, i) -> record` (one timed iteration, whatever it needs); run_scenario
+returns the measured records, counts progress only between requests and calls the progress hooks (bench/api.py)
+around the measured iterations. Ctrl-C propagates from wherever it lands and nothing partial is returned. vLLM
+awaits the loop under asyncio.run; a synchronous backend (plain calls inside `async def`) uses run_sync.
 """
 from __future__ import annotations
 

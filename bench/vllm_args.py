@@ -1,17 +1,9 @@
-"""What the vLLM backend asks vLLM 0.12.0 for, as plain data: engine and sampling arguments, checks.
+"""What the vLLM backend asks vLLM for, as plain data: engine and sampling arguments, and the checks before them.
 
-Importable without torch and without vllm, so that every rule here is unit-tested on any
-machine (tests/host/test_vllm_stream.py) and the exact dictionaries are handed to the real
-vllm 0.12.0 classes wherever vllm imports (tests/vllm/). bench/vllm_backend.py turns them into
-`AsyncEngineArgs(**engine_kwargs(...))` and `SamplingParams(**sampling_kwargs(...))`.
-
-Options read from the driver's argparse.Namespace (all with defaults, see `_opt`):
-    args.quantization            "awq" | "awq_marlin" (required: passed to vLLM explicitly)
-    args.enforce_eager           bool, default False (vLLM's default: torch.compile + CUDA graphs)
-    args.max_model_len           int | None, default input_len + output_len
-    args.gpu_memory_utilization  float, default 0.9 (vLLM's default)
-    args.seed                    int, default workload.seed (engine seed and per-request seed)
-    args.async_scheduling        "on" | "off", default "off" (vLLM 0.12.0's default; 0.20 turns it on when unset)
+Importable without torch and vllm: the rules are unit-tested anywhere (tests/host/test_vllm_stream.py) and the exact
+dictionaries handed to the real vLLM classes where vllm imports (tests/vllm/). Options are read from the driver's
+namespace with defaults (`_opt`): quantization (required), enforce_eager, max_model_len, gpu_memory_utilization, seed,
+async_scheduling.
 """
 from __future__ import annotations
 
@@ -42,9 +34,6 @@ def _opt(args: argparse.Namespace, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-# --------------------------------------------------------------------------- checks (before any engine)
-
-
 def quantization_of(args: argparse.Namespace) -> str:
     q = getattr(args, "quantization", None)
     if q not in QUANTIZATIONS:
@@ -56,9 +45,7 @@ def quantization_of(args: argparse.Namespace) -> str:
     return q
 
 
-def check_checkpoint(config: dict[str, Any], model: str) -> None:
-    """The vLLM rows measure AWQ kernels, and the request must fit the model's context."""
-    require_awq(config, model)
+check_checkpoint = require_awq  # the vLLM rows measure AWQ kernels
 
 
 def has_tokenizer(model_dir: str | Path) -> bool:
@@ -66,15 +53,8 @@ def has_tokenizer(model_dir: str | Path) -> bool:
     return any((d / name).is_file() for name in TOKENIZER_FILES)
 
 
-def max_model_len_for(workload: Workload, args: argparse.Namespace) -> int:
-    return check_max_model_len(_opt(args, "max_model_len", None), workload.input_len, workload.output_len)
-
-
 def max_position_check(config: dict[str, Any], max_model_len: int, model: str) -> None:
     check_context(config, max_model_len, "max_model_len (input + output, or --max-model-len)", model)
-
-
-# --------------------------------------------------------------------------- what vLLM is asked for
 
 
 def engine_kwargs(model_dir: str | Path, workload: Workload, args: argparse.Namespace) -> dict[str, Any]:
@@ -87,7 +67,8 @@ def engine_kwargs(model_dir: str | Path, workload: Workload, args: argparse.Name
         "quantization": quantization_of(args),
         "dtype": DTYPE,
         "seed": int(_opt(args, "seed", workload.seed)),
-        "max_model_len": max_model_len_for(workload, args),
+        "max_model_len": check_max_model_len(_opt(args, "max_model_len", None), workload.input_len,
+                                             workload.output_len),
         "enforce_eager": bool(_opt(args, "enforce_eager", False)),
         # V1 turns prefix caching on by default: warm-ups re-send the same prompt, so the timed copy
         # would skip its prefill.
@@ -103,11 +84,8 @@ def engine_kwargs(model_dir: str | Path, workload: Workload, args: argparse.Name
 
 
 def variant_of(engine_kw: dict[str, Any]) -> list[str]:
-    """How a row's engine settings differ from the study's configuration (empty: the study's own).
-
-    The study's vLLM 0.12.0 ran with its defaults: torch.compile + CUDA graphs, async scheduling off.
-    The report fills week-1 cells only with runs whose variant is empty and lists the others beside them.
-    """
+    """How a row's engine settings differ from the study's vLLM 0.12.0 defaults (torch.compile + CUDA graphs, async
+    scheduling off); empty for the study's own. The report fills week-1 cells only with empty variants."""
     out = []
     if engine_kw.get("enforce_eager"):
         out.append("enforce_eager (no CUDA graphs, no torch.compile)")
@@ -117,12 +95,8 @@ def variant_of(engine_kw: dict[str, Any]) -> list[str]:
 
 
 def sampling_kwargs(workload: Workload, args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of vllm.SamplingParams; output_kind is the RequestOutputKind member name.
-
-    Exactly N tokens: max_tokens = min_tokens = N and ignore_eos (min_tokens masks the stop
-    tokens, as the transformers backend's min_new_tokens does). Greedy (temperature 0), so the
-    seed changes nothing but is recorded. No detokenization: only token ids are counted.
-    """
+    """Keyword arguments of vllm.SamplingParams (output_kind by member name): exactly N tokens (max_tokens = min_tokens
+    = N, ignore_eos), greedy (the seed changes nothing but is recorded), no detokenization."""
     n = workload.output_len
     return {
         "n": 1,

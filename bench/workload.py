@@ -1,11 +1,5 @@
-"""One workload for every backend: model resolution, prompt token ids, checks before any weight is loaded.
-
-Importable without torch (torch is only imported by `resolve_device`).
-
-    resolve_model(args)              -> bench.api.ResolvedModel (local path / synthetic / hub snapshot)
-    prompt_token_ids(config, n, seed)-> the same n ids for every backend
-    build_workload(args, resolved)   -> core.results.Workload
-    resolve_device(name)             -> "cuda" | "cpu"
+"""One workload for every backend: model resolution (local folder, synthetic config or hub id, checked before any
+weight is read), the prompt token ids, the device, the result's Workload. torch only in `resolve_device`.
 """
 from __future__ import annotations
 
@@ -23,9 +17,6 @@ from core.rules import check_context, read_config, require_awq
 from core.results import Workload
 
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.tiktoken"]
-
-
-# --------------------------------------------------------------------------- environment
 
 
 def cache_dir() -> Path:
@@ -48,9 +39,6 @@ def resolve_device(name: Optional[str]) -> str:
     return name
 
 
-# --------------------------------------------------------------------------- prompt
-
-
 def special_token_ids(config: dict[str, Any]) -> set[int]:
     ids: set[int] = set()
     for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
@@ -62,12 +50,8 @@ def special_token_ids(config: dict[str, Any]) -> set[int]:
 
 
 def regular_vocab_limit(config: dict[str, Any], extra_special: Iterable[int] = ()) -> int:
-    """Ids below this are ordinary tokens.
-
-    Tokenizers of this family put their special tokens after the ordinary vocabulary
-    (Qwen3: ordinary ids 0..151642, specials from 151643, padding rows up to 151935), so
-    the limit is the lowest special id in the upper half of the vocabulary.
-    """
+    """Ids below this are ordinary tokens: the lowest special id in the upper half of the vocabulary (these
+    tokenizers put their specials after the ordinary ids; Qwen3: 0..151642 ordinary, specials from 151643)."""
     vocab = int(config["vocab_size"])
     specials = special_token_ids(config) | set(extra_special)
     high = [i for i in specials if vocab // 2 <= i < vocab]
@@ -86,13 +70,9 @@ def _tokenizer_special_ids(model_dir: Optional[str]) -> set[int]:
 
 
 def prompt_token_ids(config: dict[str, Any], input_len: int, seed: int, model_dir: Optional[str] = None) -> list[int]:
-    """input_len ids drawn uniformly from the ordinary vocabulary, from `seed` alone.
-
-    Python's own `random.Random` seeded with a string (hashed with SHA-512): the same ids on
-    any platform and Python version, with or without numpy/torch, so the transformers and
-    vLLM images produce identical prompts. Special tokens (BOS/EOS/pad, added tokens) never
-    appear.
-    """
+    """input_len ids drawn uniformly from the ordinary vocabulary (never a special or added token), from `seed`
+    alone: Python's random.Random seeded with a string gives the same ids on any platform and Python, so the
+    transformers and vLLM images produce identical prompts."""
     specials = special_token_ids(config) | _tokenizer_special_ids(model_dir)
     limit = regular_vocab_limit(config, specials)
     rng = random.Random(f"awq-kit-prompt-ids:{seed}")
@@ -106,9 +86,6 @@ def prompt_token_ids(config: dict[str, Any], input_len: int, seed: int, model_di
 
 def check_lengths(config: dict[str, Any], input_len: int, output_len: int, where: str) -> None:
     check_context(config, input_len + output_len, f"--input-len {input_len} + --output-len {output_len}", where)
-
-
-# --------------------------------------------------------------------------- resolution
 
 
 def resolve_model(args: argparse.Namespace, *, cache: Optional[Path] = None, progress: bool = True) -> ResolvedModel:
@@ -170,17 +147,13 @@ def _hub_error(model_id: str, revision: Optional[str], err: BaseException) -> Be
 def _resolve_hub(args: argparse.Namespace) -> ResolvedModel:
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
-        from huggingface_hub import errors as hf_errors
     except ImportError as e:  # pragma: no cover - both images ship it
         raise BenchError("huggingface_hub is not installed in this environment, so hub ids cannot be resolved. "
                          "Use the stack's image or lock, or pass a local folder / --synthetic.") from e
     model_id, revision = args.model, args.revision
     try:
         config_path = Path(hf_hub_download(model_id, "config.json", revision=revision))
-    except (hf_errors.HfHubHTTPError, hf_errors.HFValidationError, hf_errors.OfflineModeIsEnabled, OSError,
-            ValueError) as e:
-        raise _hub_error(model_id, revision, e) from e
-    except Exception as e:  # requests / httpx connection errors
+    except Exception as e:  # the hub's own errors, and requests / httpx connection errors
         raise _hub_error(model_id, revision, e) from e
     commit = config_path.parent.name  # .../snapshots/<commit>/config.json
     config = read_config(config_path.parent, f"{model_id}@{commit}")
@@ -192,9 +165,6 @@ def _resolve_hub(args: argparse.Namespace) -> ResolvedModel:
         raise _hub_error(model_id, revision, e) from e
     return ResolvedModel(path=path, model_id=model_id, source="hub", revision=revision, resolved_revision=commit,
                          config=config)
-
-
-# --------------------------------------------------------------------------- results
 
 
 def build_workload(args: argparse.Namespace, model: ResolvedModel) -> Workload:
