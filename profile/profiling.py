@@ -1,12 +1,7 @@
-"""torch.profiler of one forward pass of the transformers + autoawq path (week 2).
-
-Three labelled phases per run:
-  cold    the first prefill forward in a fresh process (Triton JIT included on a GPU)
-  warm    the same prefill after warm-up forwards
-  decode  one new token with the KV cache of that prefill (what TPOT measures), after a warm-up step
-
-Each phase keeps the table text verbatim (the seed's format), the two totals lines,
-the top rows as data, a Chrome trace, and a diagnosis computed from those numbers.
+"""torch.profiler of one forward pass of the transformers + autoawq path (week 2), in three phases: cold (the
+first prefill in a fresh process, Triton JIT included), warm (the same prefill after warm-up) and decode (one token
+with that prefill's KV cache, after a warm-up step). Each keeps the table verbatim (the seed's format), its totals
+lines, the top rows as data, a Chrome trace, and a diagnosis computed from those numbers.
 """
 from __future__ import annotations
 
@@ -28,9 +23,6 @@ AWQ_FUNCTION = "WQLinearMMFunction"
 LINEARS_PER_LAYER = 7  # q, k, v, o, gate, up, down
 
 
-# --------------------------------------------------------------------------- what ran
-
-
 def awq_path_from_events(event_names: set[str], module_state: str) -> str:
     """Name the path that actually ran, from the kernels the profiler saw."""
     if any("awq_gemm_kernel" in n for n in event_names):
@@ -42,9 +34,6 @@ def awq_path_from_events(event_names: set[str], module_state: str) -> str:
     if module_state == "naive":
         return "naive: dequantize_gemm + torch.matmul"
     return f"{module_state} (no AWQ kernel seen in the profile)"
-
-
-# --------------------------------------------------------------------------- one profiled call
 
 
 def _sync(device: str) -> None:
@@ -105,13 +94,11 @@ def export_trace(prof, path: Path) -> str:
     return f"{path.parent.name}/{path.name}"  # e.g. traces/<run>-cold.trace.json under KIT_OUTPUT_DIR
 
 
-# --------------------------------------------------------------------------- diagnosis
-
-
 def diagnose(rows: list[ProfileRow], self_cpu_total_us: float, self_device_total_us: float,
              wall_ms: float, device: str, awq_path: str, num_layers: int) -> str:
     awq = next((r for r in rows if r.name == AWQ_FUNCTION), None)
-    calls = f"{awq.calls} AWQ linear calls ({num_layers} layers x {LINEARS_PER_LAYER} = {num_layers * LINEARS_PER_LAYER} expected)" if awq else "no AWQ linear calls seen"
+    expected = f"{num_layers} layers x {LINEARS_PER_LAYER} = {num_layers * LINEARS_PER_LAYER} expected"
+    calls = f"{awq.calls} AWQ linear calls ({expected})" if awq else "no AWQ linear calls seen"
     if device != "cuda":
         share = 100.0 * awq.cpu_total_us / self_cpu_total_us if awq and self_cpu_total_us else 0.0
         return (f"CPU run: no device timeline. AWQ linears {share:.0f}% of self CPU time; {calls}; "
@@ -170,13 +157,6 @@ def phase_from_profiler(prof, *, label: str, description: str, device: str, wall
     )
 
 
-# --------------------------------------------------------------------------- the three phases
-
-
-def _prefill(model, input_ids):
-    return lambda: model(input_ids=input_ids, use_cache=False)
-
-
 def profile_prefill_and_decode(model, input_ids, device: str, *, warmup: int, trace_dir: Optional[Path],
                                run_id: str, num_layers: int,
                                on_step: Callable[[str], None] = lambda s: None) -> tuple[list[ProfilePhase], dict]:
@@ -184,41 +164,37 @@ def profile_prefill_and_decode(model, input_ids, device: str, *, warmup: int, tr
 
     Must be the first forward of the process for 'cold' to mean cold.
     """
-    def trace(label: str) -> Optional[Path]:
-        return trace_dir / f"{run_id}-{label}.trace.json" if trace_dir else None
-
     phases = []
+    n = input_ids.shape[1]
+
+    def prefill():
+        return model(input_ids=input_ids, use_cache=False)
+
+    def profiled(label: str, fn: Callable[[], object], description: str) -> float:
+        prof, wall = profile_call(fn, device)
+        phases.append(phase_from_profiler(prof, label=label, description=description, device=device, wall_ms=wall,
+                                          trace_path=trace_dir / f"{run_id}-{label}.trace.json" if trace_dir else None,
+                                          num_layers=num_layers))
+        return wall
+
     with torch.inference_mode():
         on_step("cold prefill (first forward in this process)")
-        prof, wall = profile_call(_prefill(model, input_ids), device)
-        phases.append(phase_from_profiler(prof, label="cold", device=device, wall_ms=wall, trace_path=trace("cold"),
-                                          num_layers=num_layers,
-                                          description=f"first prefill forward of {input_ids.shape[1]} tokens in a fresh process"))
+        profiled("cold", prefill, f"first prefill forward of {n} tokens in a fresh process")
         on_step(f"warm-up ({warmup} forwards)")
         for _ in range(warmup):
-            timed(_prefill(model, input_ids), device)
-        unprofiled = [timed(_prefill(model, input_ids), device) for _ in range(max(3, warmup))]
+            timed(prefill, device)
+        unprofiled = [timed(prefill, device) for _ in range(max(3, warmup))]
         on_step("warm prefill")
-        prof, wall = profile_call(_prefill(model, input_ids), device)
-        phases.append(phase_from_profiler(prof, label="warm", device=device, wall_ms=wall, trace_path=trace("warm"),
-                                          num_layers=num_layers,
-                                          description=f"prefill forward of {input_ids.shape[1]} tokens after {warmup} warm-up forwards"))
-        overhead = {
-            "unprofiled_warm_forward_ms_median": statistics.median(unprofiled),
-            "unprofiled_warm_forward_ms_samples": unprofiled,
-            "profiled_warm_forward_ms": wall,
-        }
-        overhead["profiler_overhead_ratio"] = wall / overhead["unprofiled_warm_forward_ms_median"]
+        wall = profiled("warm", prefill, f"prefill forward of {n} tokens after {warmup} warm-up forwards")
+        median = statistics.median(unprofiled)
+        overhead = {"unprofiled_warm_forward_ms_median": median, "unprofiled_warm_forward_ms_samples": unprofiled,
+                    "profiled_warm_forward_ms": wall, "profiler_overhead_ratio": wall / median}
 
         on_step("decode step (one token with the KV cache)")
         out = model(input_ids=input_ids, use_cache=True)
-        cache = out.past_key_values
-        token = out.logits[:, -1:].argmax(-1)
-        out = model(input_ids=token, past_key_values=cache, use_cache=True)  # warm the M=1 shape
-        token = out.logits[:, -1:].argmax(-1)
-        cache = out.past_key_values
-        prof, wall = profile_call(lambda: model(input_ids=token, past_key_values=cache, use_cache=True), device)
-        phases.append(phase_from_profiler(prof, label="decode", device=device, wall_ms=wall, trace_path=trace("decode"),
-                                          num_layers=num_layers,
-                                          description=f"one decode step at position {input_ids.shape[1] + 1} with the KV cache, after one warm-up step"))
+        out = model(input_ids=out.logits[:, -1:].argmax(-1), past_key_values=out.past_key_values,
+                    use_cache=True)  # warm the M=1 shape
+        token, cache = out.logits[:, -1:].argmax(-1), out.past_key_values
+        profiled("decode", lambda: model(input_ids=token, past_key_values=cache, use_cache=True),
+                 f"one decode step at position {n + 1} with the KV cache, after one warm-up step")
     return phases, overhead

@@ -1,12 +1,8 @@
 """Week-2 profiler: `python profile/run_profile.py [workload options]` (what `nox -s profile-t4` runs).
 
-Profiles one prefill forward of the workload's prompt through the AWQ model (cold and
-warm) and one decode step, prints each table in the seed's format, and writes one
-ProfileResult JSON (tables verbatim, rows as data, totals, trace paths, diagnosis,
-profiler overhead) to $KIT_RESULTS_DIR.
-
-This folder is scripts, not a package: a profile/__init__.py would shadow the
-standard library's `profile` module.
+Profiles the workload's prefill (cold and warm) and one decode step (profiling.py), prints each table in the seed's
+format and writes one ProfileResult JSON to $KIT_RESULTS_DIR. This folder is scripts, not a package: a
+profile/__init__.py would shadow the standard library's `profile` module.
 """
 from __future__ import annotations
 
@@ -31,12 +27,6 @@ from core.results import Backend, ProfileResult, result_filename, write_result  
 
 def _log(msg: str) -> None:
     print(f"[profile] {msg}", file=sys.stderr, flush=True)
-
-
-def _device_line(provenance) -> str:
-    if provenance.gpu is None:
-        return f"- Device: CPU ({provenance.platform})"
-    return f"- Device: {provenance.gpu.name}"
 
 
 def print_phase(phase, device_line: str) -> None:
@@ -89,7 +79,7 @@ def profile_run(args, triton_cache: str) -> int:
     trace_dir = None if args.no_trace else Path(os.environ.get("KIT_OUTPUT_DIR") or "output") / "traces"
     phases, overhead = profile_prefill_and_decode(
         model, input_ids, torch_device, warmup=args.warmup, trace_dir=trace_dir, run_id=run_id,
-        num_layers=int(resolved.config.get("num_hidden_layers", 0)), on_step=lambda s: _log(s))
+        num_layers=int(resolved.config.get("num_hidden_layers", 0)), on_step=_log)
     provenance = collect_provenance("hf", device)
     notes = [
         f"Profiler overhead on the warm prefill: profiled {overhead['profiled_warm_forward_ms']:.2f} ms vs "
@@ -97,9 +87,11 @@ def profile_run(args, triton_cache: str) -> int:
         f"(x{overhead['profiler_overhead_ratio']:.2f}).",
     ]
     if resolved.source == "synthetic":
-        notes.append(f"Synthetic weights (config {resolved.synthetic_config}): random int4 values, same shapes and kernels.")
+        notes.append(f"Synthetic weights (config {resolved.synthetic_config}): random int4 values, same shapes and "
+                     "kernels.")
     if torch_device == "cpu":
-        notes.append("CPU run: the table has CPU columns only and is sorted by self CPU time; not comparable with the T4 table.")
+        notes.append("CPU run: the table has CPU columns only and is sorted by self CPU time; not comparable with the "
+                     "T4 table.")
     result = ProfileResult(
         run_id=run_id,
         created_utc=now.isoformat(timespec="seconds"),
@@ -115,7 +107,7 @@ def profile_run(args, triton_cache: str) -> int:
         notes=notes,
     )
     path = write_result(result, Path(os.environ.get("KIT_RESULTS_DIR") or "results") / result_filename(result))
-    line = _device_line(provenance)
+    line = f"- Device: {provenance.gpu.name}" if provenance.gpu else f"- Device: CPU ({provenance.platform})"
     for phase in phases:
         print_phase(phase, line)
     _log(notes[0])
