@@ -11,9 +11,9 @@ import statistics
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from core.engine_samples import EngineSamples, engine_problems
+from core.engine_samples import EngineSamples, _Strict, engine_problems  # _Strict: unknown keys are an error
 from core.files import atomic_write_text
 
 # 2: samples.engine is typed (EngineSamples) and holds raw timestamps only; version 1 stored derived intervals
@@ -21,11 +21,6 @@ from core.files import atomic_write_text
 SCHEMA_VERSION = 2
 MIGRATION_COMMAND = "python tools/migrate_results.py"
 FORMAT_NAME = "awq-kit-result"
-
-
-class _Strict(BaseModel):
-    # Unknown keys are an error: a typo in a writer must not silently drop data.
-    model_config = ConfigDict(extra="forbid")
 
 
 class Stats(_Strict):
