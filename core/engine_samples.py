@@ -1,12 +1,8 @@
 """vLLM's own timestamps of each measured request, stored raw; every interval is computed from them on read.
 
-A result stores only what vLLM's RequestStateStats held (queued/scheduled/first/last token on the engine core's
-monotonic clock, the frontend's first_token_latency), never a value derived from it: a stored derived value could
-disagree with its own timestamps and still be printed. The functions here derive the intervals the report and the
-bench's log line show, and `engine_problems` says where a result's timestamps contradict themselves or its client
-samples (core/results.py refuses such a file on write and on read).
-
-Pure python + pydantic.
+A stored derived value could disagree with its own timestamps and still be printed, so a result stores only what
+vLLM's RequestStateStats held. The functions here derive the intervals the report and the bench's log show, and
+`engine_problems` says where timestamps contradict themselves or the client samples. Pure python + pydantic.
 """
 from __future__ import annotations
 
@@ -23,29 +19,23 @@ ENGINE_CLOCK_NOTE = (
     "these are comparable with the client-side samples (time.perf_counter in the benchmark process)."
 )
 
-# Bounds of the checks against the client samples (docs/results-format.md, "Engine timestamps").
-#
-# Client TPOT = (last output - first output) / (N - 1) on the client clock; the engine's is (last_token_ts -
-# first_token_ts) / (N - 1) on the engine core's. The same decode steps, so they differ only by how late the first
-# and the last token reached the client. Every committed H200 result agrees within 0.12% per iteration (decode spans
-# within 2.2 ms). 2% is more than ten times that, yet less than what moves TPOT between two runs of one configuration
-# (3-15% on the committed results), between kernels (5x) or scheduler modes (~40%): timestamps of another request or
-# run, or an edited one, fall outside it. The span allowance keeps a short honest run (a few tokens, where 1 ms of
-# delivery jitter is several % of TPOT) from being refused: it is spread over the N - 1 decode steps.
+# Bounds of the checks against the client samples; docs/results-format.md, "Engine timestamps", says why these.
+# Client and engine TPOT time the same decode steps: committed H200 results agree within 0.12%, while runs, kernels
+# and scheduler modes differ by 3-40%. The span slack keeps a short honest run (a few tokens) from being refused.
 ENGINE_TPOT_TOLERANCE_PCT = 2.0
 ENGINE_DECODE_SPAN_SLACK_MS = 5.0
-# An interval read inside another cannot be longer than it: the engine core's queued -> first token lies inside the
-# frontend's first_token_latency, which lies inside the client's TTFT (the client submits first and reads last).
-# The clocks differ (time.monotonic, time.time, time.perf_counter) but tick at the same rate to ppm over
-# milliseconds; 1 ms only absorbs a wall-clock adjustment. Committed results have at least 0.14 ms (client TTFT -
-# first_token_latency) and 1.36 ms (first_token_latency - queued -> first token) to spare the other way.
+# An interval read inside another cannot be longer than it (engine queued -> first token within first_token_latency
+# within client TTFT); 1 ms only absorbs a wall-clock adjustment.
 ENGINE_NESTED_SLACK_MS = 1.0
 
 
-class EngineTimestamps(BaseModel):
-    """One measured request's RequestStateStats, as read: raw timestamps and counts, nothing derived."""
-
+class _Strict(BaseModel):
+    # Unknown keys are an error: a typo in a writer must not silently drop data, nor a derived value creep back in.
     model_config = ConfigDict(extra="forbid")
+
+
+class EngineTimestamps(_Strict):
+    """One measured request's RequestStateStats, as read: raw timestamps and counts, nothing derived."""
 
     arrival_time: Optional[float] = Field(None, description="time.time() seconds in the frontend process")
     queued_ts: float = Field(description="time.monotonic() seconds, engine core")
@@ -57,16 +47,11 @@ class EngineTimestamps(BaseModel):
     is_corrupted: Optional[bool] = None
 
 
-class EngineSamples(BaseModel):
+class EngineSamples(_Strict):
     """vLLM only: the engine's own timestamps per measured iteration (None: vLLM returned no metrics for it)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     clock: str = Field(description="what the fields are and which clock read each (ENGINE_CLOCK_NOTE)")
     iterations: list[Optional[EngineTimestamps]]
-
-
-# --------------------------------------------------------------------------- intervals, engine clocks only
 
 
 def _ms(start_s: float, end_s: float) -> float:
@@ -105,9 +90,6 @@ def frontend_ms(e: EngineTimestamps) -> float:
     return first_token_latency_ms(e) - queued_to_first_token_ms(e)
 
 
-# --------------------------------------------------------------------------- against the client's samples
-
-
 def client_side_ms(client_ttft_ms: float, e: EngineTimestamps) -> float:
     """Client TTFT - first_token_latency: submission -> arrival plus frontend -> client (stream delivery)."""
     return client_ttft_ms - first_token_latency_ms(e)
@@ -122,13 +104,8 @@ def tpot_gap_pct(client_tpot_ms: float, e: EngineTimestamps) -> Optional[float]:
 def tpot_allowance_ms(e: EngineTimestamps) -> Optional[float]:
     """The most client and engine TPOT of one iteration may differ (ENGINE_TPOT_TOLERANCE_PCT, span slack)."""
     engine = engine_tpot_ms(e)
-    if engine is None:
-        return None
-    return max(engine * ENGINE_TPOT_TOLERANCE_PCT / 100.0,
-               ENGINE_DECODE_SPAN_SLACK_MS / (e.num_generation_tokens - 1))
-
-
-# --------------------------------------------------------------------------- consistency
+    return None if engine is None else max(engine * ENGINE_TPOT_TOLERANCE_PCT / 100.0,
+                                           ENGINE_DECODE_SPAN_SLACK_MS / (e.num_generation_tokens - 1))
 
 
 def _field(i: int, name: str = "") -> str:
@@ -153,20 +130,18 @@ def _order_problems(i: int, e: EngineTimestamps) -> list[str]:
 
 
 def _client_problems(i: int, e: EngineTimestamps, client_ttft_ms: float, client_tpot_ms: float) -> list[str]:
-    where = _field(i)
-    out = []
-    allowance, engine_tpot = tpot_allowance_ms(e), engine_tpot_ms(e)
+    out, allowance, engine_tpot = [], tpot_allowance_ms(e), engine_tpot_ms(e)
     if engine_tpot is not None and abs(client_tpot_ms - engine_tpot) > allowance:
-        out.append(f"{where} gives an engine TPOT of {engine_tpot:.4f} ms ((last_token_ts - first_token_ts) / "
+        out.append(f"{_field(i)} gives an engine TPOT of {engine_tpot:.4f} ms ((last_token_ts - first_token_ts) / "
                    f"(num_generation_tokens - 1)), but samples.tpot_ms[{i}] is {client_tpot_ms:.4f} ms: the same "
                    f"decode steps agree within {ENGINE_TPOT_TOLERANCE_PCT:g}% (or {ENGINE_DECODE_SPAN_SLACK_MS:g} ms "
                    "over the decode span)")
     if first_token_latency_ms(e) > client_ttft_ms + ENGINE_NESTED_SLACK_MS:
-        out.append(f"{_field(i, 'first_token_latency')} is {first_token_latency_ms(e):.4f} ms, longer than samples.ttft_ms"
-                   f"[{i}] {client_ttft_ms:.4f} ms by more than {ENGINE_NESTED_SLACK_MS:g} ms, but the client submits "
-                   "before the frontend sees the request and reads the first token after it")
+        out.append(f"{_field(i, 'first_token_latency')} is {first_token_latency_ms(e):.4f} ms, longer than "
+                   f"samples.ttft_ms[{i}] {client_ttft_ms:.4f} ms by more than {ENGINE_NESTED_SLACK_MS:g} ms, but the "
+                   "client submits before the frontend sees the request and reads the first token after it")
     if queued_to_first_token_ms(e) > first_token_latency_ms(e) + ENGINE_NESTED_SLACK_MS:
-        out.append(f"{where} gives queued -> first token {queued_to_first_token_ms(e):.4f} ms, longer than its "
+        out.append(f"{_field(i)} gives queued -> first token {queued_to_first_token_ms(e):.4f} ms, longer than its "
                    f"first_token_latency {first_token_latency_ms(e):.4f} ms by more than {ENGINE_NESTED_SLACK_MS:g} "
                    "ms, but the engine core's interval lies inside the frontend's")
     return out
@@ -182,8 +157,6 @@ def engine_problems(engine: Optional[EngineSamples], iterations: int, client_ttf
                 f"{iterations} (one per measured iteration)"]
     out = []
     for i, (e, ttft, tpot) in enumerate(zip(engine.iterations, client_ttft_ms, client_tpot_ms)):
-        if e is None:
-            continue
-        order = _order_problems(i, e)
-        out += order or _client_problems(i, e, ttft, tpot)
+        if e is not None:
+            out += _order_problems(i, e) or _client_problems(i, e, ttft, tpot)
     return out

@@ -11,13 +11,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 
-def umask_mode() -> int:
-    """The mode a new file gets (0644 usually); mkstemp's own 0600 would hide results from other users."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 @contextmanager
 def atomic_path(path: Path, mode: Optional[int] = None) -> Iterator[Path]:
     """Yield a temp file beside `path` to write (by name: writers such as torch's trace exporter open it themselves).
@@ -31,12 +24,13 @@ def atomic_path(path: Path, mode: Optional[int] = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, umask_mode() if mode is None else mode)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if mode is None:  # the mode a new file gets (0644 usually); mkstemp's own 0600 would hide it from others
+            mask = os.umask(0)
+            os.umask(mask)
+            mode = 0o666 & ~mask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

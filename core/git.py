@@ -9,34 +9,21 @@ from typing import Optional
 from core import ROOT
 
 
-def git_state(root: Path = ROOT) -> tuple[Optional[str], Optional[bool]]:
-    """(commit, dirty) of the kit checkout, or (None, None) outside git."""
+def kit_git_state(root: Path = ROOT) -> tuple[Optional[str], Optional[bool]]:
+    """(commit, dirty) of the kit: KIT_GIT_COMMIT / KIT_GIT_DIRTY when whoever started the kit set them, else the
+    checkout's; (None, None) outside git.
+
+    The declared state wins over the checkout's own .git: a copy of the working tree (a GPU machine that received
+    the files, not the history) may carry a stale .git whose HEAD is not the code that runs.
+    """
+    if commit := os.environ.get("KIT_GIT_COMMIT"):
+        dirty = os.environ.get("KIT_GIT_DIRTY")
+        return commit, None if dirty is None else dirty == "1"
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        return commit, bool(status.strip())
+        return git("rev-parse", "HEAD").strip(), bool(git("status", "--porcelain", "--untracked-files=no").strip())
     except (OSError, subprocess.CalledProcessError):
         return None, None
-
-
-def declared_git_state() -> Optional[tuple[str, Optional[bool]]]:
-    """KIT_GIT_COMMIT / KIT_GIT_DIRTY set by whoever started the kit, or None.
-
-    They win over the checkout's own .git: a copy of the working tree (a GPU machine that received the files,
-    not the history) may carry a stale .git whose HEAD is not the code that runs.
-    """
-    commit = os.environ.get("KIT_GIT_COMMIT")
-    if not commit:
-        return None
-    dirty = os.environ.get("KIT_GIT_DIRTY")
-    return commit, None if dirty is None else dirty == "1"
-
-
-def kit_git_state(root: Path = ROOT) -> tuple[Optional[str], Optional[bool]]:
-    """The declared state when there is one, else the checkout's."""
-    return declared_git_state() or git_state(root)

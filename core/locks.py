@@ -24,11 +24,8 @@ def normalize(name: str) -> str:
 def lock_requirements(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     """{name: (version, sorted hashes)} of a hashed lock; comments and formatting ignored."""
     out: dict[str, tuple[str, tuple[str, ...]]] = {}
-    joined = re.sub(r"\\\n", " ", text)
-    for line in joined.splitlines():
-        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("--hash") else line.strip()
-        m = _REQUIREMENT.match(line)
-        if m:
+    for line in re.sub(r"\\\n", " ", text).splitlines():
+        if m := _REQUIREMENT.match(line.split("#", 1)[0].strip()):
             hashes = tuple(sorted(re.findall(r"--hash=(sha256:[0-9a-f]{64})", m.group(3))))
             out[normalize(m.group(1))] = (m.group(2), hashes)
     return out

@@ -1,11 +1,7 @@
-"""The results format: one versioned JSON file per run.
+"""The results format: one versioned JSON file per run (docs/results-format.md).
 
-Shared by both sides of the kit. The container side (bench/, profile/) builds a
-`Result`, and `write_result` validates and writes it atomically; the host side
-(report assembly) reads files back with `load_result`, which names the file, the
-field and what was expected when something is wrong.
-
-Pure python + pydantic: no torch, no numpy.
+The container side builds a `Result` and `write_result` checks and writes it atomically; the host side reads it
+back with `load_result`. Pure python + pydantic: no torch, no numpy.
 """
 from __future__ import annotations
 
@@ -15,9 +11,9 @@ import statistics
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 
-from core.engine_samples import EngineSamples, engine_problems
+from core.engine_samples import EngineSamples, _Strict, engine_problems  # _Strict: unknown keys are an error
 from core.files import atomic_write_text
 
 # 2: samples.engine is typed (EngineSamples) and holds raw timestamps only; version 1 stored derived intervals
@@ -25,14 +21,6 @@ from core.files import atomic_write_text
 SCHEMA_VERSION = 2
 MIGRATION_COMMAND = "python tools/migrate_results.py"
 FORMAT_NAME = "awq-kit-result"
-
-
-class _Strict(BaseModel):
-    # Unknown keys are an error: a typo in a writer must not silently drop data.
-    model_config = ConfigDict(extra="forbid")
-
-
-# --------------------------------------------------------------------------- pieces
 
 
 class Stats(_Strict):
@@ -92,8 +80,7 @@ class HostRecord(_Strict):
     cpu_model: Optional[str] = Field(None, description="/proc/cpuinfo 'model name'")
     cpu_cores: Optional[int] = Field(None, description="logical CPUs of the machine (os.cpu_count())")
     hostname: Optional[str] = None
-    boot_id: Optional[str] = Field(None, description="/proc/sys/kernel/random/boot_id: one boot of the machine, so "
-                                                     "two results with the same boot_id and GPU uuid share a lease")
+    boot_id: Optional[str] = Field(None, description="/proc/sys/kernel/random/boot_id: one boot of the machine")
 
 
 class GPUState(_Strict):
@@ -110,10 +97,8 @@ class GPUState(_Strict):
 class LaunchProbe(_Strict):
     """Kernel-launch latency measured right before the measured iterations, on the same GPU."""
 
-    empty_kernel_launch_us: float = Field(gt=0, description="median wall time per launch: 1,000 empty kernels, "
-                                                            "one sync at the end, repeated")
-    graph_replay_us: Optional[float] = Field(None, gt=0, description="median wall time of one replay of a tiny "
-                                                                     "CUDA graph, synced")
+    empty_kernel_launch_us: float = Field(gt=0, description="median per launch of 1,000 empty kernels, one sync")
+    graph_replay_us: Optional[float] = Field(None, gt=0, description="median replay of a tiny CUDA graph, synced")
     method: str
 
 
@@ -132,7 +117,7 @@ class SlurmJob(_Strict):
     job_id: str = Field(description="SLURM_JOB_ID")
     node: Optional[str] = Field(None, description="SLURMD_NODENAME: the node the job ran on")
     partition: Optional[str] = Field(None, description="SLURM_JOB_PARTITION")
-    gpu_type: Optional[str] = Field(None, description="the GPU type the kit asked for (--gpu-types); None: any GPU, or none")
+    gpu_type: Optional[str] = Field(None, description="the GPU type asked for (--gpu-types); None: any GPU, or none")
 
 
 class Provenance(_Strict):
@@ -151,8 +136,7 @@ class Provenance(_Strict):
     gpu: Optional[GPU] = Field(None, description="None on a CPU run")
     label: Optional[str] = Field(None, description="free text, e.g. 'reference run'")
     slurm: Optional[SlurmJob] = Field(None, description="the Slurm job that ran it (--runner slurm); None otherwise")
-    host: Optional[HostRecord] = Field(None, description="the measuring machine (None in results made before it was "
-                                                         "recorded)")
+    host: Optional[HostRecord] = Field(None, description="the measuring machine (None in older results)")
 
 
 class Roofline(_Strict):
@@ -165,16 +149,14 @@ class Roofline(_Strict):
 
     @property
     def floor_ms(self) -> Optional[float]:
-        if not self.bandwidth_gb_s:
-            return None
-        return self.bytes_per_decode_step / (self.bandwidth_gb_s * 1e9) * 1e3
+        return self.bytes_per_decode_step / (self.bandwidth_gb_s * 1e9) * 1e3 if self.bandwidth_gb_s else None
 
 
 class BenchSamples(_Strict):
     """Raw per-iteration samples, client clock, milliseconds."""
 
-    ttft_ms: list[float]
-    tpot_ms: list[float]
+    ttft_ms: list[float] = Field(min_length=1)  # a bench result needs at least one measured iteration
+    tpot_ms: list[float] = Field(min_length=1)
     e2e_ms: list[float]
     # Per iteration, one gap per streamed output after the first (transformers: one output per token, so
     # output_len - 1 gaps). ITL statistics are computed over these gaps, as vLLM's serving benchmark does.
@@ -184,10 +166,8 @@ class BenchSamples(_Strict):
     tokens_per_output: Optional[list[list[int]]] = None
     # vLLM only: the engine's own timestamps, raw (core/engine_samples.py derives every interval on read).
     engine: Optional[EngineSamples] = None
-    # transformers: the harness-overhead baseline. Per iteration, the wall time of the instrumented generate()
-    # (clock start to its return, one sync after) and of a bare generate() run right after it with the same
-    # inputs and generation config (no streamer, one sync before, one after; in runs before the CUDA-event timer
-    # was removed, the instrumented one also carried that timer's logits processor).
+    # transformers: the harness-overhead baseline, per iteration: the instrumented generate() (clock start to its
+    # return, one sync after) and a bare generate() right after it with the same inputs (no streamer, synced).
     instrumented_generate_ms: Optional[list[float]] = None
     bare_generate_ms: Optional[list[float]] = None
 
@@ -226,41 +206,29 @@ class ProfilePhase(_Strict):
     awq_kernel_path: Optional[str] = None
 
 
-# --------------------------------------------------------------------------- results
-
-
-class BenchResult(_Strict):
+class _ResultHead(_Strict):
+    """The fields every result starts with, in this order (a subclass narrows `kind`)."""
     format: Literal["awq-kit-result"] = FORMAT_NAME
     schema_version: Literal[2] = SCHEMA_VERSION
-    kind: Literal["bench"] = "bench"
+    kind: str
     run_id: str
     created_utc: str
     workload: Workload
     backend: Backend
+
+
+class BenchResult(_ResultHead):
+    kind: Literal["bench"] = "bench"
     samples: BenchSamples
     summary: BenchSummary
     provenance: Provenance
     roofline: Optional[Roofline] = None
-    conditions: Optional[RunConditions] = Field(None, description="GPU clocks and launch latency around the measured "
-                                                                  "iterations (GPU runs; None before it was recorded)")
+    conditions: Optional[RunConditions] = Field(None, description="GPU runs; None in older results")
     notes: list[str] = Field(default_factory=list)
 
-    @field_validator("samples")
-    @classmethod
-    def _samples_nonempty(cls, v: BenchSamples) -> BenchSamples:
-        if not v.ttft_ms or not v.tpot_ms:
-            raise ValueError("a bench result needs at least one measured iteration")
-        return v
 
-
-class ProfileResult(_Strict):
-    format: Literal["awq-kit-result"] = FORMAT_NAME
-    schema_version: Literal[2] = SCHEMA_VERSION
+class ProfileResult(_ResultHead):
     kind: Literal["profile"] = "profile"
-    run_id: str
-    created_utc: str
-    workload: Workload
-    backend: Backend
     phases: list[ProfilePhase]
     provenance: Provenance
     notes: list[str] = Field(default_factory=list)
@@ -268,9 +236,6 @@ class ProfileResult(_Strict):
 
 Result = BenchResult | ProfileResult
 _BY_KIND: dict[str, type[BaseModel]] = {"bench": BenchResult, "profile": ProfileResult}
-
-
-# --------------------------------------------------------------------------- statistics
 
 
 def _percentile(sorted_xs: list[float], q: float) -> float:
@@ -287,34 +252,16 @@ def summarize(samples: list[float]) -> Stats:
     if not samples:
         raise ValueError("cannot summarize an empty sample list")
     xs = sorted(float(x) for x in samples)
-    return Stats(
-        n=len(xs),
-        median=statistics.median(xs),
-        mean=statistics.fmean(xs),
-        p90=_percentile(xs, 0.90),
-        p99=_percentile(xs, 0.99),
-        std=statistics.pstdev(xs) if len(xs) > 1 else 0.0,
-        min=xs[0],
-        max=xs[-1],
-    )
-
-
-def harness_overhead(instrumented_ms: Optional[list[float]],
-                     bare_ms: Optional[list[float]]) -> Optional[list[tuple[float, float]]]:
-    """Per iteration (ms, % of bare): instrumented generate() - the bare generate() run right after it.
-
-    None when the run measured no baseline (samples.bare_generate_ms is null).
-    """
-    if not instrumented_ms or not bare_ms:
-        return None
-    return [(a - b, 100.0 * (a - b) / b if b > 0 else math.nan) for a, b in zip(instrumented_ms, bare_ms)]
+    return Stats(n=len(xs), median=statistics.median(xs), mean=statistics.fmean(xs), p90=_percentile(xs, 0.90),
+                 p99=_percentile(xs, 0.99), std=statistics.pstdev(xs) if len(xs) > 1 else 0.0, min=xs[0], max=xs[-1])
 
 
 def harness_overhead_text(instrumented_ms: Optional[list[float]], bare_ms: Optional[list[float]]) -> Optional[str]:
-    """The harness's overhead in one line (the run's log and the week-1 details both print it); None: no baseline."""
-    pairs = harness_overhead(instrumented_ms, bare_ms)
-    if not pairs:
+    """Instrumented generate() - the bare one run right after it, per iteration in ms and % of bare, in one line
+    (the run's log and the week-1 details both print it); None: the run measured no baseline."""
+    if not instrumented_ms or not bare_ms:
         return None
+    pairs = [(a - b, 100.0 * (a - b) / b if b > 0 else math.nan) for a, b in zip(instrumented_ms, bare_ms)]
     diffs, pcts = sorted(d for d, _ in pairs), sorted(p for _, p in pairs)
     return (f"instrumented generate() − a bare generate() run right after it (same inputs and generation config, "
             f"no streamer or logits processor; each timed from one sync before to one sync after): median "
@@ -322,16 +269,13 @@ def harness_overhead_text(instrumented_ms: Optional[list[float]], bare_ms: Optio
             f"{diffs[0]:+.3f} to {diffs[-1]:+.3f} ms ({pcts[0]:+.3f}% to {pcts[-1]:+.3f}%), n={len(pairs)}")
 
 
-# --------------------------------------------------------------------------- consistency
-
-# JSON keeps floats exactly; the tolerance only absorbs adding the same numbers in another order.
-_REL_TOL, _ABS_TOL_MS = 1e-9, 1e-6
 _PER_ITERATION = ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms", "tokens_per_output", "instrumented_generate_ms",
                   "bare_generate_ms")
 
 
 def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=_ABS_TOL_MS)
+    # JSON keeps floats exactly; the tolerance (ms) only absorbs adding the same numbers in another order.
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
 
 
 def _count_problems(r: BenchResult) -> list[str]:
@@ -398,27 +342,16 @@ def _summary_problems(r: BenchResult) -> list[str]:
 
 def bench_inconsistencies(r: BenchResult) -> list[str]:
     """Where a bench result contradicts itself: one phrase per problem, naming the field and what was expected.
-
-    The counts are checked first: the per-iteration checks pair lists by index.
-    """
+    The counts are checked first: the per-iteration checks pair lists by index."""
     return _count_problems(r) or (_gap_problems(r) + _timing_problems(r) + _summary_problems(r)
                                   + engine_problems(r.samples.engine, r.workload.iterations, r.samples.ttft_ms,
                                                     r.samples.tpot_ms))
 
 
-def _describe_inconsistencies(path: Path, problems: list[str], advice: str) -> str:
-    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-    return f"{path}: the result contradicts itself: " + "; ".join(problems[:5]) + more + ". " + advice
-
-
-# --------------------------------------------------------------------------- errors / io
-
 
 class ResultFileError(Exception):
-    """A results file that is unreadable, malformed or of the wrong version.
-
-    str() is one paragraph: the file, the field, what was expected.
-    """
+    """A results file that is unreadable, malformed or of the wrong version; str() is one paragraph: the file, the
+    field, what was expected."""
 
 
 class NotAResultFile(Exception):
@@ -429,34 +362,40 @@ def dump_result(result: Result) -> str:
     return json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
 
 
+def _paragraph(path: Path, what: str, problems: list[str], advice: str) -> str:
+    """One paragraph naming the first five problems."""
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return f"{path}: {what}: " + "; ".join(problems[:5]) + more + ". " + advice
+
+
+def _refuse_inconsistent(result: Result, path: Path, advice: str) -> None:
+    if isinstance(result, BenchResult) and (problems := bench_inconsistencies(result)):
+        raise ResultFileError(_paragraph(path, "the result contradicts itself", problems, advice))
+
+
 def write_result(result: Result, path: Path) -> Path:
     """Validate (again), check that a bench result agrees with itself, and write atomically. Returns the path."""
+    path = Path(path)
     type(result).model_validate(result.model_dump(mode="json"))
-    if isinstance(result, BenchResult) and (problems := bench_inconsistencies(result)):
-        raise ResultFileError(_describe_inconsistencies(
-            Path(path), problems, "Nothing was written: this is a bug in the code that built the result, please "
-            "report it with this message."))
-    atomic_write_text(Path(path), dump_result(result))
-    return Path(path)
+    _refuse_inconsistent(result, path, "Nothing was written: this is a bug in the code that built the result, "
+                                       "please report it with this message.")
+    atomic_write_text(path, dump_result(result))
+    return path
 
 
 def _describe_validation_error(path: Path, err: ValidationError) -> str:
-    parts = []
-    for e in err.errors()[:5]:
+    problems = []
+    for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        parts.append(f"field '{loc}': {e['msg']} (got {e.get('input')!r:.80})")
-    more = f" (and {err.error_count() - 5} more)" if err.error_count() > 5 else ""
-    return (
-        f"{path}: not a valid kit result: " + "; ".join(parts) + more + ". "
-        "Fix or remove the file (re-run the session that produced it) and try again."
-    )
+        problems.append(f"field '{loc}': {e['msg']} (got {e.get('input')!r:.80})")
+    return _paragraph(path, "not a valid kit result", problems,
+                      "Fix or remove the file (re-run the session that produced it) and try again.")
 
 
 def load_result(path: Path) -> Result:
     """Load and validate one results file; a bench result must also agree with itself (bench_inconsistencies).
 
-    Raises NotAResultFile for JSON that is not ours (or not JSON-named), and
-    ResultFileError (one paragraph) for our files that are broken.
+    Raises NotAResultFile for JSON that is not ours (or not JSON-named), ResultFileError for our files that are broken.
     """
     path = Path(path)
     if path.suffix != ".json":
@@ -468,10 +407,8 @@ def load_result(path: Path) -> Result:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ResultFileError(
-            f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-            "it may be truncated. Re-run the session that produced it or remove the file."
-        ) from e
+        raise ResultFileError(f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); it may be "
+                              "truncated. Re-run the session that produced it or remove the file.") from e
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise NotAResultFile(f"{path}: JSON without \"format\": \"{FORMAT_NAME}\"")
     version = data.get("schema_version")
@@ -480,27 +417,19 @@ def load_result(path: Path) -> Result:
             f"{path}: field 'schema_version' is 1, but this kit reads version {SCHEMA_VERSION} (version 1 stored "
             "intervals derived from the vLLM engine timestamps beside them; version 2 stores the timestamps only). "
             f"Convert it with `{MIGRATION_COMMAND} {path}`, which recomputes those intervals, checks them against "
-            "the stored ones and rewrites the file."
-        )
+            "the stored ones and rewrites the file.")
     if version != SCHEMA_VERSION:
         raise ResultFileError(
             f"{path}: field 'schema_version' is {version!r}, but this kit reads version {SCHEMA_VERSION}. "
-            "Re-run the session with this kit, or render it with the kit version that wrote it."
-        )
-    kind = data.get("kind")
-    model = _BY_KIND.get(kind)
-    if model is None:
-        raise ResultFileError(
-            f"{path}: field 'kind' is {kind!r}; expected one of {sorted(_BY_KIND)}."
-        )
+            "Re-run the session with this kit, or render it with the kit version that wrote it.")
+    if (model := _BY_KIND.get(data.get("kind"))) is None:
+        raise ResultFileError(f"{path}: field 'kind' is {data.get('kind')!r}; expected one of {sorted(_BY_KIND)}.")
     try:
         result = model.model_validate(data)
     except ValidationError as e:
         raise ResultFileError(_describe_validation_error(path, e)) from e
-    if isinstance(result, BenchResult) and (problems := bench_inconsistencies(result)):
-        raise ResultFileError(_describe_inconsistencies(
-            path, problems, "A report would show numbers its own samples do not support. Re-run the session that "
-            "produced the file, or remove it."))
+    _refuse_inconsistent(result, path, "A report would show numbers its own samples do not support. Re-run the "
+                                       "session that produced the file, or remove it.")
     return result
 
 

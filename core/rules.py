@@ -24,6 +24,8 @@ MIN_CAPABILITY_BY_SERIES: dict[str, dict[str, tuple[int, int]]] = {
     "0.12": {"awq": (7, 5), "awq_marlin": (8, 0)},
     "0.20": {"awq": (7, 5), "awq_marlin": (7, 5)},
 }
+
+
 def visible_entry(cuda_visible_devices: Optional[str], torch_index: int = 0) -> Optional[str]:
     """The CUDA_VISIBLE_DEVICES entry torch calls cuda:<torch_index> ("" when there is none); None when unset."""
     if cuda_visible_devices is None:
@@ -40,9 +42,6 @@ def names_gpu(entry: str, index: int, uuid: str) -> bool:
 
 AWQ_HINT = ("Use an AWQ checkpoint such as Qwen/Qwen3-8B-AWQ, or --synthetic qwen3-8b-awq for random weights of the "
             "same shape.")
-
-
-# --------------------------------------------------------------------------- the checkpoint
 
 
 def read_config(model_dir: str | Path, where: str) -> dict[str, Any]:
@@ -96,9 +95,6 @@ def check_max_model_len(max_model_len: Optional[int], input_len: int, output_len
     return max_model_len
 
 
-# --------------------------------------------------------------------------- the device
-
-
 def refuse_cpu_for_vllm(device: Optional[str]) -> None:
     if device == "cpu":
         raise KitError("--device cpu: the vLLM rows need an NVIDIA GPU (the vLLM wheels are CUDA builds and their AWQ "
@@ -112,17 +108,14 @@ def vllm_series(version: Optional[str]) -> str:
     return series if series in MIN_CAPABILITY_BY_SERIES else STUDY_SERIES
 
 
-def min_capability(quantization: str, series: str = STUDY_SERIES) -> tuple[int, int]:
-    return MIN_CAPABILITY_BY_SERIES[series][quantization]
-
-
 def check_capability(quantization: str, capability: Optional[tuple[int, int]], gpu_name: str = "this GPU",
                      series: str = STUDY_SERIES) -> None:
     """Refuse a kernel the GPU cannot run, before vLLM builds an engine (and, on the host, before any build).
 
     capability: (major, minor), or None when unknown; series: the vLLM series that will run ("0.12", "0.20").
     """
-    need = min_capability(quantization, series)
+    table = MIN_CAPABILITY_BY_SERIES[series]
+    need = table[quantization]
     if capability is None:
         raise KitError(
             f"Could not read the compute capability of {gpu_name}, so the {quantization} kernel's requirement "
@@ -132,7 +125,7 @@ def check_capability(quantization: str, capability: Optional[tuple[int, int]], g
     have = (int(capability[0]), int(capability[1]))
     if have >= need:
         return
-    if quantization == "awq_marlin" and need > min_capability("awq", series):
+    if quantization == "awq_marlin" and need > table["awq"]:
         raise KitError(
             f"vLLM {series}'s awq_marlin kernel needs compute capability >= {need[0]}.{need[1]} (Ampere or newer: "
             f"A100, A10, L4, H100, RTX 30xx and later), but {gpu_name} is {have[0]}.{have[1]} (a T4 is 7.5). The "

@@ -1,9 +1,8 @@
 """The workload spec: one typed value, parsed and checked once, handed from the host to the container as data.
 
-The host (`nox -s bench-hf -- ...`) parses its command line with the parser built here, checks the spec once
-(`check_spec`), and passes it to the container side as JSON (`python -m bench run --backend B --workload JSON`,
-`python profile/run_profile.py --workload JSON`). Started by hand, those entry points parse the same options with
-the same parser and the same checks. Standard library only.
+The host parses its command line with the parser built here, checks the spec once (`check_spec`) and passes it to
+the container side as `--workload JSON`; started by hand, the container's entry points parse the same options with
+the same checks. Standard library only.
 
 Defaults follow `vllm bench latency` (vLLM 0.12.0): input 32 tokens, output 128 tokens, 10 warm-up runs,
 30 measured iterations, at batch size 1 (vLLM's own default batch is 8; the study is batch 1). The published
@@ -69,8 +68,7 @@ class WorkloadSpec:
     @classmethod
     def from_json(cls, text: str) -> "WorkloadSpec":
         try:
-            data = json.loads(text)
-            return cls(**data)
+            return cls(**json.loads(text))
         except (ValueError, TypeError) as e:
             raise KitError(f"--workload: not a workload spec ({e}). It is written by the kit's host side; to start "
                            "a step by hand, pass the workload options (--model, --input-len, ...) instead.") from None
@@ -97,7 +95,6 @@ def _at_least(name: str, minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
         return value
 
-    parse.__name__ = name
     return parse
 
 
@@ -162,12 +159,10 @@ def add_workload_args(p: argparse.ArgumentParser, *, vllm: bool = False, profile
                        help="keep Triton's on-disk kernel cache: 'cold' then excludes JIT compilation")
 
 
-SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(WorkloadSpec))
-
-
 def specs_from_namespace(ns: argparse.Namespace, backend: Optional[str]) -> list[WorkloadSpec]:
     """The checked spec of each row the options ask for: one, or one per --quantization value for vLLM."""
-    values = {name: getattr(ns, name) for name in SPEC_FIELDS if getattr(ns, name, None) is not None}
+    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(WorkloadSpec)
+              if getattr(ns, f.name, None) is not None}
     quantizations = values.pop("quantization", None) or (None,)
     return [check_spec(WorkloadSpec(**values, quantization=q), backend) for q in quantizations]
 

@@ -2,13 +2,9 @@
 
     python tools/bench_timing.py [--runs N] [--nox]
 
-Times, in fresh interpreters like the nox session runs, `python -m kit report` on
-  1. this checkout's results/ folder, and
-  2. a sample results folder (8 files: three backends on two GPUs, a CPU run, a 3-phase profile),
-each after one untimed warm-up run (matplotlib's font cache, .pyc files), writing into a temp folder.
-Then one run split into stages (also in a fresh interpreter). With --nox it also times `nox -s report` itself
-(its venv reused; nox still asks uv/pip to install the dependencies each time). Prints the figures; changes
-nothing in the repo.
+Times `python -m kit report` in fresh interpreters on this checkout's results/ and on sample results
+(tests/support/samples.py), after one untimed warm-up, into a temp folder; then one run split into stages. --nox
+also times `nox -s report` (its venv reused). Prints the figures; changes nothing in the repo.
 """
 from __future__ import annotations
 
@@ -19,36 +15,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
+KIT_ROOT = Path(__file__).resolve().parents[1]
 # Run as a script: the checkout (kit) and tests/support (the sample results) go on the path.
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
-
-from kit import KIT_ROOT  # noqa: E402
-
+sys.path[:0] = [str(KIT_ROOT), str(KIT_ROOT / "tests" / "support")]
 TARGET_S = 2.0
 
-
-def _time_cmd(cmd: Callable[[int], list[str]], runs: int) -> list[float]:
-    subprocess.run(cmd(0), cwd=KIT_ROOT, check=True, capture_output=True)  # warm-up
-    out = []
-    for i in range(1, runs + 1):
-        argv = cmd(i)
-        t0 = time.perf_counter()
-        subprocess.run(argv, cwd=KIT_ROOT, check=True, capture_output=True)
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def _line(name: str, times: list[float]) -> str:
-    med = statistics.median(times)
-    verdict = "ok" if med <= TARGET_S else "OVER TARGET"
-    return (f"{name:<52} median {med:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}   "
-            f"(n={len(times)}, target ≤ {TARGET_S:.1f} s: {verdict})")
-
-
-# Run in a fresh interpreter so that the import stages are real (this module has already imported kit.report).
+# Run in a fresh interpreter so that the import stages are real.
 _STAGES = r"""
 import sys, time
 t = [("start", time.perf_counter())]
@@ -75,6 +48,18 @@ print(f"  {'total (after interpreter start)':<44} {(t[-1][1] - t[0][1]) * 1e3:8.
 """
 
 
+def _timed(name: str, argvs: list[list[str]]) -> str:
+    """Run each command line in a fresh process, the first an untimed warm-up; one line of figures."""
+    times = []
+    for argv in argvs:
+        t0 = time.perf_counter()
+        subprocess.run(argv, cwd=KIT_ROOT, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    times, med = times[1:], statistics.median(times[1:])
+    return (f"{name:<52} median {med:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}   "
+            f"(n={len(times)}, target ≤ {TARGET_S:.1f} s: {'ok' if med <= TARGET_S else 'OVER TARGET'})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python tools/bench_timing.py", description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=5, help="timed runs per case (default 5)")
@@ -87,28 +72,23 @@ def main(argv: list[str] | None = None) -> int:
         tmp_path = Path(tmp)
         sample = tmp_path / "results"
         n_files = len(sample_set(sample))
-        cases = [
-            # Re-rendering into the same folder: unchanged plots are reused (their key matches).
-            ("results/ of this checkout, re-render", KIT_ROOT / "results", False),
-            (f"{n_files} sample results, re-render", sample, False),
-            # A new reports folder every run: both PNGs drawn (what a run with new results costs).
-            (f"{n_files} sample results, plots drawn", sample, True),
-        ]
         print(f"python {sys.version.split()[0]}; {ns.runs} timed runs per case after one warm-up; "
               "each run is `python -m kit report --results-dir R --reports-dir D` in a fresh interpreter")
-        for name, results, fresh in cases:
-            def cmd(i: int, results: Path = results, fresh: bool = fresh, name: str = name) -> list[str]:
-                reports = tmp_path / ("fresh-%d" % i if fresh else "same") / name.replace(" ", "_").replace("/", "")
-                return [sys.executable, "-m", "kit", "report", "--results-dir", str(results),
-                        "--reports-dir", str(reports)]
-            print(_line(name, _time_cmd(cmd, ns.runs)), flush=True)
+        # Re-rendering into the same folder reuses unchanged plots (their key matches); a new reports folder every
+        # run draws both PNGs (what a run with new results costs).
+        for name, results, fresh in [("results/ of this checkout, re-render", KIT_ROOT / "results", False),
+                                     (f"{n_files} sample results, re-render", sample, False),
+                                     (f"{n_files} sample results, plots drawn", sample, True)]:
+            folder = name.replace(" ", "_").replace("/", "")
+            print(_timed(name, [[sys.executable, "-m", "kit", "report", "--results-dir", str(results), "--reports-dir",
+                                 str(tmp_path / (f"fresh-{i}" if fresh else "same") / folder)]
+                                for i in range(ns.runs + 1)]), flush=True)
         if ns.nox:
             for flags, name in ((["-s"], "nox -s report (venv reused, dependencies re-checked)"),
                                 (["-R", "-s"], "nox -R -s report (venv reused, no install)")):
-                def nox_cmd(i: int, flags: list[str] = flags) -> list[str]:
-                    return ["nox", *flags, "report", "--", "--results-dir", str(sample), "--reports-dir",
-                            str(tmp_path / "nox")]
-                print(_line(name, _time_cmd(nox_cmd, ns.runs)), flush=True)
+                nox = ["nox", *flags, "report", "--", "--results-dir", str(sample), "--reports-dir",
+                       str(tmp_path / "nox")]
+                print(_timed(name, [nox] * (ns.runs + 1)), flush=True)
         print(f"\nstages of one run on the {n_files} sample results (fresh interpreter, warm caches):", flush=True)
         subprocess.run([sys.executable, "-c", _STAGES, str(sample), str(tmp_path / "stages")], cwd=KIT_ROOT,
                        check=True)
