@@ -22,14 +22,10 @@ __all__ = ["OUTPUTS", "PLOT_KEY", "assemble_reports", "render_reports", "write_a
            "png_text_chunks"]
 
 
-# --------------------------------------------------------------------------- plots
-#
-# Rendering the two PNGs (and importing matplotlib for it) is most of the report's wall time. Each PNG
-# carries, in a tEXt chunk, a key: a hash of exactly what it was drawn from (the plot data, the source of
-# kit/report/plots.py and the matplotlib version). When the PNG already in the reports folder has the
-# key the new one would have, its bytes are reused and matplotlib is not imported: the same inputs
-# give the same bytes either way. Drawing costs about 2.4 s of a 2.9 s report on 2 cores, a reuse
-# 0.1 s (`python tools/bench_timing.py`), which is why the cache is worth its few lines.
+# Plots. Drawing the two PNGs (and importing matplotlib for it) costs about 2.4 s of a 2.9 s report on 2 cores, a
+# reuse 0.1 s (`python tools/bench_timing.py`). Each PNG carries, in a tEXt chunk, a hash of exactly what it was drawn
+# from (the plot data, the source of kit/report/plots.py, the matplotlib version); when the PNG already in the
+# reports folder has the key the new one would have, its bytes are reused: the same inputs give the same bytes.
 
 PLOT_KEY = "kit-plot-key"
 
@@ -58,13 +54,11 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
 
 
 def _cached_png(previous: Optional[Path], key: str) -> Optional[bytes]:
-    if previous is None or not previous.is_file():
-        return None
     try:
-        data = previous.read_bytes()
+        data = previous.read_bytes() if previous is not None and previous.is_file() else None
     except OSError:
         return None
-    return data if png_text_chunks(data).get(PLOT_KEY) == key else None
+    return data if data is not None and png_text_chunks(data).get(PLOT_KEY) == key else None
 
 
 def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any], Optional[str]]:
@@ -76,13 +70,12 @@ def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list
                           [by_label[l].ttft_ms if l in by_label else None for l in labels],
                           [by_label[l].tpot_ms if l in by_label else None for l in labels])]
     for g in groups:
-        def med(label: str, metric: str, g=g) -> Optional[float]:
-            cell = g.cells.get(label)  # the cell's value: the median of its run medians
-            return None if cell is None else cell.spread(metric).median
         k = g.key
-        name = f"reproduced, {k.device.title}, in {k.input_len} / out {k.output_len} tokens" + (
+        name = f"reproduced, {k.device}, in {k.input_len} / out {k.output_len} tokens" + (
             f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")
-        series.append((name, [med(l, "ttft_ms") for l in labels], [med(l, "tpot_ms") for l in labels]))
+        # the cell's value: the median of its run medians
+        series.append((name, *([g.cells[l].spread(m).median if l in g.cells else None for l in labels]
+                               for m in ("ttft_ms", "tpot_ms"))))
     note = None if groups else "nothing reproduced yet: published numbers only"
     return labels, series, note
 
@@ -120,7 +113,9 @@ def render_reports(inputs: Inputs, published: Published, previous: Optional[Path
     from kit.report.week1 import render_week1
     from kit.report.week2 import render_week2
 
-    prev = (lambda name: Path(previous) / name) if previous is not None else (lambda name: None)
+    def prev(name: str) -> Optional[Path]:
+        return None if previous is None else Path(previous) / name
+
     return {
         "week1.md": render_week1(inputs, published, plot="week1.png").encode("utf-8"),
         "week1.png": _week1_plot(inputs, published, prev("week1.png")),

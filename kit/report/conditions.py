@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from core.results import BenchResult, GPUState
-from kit.report.common import DASH, _created_key, ms, pipe_table
+from kit.report.common import DASH, created_key, ms, pipe_table
 
 NOT_RECORDED = "not recorded"
 SHORT_ID = 8  # enough characters of a boot id or GPU uuid to tell two apart in a column
@@ -77,7 +77,7 @@ def conditions_table(results: Sequence[BenchResult]) -> str:
     """One column per run (oldest first, headed by its run id), one row per condition; see the module doc."""
     if not results:
         raise ValueError("conditions_table needs at least one result")
-    runs = sorted(results, key=lambda r: (_created_key(r.created_utc), r.run_id))
+    runs = sorted(results, key=lambda r: (created_key(r.created_utc), r.run_id))
     columns = [_column(r) for r in runs]
     rows = [[name, *(col[i] for col in columns)] for i, name in enumerate(ROWS)]
     return pipe_table(["Run", *(f"`{r.run_id}`" for r in runs)], rows)
