@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from core.errors import KitError
 from core.files import atomic_path
-from kit.report.common import Inputs, _stderr_note, group_runs, label_order, load_inputs
+from kit.report.common import Inputs, _stderr_note, load_inputs
 from kit.report.published import Published, load_published
 
 OUTPUTS = ("week1.md", "week1.png", "week2.md", "week2.png")
@@ -61,48 +61,31 @@ def _cached_png(previous: Optional[Path], key: str) -> Optional[bytes]:
     return data if data is not None and png_text_chunks(data).get(PLOT_KEY) == key else None
 
 
-def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any], Optional[str]]:
-    pub = published.week1
-    groups = group_runs(inputs.bench)
-    labels = label_order({*(c.label for c in pub.columns), *(l for g in groups for l in g.labels)})
-    by_label = {c.label: c for c in pub.columns}
-    series: list[Any] = [(f"published, {pub.device}",
-                          [by_label[l].ttft_ms if l in by_label else None for l in labels],
-                          [by_label[l].tpot_ms if l in by_label else None for l in labels])]
-    for g in groups:
-        k = g.key
-        name = f"reproduced, {k.device}, in {k.input_len} / out {k.output_len} tokens" + (
-            f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")
-        # the cell's value: the median of its run medians
-        series.append((name, *([g.cells[l].spread(m).median if l in g.cells else None for l in labels]
-                               for m in ("ttft_ms", "tpot_ms"))))
-    note = None if groups else "nothing reproduced yet: published numbers only"
-    return labels, series, note
-
-
-def _week1_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
-    labels, series, note = _week1_series(inputs, published)
-    key = _plot_key("week1", [labels, series, note])
+def _plot(name: str, args: list[Any], previous: Optional[Path]) -> bytes:
+    """plots.<name>_png(*args), or the previous PNG's bytes when they were drawn from the same args."""
+    key = _plot_key(name, args)
     cached = _cached_png(previous, key)
     if cached is not None:
         return cached
-    from kit.report.plots import week1_png
+    from kit.report import plots
 
-    return week1_png(labels, series, note, {PLOT_KEY: key})
+    return getattr(plots, f"{name}_png")(*args, {PLOT_KEY: key})
+
+
+def _week1_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
+    from kit.report.week1 import plot_series
+
+    labels, series = plot_series(inputs, published)
+    note = None if len(series) > 1 else "nothing reproduced yet: published numbers only"
+    return _plot("week1", [labels, series, note], previous)
 
 
 def _week2_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
     from kit.report.week2 import plot_series
 
     series = plot_series(inputs, published)
-    note = None if len(series) > 1 else "nothing reproduced yet: published table only"
-    key = _plot_key("week2", [series, note])
-    cached = _cached_png(previous, key)
-    if cached is not None:
-        return cached
-    from kit.report.plots import week2_png
-
-    return week2_png(series, note, {PLOT_KEY: key})
+    return _plot("week2", [series, None if len(series) > 1 else "nothing reproduced yet: published table only"],
+                 previous)
 
 
 def render_reports(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> dict[str, bytes]:

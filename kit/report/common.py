@@ -278,33 +278,18 @@ def runs_by_configuration(runs: Iterable[Loaded]) -> dict[ConfigurationKey, list
     return {k: newest_first(v) for k, v in sorted(out.items())}
 
 
-@dataclass(frozen=True)
 class Spread:
     """One metric over a configuration's runs: the median of the run medians and their range."""
 
-    values: tuple[float, ...]  # each run's median
+    def __init__(self, values: Sequence[float]) -> None:
+        self.values = tuple(values)  # each run's median
+        self.median, self.lo, self.hi = statistics.median(self.values), min(self.values), max(self.values)
+        self.measured = len(self.values) >= 2  # a run-to-run spread exists only with two or more runs
 
     @classmethod
     def of(cls, runs: Iterable[Loaded], metric: str) -> Spread:
         """metric: "ttft_ms" or "tpot_ms" (any summary field)."""
-        return cls(tuple(getattr(r.result.summary, metric).median for r in runs))
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def lo(self) -> float:
-        return min(self.values)
-
-    @property
-    def hi(self) -> float:
-        return max(self.values)
-
-    @property
-    def measured(self) -> bool:
-        """A run-to-run spread exists only with two or more runs."""
-        return len(self.values) >= 2
+        return cls([getattr(r.result.summary, metric).median for r in runs])
 
     def contains(self, value: float) -> bool:
         """The run-to-run rule: value lies within [min, max] of the run medians (needs two or more runs)."""

@@ -85,14 +85,8 @@ def load_published(path: Optional[Path] = None) -> Published:
 
 def normalise_gpu_name(name: str) -> str:
     """'NVIDIA A100-SXM4-80GB' and 'a100-sxm4-80gb' are the same GPU; 'Tesla T4' and 'T4' too."""
-    n = " ".join(name.split()).lower()
-    for prefix in ("nvidia ", "tesla "):
-        if n.startswith(prefix):
-            n = n[len(prefix):]
-    return n
+    return " ".join(name.split()).lower().removeprefix("nvidia ").removeprefix("tesla ")
 
 
 def is_same_gpu(reproduced_name: Optional[str], published_names: list[str]) -> bool:
-    if not reproduced_name:
-        return False
-    return normalise_gpu_name(reproduced_name) in {normalise_gpu_name(n) for n in published_names}
+    return bool(reproduced_name) and normalise_gpu_name(reproduced_name) in map(normalise_gpu_name, published_names)

@@ -1,7 +1,7 @@
 """reports/week1.md: the week-1 TTFT/TPOT table in the seed's own format, then comparison and details."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from core.results import BenchResult, harness_overhead_text
 from kit.report.common import (
@@ -301,9 +301,14 @@ def run_line(run: Loaded, notes: Footnotes) -> str:
 # --------------------------------------------------------------------------- the whole report
 
 
-def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") -> str:
+def _tables(inputs: Inputs, published: Published) -> tuple[list[Group], list[str]]:
+    """The reproduced tables and the backend labels they all show (the published ones and every reproduced one)."""
     groups = group_runs(inputs.bench)
-    labels = label_order({*(c.label for c in published.week1.columns), *(l for g in groups for l in g.labels)})
+    return groups, label_order({*(c.label for c in published.week1.columns), *(l for g in groups for l in g.labels)})
+
+
+def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") -> str:
+    groups, labels = _tables(inputs, published)
     notes = Footnotes("w1-")
     parts = [TITLE, ""]
     if not groups:
@@ -323,3 +328,21 @@ def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") 
     if notes:
         parts += ["", notes.render()]
     return "\n".join(parts) + "\n"
+
+
+def plot_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any]]:
+    """The plot's labels and (name, TTFT per label, TPOT per label) per series: published first, then each table's
+    cell values (None: not measured)."""
+    pub = published.week1
+    groups, labels = _tables(inputs, published)
+    by_label = {c.label: c for c in pub.columns}
+    series: list[Any] = [(f"published, {pub.device}",
+                          [by_label[l].ttft_ms if l in by_label else None for l in labels],
+                          [by_label[l].tpot_ms if l in by_label else None for l in labels])]
+    for g in groups:
+        k = g.key
+        name = f"reproduced, {k.device}, in {k.input_len} / out {k.output_len} tokens" + (
+            f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")
+        series.append((name, *([g.cells[l].spread(m).median if l in g.cells else None for l in labels]
+                               for m in ("ttft_ms", "tpot_ms"))))
+    return labels, series
