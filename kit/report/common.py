@@ -41,9 +41,6 @@ def text(name: str, **values: object) -> str:
     return TEXT[name].format(**values)
 
 
-# --------------------------------------------------------------------------- markdown
-
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
@@ -87,9 +84,6 @@ def spread_ms(spread: Spread) -> str:
 
 def gb(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.3f} GB"
-
-
-# --------------------------------------------------------------------------- loading
 
 
 @dataclass(frozen=True)
@@ -152,9 +146,6 @@ def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -
             raise KitError(f"{e} Nothing was written to the reports folder.") from e
         (inputs.bench if isinstance(result, BenchResult) else inputs.profile).append(Loaded(path.name, result))
     return inputs
-
-
-# --------------------------------------------------------------------------- tables and their keys
 
 
 @dataclass(frozen=True, order=True)
@@ -236,9 +227,6 @@ def label_order(labels: Iterable[str]) -> list[str]:
 def version_key(version: str) -> tuple[tuple[int, ...], str]:
     """'0.12.0' < '0.20.0' < '0.20.0+cu128'; a part that is not a number sorts before 0, then the text decides."""
     return tuple(int(x) if x.isdigit() else -1 for x in re.split(r"[.+-]", version)), version
-
-
-# --------------------------------------------------------------------------- configurations and their runs
 
 
 def stack_of(result: Result) -> tuple[tuple[str, str], ...]:
@@ -341,6 +329,11 @@ class Cell:
 
     def spread(self, metric: str) -> Spread:
         return Spread.of(self.runs, metric)
+
+    @property
+    def spreads(self) -> tuple[Spread, Spread]:
+        """TTFT and TPOT."""
+        return self.spread("ttft_ms"), self.spread("tpot_ms")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The published study's numbers, kept as data in reports/published.json (the seed's text: reports/published-seed.txt)."""
+"""The published study's numbers, kept as data in reports/published.json (the seed's text: reports/published-seed.txt).
+"""
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ class PublishedWeek2(_Strict):
     table_lines: list[str] = Field(description="the profiler table, verbatim, one string per line")
     totals: list[str]
     top_ops_column: str
-    top_ops: list[tuple[str, float]] = Field(description="(op, ms) by self device time, CUPTI's 'Unrecognized' left out")
+    top_ops: list[tuple[str, float]] = Field(description="(op, ms) by self device time, without CUPTI's 'Unrecognized'")
 
     @property
     def table(self) -> str:

@@ -120,9 +120,6 @@ def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str])
     return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
 
 
-# --------------------------------------------------------------------------- awq / awq_marlin and the floor
-
-
 def quotient_cell(a: Optional[Spread], b: Optional[Spread], compared: Optional[float]) -> str:
     """a / b from the cells' values; with several runs, the ratio's range from the extremes and, when the compared
     value (the published ratio) lies inside that range, the run-to-run label."""
@@ -175,9 +172,8 @@ def key_comparison(groups: Sequence[Group], labels: Sequence[str], published: Pu
                       text("week1.key_comparison", within=WITHIN_SPREAD), "", table])
 
 
-# --------------------------------------------------------------------------- vLLM versions in the same lease
-
-# lease: (boot id, GPU uuid, the table key without its vLLM version); per vLLM version, per row, (TTFT, TPOT)
+# vLLM versions in the same lease: (boot id, GPU uuid, the table key without its vLLM version); per vLLM version,
+# per row, (TTFT, TPOT)
 Lease = tuple[str, str, GroupKey]
 Versions = dict[str, dict[str, tuple[Spread, Spread]]]
 

@@ -23,9 +23,6 @@ TITLE = "# Week 1. Benchmark"
 Column = tuple[str, Optional[str], str, str]
 
 
-# --------------------------------------------------------------------------- the seed-format block
-
-
 def render_block(device: str, columns: Sequence[Column], stacks: Sequence[tuple[str, Sequence[tuple[str, str]]]]
                  ) -> str:
     """The table, a blank line, the Device / versions bullets: byte for byte the seed's layout."""
@@ -67,17 +64,15 @@ def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, st
     return out
 
 
-def _model_cell(result: BenchResult) -> str:
-    w = result.workload
-    return f"{w.model} (synthetic)" if w.synthetic else w.model
-
-
 def group_block(group: Group, labels: Sequence[str]) -> str:
     columns: list[Column] = []
     for label in labels:
         cell = group.cells.get(label)
-        columns.append((label, None, DASH, DASH) if cell is None else (
-            label, _model_cell(cell.newest.result), spread_ms(cell.spread("ttft_ms")), spread_ms(cell.spread("tpot_ms"))))
+        if cell is None:
+            columns.append((label, None, DASH, DASH))
+        else:
+            w = cell.newest.result.workload
+            columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model, *map(spread_ms, cell.spreads)))
     return render_block(group.key.device, columns, stack_versions([group.latest[l] for l in labels
                                                                    if l in group.latest]))
 
@@ -107,7 +102,8 @@ def runs_per_cell(group: Group, labels: Sequence[str]) -> Optional[str]:
 
 
 def cell_words(cell: Cell) -> str:
-    return f"TTFT {spread_ms(cell.spread('ttft_ms'))}, TPOT {spread_ms(cell.spread('tpot_ms'))}" + (
+    ttft, tpot = map(spread_ms, cell.spreads)
+    return f"TTFT {ttft}, TPOT {tpot}" + (
         "" if len(cell.runs) > 1 else " (1 run)")
 
 
@@ -125,9 +121,6 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
         out.append(f"\nNothing has been reproduced for {_and(missing)} on {group.key.device} with this workload: "
                    f"{'its cells show' if len(missing) == 1 else 'their cells show'} \"{DASH}\".")
     return "\n".join(out)
-
-
-# --------------------------------------------------------------------------- comparison
 
 
 def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
@@ -180,9 +173,6 @@ def render_comparison(groups: Sequence[Group], labels: Sequence[str], published:
     out += [key_comparison(groups, labels, published), "", render_same_lease(groups, published), "",
             f"![Week 1: median TTFT and TPOT per backend, reproduced vs published]({plot})"]
     return "\n".join(out)
-
-
-# --------------------------------------------------------------------------- details
 
 
 def floor_text(result: BenchResult) -> str:
@@ -296,9 +286,6 @@ def run_line(run: Loaded, notes: Footnotes) -> str:
              if host else "host not recorded")
     return (f"`{run.name}` (created {r.created_utc}, {where}): TTFT {ms(r.summary.ttft_ms.median)}, "
             f"TPOT {ms(r.summary.tpot_ms.median)}{notes.ref(run)}")
-
-
-# --------------------------------------------------------------------------- the whole report
 
 
 def _tables(inputs: Inputs, published: Published) -> tuple[list[Group], list[str]]:

@@ -1,4 +1,4 @@
-"""reports/week2.md: profiler tables in the seed's format, one block per reproduced phase, plus the published T4 block."""
+"""reports/week2.md: profiler tables in the seed's format, one block per reproduced phase, and the published one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -98,7 +98,8 @@ def stack_line(result: ProfileResult) -> str:
     """The stack a profile ran on and its deviations from the stack's pins."""
     deviation = torch_deviation(result)
     if deviation:
-        return f"- Stack: {stack_words(result)}; deviation from the pins: {deviation} (a stand-in for the study's torch)"
+        return (f"- Stack: {stack_words(result)}; deviation from the pins: {deviation} (a stand-in for the study's "
+                "torch)")
     pinned = "on the pinned versions" if result.provenance.pins else "pins not recorded"
     return f"- Stack: {stack_words(result)} ({pinned})"
 
