@@ -89,10 +89,8 @@ def _week2_plot(inputs: Inputs, published: Published, previous: Optional[Path] =
 
 
 def render_reports(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> dict[str, bytes]:
-    """All report files, in memory: {file name: bytes}.
-
-    previous: the reports folder about to be replaced; its PNGs are reused when their key matches.
-    """
+    """All report files, in memory: {file name: bytes}. PNGs in `previous` (the reports folder) whose key matches
+    are reused."""
     from kit.report.week1 import render_week1
     from kit.report.week2 import render_week2
 
@@ -108,10 +106,8 @@ def render_reports(inputs: Inputs, published: Published, previous: Optional[Path
 
 
 def write_all(reports_dir: Path, files: dict[str, bytes]) -> list[Path]:
-    """Stage every file as a temp file in reports_dir, then rename them all into place.
-
-    A failure while staging removes the temp files and leaves the old reports untouched.
-    """
+    """Stage every file as a temp file in reports_dir, then rename them all into place (a failure while staging
+    removes the temp files and leaves the old reports untouched)."""
     reports_dir = Path(reports_dir)
     try:
         reports_dir.mkdir(parents=True, exist_ok=True)
@@ -136,11 +132,7 @@ def write_all(reports_dir: Path, files: dict[str, bytes]) -> list[Path]:
 def assemble_reports(results_dir: Path, reports_dir: Path, *, published_path: Optional[Path] = None,
                      note: Callable[[str], None] = _stderr_note) -> list[Path]:
     """Render reports_dir/{week1,week2}.{md,png} from results_dir and the published data; return the paths written.
-
-    Raises KitError (one paragraph naming the file and the problem) on a broken results file, before
-    anything is written. Non-result files are skipped with a one-line `note`.
-    """
-    inputs = load_inputs(Path(results_dir), note=note)
-    published = load_published(published_path)
-    files = render_reports(inputs, published, previous=Path(reports_dir))
+    A broken results file raises KitError before anything is written; non-result files are skipped with a `note`."""
+    files = render_reports(load_inputs(Path(results_dir), note=note), load_published(published_path),
+                           previous=Path(reports_dir))
     return write_all(Path(reports_dir), files)

@@ -110,11 +110,8 @@ def _stderr_note(line: str) -> None:
 
 
 def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -> Inputs:
-    """Every results file in results_dir, sorted by name.
-
-    Non-results (other JSON, other files, folders) are skipped with a one-line note; hidden files (temp files of an
-    atomic write in progress) are ignored. A broken result file raises KitError with core.results' paragraph.
-    """
+    """Every results file in results_dir, sorted by name. Non-results are skipped with a one-line note, hidden files
+    (an atomic write in progress) ignored; a broken result file raises KitError with core.results' paragraph."""
     results_dir = Path(results_dir)
     inputs = Inputs(results_dir_name=results_dir.name or str(results_dir))
     if not results_dir.exists():
@@ -188,11 +185,8 @@ def group_key(result: Result) -> GroupKey:
 
 
 def variant_of(result: Result) -> tuple[str, ...]:
-    """How the run's engine configuration departs from the study's (empty: the study's own configuration).
-
-    vLLM results record it (settings.variant); for results without that field, enforce_eager is the one
-    departure the kit could be asked for.
-    """
+    """How the run's engine configuration departs from the study's (empty: none). Results without settings.variant
+    predate it: enforce_eager was then the one departure the kit could be asked for."""
     settings = result.backend.settings
     recorded = settings.get("variant")
     if recorded is None:
@@ -298,17 +292,12 @@ def ratio_within_spread(a: Spread, b: Spread, compared: float) -> bool:
     return lo <= compared <= hi
 
 
-def host_of(result: Result) -> Optional[str]:
-    """The machine a run measured on (hostname, else boot id); None when the result has no host record."""
-    host = result.provenance.host
-    return None if host is None else host.hostname or host.boot_id
-
-
 def hosts_text(runs: Sequence[Loaded]) -> str:
-    """Distinct hosts of some runs; runs without a host record are counted apart, never guessed to share one."""
-    hosts = {h for h in (host_of(r.result) for r in runs) if h is not None}
-    unknown = sum(1 for r in runs if host_of(r.result) is None)
-    parts = [plural(len(hosts), "host")] if hosts else []
+    """Distinct hosts of some runs (hostname, else boot id); runs without a host record are counted apart, never
+    guessed to share one."""
+    hosts = [h.hostname or h.boot_id if h else None for h in (r.result.provenance.host for r in runs)]
+    unknown = hosts.count(None)
+    parts = [plural(len(set(hosts) - {None}), "host")] if unknown < len(hosts) else []
     if unknown:
         parts.append("host not recorded" if unknown == len(runs) == 1 else
                      "hosts not recorded" if unknown == len(runs) else
@@ -353,6 +342,11 @@ class Group:
     @property
     def labels(self) -> list[str]:
         return label_order({*self.cells, *self.variants, *self.other_stacks})
+
+    def configurations(self, label: str) -> list[tuple[tuple[str, ...], list[Loaded]]]:
+        """(variant, runs newest first) of one backend row: the cell's study configuration first, then each variant."""
+        study = [((), list(self.cells[label].runs))] if label in self.cells else []
+        return study + list(self.variants.get(label, {}).items())
 
 
 def _by_key(runs: Iterable[Loaded]) -> dict[GroupKey, list[Loaded]]:

@@ -4,9 +4,8 @@ configurations beside the study's, the key comparison awq / awq_marlin, and vLLM
 Engine numbers are derived on read (core/engine_samples.py) from vLLM's raw per-request timestamps; only differences
 within one clock, or of two intervals, are shown, never a timestamp of one clock against another's.
 
-Versions are compared only within one lease: one machine boot (provenance.host.boot_id) and one card
-(provenance.gpu.uuid). Results without those fields never pair: two leases a day apart can differ by more than two
-versions do (the H200 runs of 2026-11-29).
+Versions are compared only within one lease (one machine boot and one card): two leases a day apart can differ by
+more than two versions do (the H200 runs of 2026-11-29).
 """
 from __future__ import annotations
 
@@ -99,8 +98,7 @@ def _config_name(run: Loaded, several: bool) -> str:
 def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str]) -> Optional[str]:
     """Every configuration measured for one vLLM row, one row per run: medians, the TTFT stages, and the change
     against the study cell's value (how much of the row is CUDA graphs, how much the scheduler's mode moves it)."""
-    per_configuration = [list(group.cells[label].runs)] if label in group.cells else []
-    per_configuration += [runs for _, runs in sorted(group.variants.get(label, {}).items())]
+    per_configuration = [runs for _, runs in group.configurations(label)]
     if not per_configuration:
         return None
     base = group.cells.get(label)

@@ -252,20 +252,15 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
 def runs_per_configuration(g: Group) -> list[tuple[str, list[Loaded]]]:
     """(title, runs) of every configuration of the group with two or more GPU runs: per backend label, the study
     configuration's runs (the cell's), then each variant's. Their run conditions are shown side by side."""
-    out = []
-    for label in g.labels:
-        study = list(g.cells[label].runs) if label in g.cells else []
-        configurations = [(label, study)] + [(f"{label}, {', '.join(variant)}", runs)
-                                             for variant, runs in g.variants.get(label, {}).items()]
-        out += [(title, runs) for title, runs in configurations
-                if len(runs) >= 2 and runs[0].result.backend.device == "cuda"]
-    return out
+    return [(", ".join([label, *variant]), runs) for label in g.labels for variant, runs in g.configurations(label)
+            if len(runs) >= 2 and runs[0].result.backend.device == "cuda"]
 
 
 def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> list[str]:
     """A vLLM row's configurations and TTFT stages (with engine timestamps, or with variants to compare)."""
-    has_engine = any(r.result.samples.engine for r in [*g.latest.values(), *(
-        v for runs in g.variants.get(label, {}).values() for v in runs)] if r.result.backend.label == label)
+    study = [g.cells[label].newest] if label in g.cells else []
+    has_engine = any(r.result.samples.engine for r in study + [r for runs in g.variants.get(label, {}).values()
+                                                               for r in runs])
     table = configurations_table(g, label, notes.ref) if has_engine or label in g.variants else None
     if table is None:
         return []
