@@ -62,25 +62,22 @@ def clock_check_text(r: BenchResult) -> Optional[str]:
                                 "each figure, printed whatever their sign")
 
 
-# The stages of the time to first token: (column, what it spans and on which clocks, per-iteration value).
-TTFT_STAGES: tuple[tuple[str, str, PerIteration], ...] = (
-    ("queue (ms)", "queued → scheduled, engine-core clock", lambda _t, _p, e: es.queued_to_scheduled_ms(e)),
-    ("prefill (ms)", "scheduled → first token (the prefill step and its sampling), engine-core clock",
-     lambda _t, _p, e: es.scheduled_to_first_token_ms(e)),
-    ("frontend (ms)", "the frontend's first_token_latency minus queued → first token: arrival → queued plus first "
-     "token → frontend (IPC and output processing)", lambda _t, _p, e: es.frontend_ms(e)),
-    ("client (ms)", "client TTFT minus first_token_latency: submission → arrival plus frontend → client (stream "
-     "delivery)", _client_side_ms),
+# The stages of the time to first token (text.md's week1.configurations says what each spans, on which clocks):
+# (column, per-iteration value).
+TTFT_STAGES: tuple[tuple[str, PerIteration], ...] = (
+    ("queue (ms)", lambda _t, _p, e: es.queued_to_scheduled_ms(e)),
+    ("prefill (ms)", lambda _t, _p, e: es.scheduled_to_first_token_ms(e)),
+    ("frontend (ms)", lambda _t, _p, e: es.frontend_ms(e)),
+    ("client (ms)", _client_side_ms),
 )
 CONFIGURATIONS_NOTE_PLAIN = text("week1.configurations_plain")
-CONFIGURATIONS_NOTE = text("week1.configurations", stages="; ".join(
-    f"**{column[:-5]}** = {what}" for column, what, _ in TTFT_STAGES))
+CONFIGURATIONS_NOTE = text("week1.configurations")
 
 
 def _stage_cells(r: BenchResult) -> list[str]:
     """The median of each TTFT stage, then how many streamed outputs carried more than one token."""
     cells = []
-    for _, _, f in TTFT_STAGES:
+    for _, f in TTFT_STAGES:
         values = _per_iteration(r, f)
         cells.append(f"{statistics.median(values):.2f}" if values else DASH)
     m = r.backend.settings.get("stream_merges")
@@ -114,7 +111,7 @@ def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str])
             rows.append([_config_name(run, len(runs) > 1) + ref(run), f"{s.ttft_ms.median:.2f}",
                          f"{s.tpot_ms.median:.2f}", vs, *(_stage_cells(run.result) if engine else [])])
     headers = ["configuration", "TTFT (ms)", "TPOT (ms)", "vs the study configuration",
-               *([column for column, _, _ in TTFT_STAGES] + ["merged outputs"] if engine else [])]
+               *([column for column, _ in TTFT_STAGES] + ["merged outputs"] if engine else [])]
     return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
 
 
