@@ -383,13 +383,12 @@ def group_runs(runs: Iterable[Loaded]) -> list[Group]:
             group.variants.setdefault(ckey.label, {}).setdefault(ckey.variant, []).extend(runs_)
         else:
             study.setdefault(ckey.group, {}).setdefault(ckey.label, []).append(Cell(ckey, tuple(runs_)))
-    for gkey, by_label in study.items():
+    for gkey, group in groups.items():
+        by_label = study.get(gkey, {})
+        group.cells = {l: _preferred_stack(by_label[l]) for l in label_order(by_label)}
         for label, cells in by_label.items():
-            shown = groups[gkey].cells[label] = _preferred_stack(cells)
             if len(cells) > 1:
-                groups[gkey].other_stacks[label] = [c for c in cells if c is not shown]
-    for group in groups.values():
-        group.cells = {l: group.cells[l] for l in label_order(group.cells)}
+                group.other_stacks[label] = [c for c in cells if c is not group.cells[label]]
         group.variants = {l: {v: newest_first(runs_) for v, runs_ in sorted(group.variants[l].items())}
                           for l in label_order(group.variants)}
     return [groups[k] for k in sorted(groups)]

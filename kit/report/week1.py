@@ -64,19 +64,6 @@ def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, st
     return out
 
 
-def group_block(group: Group, labels: Sequence[str]) -> str:
-    columns: list[Column] = []
-    for label in labels:
-        cell = group.cells.get(label)
-        if cell is None:
-            columns.append((label, None, DASH, DASH))
-        else:
-            w = cell.newest.result.workload
-            columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model, *map(spread_ms, cell.spreads)))
-    return render_block(group.key.device, columns, stack_versions([group.latest[l] for l in labels
-                                                                   if l in group.latest]))
-
-
 def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -108,9 +95,19 @@ def cell_words(cell: Cell) -> str:
 
 
 def render_group(group: Group, labels: Sequence[str]) -> str:
+    """One reproduced table in the seed's format, then what the seed's bullets do not say."""
+    columns: list[Column] = []
+    for label in labels:
+        cell = group.cells.get(label)
+        if cell is None:
+            columns.append((label, None, DASH, DASH))
+        else:
+            w = cell.newest.result.workload
+            columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model, *map(spread_ms, cell.spreads)))
     shown = [group.latest[l] for l in labels if l in group.latest]
     weights = sorted({"synthetic" if r.result.workload.synthetic else "real" for r in shown})
-    out = [group_block(group, labels), f"- Workload: {group.key.workload_title}, {' and '.join(weights)} weights"]
+    out = [render_block(group.key.device, columns, stack_versions(shown)),
+           f"- Workload: {group.key.workload_title}, {' and '.join(weights)} weights"]
     runs_bullet = runs_per_cell(group, labels)
     if runs_bullet:
         out.append(f"- {runs_bullet}")
