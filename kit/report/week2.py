@@ -76,10 +76,6 @@ class ProfileGroup:
     def shown(self) -> Loaded:
         return self.runs[0]
 
-    @property
-    def title(self) -> str:
-        return f"{self.key.device}, {self.key.workload_title}, {self.label}, torch {self.torch}"
-
 
 def profile_groups(runs: Sequence[Loaded]) -> list[ProfileGroup]:
     """Per GPU, workload, backend and the torch version that ran (provenance.libraries["torch"]): its runs. A
@@ -133,7 +129,7 @@ def render_runs(groups: Sequence[ProfileGroup], week2: PublishedWeek2, notes: Fo
     for g in groups:
         run = g.shown
         result: ProfileResult = run.result  # type: ignore[assignment]
-        out += ["", f"### {g.title}{notes.ref(run)}", "",
+        out += ["", f"### {g.key.device}, {g.key.workload_title}, {g.label}, torch {g.torch}{notes.ref(run)}", "",
                 f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}",
                 f"- Device: {_device_words(result, week2)}", f"- Workload: {workload_text(result)}",
                 f"- Backend: {backend_text(result)}", stack_line(result), *(f"- Note: {n}" for n in result.notes)]
