@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from core.errors import KitError
 from core.files import atomic_path
-from kit.report.common import Inputs, _stderr_note, group_runs, label_order, load_inputs
+from kit.report.common import Inputs, _stderr_note, load_inputs
 from kit.report.published import Published, load_published
 
 OUTPUTS = ("week1.md", "week1.png", "week2.md", "week2.png")
@@ -22,14 +22,10 @@ __all__ = ["OUTPUTS", "PLOT_KEY", "assemble_reports", "render_reports", "write_a
            "png_text_chunks"]
 
 
-# --------------------------------------------------------------------------- plots
-#
-# Rendering the two PNGs (and importing matplotlib for it) is most of the report's wall time. Each PNG
-# carries, in a tEXt chunk, a key: a hash of exactly what it was drawn from (the plot data, the source of
-# kit/report/plots.py and the matplotlib version). When the PNG already in the reports folder has the
-# key the new one would have, its bytes are reused and matplotlib is not imported: the same inputs
-# give the same bytes either way. Drawing costs about 2.4 s of a 2.9 s report on 2 cores, a reuse
-# 0.1 s (`python tools/bench_timing.py`), which is why the cache is worth its few lines.
+# Plots. Drawing the two PNGs (and importing matplotlib for it) costs about 2.4 s of a 2.9 s report on 2 cores, a
+# reuse 0.1 s (`python tools/bench_timing.py`). Each PNG carries, in a tEXt chunk, a hash of exactly what it was drawn
+# from (the plot data, the source of kit/report/plots.py, the matplotlib version); when the PNG already in the
+# reports folder has the key the new one would have, its bytes are reused: the same inputs give the same bytes.
 
 PLOT_KEY = "kit-plot-key"
 
@@ -58,69 +54,49 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
 
 
 def _cached_png(previous: Optional[Path], key: str) -> Optional[bytes]:
-    if previous is None or not previous.is_file():
-        return None
     try:
-        data = previous.read_bytes()
+        data = previous.read_bytes() if previous is not None and previous.is_file() else None
     except OSError:
         return None
-    return data if png_text_chunks(data).get(PLOT_KEY) == key else None
+    return data if data is not None and png_text_chunks(data).get(PLOT_KEY) == key else None
 
 
-def _week1_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any], Optional[str]]:
-    pub = published.week1
-    groups = group_runs(inputs.bench)
-    labels = label_order({*(c.label for c in pub.columns), *(l for g in groups for l in g.labels)})
-    by_label = {c.label: c for c in pub.columns}
-    series: list[Any] = [(f"published, {pub.device}",
-                          [by_label[l].ttft_ms if l in by_label else None for l in labels],
-                          [by_label[l].tpot_ms if l in by_label else None for l in labels])]
-    for g in groups:
-        def med(label: str, metric: str, g=g) -> Optional[float]:
-            cell = g.cells.get(label)  # the cell's value: the median of its run medians
-            return None if cell is None else cell.spread(metric).median
-        k = g.key
-        name = f"reproduced, {k.device.title}, in {k.input_len} / out {k.output_len} tokens" + (
-            f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")
-        series.append((name, [med(l, "ttft_ms") for l in labels], [med(l, "tpot_ms") for l in labels]))
-    note = None if groups else "nothing reproduced yet: published numbers only"
-    return labels, series, note
-
-
-def _week1_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
-    labels, series, note = _week1_series(inputs, published)
-    key = _plot_key("week1", [labels, series, note])
+def _plot(name: str, args: list[Any], previous: Optional[Path]) -> bytes:
+    """plots.<name>_png(*args), or the previous PNG's bytes when they were drawn from the same args."""
+    key = _plot_key(name, args)
     cached = _cached_png(previous, key)
     if cached is not None:
         return cached
-    from kit.report.plots import week1_png
+    from kit.report import plots
 
-    return week1_png(labels, series, note, {PLOT_KEY: key})
+    return getattr(plots, f"{name}_png")(*args, {PLOT_KEY: key})
+
+
+def _week1_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
+    from kit.report.week1 import plot_series
+
+    labels, series = plot_series(inputs, published)
+    note = None if len(series) > 1 else "nothing reproduced yet: published numbers only"
+    return _plot("week1", [labels, series, note], previous)
 
 
 def _week2_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
     from kit.report.week2 import plot_series
 
     series = plot_series(inputs, published)
-    note = None if len(series) > 1 else "nothing reproduced yet: published table only"
-    key = _plot_key("week2", [series, note])
-    cached = _cached_png(previous, key)
-    if cached is not None:
-        return cached
-    from kit.report.plots import week2_png
-
-    return week2_png(series, note, {PLOT_KEY: key})
+    return _plot("week2", [series, None if len(series) > 1 else "nothing reproduced yet: published table only"],
+                 previous)
 
 
 def render_reports(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> dict[str, bytes]:
-    """All report files, in memory: {file name: bytes}.
-
-    previous: the reports folder about to be replaced; its PNGs are reused when their key matches.
-    """
+    """All report files, in memory: {file name: bytes}. PNGs in `previous` (the reports folder) whose key matches
+    are reused."""
     from kit.report.week1 import render_week1
     from kit.report.week2 import render_week2
 
-    prev = (lambda name: Path(previous) / name) if previous is not None else (lambda name: None)
+    def prev(name: str) -> Optional[Path]:
+        return None if previous is None else Path(previous) / name
+
     return {
         "week1.md": render_week1(inputs, published, plot="week1.png").encode("utf-8"),
         "week1.png": _week1_plot(inputs, published, prev("week1.png")),
@@ -130,10 +106,8 @@ def render_reports(inputs: Inputs, published: Published, previous: Optional[Path
 
 
 def write_all(reports_dir: Path, files: dict[str, bytes]) -> list[Path]:
-    """Stage every file as a temp file in reports_dir, then rename them all into place.
-
-    A failure while staging removes the temp files and leaves the old reports untouched.
-    """
+    """Stage every file as a temp file in reports_dir, then rename them all into place (a failure while staging
+    removes the temp files and leaves the old reports untouched)."""
     reports_dir = Path(reports_dir)
     try:
         reports_dir.mkdir(parents=True, exist_ok=True)
@@ -158,11 +132,7 @@ def write_all(reports_dir: Path, files: dict[str, bytes]) -> list[Path]:
 def assemble_reports(results_dir: Path, reports_dir: Path, *, published_path: Optional[Path] = None,
                      note: Callable[[str], None] = _stderr_note) -> list[Path]:
     """Render reports_dir/{week1,week2}.{md,png} from results_dir and the published data; return the paths written.
-
-    Raises KitError (one paragraph naming the file and the problem) on a broken results file, before
-    anything is written. Non-result files are skipped with a one-line `note`.
-    """
-    inputs = load_inputs(Path(results_dir), note=note)
-    published = load_published(published_path)
-    files = render_reports(inputs, published, previous=Path(reports_dir))
+    A broken results file raises KitError before anything is written; non-result files are skipped with a `note`."""
+    files = render_reports(load_inputs(Path(results_dir), note=note), load_published(published_path),
+                           previous=Path(reports_dir))
     return write_all(Path(reports_dir), files)

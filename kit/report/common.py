@@ -1,4 +1,4 @@
-"""Shared pieces of report assembly: loading results/, grouping runs, markdown helpers, provenance.
+"""Shared pieces of report assembly: loading results/, grouping runs, markdown helpers.
 
 Pure functions of their inputs: no clocks, no absolute paths in the output, fixed orderings.
 """
@@ -7,27 +7,25 @@ from __future__ import annotations
 import re
 import statistics
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence
+from unittest import mock
 
 import tabulate
 
 from core.errors import KitError
-from core.results import BenchResult, NotAResultFile, ProfileResult, ResultFileError, load_result
+from core.results import BenchResult, NotAResultFile, Result, ResultFileError, load_result
 
 # The seed's column order; other labels follow, sorted.
 KNOWN_LABELS = ("vLLM (awq)", "vLLM (awq_marlin)", "transformers")
 DASH = "—"  # a cell with no reproduced run
+WITHIN_SPREAD = "within run-to-run spread"
 
 # Libraries shown in the versions bullets, per stack (the seed's order); Python is added last.
 STACK_TITLES = {"vllm": "vLLM", "transformers": "transformers"}
 STACK_LIBRARIES = {"vllm": ("torch", "vllm"), "transformers": ("torch", "autoawq", "transformers")}
-
-
-# --------------------------------------------------------------------------- the fixed prose (text.md)
 
 
 def _sections(path: Path) -> dict[str, str]:
@@ -43,7 +41,8 @@ def text(name: str, **values: object) -> str:
     return TEXT[name].format(**values)
 
 
-# --------------------------------------------------------------------------- markdown
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def _cell(value: object) -> str:
@@ -51,33 +50,19 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ").strip()
 
 
-@contextmanager
-def _seed_table_layout() -> Iterator[None]:
-    """tabulate's module globals set for the seed's layout, restored afterwards: MIN_PADDING 0 (columns exactly as
-    wide as their widest cell) and widths in code points even when wcwidth is installed ("—", "×", "→" are one
-    column either way, but the bytes must not depend on what happens to be installed)."""
-    names = ("MIN_PADDING", "WIDE_CHARS_MODE")
-    saved = [getattr(tabulate, n) for n in names]
-    for name, value in zip(names, (0, False)):
-        setattr(tabulate, name, value)
-    try:
-        yield
-    finally:
-        for name, value in zip(names, saved):
-            setattr(tabulate, name, value)
-
-
 def pipe_table(headers: Sequence[object], rows: Iterable[Sequence[object]], align: Optional[str] = None) -> str:
     """A markdown pipe table laid out exactly like the seed's week-1 table (tabulate's "pipe" format).
 
-    align: one character per column, 'l' or 'r' (default: all left).
+    align: one character per column, 'l' or 'r' (default: all left). tabulate's globals are set for the call only:
+    columns exactly as wide as their widest cell, widths in code points even when wcwidth is installed (the bytes
+    must not depend on what happens to be installed).
     """
     head = [_cell(h) for h in headers]
     body = [[_cell(c) for c in r] for r in rows]
     if not body or any(len(r) != len(head) for r in body):
         raise ValueError("a table needs at least one row, and every row one cell per header")
     colalign = ["right" if a == "r" else "left" for a in (align or "l" * len(head))]
-    with _seed_table_layout():
+    with mock.patch.multiple(tabulate, MIN_PADDING=0, WIDE_CHARS_MODE=False):
         return tabulate.tabulate(body, headers=head, tablefmt="pipe", colalign=colalign, disable_numparse=True)
 
 
@@ -90,21 +75,15 @@ def ratio(reproduced: float, published: float) -> str:
     return f"{reproduced / published:.2f}×"
 
 
-def spread_ms(value: Optional[float], spread: Optional["Spread"]) -> str:
+def spread_ms(spread: Spread) -> str:
     """A cell: the plain median for one run; with more, the median of the run medians, their range and count."""
-    if spread is None or not spread.measured:
-        return ms(value)
+    if not spread.measured:
+        return ms(spread.median)
     return f"{ms(spread.median)} ({spread.lo:.2f}–{spread.hi:.2f}ms, {len(spread.values)} runs)"
 
 
 def gb(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.3f} GB"
-
-
-# --------------------------------------------------------------------------- loading
-
-
-Result = Union[BenchResult, ProfileResult]
 
 
 @dataclass(frozen=True)
@@ -120,19 +99,19 @@ class Inputs:
     skipped: list[str] = field(default_factory=list)  # one line each: "<name>: why"
     results_dir_name: str = "results"
 
+    def lines(self, kind: str, runs: Sequence[Loaded]) -> list[str]:
+        """The 'How this report is built' bullets on the inputs."""
+        return [f"- Inputs: {plural(len(runs), kind + ' result file')} in `{self.results_dir_name}/`.",
+                *(f"- Skipped: {s}" for s in self.skipped)]
+
 
 def _stderr_note(line: str) -> None:
     print(line, file=sys.stderr)
 
 
 def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -> Inputs:
-    """Every results file in results_dir, sorted by name.
-
-    Non-results (other JSON, other files, folders not named *.json) are skipped with a one-line note;
-    hidden files (temp files of an atomic write in progress) are ignored. A broken result file
-    (malformed, truncated, wrong version, unreadable, wrong field) raises KitError with the one
-    paragraph from core.results.load_result.
-    """
+    """Every results file in results_dir, sorted by name. Non-results are skipped with a one-line note, hidden files
+    (an atomic write in progress) ignored; a broken result file raises KitError with core.results' paragraph."""
     results_dir = Path(results_dir)
     inputs = Inputs(results_dir_name=results_dir.name or str(results_dir))
     if not results_dir.exists():
@@ -162,36 +141,14 @@ def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -
             continue
         except ResultFileError as e:
             raise KitError(f"{e} Nothing was written to the reports folder.") from e
-        target = inputs.bench if isinstance(result, BenchResult) else inputs.profile
-        target.append(Loaded(path.name, result))
+        (inputs.bench if isinstance(result, BenchResult) else inputs.profile).append(Loaded(path.name, result))
     return inputs
-
-
-# --------------------------------------------------------------------------- devices and grouping
-
-
-@dataclass(frozen=True, order=True)
-class Device:
-    is_cpu: bool  # CPU runs sort after GPUs
-    name: str  # GPU name as recorded, or "CPU"
-
-    @property
-    def title(self) -> str:
-        return self.name
-
-
-def device_of(result: Result) -> Device:
-    gpu = result.provenance.gpu
-    if result.backend.device == "cpu":
-        return Device(True, "CPU")
-    if gpu is None:
-        return Device(False, "GPU (name not recorded)")
-    return Device(False, gpu.name)
 
 
 @dataclass(frozen=True, order=True)
 class GroupKey:
-    device: Device
+    is_cpu: bool  # CPU runs sort after GPUs
+    device: str  # GPU name as recorded, or "CPU"
     input_len: int
     output_len: int
     batch_size: int
@@ -203,10 +160,14 @@ class GroupKey:
 
     @property
     def title(self) -> str:
-        return f"{self.device.title}, {self.workload_title}" + (f", vLLM {self.vllm}" if self.vllm else "")
+        return f"{self.device}, {self.workload_title}" + (f", vLLM {self.vllm}" if self.vllm else "")
 
-    def without_vllm(self) -> "GroupKey":
-        return GroupKey(self.device, self.input_len, self.output_len, self.batch_size)
+    def without_vllm(self) -> GroupKey:
+        return GroupKey(self.is_cpu, self.device, self.input_len, self.output_len, self.batch_size)
+
+
+def library_version(libraries: dict[str, Optional[str]], name: str) -> Optional[str]:
+    return next((value for key, value in libraries.items() if key.lower() == name.lower()), None)
 
 
 def vllm_version_of(result: Result) -> str:
@@ -216,12 +177,16 @@ def vllm_version_of(result: Result) -> str:
     return library_version(result.provenance.libraries, "vllm") or "version not recorded"
 
 
-def variant_of(result: Result) -> tuple[str, ...]:
-    """How the run's engine configuration departs from the study's (empty: the study's own configuration).
+def group_key(result: Result) -> GroupKey:
+    w, gpu = result.workload, result.provenance.gpu
+    cpu = result.backend.device == "cpu"
+    device = "CPU" if cpu else gpu.name if gpu else "GPU (name not recorded)"
+    return GroupKey(cpu, device, w.input_len, w.output_len, w.batch_size, vllm_version_of(result))
 
-    vLLM results record it (settings.variant); for results without that field, enforce_eager is the one
-    departure the kit could be asked for.
-    """
+
+def variant_of(result: Result) -> tuple[str, ...]:
+    """How the run's engine configuration departs from the study's (empty: none). Results without settings.variant
+    predate it: enforce_eager was then the one departure the kit could be asked for."""
     settings = result.backend.settings
     recorded = settings.get("variant")
     if recorded is None:
@@ -229,26 +194,23 @@ def variant_of(result: Result) -> tuple[str, ...]:
     return tuple(recorded)
 
 
-def group_key(result: Result) -> GroupKey:
-    w = result.workload
-    return GroupKey(device_of(result), w.input_len, w.output_len, w.batch_size, vllm_version_of(result))
-
-
-def _created_key(created_utc: str) -> tuple[int, float, str]:
+def created_key(created_utc: str) -> tuple[int, float, str]:
     """Chronological order of created_utc; unparseable stamps sort first, by their text."""
-    text = created_utc.strip()
+    stamp = created_utc.strip()
     try:
-        dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        dt = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith(("Z", "z")) else stamp)
     except ValueError:
-        return (0, 0.0, text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return (1, dt.timestamp(), text)
+        return (0, 0.0, stamp)
+    return (1, (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp(), stamp)
 
 
 def recency_key(loaded: Loaded) -> tuple[tuple[int, float, str], str]:
     """Chronological order of runs: by created_utc, then by file name."""
-    return (_created_key(loaded.result.created_utc), loaded.name)
+    return (created_key(loaded.result.created_utc), loaded.name)
+
+
+def newest_first(runs: Iterable[Loaded]) -> list[Loaded]:
+    return sorted(runs, key=recency_key, reverse=True)
 
 
 def label_order(labels: Iterable[str]) -> list[str]:
@@ -256,7 +218,9 @@ def label_order(labels: Iterable[str]) -> list[str]:
     return [l for l in KNOWN_LABELS if l in labels] + sorted(labels - set(KNOWN_LABELS))
 
 
-# --------------------------------------------------------------------------- configurations and their runs
+def version_key(version: str) -> tuple[tuple[int, ...], str]:
+    """'0.12.0' < '0.20.0' < '0.20.0+cu128'; a part that is not a number sorts before 0, then the text decides."""
+    return tuple(int(x) if x.isdigit() else -1 for x in re.split(r"[.+-]", version)), version
 
 
 def stack_of(result: Result) -> tuple[tuple[str, str], ...]:
@@ -269,6 +233,10 @@ def stack_of(result: Result) -> tuple[tuple[str, str], ...]:
 def torch_deviation(result: Result) -> Optional[str]:
     """The run's torch deviation from its stack's pins ("torch 2.11.0 (pinned 2.9.1)"), None when torch was pinned."""
     return next((d for d in result.provenance.deviations if d.split(" ", 1)[0].lower() == "torch"), None)
+
+
+def stack_words(result: Result) -> str:
+    return ", ".join(f"{lib} {version}" for lib, version in stack_of(result))
 
 
 @dataclass(frozen=True, order=True)
@@ -289,31 +257,21 @@ def runs_by_configuration(runs: Iterable[Loaded]) -> dict[ConfigurationKey, list
         for run in table_runs:
             r = run.result
             out.setdefault(ConfigurationKey(key, r.backend.label, stack_of(r), variant_of(r)), []).append(run)
-    return {k: sorted(v, key=recency_key, reverse=True) for k, v in sorted(out.items())}
+    return {k: newest_first(v) for k, v in sorted(out.items())}
 
 
-@dataclass(frozen=True)
 class Spread:
     """One metric over a configuration's runs: the median of the run medians and their range."""
 
-    values: tuple[float, ...]  # each run's median
+    def __init__(self, values: Sequence[float]) -> None:
+        self.values = tuple(values)  # each run's median
+        self.median, self.lo, self.hi = statistics.median(self.values), min(self.values), max(self.values)
+        self.measured = len(self.values) >= 2  # a run-to-run spread exists only with two or more runs
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def lo(self) -> float:
-        return min(self.values)
-
-    @property
-    def hi(self) -> float:
-        return max(self.values)
-
-    @property
-    def measured(self) -> bool:
-        """A run-to-run spread exists only with two or more runs."""
-        return len(self.values) >= 2
+    @classmethod
+    def of(cls, runs: Iterable[Loaded], metric: str) -> Spread:
+        """metric: "ttft_ms" or "tpot_ms" (any summary field)."""
+        return cls([getattr(r.result.summary, metric).median for r in runs])
 
     def contains(self, value: float) -> bool:
         """The run-to-run rule: value lies within [min, max] of the run medians (needs two or more runs)."""
@@ -334,26 +292,16 @@ def ratio_within_spread(a: Spread, b: Spread, compared: float) -> bool:
     return lo <= compared <= hi
 
 
-WITHIN_SPREAD = "within run-to-run spread"
-
-
-def host_of(result: Result) -> Optional[str]:
-    """The machine a run measured on (hostname, else boot id); None when the result has no host record."""
-    host = result.provenance.host
-    if host is None:
-        return None
-    return host.hostname or host.boot_id
-
-
 def hosts_text(runs: Sequence[Loaded]) -> str:
-    """Distinct hosts of some runs; runs without a host record are counted apart, never guessed to share one."""
-    hosts = {h for h in (host_of(r.result) for r in runs) if h is not None}
-    unknown = sum(1 for r in runs if host_of(r.result) is None)
-    parts = [f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"] if hosts else []
+    """Distinct hosts of some runs (hostname, else boot id); runs without a host record are counted apart, never
+    guessed to share one."""
+    hosts = [h.hostname or h.boot_id if h else None for h in (r.result.provenance.host for r in runs)]
+    unknown = hosts.count(None)
+    parts = [plural(len(set(hosts) - {None}), "host")] if unknown < len(hosts) else []
     if unknown:
         parts.append("host not recorded" if unknown == len(runs) == 1 else
                      "hosts not recorded" if unknown == len(runs) else
-                     f"{unknown} run{'s' if unknown != 1 else ''} without a host record")
+                     f"{plural(unknown, 'run')} without a host record")
     return " + ".join(parts)
 
 
@@ -369,28 +317,12 @@ class Cell:
         return self.runs[0]
 
     def spread(self, metric: str) -> Spread:
-        """metric: "ttft_ms" or "tpot_ms" (any summary field)."""
-        return Spread(tuple(getattr(r.result.summary, metric).median for r in self.runs))
+        return Spread.of(self.runs, metric)
 
     @property
-    def ttft(self) -> Spread:
-        return self.spread("ttft_ms")
-
-    @property
-    def tpot(self) -> Spread:
-        return self.spread("tpot_ms")
-
-    @property
-    def runs_text(self) -> str:
-        n = len(self.runs)
-        return f"{n} run{'s' if n != 1 else ''}, {hosts_text(self.runs)}"
-
-
-def _preferred_stack(cells: Sequence[Cell]) -> Cell:
-    """The cell a table shows when one backend ran on several stacks: the study's locked torch (no torch deviation)
-    first, then the most runs, then the newest run."""
-    return min(cells, key=lambda c: (torch_deviation(c.newest.result) is not None, -len(c.runs),
-                                     tuple(-x for x in _created_key(c.newest.result.created_utc)[:2]), c.key))
+    def spreads(self) -> tuple[Spread, Spread]:
+        """TTFT and TPOT."""
+        return self.spread("ttft_ms"), self.spread("tpot_ms")
 
 
 @dataclass
@@ -411,6 +343,11 @@ class Group:
     def labels(self) -> list[str]:
         return label_order({*self.cells, *self.variants, *self.other_stacks})
 
+    def configurations(self, label: str) -> list[tuple[tuple[str, ...], list[Loaded]]]:
+        """(variant, runs newest first) of one backend row: the cell's study configuration first, then each variant."""
+        study = [((), list(self.cells[label].runs))] if label in self.cells else []
+        return study + list(self.variants.get(label, {}).items())
+
 
 def _by_key(runs: Iterable[Loaded]) -> dict[GroupKey, list[Loaded]]:
     """Runs per table. A table holds one vLLM version; runs without one (transformers) join each vLLM version's
@@ -427,6 +364,13 @@ def _by_key(runs: Iterable[Loaded]) -> dict[GroupKey, list[Loaded]]:
     return by_key
 
 
+def _preferred_stack(cells: Sequence[Cell]) -> Cell:
+    """The cell a table shows when one backend ran on several stacks: the study's locked torch (no torch deviation)
+    first, then the most runs, then the newest run."""
+    return min(cells, key=lambda c: (torch_deviation(c.newest.result) is not None, -len(c.runs),
+                                     tuple(-x for x in created_key(c.newest.result.created_utc)[:2]), c.key))
+
+
 def group_runs(runs: Iterable[Loaded]) -> list[Group]:
     """One group per (device, input_len, output_len, batch_size, vLLM version); in each, per backend label, the cell
     (every run of the study's configuration on one stack), the study configuration on other stacks, and the variant
@@ -439,27 +383,12 @@ def group_runs(runs: Iterable[Loaded]) -> list[Group]:
             group.variants.setdefault(ckey.label, {}).setdefault(ckey.variant, []).extend(runs_)
         else:
             study.setdefault(ckey.group, {}).setdefault(ckey.label, []).append(Cell(ckey, tuple(runs_)))
-    for gkey, by_label in study.items():
+    for gkey, group in groups.items():
+        by_label = study.get(gkey, {})
+        group.cells = {l: _preferred_stack(by_label[l]) for l in label_order(by_label)}
         for label, cells in by_label.items():
-            shown = _preferred_stack(cells)
-            groups[gkey].cells[label] = shown
-            others = [c for c in cells if c is not shown]
-            if others:
-                groups[gkey].other_stacks[label] = others
-    for group in groups.values():
-        for by_variant in group.variants.values():
-            for variant, runs_ in by_variant.items():
-                by_variant[variant] = sorted(runs_, key=recency_key, reverse=True)
-        group.cells = {l: group.cells[l] for l in label_order(group.cells)}
-        group.variants = {l: dict(sorted(group.variants[l].items())) for l in label_order(group.variants)}
+            if len(cells) > 1:
+                group.other_stacks[label] = [c for c in cells if c is not group.cells[label]]
+        group.variants = {l: {v: newest_first(runs_) for v, runs_ in sorted(group.variants[l].items())}
+                          for l in label_order(group.variants)}
     return [groups[k] for k in sorted(groups)]
-
-
-# --------------------------------------------------------------------------- versions
-
-
-def library_version(libraries: dict[str, Optional[str]], name: str) -> Optional[str]:
-    for key, value in libraries.items():
-        if key.lower() == name.lower():
-            return value
-    return None

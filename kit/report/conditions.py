@@ -5,10 +5,10 @@ recorded": a result from before the kit recorded it.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from core.results import BenchResult, GPUState
-from kit.report.common import DASH, _created_key, ms, pipe_table
+from kit.report.common import DASH, created_key, ms, pipe_table
 
 NOT_RECORDED = "not recorded"
 SHORT_ID = 8  # enough characters of a boot id or GPU uuid to tell two apart in a column
@@ -24,36 +24,12 @@ def _short(value: Optional[str]) -> str:
     return value[:SHORT_ID + len("GPU-")] if value.startswith("GPU-") else value[:SHORT_ID]
 
 
-def _start_end(start: Optional[GPUState], end: Optional[GPUState], field: str, fmt: Callable[[float], str]) -> str:
+def _start_end(start: Optional[GPUState], end: Optional[GPUState], field: str) -> str:
     """'start → end', one value when both agree, '—' for a side not read."""
-    a = None if start is None else getattr(start, field)
-    b = None if end is None else getattr(end, field)
+    a, b = (None if state is None else getattr(state, field) for state in (start, end))
     if a is None and b is None:
         return DASH
-    if a == b:
-        return fmt(a)
-    return f"{DASH if a is None else fmt(a)} → {DASH if b is None else fmt(b)}"
-
-
-def _host_cells(r: BenchResult) -> list[str]:
-    h = r.provenance.host
-    if h is None:
-        return [NOT_RECORDED] * 4
-    return [_or_dash(h.cpu_model), _or_dash(h.cpu_cores), _or_dash(h.hostname), _short(h.boot_id)]
-
-
-def _conditions_cells(r: BenchResult) -> list[str]:
-    c = r.conditions
-    if c is None:
-        return [NOT_RECORDED] * 5
-    probe = c.launch_probe
-    return [
-        _start_end(c.gpu_start, c.gpu_end, "sm_clock_mhz", lambda v: f"{v:g}"),
-        _start_end(c.gpu_start, c.gpu_end, "mem_clock_mhz", lambda v: f"{v:g}"),
-        _start_end(c.gpu_start, c.gpu_end, "power_limit_w", lambda v: f"{v:g}"),
-        DASH if probe is None else f"{probe.empty_kernel_launch_us:.2f}",
-        DASH if probe is None or probe.graph_replay_us is None else f"{probe.graph_replay_us:.2f}",
-    ]
+    return f"{a:g}" if a == b else f"{DASH if a is None else f'{a:g}'} → {DASH if b is None else f'{b:g}'}"
 
 
 ROWS = ("Created (UTC)", "Host CPU", "Logical CPUs", "Hostname", "Boot id", "GPU uuid",
@@ -61,23 +37,28 @@ ROWS = ("Created (UTC)", "Host CPU", "Logical CPUs", "Hostname", "Boot id", "GPU
         "Empty-kernel launch, µs", "CUDA graph replay, µs", "TTFT median", "TPOT median")
 
 
-def _uuid_cell(r: BenchResult) -> str:
-    uuid = r.provenance.gpu.uuid if r.provenance.gpu else None
-    if uuid is None and r.provenance.host is None:
-        return NOT_RECORDED  # made before the kit recorded the card's uuid (with the host)
-    return _short(uuid)
-
-
 def _column(r: BenchResult) -> list[str]:
-    return [r.created_utc, *_host_cells(r), _uuid_cell(r), *_conditions_cells(r), ms(r.summary.ttft_ms.median),
-            ms(r.summary.tpot_ms.median)]
+    h, c = r.provenance.host, r.conditions
+    host = [NOT_RECORDED] * 4 if h is None else [_or_dash(h.cpu_model), _or_dash(h.cpu_cores), _or_dash(h.hostname),
+                                                 _short(h.boot_id)]
+    uuid = r.provenance.gpu.uuid if r.provenance.gpu else None
+    # NOT_RECORDED: made before the kit recorded the card's uuid (with the host)
+    uuid_cell = NOT_RECORDED if uuid is None and h is None else _short(uuid)
+    if c is None:
+        gpu = [NOT_RECORDED] * 5
+    else:
+        probe = c.launch_probe
+        gpu = [*(_start_end(c.gpu_start, c.gpu_end, f) for f in ("sm_clock_mhz", "mem_clock_mhz", "power_limit_w")),
+               DASH if probe is None else f"{probe.empty_kernel_launch_us:.2f}",
+               DASH if probe is None or probe.graph_replay_us is None else f"{probe.graph_replay_us:.2f}"]
+    return [r.created_utc, *host, uuid_cell, *gpu, ms(r.summary.ttft_ms.median), ms(r.summary.tpot_ms.median)]
 
 
 def conditions_table(results: Sequence[BenchResult]) -> str:
     """One column per run (oldest first, headed by its run id), one row per condition; see the module doc."""
     if not results:
         raise ValueError("conditions_table needs at least one result")
-    runs = sorted(results, key=lambda r: (_created_key(r.created_utc), r.run_id))
+    runs = sorted(results, key=lambda r: (created_key(r.created_utc), r.run_id))
     columns = [_column(r) for r in runs]
     rows = [[name, *(col[i] for col in columns)] for i, name in enumerate(ROWS)]
     return pipe_table(["Run", *(f"`{r.run_id}`" for r in runs)], rows)

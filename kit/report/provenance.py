@@ -1,40 +1,15 @@
-"""What a report prints about a run: its versions bullets, its provenance footnote, its workload and backend lines."""
+"""What a report prints about a run: its provenance footnote, its workload and backend lines."""
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
 
-from kit.report.common import STACK_LIBRARIES, STACK_TITLES, Loaded, Result, label_order, library_version
+from kit.report.common import Loaded, Result
 
 
 def python_version(text: str) -> str:
     """'3.12.3 (main, ...) [GCC ...]' -> '3.12.3'; anything else is returned as recorded."""
     m = re.match(r"\s*(\d+\.\d+(?:\.\d+)?\S*)", text)
     return m.group(1) if m else text
-
-
-def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Versions bullets for the runs shown in one table, in the seed's shape: per stack, per library."""
-    out = []
-    for stack in ("vllm", "transformers"):
-        stack_runs = [r for r in runs if r.result.backend.name == stack]
-        if not stack_runs:
-            continue
-        items = []
-        for lib in STACK_LIBRARIES[stack]:
-            items.append((lib, _joined(stack_runs, lambda r, lib=lib: library_version(r.result.provenance.libraries, lib)
-                                       or "not installed")))
-        items.append(("Python", _joined(stack_runs, lambda r: python_version(r.result.provenance.python))))
-        out.append((STACK_TITLES[stack], items))
-    return out
-
-
-def _joined(runs: Sequence[Loaded], get: Callable[[Loaded], str]) -> str:
-    values = {r.result.backend.label: get(r) for r in runs}
-    distinct = sorted(set(values.values()))
-    if len(distinct) == 1:
-        return distinct[0]
-    return "; ".join(f"{v} ({l})" for l, v in sorted(values.items(), key=lambda kv: label_order(values).index(kv[0])))
 
 
 def provenance_text(loaded: Loaded) -> str:
@@ -49,14 +24,14 @@ def provenance_text(loaded: Loaded) -> str:
         parts.append("kit commit not recorded")
     runner = f"runner {p.runner}"
     if p.image_id or p.image_tag:
-        runner += f", image {p.image_tag or ''}{' ' if p.image_tag and p.image_id else ''}{p.image_id or ''}".rstrip()
+        runner += ", image " + " ".join(x for x in (p.image_tag, p.image_id) if x)
     if p.lock_hash:
         runner += f", lock {p.lock_hash}"
     if p.slurm:
         s = p.slurm
-        runner += (f", Slurm job {s.job_id}" + (f" on node {s.node}" if s.node else "")
-                   + (f", partition {s.partition}" if s.partition else "")
-                   + (f", GPU type {s.gpu_type} requested" if s.gpu_type else ""))
+        runner += f", Slurm job {s.job_id}" + "".join(text for value, text in (
+            (s.node, f" on node {s.node}"), (s.partition, f", partition {s.partition}"),
+            (s.gpu_type, f", GPU type {s.gpu_type} requested")) if value)
     parts.append(runner)
     libs = ", ".join(f"{k} {v if v is not None else 'not installed'}" for k, v in sorted(p.libraries.items()))
     parts.append(f"libraries: {libs or 'none recorded'}")
@@ -67,13 +42,9 @@ def provenance_text(loaded: Loaded) -> str:
     parts.append(f"Python {python_version(p.python)} on {p.platform}")
     if p.gpu:
         g = p.gpu
-        gpu = [g.name]
-        if g.memory_total_mib is not None:
-            gpu.append(f"{g.memory_total_mib} MiB")
-        if g.compute_capability:
-            gpu.append(f"compute capability {g.compute_capability}")
-        gpu.append(f"driver {g.driver or 'not recorded'}")
-        gpu.append(f"CUDA runtime {g.cuda_runtime or 'not recorded'}")
+        gpu = [g.name, *([f"{g.memory_total_mib} MiB"] if g.memory_total_mib is not None else []),
+               *([f"compute capability {g.compute_capability}"] if g.compute_capability else []),
+               f"driver {g.driver or 'not recorded'}", f"CUDA runtime {g.cuda_runtime or 'not recorded'}"]
         parts.append("GPU " + ", ".join(gpu))
     else:
         parts.append("no GPU (CPU run)")
@@ -88,10 +59,8 @@ def workload_text(result: Result) -> str:
     if w.revision or w.resolved_revision:
         model += f", revision {w.revision or 'default'}, resolved {w.resolved_revision or 'not recorded'}"
     model += ")"
-    if w.synthetic:
-        weights = "synthetic weights" + (f" ({w.synthetic_config})" if w.synthetic_config else "")
-    else:
-        weights = "real weights"
+    weights = "real weights" if not w.synthetic else "synthetic weights" + (
+        f" ({w.synthetic_config})" if w.synthetic_config else "")
     return (f"{model}, {weights}; input {w.input_len} tokens, output {w.output_len} tokens "
             f"(EOS ignored), batch {w.batch_size}; warm-up {w.warmup}, iterations {w.iterations}, seed {w.seed}")
 
@@ -108,18 +77,15 @@ class Footnotes:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self._ids: dict[str, str] = {}
-        self._texts: list[tuple[str, str]] = []
+        self._texts: dict[str, tuple[str, str]] = {}  # file name -> (footnote id, text)
 
     def ref(self, loaded: Loaded) -> str:
-        if loaded.name not in self._ids:
-            fid = f"{self.prefix}{len(self._ids) + 1}"
-            self._ids[loaded.name] = fid
-            self._texts.append((fid, provenance_text(loaded)))
-        return f"[^{self._ids[loaded.name]}]"
+        if loaded.name not in self._texts:
+            self._texts[loaded.name] = (f"{self.prefix}{len(self._texts) + 1}", provenance_text(loaded))
+        return f"[^{self._texts[loaded.name][0]}]"
 
     def render(self) -> str:
-        return "\n".join(f"[^{fid}]: {text}" for fid, text in self._texts)
+        return "\n".join(f"[^{fid}]: {text}" for fid, text in self._texts.values())
 
     def __bool__(self) -> bool:
         return bool(self._texts)

@@ -1,4 +1,5 @@
-"""The published study's numbers, kept as data in reports/published.json (the seed's text: reports/published-seed.txt)."""
+"""The published study's numbers, kept as data in reports/published.json (the seed's text: reports/published-seed.txt).
+"""
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ class PublishedWeek2(_Strict):
     table_lines: list[str] = Field(description="the profiler table, verbatim, one string per line")
     totals: list[str]
     top_ops_column: str
-    top_ops: list[tuple[str, float]] = Field(description="(op, ms) by self device time, CUPTI's 'Unrecognized' left out")
+    top_ops: list[tuple[str, float]] = Field(description="(op, ms) by self device time, without CUPTI's 'Unrecognized'")
 
     @property
     def table(self) -> str:
@@ -85,14 +86,8 @@ def load_published(path: Optional[Path] = None) -> Published:
 
 def normalise_gpu_name(name: str) -> str:
     """'NVIDIA A100-SXM4-80GB' and 'a100-sxm4-80gb' are the same GPU; 'Tesla T4' and 'T4' too."""
-    n = " ".join(name.split()).lower()
-    for prefix in ("nvidia ", "tesla "):
-        if n.startswith(prefix):
-            n = n[len(prefix):]
-    return n
+    return " ".join(name.split()).lower().removeprefix("nvidia ").removeprefix("tesla ")
 
 
 def is_same_gpu(reproduced_name: Optional[str], published_names: list[str]) -> bool:
-    if not reproduced_name:
-        return False
-    return normalise_gpu_name(reproduced_name) in {normalise_gpu_name(n) for n in published_names}
+    return bool(reproduced_name) and normalise_gpu_name(reproduced_name) in map(normalise_gpu_name, published_names)

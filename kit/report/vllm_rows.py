@@ -1,59 +1,52 @@
 """Week 1's vLLM rows beyond the study's table: engine clock vs client clock, where the time to first token goes, the
-configurations beside the study's, and the key comparison awq / awq_marlin.
+configurations beside the study's, the key comparison awq / awq_marlin, and vLLM versions against each other.
 
 Engine numbers are derived on read (core/engine_samples.py) from vLLM's raw per-request timestamps; only differences
 within one clock, or of two intervals, are shown, never a timestamp of one clock against another's.
+
+Versions are compared only within one lease (one machine boot and one card): two leases a day apart can differ by
+more than two versions do (the H200 runs of 2026-11-29).
 """
 from __future__ import annotations
 
 import statistics
 from typing import Callable, Optional, Sequence
 
-from kit.report.common import (
-    DASH, WITHIN_SPREAD, Group, Loaded, Spread, pipe_table, ratio_range, ratio_within_spread, text, variant_of,
-)
-from kit.report.published import PublishedWeek1
 from core import engine_samples as es
 from core.engine_samples import EngineTimestamps
 from core.results import BenchResult
+from kit.report.common import (
+    DASH, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, ratio_range, ratio_within_spread,
+    spread_ms, text, variant_of, version_key,
+)
+from kit.report.published import PublishedWeek1
 
 AWQ, MARLIN = "vLLM (awq)", "vLLM (awq_marlin)"
-STUDY_CONFIG = {"vllm": "study configuration (CUDA graphs, async scheduling off)"}
+ROWS = ((AWQ, "awq"), (MARLIN, "awq_marlin"))
+METRICS = ("ttft_ms", "tpot_ms")
+
+# f(client TTFT, client TPOT, one iteration's raw engine timestamps): a per-iteration value, or None.
+PerIteration = Callable[[float, float, EngineTimestamps], Optional[float]]
 
 
 def engine_iterations(r: BenchResult) -> list[Optional[EngineTimestamps]]:
     return list(r.samples.engine.iterations) if r.samples.engine else []
 
 
-# f(client TTFT, client TPOT, one iteration's raw engine timestamps): a per-iteration value, or None.
-PerIteration = Callable[[float, float, EngineTimestamps], Optional[float]]
-
-
 def _per_iteration(r: BenchResult, f: PerIteration) -> list[float]:
-    """f for every iteration that has engine timestamps; the values are derived here, on read (core.engine_samples)."""
-    out = []
-    for ttft, tpot, stamps in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine_iterations(r)):
-        value = f(ttft, tpot, stamps) if stamps else None
-        if value is not None:
-            out.append(value)
-    return out
+    """f for every iteration that has engine timestamps."""
+    values = (f(ttft, tpot, stamps) if stamps else None
+              for ttft, tpot, stamps in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine_iterations(r)))
+    return [v for v in values if v is not None]
 
 
-def _tpot_gap_pct(_ttft: float, tpot: float, stamps: EngineTimestamps) -> Optional[float]:
-    return es.tpot_gap_pct(tpot, stamps)
-
-
-def _client_side_ms(ttft: float, _tpot: float, stamps: EngineTimestamps) -> Optional[float]:
+def _client_side_ms(ttft: float, _tpot: float, stamps: EngineTimestamps) -> float:
     return es.client_side_ms(ttft, stamps)
-
-
-def _engine_only(interval: Callable[[EngineTimestamps], float]) -> PerIteration:
-    return lambda _ttft, _tpot, stamps: interval(stamps)
 
 
 def clock_check_text(r: BenchResult) -> Optional[str]:
     """The harness overhead against the engine's clocks, per iteration; None without engine timestamps."""
-    tpot_pct = _per_iteration(r, _tpot_gap_pct)
+    tpot_pct = _per_iteration(r, lambda _ttft, tpot, stamps: es.tpot_gap_pct(tpot, stamps))
     ttft_ms = _per_iteration(r, _client_side_ms)
     if not tpot_pct and not ttft_ms:
         return None
@@ -69,96 +62,57 @@ def clock_check_text(r: BenchResult) -> Optional[str]:
                                 "each figure, printed whatever their sign")
 
 
-# The stages of the time to first token: (column, what it spans and on which clocks, per-iteration value).
-TTFT_STAGES: tuple[tuple[str, str, PerIteration], ...] = (
-    ("queue (ms)", "queued → scheduled, engine-core clock", _engine_only(es.queued_to_scheduled_ms)),
-    ("prefill (ms)", "scheduled → first token (the prefill step and its sampling), engine-core clock",
-     _engine_only(es.scheduled_to_first_token_ms)),
-    ("frontend (ms)", "the frontend's first_token_latency minus queued → first token: arrival → queued plus first "
-     "token → frontend (IPC and output processing)", _engine_only(es.frontend_ms)),
-    ("client (ms)", "client TTFT minus first_token_latency: submission → arrival plus frontend → client (stream "
-     "delivery)", _client_side_ms),
+# The stages of the time to first token (text.md's week1.configurations says what each spans, on which clocks):
+# (column, per-iteration value).
+TTFT_STAGES: tuple[tuple[str, PerIteration], ...] = (
+    ("queue (ms)", lambda _t, _p, e: es.queued_to_scheduled_ms(e)),
+    ("prefill (ms)", lambda _t, _p, e: es.scheduled_to_first_token_ms(e)),
+    ("frontend (ms)", lambda _t, _p, e: es.frontend_ms(e)),
+    ("client (ms)", _client_side_ms),
 )
+CONFIGURATIONS_NOTE_PLAIN = text("week1.configurations_plain")
+CONFIGURATIONS_NOTE = text("week1.configurations")
 
 
-def _median_or_dash(values: Sequence[float]) -> str:
-    return f"{statistics.median(values):.2f}" if values else DASH
-
-
-def ttft_breakdown_cells(r: BenchResult) -> list[str]:
-    return [_median_or_dash(_per_iteration(r, f)) for _, _, f in TTFT_STAGES]
-
-
-def merges_text(r: BenchResult) -> str:
+def _stage_cells(r: BenchResult) -> list[str]:
+    """The median of each TTFT stage, then how many streamed outputs carried more than one token."""
+    cells = []
+    for _, f in TTFT_STAGES:
+        values = _per_iteration(r, f)
+        cells.append(f"{statistics.median(values):.2f}" if values else DASH)
     m = r.backend.settings.get("stream_merges")
-    if not m:
-        return DASH
-    return f"{m.get('merged_outputs', 0)} of {m.get('outputs', 0)}"
+    return cells + [f"{m.get('merged_outputs', 0)} of {m.get('outputs', 0)}" if m else DASH]
 
 
 def _config_name(run: Loaded, several: bool) -> str:
     variant = variant_of(run.result)
-    name = ", ".join(variant) if variant else STUDY_CONFIG.get(run.result.backend.name, "study configuration")
+    name = ", ".join(variant) if variant else (
+        "study configuration (CUDA graphs, async scheduling off)" if run.result.backend.name == "vllm"
+        else "study configuration")
     return name + (f", created {run.result.created_utc}" if several else "")
 
 
-def configurations(group: Group, label: str) -> list[list[Loaded]]:
-    """Per configuration, its runs newest first: the study configuration's cell first (if any), then each variant."""
-    out = [list(group.cells[label].runs)] if label in group.cells else []
-    out += [variant_runs for _, variant_runs in sorted(group.variants.get(label, {}).items())]
-    return out
-
-
 def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str]) -> Optional[str]:
-    """Every configuration measured for one vLLM row: medians, the TTFT stages, and the change against the study's
-    configuration (how much of the row is CUDA graphs, how much the scheduler's mode moves it)."""
-    per_configuration = configurations(group, label)
+    """Every configuration measured for one vLLM row, one row per run: medians, the TTFT stages, and the change
+    against the study cell's value (how much of the row is CUDA graphs, how much the scheduler's mode moves it)."""
+    per_configuration = [runs for _, runs in group.configurations(label)]
     if not per_configuration:
         return None
-    # Every run is a row; the comparison is against the study cell's value (median of its run medians).
     base = group.cells.get(label)
     engine = any(engine_iterations(run.result) for runs in per_configuration for run in runs)
-    stage_headers = [column for column, _, _ in TTFT_STAGES] + ["merged outputs"] if engine else []
     rows = []
     for runs in per_configuration:
         for run in runs:
             s = run.result.summary
             vs = DASH
             if base is not None and not (len(base.runs) == 1 and run is base.newest):
-                vs = (f"TTFT ×{s.ttft_ms.median / base.ttft.median:.2f}, "
-                      f"TPOT ×{s.tpot_ms.median / base.tpot.median:.2f}")
-            stages = [*ttft_breakdown_cells(run.result), merges_text(run.result)] if engine else []
+                vs = (f"TTFT ×{s.ttft_ms.median / base.spread('ttft_ms').median:.2f}, "
+                      f"TPOT ×{s.tpot_ms.median / base.spread('tpot_ms').median:.2f}")
             rows.append([_config_name(run, len(runs) > 1) + ref(run), f"{s.ttft_ms.median:.2f}",
-                         f"{s.tpot_ms.median:.2f}", vs, *stages])
-    headers = ["configuration", "TTFT (ms)", "TPOT (ms)", "vs the study configuration", *stage_headers]
+                         f"{s.tpot_ms.median:.2f}", vs, *(_stage_cells(run.result) if engine else [])])
+    headers = ["configuration", "TTFT (ms)", "TPOT (ms)", "vs the study configuration",
+               *([column for column, _ in TTFT_STAGES] + ["merged outputs"] if engine else [])]
     return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
-
-
-CONFIGURATIONS_NOTE_PLAIN = text("week1.configurations_plain")
-CONFIGURATIONS_NOTE = text("week1.configurations", stages="; ".join(
-    f"**{column[:-5]}** = {what}" for column, what, _ in TTFT_STAGES))
-
-
-# --------------------------------------------------------------------------- awq / awq_marlin and the floor
-
-
-def floor_pct(r: BenchResult) -> Optional[float]:
-    floor = r.roofline.floor_ms if r.roofline else None
-    tpot = r.summary.tpot_ms.median
-    return floor / tpot * 100.0 if floor and tpot > 0 else None
-
-
-def _pct(value: Optional[float]) -> str:
-    return DASH if value is None else f"{value:.1f}%"
-
-
-def _quotient(a: Optional[float], b: Optional[float]) -> str:
-    return DASH if a is None or b is None or b <= 0 else f"{a / b:.1f}×"
-
-
-def _spread(group: Group, label: str, metric: str) -> Optional[Spread]:
-    cell = group.cells.get(label)
-    return None if cell is None else cell.spread(metric)
 
 
 def quotient_cell(a: Optional[Spread], b: Optional[Spread], compared: Optional[float]) -> str:
@@ -166,38 +120,116 @@ def quotient_cell(a: Optional[Spread], b: Optional[Spread], compared: Optional[f
     value (the published ratio) lies inside that range, the run-to-run label."""
     if a is None or b is None or b.median <= 0:
         return DASH
-    text = f"{a.median / b.median:.1f}×"
+    out = f"{a.median / b.median:.1f}×"
     if a.measured or b.measured:
         lo, hi = ratio_range(a, b)
-        text += f" ({lo:.1f}–{hi:.1f}×" + (f"; {WITHIN_SPREAD}" if compared is not None and
-                                          ratio_within_spread(a, b, compared) else "") + ")"
-    return text
+        within = compared is not None and ratio_within_spread(a, b, compared)
+        out += f" ({lo:.1f}–{hi:.1f}×" + (f"; {WITHIN_SPREAD}" if within else "") + ")"
+    return out
 
 
-def cell_floor_pct(group: Group, label: str) -> Optional[float]:
+def published_ratios(published: PublishedWeek1) -> Optional[tuple[float, float]]:
+    """The study's awq / awq_marlin for TTFT and TPOT; None when it lacks either row."""
+    pub = {c.label: c for c in published.columns}
+    if AWQ not in pub or MARLIN not in pub:
+        return None
+    return pub[AWQ].ttft_ms / pub[MARLIN].ttft_ms, pub[AWQ].tpot_ms / pub[MARLIN].tpot_ms
+
+
+def cell_floor_pct(group: Group, label: str) -> str:
     """The cell's share of the floor: the median of its runs' shares (each run measured its own bandwidth)."""
-    cell = group.cells.get(label)
-    shares = [x for x in (floor_pct(r.result) for r in cell.runs) if x is not None] if cell else []
-    return statistics.median(shares) if shares else None
+    shares = []
+    for run in group.cells[label].runs if label in group.cells else ():
+        r: BenchResult = run.result  # type: ignore[assignment]
+        floor, tpot = r.roofline.floor_ms if r.roofline else None, r.summary.tpot_ms.median
+        if floor and tpot > 0:
+            shares.append(floor / tpot * 100.0)
+    return f"{statistics.median(shares):.1f}%" if shares else DASH
 
 
 def key_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1) -> str:
     """awq / awq_marlin for TTFT and TPOT, published and per reproduced table, with each row's % of the floor."""
-    pub = {c.label: c for c in published.columns}
-    both = AWQ in pub and MARLIN in pub
-    pub_ttft = pub[AWQ].ttft_ms / pub[MARLIN].ttft_ms if both else None
-    pub_tpot = pub[AWQ].tpot_ms / pub[MARLIN].tpot_ms if both else None
+    pub = published_ratios(published)
     rows = [[f"published: {published.device}, vLLM {published.version('vllm') or '?'}",
-             _quotient(pub[AWQ].ttft_ms, pub[MARLIN].ttft_ms) if both else DASH,
-             _quotient(pub[AWQ].tpot_ms, pub[MARLIN].tpot_ms) if both else DASH,
+             *((f"{x:.1f}×" for x in pub) if pub else (DASH, DASH)),
              *(DASH for _ in labels)]]
+
+    def spread(g: Group, label: str, metric: str) -> Optional[Spread]:
+        return g.cells[label].spread(metric) if label in g.cells else None
+
     for g in groups:
-        rows.append([g.key.title,
-                     quotient_cell(_spread(g, AWQ, "ttft_ms"), _spread(g, MARLIN, "ttft_ms"), pub_ttft),
-                     quotient_cell(_spread(g, AWQ, "tpot_ms"), _spread(g, MARLIN, "tpot_ms"), pub_tpot),
-                     *(_pct(cell_floor_pct(g, l)) for l in labels)])
+        rows.append([g.key.title, *(quotient_cell(spread(g, AWQ, m), spread(g, MARLIN, m), pub[i] if pub else None)
+                                    for i, m in enumerate(METRICS)),
+                     *(cell_floor_pct(g, l) for l in labels)])
     table = pipe_table(["table", "TTFT awq / awq_marlin", "TPOT awq / awq_marlin",
                         *(f"{l}: % of floor" for l in labels)], rows, align="l" + "r" * (2 + len(labels)))
-    return "\n".join([
-        "### The study's key comparison: awq / awq_marlin", "",
-        text("week1.key_comparison", within=WITHIN_SPREAD), "", table])
+    return "\n".join(["### The study's key comparison: awq / awq_marlin", "",
+                      text("week1.key_comparison", within=WITHIN_SPREAD), "", table])
+
+
+# vLLM versions in the same lease: (boot id, GPU uuid, the table key without its vLLM version); per vLLM version,
+# per row, (TTFT, TPOT)
+Lease = tuple[str, str, GroupKey]
+Versions = dict[str, dict[str, tuple[Spread, Spread]]]
+
+
+def comparable_leases(groups: Sequence[Group]) -> dict[Lease, Versions]:
+    """Leases holding the study configuration's runs (every stack) of both rows for two or more vLLM versions."""
+    by_lease: dict[Lease, dict[str, dict[str, list[Loaded]]]] = {}
+    for g in groups:
+        for label, _ in ROWS:
+            cells = [c for c in [g.cells.get(label), *g.other_stacks.get(label, [])] if c is not None]
+            for run in (r for c in cells for r in c.runs):
+                p = run.result.provenance
+                boot, uuid = p.host.boot_id if p.host else None, p.gpu.uuid if p.gpu else None
+                if boot and uuid:  # else it pairs with nothing
+                    lease = (boot, uuid, g.key.without_vllm())
+                    by_lease.setdefault(lease, {}).setdefault(g.key.vllm, {}).setdefault(label, []).append(run)
+    out = {}
+    for lease, versions in sorted(by_lease.items()):
+        complete = {v: rows for v, rows in versions.items() if all(l in rows for l, _ in ROWS)}
+        if len(complete) >= 2:
+            out[lease] = {v: {l: (Spread.of(runs, "ttft_ms"), Spread.of(runs, "tpot_ms"))
+                              for l, runs in complete[v].items()} for v in sorted(complete, key=version_key)}
+    return out
+
+
+def _lease_table(versions: Versions, published: PublishedWeek1) -> str:
+    pub = {c.label: c for c in published.columns}
+    pub_ratios = published_ratios(published)
+    headers = ["row"] + [f"vLLM {v} {m}" for v in versions for m in ("TTFT", "TPOT")]
+    if pub_ratios:
+        headers += ["published TTFT", "published TPOT"]
+    rows = []
+    for label, name in ROWS:
+        row = [name] + [spread_ms(s) for v in versions for s in versions[v][label]]
+        rows.append(row + ([ms(pub[label].ttft_ms), ms(pub[label].tpot_ms)] if pub_ratios else []))
+    rows.append(["awq / awq_marlin", *(quotient_cell(versions[v][AWQ][i], versions[v][MARLIN][i],
+                                                     pub_ratios[i] if pub_ratios else None)
+                                       for v in versions for i in (0, 1)),
+                 *(f"{x:.1f}×" for x in pub_ratios or ())])
+    return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
+
+
+def _version_ratios(versions: Versions) -> str:
+    """Each newer version against the oldest, per row and metric; 1 inside the ratio's range is run-to-run spread."""
+    base, *newer = versions
+    lines = []
+    for v in newer:
+        parts = [f"{name} {metric} {quotient_cell(versions[v][label][i], versions[base][label][i], 1.0)}"
+                 for label, name in ROWS for i, metric in enumerate(("TTFT", "TPOT"))]
+        lines.append(f"- vLLM {v} / {base}: " + ", ".join(parts) + " (below 1: the newer version is faster)")
+    return "\n".join(lines)
+
+
+def render_same_lease(groups: Sequence[Group], published: PublishedWeek1) -> str:
+    out = ["### vLLM versions on the same GPU, same lease", ""]
+    leases = comparable_leases(groups)
+    if not leases:
+        return "\n".join(out + [text("week1.same_lease_none")])
+    out.append(text("week1.same_lease", version=published.version("vllm") or "?", device=published.device,
+                    within=WITHIN_SPREAD))
+    for (boot, uuid, key), versions in leases.items():
+        out += ["", f"#### {key.title}: GPU {uuid}, boot {boot[:8]}; vLLM {' vs '.join(versions)}", "",
+                _lease_table(versions, published), "", _version_ratios(versions)]
+    return "\n".join(out)

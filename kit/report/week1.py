@@ -1,106 +1,77 @@
 """reports/week1.md: the week-1 TTFT/TPOT table in the seed's own format, then comparison and details."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from core.results import BenchResult, harness_overhead_text
 from kit.report.common import (
-    DASH, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, Spread, gb, group_runs, hosts_text, label_order, ms, pipe_table,
-    ratio, spread_ms, text, torch_deviation, vllm_version_of,
+    DASH, STACK_LIBRARIES, STACK_TITLES, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, gb, group_runs, hosts_text,
+    label_order, library_version, ms, pipe_table, plural, ratio, spread_ms, stack_words, text, torch_deviation,
+    vllm_version_of,
 )
-from kit.report.provenance import Footnotes, backend_text, stack_versions, workload_text
 from kit.report.conditions import conditions_table
-from kit.report.versions import render_same_lease
+from kit.report.provenance import Footnotes, backend_text, python_version, workload_text
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
 from kit.report.vllm_rows import (
     CONFIGURATIONS_NOTE, CONFIGURATIONS_NOTE_PLAIN, clock_check_text, configurations_table, key_comparison,
+    render_same_lease,
 )
-from core.results import BenchResult, harness_overhead_text
 
 TITLE = "# Week 1. Benchmark"
 
-
-# --------------------------------------------------------------------------- the seed-format block
-
-
-@dataclass(frozen=True)
-class Column:
-    label: str
-    model: Optional[str]  # None: nothing reproduced for this column
-    ttft_ms: Optional[float]
-    tpot_ms: Optional[float]
-    # Two or more runs: the median above is the median of their medians, and these give the range.
-    ttft_spread: Optional[Spread] = None
-    tpot_spread: Optional[Spread] = None
+# One column of the seed's table: (label, model or None when nothing was reproduced, TTFT cell, TPOT cell).
+Column = tuple[str, Optional[str], str, str]
 
 
-@dataclass(frozen=True)
-class Block:
-    """What the seed's week-1 table + bullets show; reproduced and published data both become one."""
-
-    device: str
-    columns: tuple[Column, ...]
-    stacks: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
-
-
-def render_block(block: Block) -> str:
+def render_block(device: str, columns: Sequence[Column], stacks: Sequence[tuple[str, Sequence[tuple[str, str]]]]
+                 ) -> str:
     """The table, a blank line, the Device / versions bullets: byte for byte the seed's layout."""
-    table = pipe_table(
-        ["**Backend**", *(c.label for c in block.columns)],
-        [
-            ["**Model**", *(c.model or DASH for c in block.columns)],
-            ["**TTFT**", *(spread_ms(c.ttft_ms, c.ttft_spread) for c in block.columns)],
-            ["**TPOT**", *(spread_ms(c.tpot_ms, c.tpot_spread) for c in block.columns)],
-        ],
-    )
-    bullets = [f"- Device: {block.device}"]
-    for stack, versions in block.stacks:
+    table = pipe_table(["**Backend**", *(c[0] for c in columns)], [
+        ["**Model**", *(c[1] or DASH for c in columns)],
+        ["**TTFT**", *(c[2] for c in columns)],
+        ["**TPOT**", *(c[3] for c in columns)],
+    ])
+    bullets = [f"- Device: {device}"]
+    for stack, versions in stacks:
         bullets.append(f"- {stack}")
         bullets.extend(f"  - {name} {version}" for name, version in versions)
     return table + "\n\n" + "\n".join(bullets)
 
 
-def published_block(week1: PublishedWeek1) -> Block:
-    return Block(
-        device=week1.device,
-        columns=tuple(Column(c.label, c.model, c.ttft_ms, c.tpot_ms) for c in week1.columns),
-        stacks=tuple((s.name, tuple(tuple(v) for v in s.versions)) for s in week1.stacks),
-    )
+def published_block(week1: PublishedWeek1) -> str:
+    return render_block(week1.device, [(c.label, c.model, ms(c.ttft_ms), ms(c.tpot_ms)) for c in week1.columns],
+                        [(s.name, s.versions) for s in week1.stacks])
 
 
-def _model_cell(result: BenchResult) -> str:
-    w = result.workload
-    return f"{w.model} (synthetic)" if w.synthetic else w.model
+def _joined(runs: Sequence[Loaded], get: Callable[[Loaded], str]) -> str:
+    values = {r.result.backend.label: get(r) for r in runs}
+    distinct = sorted(set(values.values()))
+    if len(distinct) == 1:
+        return distinct[0]
+    return "; ".join(f"{values[l]} ({l})" for l in label_order(values))
 
 
-def group_block(group: Group, labels: Sequence[str]) -> Block:
-    columns = []
-    for label in labels:
-        cell = group.cells.get(label)
-        if cell is None:
-            columns.append(Column(label, None, None, None))
-        else:
-            ttft, tpot = cell.ttft, cell.tpot
-            columns.append(Column(label, _model_cell(cell.newest.result), ttft.median, tpot.median, ttft, tpot))
-    stacks = stack_versions([group.latest[l] for l in labels if l in group.latest])
-    return Block(group.key.device.title, tuple(columns),
-                 tuple((name, tuple(items)) for name, items in stacks))
-
-
-def _weights(runs: Sequence[Loaded]) -> str:
-    kinds = sorted({"synthetic" if r.result.workload.synthetic else "real" for r in runs})
-    return " and ".join(kinds) + " weights"
+def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Versions bullets for the runs shown in one table, in the seed's shape: per stack, per library."""
+    out = []
+    for stack in ("vllm", "transformers"):
+        stack_runs = [r for r in runs if r.result.backend.name == stack]
+        if stack_runs:
+            items = [(lib, _joined(stack_runs, lambda r, lib=lib: library_version(r.result.provenance.libraries, lib)
+                                   or "not installed")) for lib in STACK_LIBRARIES[stack]]
+            items.append(("Python", _joined(stack_runs, lambda r: python_version(r.result.provenance.python))))
+            out.append((STACK_TITLES[stack], items))
+    return out
 
 
 def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def stack_words(cell: Cell) -> str:
+def cell_stack_words(cell: Cell) -> str:
     """The stack a cell ran on, with its torch deviation from the pins when it has one."""
-    words = ", ".join(f"{lib} {version}" for lib, version in cell.key.stack)
     deviation = torch_deviation(cell.newest.result)
-    return words + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
+    return stack_words(cell.newest.result) + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
 
 
 def runs_per_cell(group: Group, labels: Sequence[str]) -> Optional[str]:
@@ -118,28 +89,35 @@ def runs_per_cell(group: Group, labels: Sequence[str]) -> Optional[str]:
 
 
 def cell_words(cell: Cell) -> str:
-    return f"TTFT {spread_ms(cell.ttft.median, cell.ttft)}, TPOT {spread_ms(cell.tpot.median, cell.tpot)}" + (
+    ttft, tpot = map(spread_ms, cell.spreads)
+    return f"TTFT {ttft}, TPOT {tpot}" + (
         "" if len(cell.runs) > 1 else " (1 run)")
 
 
 def render_group(group: Group, labels: Sequence[str]) -> str:
+    """One reproduced table in the seed's format, then what the seed's bullets do not say."""
+    columns: list[Column] = []
+    for label in labels:
+        cell = group.cells.get(label)
+        if cell is None:
+            columns.append((label, None, DASH, DASH))
+        else:
+            w = cell.newest.result.workload
+            columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model, *map(spread_ms, cell.spreads)))
     shown = [group.latest[l] for l in labels if l in group.latest]
-    text = render_block(group_block(group, labels))
-    text += f"\n- Workload: {group.key.workload_title}, {_weights(shown)}"
+    weights = sorted({"synthetic" if r.result.workload.synthetic else "real" for r in shown})
+    out = [render_block(group.key.device, columns, stack_versions(shown)),
+           f"- Workload: {group.key.workload_title}, {' and '.join(weights)} weights"]
     runs_bullet = runs_per_cell(group, labels)
     if runs_bullet:
-        text += f"\n- {runs_bullet}"
-    for label in labels:
-        for other in group.other_stacks.get(label, []):
-            text += f"\n- Also measured, not in the cell: {label} on {stack_words(other)}: {cell_words(other)}"
+        out.append(f"- {runs_bullet}")
+    out += [f"- Also measured, not in the cell: {label} on {cell_stack_words(other)}: {cell_words(other)}"
+            for label in labels for other in group.other_stacks.get(label, [])]
     missing = [l for l in labels if l not in group.cells]
     if missing:
-        text += (f"\n\nNothing has been reproduced for {_and(missing)} on {group.key.device.title} with this "
-                 f"workload: {'its cells show' if len(missing) == 1 else 'their cells show'} \"{DASH}\".")
-    return text
-
-
-# --------------------------------------------------------------------------- comparison
+        out.append(f"\nNothing has been reproduced for {_and(missing)} on {group.key.device} with this workload: "
+                   f"{'its cells show' if len(missing) == 1 else 'their cells show'} \"{DASH}\".")
+    return "\n".join(out)
 
 
 def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
@@ -153,53 +131,45 @@ def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
         words = f"same GPU as published ({gpu.name})"
     else:
         words = f"different GPU ({gpu.name} vs {week1.device}): not a reproduction"
-    version = vllm_version_of(result)
-    published_version = week1.version("vllm")
+    version, published_version = vllm_version_of(result), week1.version("vllm")
     if version and published_version and version != published_version:
         words += f"; vLLM {version}, not the published {published_version}"
-    if result.workload.synthetic:
-        words += "; synthetic weights"
-    return words
+    return words + ("; synthetic weights" if result.workload.synthetic else "")
+
+
+def _comparison_rows(g: Group, labels: Sequence[str], published: PublishedWeek1) -> list[list[str]]:
+    pub = {c.label: c for c in published.columns}
+    rows = []
+    for label in labels:
+        cell, p = g.cells.get(label), pub.get(label)
+        for metric in ("TTFT", "TPOT"):
+            p_value = None if p is None else (p.ttft_ms if metric == "TTFT" else p.tpot_ms)
+            if cell is None:
+                rows.append([label, metric, DASH, ms(p_value), DASH, "nothing reproduced"])
+                continue
+            spread = cell.spread(f"{metric.lower()}_ms")
+            if p_value is None:
+                rows.append([label, metric, spread_ms(spread), DASH, DASH, "not in the published study"])
+                continue
+            words = comparison_words(cell.newest, published)
+            if spread.contains(p_value):
+                words = f"{WITHIN_SPREAD}; {words}"
+            rows.append([label, metric, spread_ms(spread), ms(p_value), ratio(spread.median, p_value), words])
+    return rows
 
 
 def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1, plot: str) -> str:
-    pub = {c.label: c for c in published.columns}
-    out = ["## Reproduced vs published", ""]
-    out.append(text("week1.comparison", workload=published.workload, within=WITHIN_SPREAD,
-                    device=published.device))
-    out.append("")
+    out = ["## Reproduced vs published", "",
+           text("week1.comparison", workload=published.workload, within=WITHIN_SPREAD, device=published.device), ""]
     if not groups:
-        out.append(text("week1.nothing_to_compare"))
-        out.append("")
+        out += [text("week1.nothing_to_compare"), ""]
     for g in groups:
-        rows = []
-        for label in labels:
-            cell = g.cells.get(label)
-            p = pub.get(label)
-            for metric in ("TTFT", "TPOT"):
-                p_value = None if p is None else (p.ttft_ms if metric == "TTFT" else p.tpot_ms)
-                if cell is None:
-                    rows.append([label, metric, DASH, ms(p_value), DASH, "nothing reproduced"])
-                    continue
-                spread = cell.ttft if metric == "TTFT" else cell.tpot
-                shown = spread_ms(spread.median, spread)
-                if p_value is None:
-                    rows.append([label, metric, shown, DASH, DASH, "not in the published study"])
-                    continue
-                words = comparison_words(cell.newest, published)
-                if spread.contains(p_value):
-                    words = f"{WITHIN_SPREAD}; {words}"
-                rows.append([label, metric, shown, ms(p_value), ratio(spread.median, p_value), words])
         out += [f"### {g.key.title}", "",
-                pipe_table(["Backend", "Metric", "Reproduced", "Published", "Ratio", "Comparison"], rows,
-                           align="llrrrl"), ""]
-    out += [key_comparison(groups, labels, published), ""]
-    out += [render_same_lease(groups, published), ""]
-    out.append(f"![Week 1: median TTFT and TPOT per backend, reproduced vs published]({plot})")
+                pipe_table(["Backend", "Metric", "Reproduced", "Published", "Ratio", "Comparison"],
+                           _comparison_rows(g, labels, published), align="llrrrl"), ""]
+    out += [key_comparison(groups, labels, published), "", render_same_lease(groups, published), "",
+            f"![Week 1: median TTFT and TPOT per backend, reproduced vs published]({plot})"]
     return "\n".join(out)
-
-
-# --------------------------------------------------------------------------- details
 
 
 def floor_text(result: BenchResult) -> str:
@@ -216,22 +186,43 @@ def floor_text(result: BenchResult) -> str:
     tpot = result.summary.tpot_ms.median
     method = f", {r.bandwidth_method}" if r.bandwidth_method else ""
     pct = f"{floor / tpot * 100:.1f}%" if tpot > 0 else "n/a (median TPOT is 0)"
-    text = (f"{gb(r.bytes_per_decode_step)} per decode step{breakdown} / {r.bandwidth_gb_s:.1f} GB/s measured"
-            f"{method} = {floor:.3f} ms; the median TPOT of {tpot:.3f} ms reaches **{pct}** of that floor")
+    out = (f"{gb(r.bytes_per_decode_step)} per decode step{breakdown} / {r.bandwidth_gb_s:.1f} GB/s measured"
+           f"{method} = {floor:.3f} ms; the median TPOT of {tpot:.3f} ms reaches **{pct}** of that floor")
     if tpot > 0 and floor > tpot:
-        text += (" (above 100%: faster than the floor allows, so the byte count or the bandwidth measurement "
-                 "is wrong)")
-    return text
+        out += " (above 100%: faster than the floor allows, so the byte count or the bandwidth measurement is wrong)"
+    return out
 
 
 def _stats_table(result: BenchResult) -> str:
     s = result.summary
     cols = [s.ttft_ms, s.tpot_ms, s.itl_ms, s.e2e_ms]
-    rows = [[name, *(f"{getattr(c, attr):.2f}" for c in cols)]
-            for name, attr in (("median", "median"), ("p90", "p90"), ("p99", "p99"), ("mean", "mean"),
-                               ("std", "std"), ("min", "min"), ("max", "max"))]
+    rows = [[attr, *(f"{getattr(c, attr):.2f}" for c in cols)]
+            for attr in ("median", "p90", "p99", "mean", "std", "min", "max")]
     rows.append(["n", *(str(c.n) for c in cols)])
     return pipe_table(["statistic", "TTFT (ms)", "TPOT (ms)", "ITL (ms)", "end-to-end (ms)"], rows, align="lrrrr")
+
+
+def _run_details(cell: Cell, label: str, notes: Footnotes) -> list[str]:
+    """The newest run of a cell in full, then every run that makes up the cell."""
+    run = cell.newest
+    r: BenchResult = run.result  # type: ignore[assignment]
+    out = ["", f"#### {label}{notes.ref(run)}", ""]
+    if len(cell.runs) > 1:
+        out += [f"The newest of the cell's {len(cell.runs)} runs, in full (each run is listed below):", ""]
+    out += [_stats_table(r), "", f"- Workload: {workload_text(r)}", f"- Backend: {backend_text(r)}",
+            f"- Memory-bandwidth floor: {floor_text(r)}"]
+    if r.backend.name == "transformers":
+        overhead = harness_overhead_text(r.samples.instrumented_generate_ms, r.samples.bare_generate_ms)
+        out.append("- Harness overhead: " + (overhead or "not measured by this run (its result has no bare "
+                                             "generate() baseline, `samples.bare_generate_ms`)"))
+    engine_check = clock_check_text(r)
+    if engine_check:
+        out.append(f"- Client vs engine clock: {engine_check}")
+    out += [f"- Note: {note}" for note in r.notes]
+    if len(cell.runs) > 1:  # each run counts, none supersedes another
+        out += [f"- Runs in this cell ({plural(len(cell.runs), 'run')}, {hosts_text(cell.runs)}), newest first; the "
+                "cell is the median of their medians:", *(f"  - {run_line(run, notes)}" for run in cell.runs)]
+    return out
 
 
 def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footnotes) -> str:
@@ -243,68 +234,31 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
         out += ["", f"### {g.key.title}"]
         for label in labels:
             cell = g.cells.get(label)
-            if cell is None:
-                out += _configurations(g, label, notes, heading=True)
-                out += _other_stacks(g, label, notes)
-                continue
-            run = cell.newest
-            r: BenchResult = run.result  # type: ignore[assignment]
-            out += ["", f"#### {label}{notes.ref(run)}", ""]
-            if len(cell.runs) > 1:
-                out += [f"The newest of the cell's {len(cell.runs)} runs, in full (each run is listed below):", ""]
-            out += [_stats_table(r), ""]
-            out.append(f"- Workload: {workload_text(r)}")
-            out.append(f"- Backend: {backend_text(r)}")
-            out.append(f"- Memory-bandwidth floor: {floor_text(r)}")
-            if r.backend.name == "transformers":
-                overhead = harness_overhead_text(r.samples.instrumented_generate_ms, r.samples.bare_generate_ms)
-                out.append("- Harness overhead: " + (overhead or "not measured by this run (its result has no bare "
-                                                     "generate() baseline, `samples.bare_generate_ms`)"))
-            engine_check = clock_check_text(r)
-            if engine_check:
-                out.append(f"- Client vs engine clock: {engine_check}")
-            for note in r.notes:
-                out.append(f"- Note: {note}")
-            out += _cell_runs(cell, notes)
-            out += _configurations(g, label, notes, heading=False)
-            out += _other_stacks(g, label, notes)
-        out += _run_conditions(g)
+            if cell is not None:
+                out += _run_details(cell, label, notes)
+            out += _configurations(g, label, notes, heading=cell is None)
+            for other in g.other_stacks.get(label, []):  # the study configuration on another stack
+                out += [f"- Also measured on another stack, not in the cell: {cell_stack_words(other)}: "
+                        f"{cell_words(other)}:", *(f"  - {run_line(run, notes)}" for run in other.runs)]
+        for title, runs in runs_per_configuration(g):
+            out += ["", f"#### {title}: run conditions", "", text("week1.run_conditions", n=len(runs)), "",
+                    conditions_table([run.result for run in runs])]  # type: ignore[misc]
     return "\n".join(out)
-
-
-# --------------------------------------------------------------------------- run conditions (issue 17 item 4)
 
 
 def runs_per_configuration(g: Group) -> list[tuple[str, list[Loaded]]]:
     """(title, runs) of every configuration of the group with two or more GPU runs: per backend label, the study
-    configuration's runs (the cell's), then each variant's."""
-    out = []
-    for label in g.labels:
-        study = list(g.cells[label].runs) if label in g.cells else []
-        configurations = [(label, study)] + [(f"{label}, {', '.join(variant)}", runs)
-                                             for variant, runs in g.variants.get(label, {}).items()]
-        out += [(title, runs) for title, runs in configurations
-                if len(runs) >= 2 and runs[0].result.backend.device == "cuda"]
-    return out
-
-
-def _run_conditions(g: Group) -> list[str]:
-    """Per configuration run more than once on a GPU: its runs side by side with what moves a launch-bound row."""
-    out = []
-    for title, runs in runs_per_configuration(g):
-        out += ["", f"#### {title}: run conditions", "",
-                text("week1.run_conditions", n=len(runs)), "",
-                conditions_table([run.result for run in runs])]  # type: ignore[misc]
-    return out
+    configuration's runs (the cell's), then each variant's. Their run conditions are shown side by side."""
+    return [(", ".join([label, *variant]), runs) for label in g.labels for variant, runs in g.configurations(label)
+            if len(runs) >= 2 and runs[0].result.backend.device == "cuda"]
 
 
 def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> list[str]:
     """A vLLM row's configurations and TTFT stages (with engine timestamps, or with variants to compare)."""
-    has_engine = any(r.result.samples.engine for r in [*g.latest.values(), *(
-        v for runs in g.variants.get(label, {}).values() for v in runs)] if r.result.backend.label == label)
-    if not has_engine and label not in g.variants:
-        return []
-    table = configurations_table(g, label, notes.ref)
+    study = [g.cells[label].newest] if label in g.cells else []
+    has_engine = any(r.result.samples.engine for r in study + [r for runs in g.variants.get(label, {}).values()
+                                                               for r in runs])
+    table = configurations_table(g, label, notes.ref) if has_engine or label in g.variants else None
     if table is None:
         return []
     out = [""]
@@ -312,11 +266,9 @@ def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> li
         out += [f"#### {label}: variant configurations only", "",
                 f"No run of the study configuration for {label} in this table, so its cell shows \"{DASH}\".", ""]
     if has_engine:
-        out += [f"Configurations measured for {label}, and where the time to first token goes:", "", table, "",
-                CONFIGURATIONS_NOTE]
-    else:
-        out += [f"Configurations measured for {label}:", "", table, "", CONFIGURATIONS_NOTE_PLAIN]
-    return out
+        return out + [f"Configurations measured for {label}, and where the time to first token goes:", "", table, "",
+                      CONFIGURATIONS_NOTE]
+    return out + [f"Configurations measured for {label}:", "", table, "", CONFIGURATIONS_NOTE_PLAIN]
 
 
 def run_line(run: Loaded, notes: Footnotes) -> str:
@@ -328,55 +280,48 @@ def run_line(run: Loaded, notes: Footnotes) -> str:
             f"TPOT {ms(r.summary.tpot_ms.median)}{notes.ref(run)}")
 
 
-def _cell_runs(cell: Cell, notes: Footnotes) -> list[str]:
-    """Every run that makes up a cell of two or more runs: each counts, none supersedes another."""
-    if len(cell.runs) < 2:
-        return []
-    return [f"- Runs in this cell ({cell.runs_text}), newest first; the cell is the median of their medians:",
-            *(f"  - {run_line(run, notes)}" for run in cell.runs)]
-
-
-def _other_stacks(g: Group, label: str, notes: Footnotes) -> list[str]:
-    """The study configuration's runs on a stack other than the cell's (e.g. a stand-in torch)."""
-    out = []
-    for other in g.other_stacks.get(label, []):
-        out += [f"- Also measured on another stack, not in the cell: {stack_words(other)}: {cell_words(other)}:",
-                *(f"  - {run_line(run, notes)}" for run in other.runs)]
-    return out
-
-
-def how_built(inputs: Inputs) -> str:
-    n = len(inputs.bench)
-    lines = [text("week1.how_built", within=WITHIN_SPREAD, dash=DASH),
-             f"- Inputs: {n} benchmark result file{'s' if n != 1 else ''} in `{inputs.results_dir_name}/`."]
-    for s in inputs.skipped:
-        lines.append(f"- Skipped: {s}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- the whole report
+def _tables(inputs: Inputs, published: Published) -> tuple[list[Group], list[str]]:
+    """The reproduced tables and the backend labels they all show (the published ones and every reproduced one)."""
+    groups = group_runs(inputs.bench)
+    return groups, label_order({*(c.label for c in published.week1.columns), *(l for g in groups for l in g.labels)})
 
 
 def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") -> str:
-    groups = group_runs(inputs.bench)
-    labels = label_order({*(c.label for c in published.week1.columns),
-                          *(l for g in groups for l in g.labels)})
+    groups, labels = _tables(inputs, published)
     notes = Footnotes("w1-")
     parts = [TITLE, ""]
     if not groups:
-        parts.append(text("week1.nothing_reproduced", device=published.week1.device))
-        parts += ["", render_block(published_block(published.week1))]
+        parts += [text("week1.nothing_reproduced", device=published.week1.device), "",
+                  published_block(published.week1)]
     else:
         for i, g in enumerate(groups):
             if i:
                 parts += ["", f"## Also measured: {g.key.title}", ""]
             parts.append(render_group(g, labels))
-        parts += ["", f"## Published ({published.week1.device})", "",
-                  render_block(published_block(published.week1)), "",
+        parts += ["", f"## Published ({published.week1.device})", "", published_block(published.week1), "",
                   f"Workload of the published study: {published.week1.workload}."]
-    parts += ["", render_comparison(groups, labels, published.week1, plot)]
-    parts += ["", render_details(groups, labels, notes)]
-    parts += ["", text("week1.definitions"), "", how_built(inputs)]
+    parts += ["", render_comparison(groups, labels, published.week1, plot),
+              "", render_details(groups, labels, notes),
+              "", text("week1.definitions"), "",
+              text("week1.how_built", within=WITHIN_SPREAD, dash=DASH), *inputs.lines("benchmark", inputs.bench)]
     if notes:
         parts += ["", notes.render()]
     return "\n".join(parts) + "\n"
+
+
+def plot_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any]]:
+    """The plot's labels and (name, TTFT per label, TPOT per label) per series: published first, then each table's
+    cell values (None: not measured)."""
+    pub = published.week1
+    groups, labels = _tables(inputs, published)
+    by_label = {c.label: c for c in pub.columns}
+    series: list[Any] = [(f"published, {pub.device}",
+                          [by_label[l].ttft_ms if l in by_label else None for l in labels],
+                          [by_label[l].tpot_ms if l in by_label else None for l in labels])]
+    for g in groups:
+        k = g.key
+        name = f"reproduced, {k.device}, in {k.input_len} / out {k.output_len} tokens" + (
+            f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")
+        series.append((name, *([g.cells[l].spread(m).median if l in g.cells else None for l in labels]
+                               for m in ("ttft_ms", "tpot_ms"))))
+    return labels, series

@@ -1,16 +1,16 @@
-"""reports/week2.md: profiler tables in the seed's format, one block per reproduced phase, plus the published T4 block."""
+"""reports/week2.md: profiler tables in the seed's format, one block per reproduced phase, and the published one."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
+from core.results import ProfilePhase, ProfileResult
 from kit.report.common import (
-    GroupKey, Inputs, Loaded, group_key, library_version, recency_key, stack_of, text, torch_deviation,
+    GroupKey, Inputs, Loaded, group_key, library_version, newest_first, stack_words, text, torch_deviation,
+    version_key,
 )
 from kit.report.provenance import Footnotes, backend_text, workload_text
 from kit.report.published import Published, PublishedWeek2, is_same_gpu
-from core.results import ProfilePhase, ProfileResult
 
 TITLE = "# Week 2. Profiling"
 PHASE_ORDER = ("cold", "warm", "decode")
@@ -18,9 +18,6 @@ PHASE_ORDER = ("cold", "warm", "decode")
 NOT_MODEL_WORK = ("Unrecognized",)
 TOTAL_PREFIXES = ("Self CPU time total", "Self CUDA time total", "Self XPU time total", "Self MTIA time total",
                   "Self PrivateUse1 time total", "Self device time total")
-
-
-# --------------------------------------------------------------------------- the seed-format block
 
 
 def split_totals(table: str) -> str:
@@ -45,44 +42,25 @@ def render_block(device: str, table: str, totals: Sequence[str],
     """
     lines = [f"- Device: {device}", *before, "```text", split_totals(table), "```"]
     lines += [t if t.startswith("- ") else f"- {t.strip()}" for t in totals]
-    lines += list(after)
-    return "\n".join(lines)
+    return "\n".join([*lines, *after])
 
 
 def published_block(week2: PublishedWeek2) -> str:
     return render_block(week2.device, week2.table, week2.totals)
 
 
-# --------------------------------------------------------------------------- top operators (the plot)
-
-
 def top_ops_from_phase(phase: ProfilePhase, n: int) -> tuple[str, list[tuple[str, float]]]:
+    rows = [r for r in phase.rows if r.name not in NOT_MODEL_WORK]
     if any(r.self_device_us is not None for r in phase.rows):
-        column, ops = "self device time", [(r.name, (r.self_device_us or 0.0) / 1e3) for r in phase.rows
-                                           if r.name not in NOT_MODEL_WORK]
+        column, ops = "self device time", [(r.name, (r.self_device_us or 0.0) / 1e3) for r in rows]
     else:
-        column, ops = "self CPU time", [(r.name, r.self_cpu_us / 1e3) for r in phase.rows
-                                        if r.name not in NOT_MODEL_WORK]
-    ops.sort(key=lambda kv: (-kv[1], kv[0]))
-    return column, ops[:n]
-
-
-# --------------------------------------------------------------------------- the whole report
+        column, ops = "self CPU time", [(r.name, r.self_cpu_us / 1e3) for r in rows]
+    return column, sorted(ops, key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 def ordered_phases(result: ProfileResult) -> list[ProfilePhase]:
     return sorted(result.phases, key=lambda p: (PHASE_ORDER.index(p.label) if p.label in PHASE_ORDER else 99,
                                                 p.label))
-
-
-def _device_words(result: ProfileResult, week2: PublishedWeek2) -> str:
-    if result.backend.device == "cpu":
-        return f"a CPU run: not comparable with the published {week2.device} table"
-    gpu = result.provenance.gpu
-    if gpu and is_same_gpu(gpu.name, week2.same_gpu_names):
-        return f"the published GPU ({week2.device})"
-    name = gpu.name if gpu else "GPU not recorded"
-    return f"a different GPU ({name} vs {week2.device}): not a reproduction of the published table"
 
 
 @dataclass(frozen=True)
@@ -98,37 +76,28 @@ class ProfileGroup:
     def shown(self) -> Loaded:
         return self.runs[0]
 
-    @property
-    def title(self) -> str:
-        return f"{self.key.device.title}, {self.key.workload_title}, {self.label}, torch {self.torch}"
-
-
-def _torch_order(group: ProfileGroup) -> tuple:
-    """The study's pinned torch (no deviation) first, then the other torch versions in version order."""
-    parts = tuple(int(x) if x.isdigit() else -1 for x in re.split(r"[.+]", group.torch))
-    return (torch_deviation(group.shown.result) is not None, parts, group.torch)
-
 
 def profile_groups(runs: Sequence[Loaded]) -> list[ProfileGroup]:
     """Per GPU, workload, backend and the torch version that ran (provenance.libraries["torch"]): its runs. A
-    profile on the study's torch and one on a stand-in torch are shown side by side, neither replacing the other."""
+    profile on the study's torch and one on a stand-in torch are shown side by side, neither replacing the other;
+    the study's pinned torch (no deviation) first, then the others in version order."""
     by_key: dict[tuple[GroupKey, str, str], list[Loaded]] = {}
     for run in runs:
         torch = library_version(run.result.provenance.libraries, "torch") or "not recorded"
         by_key.setdefault((group_key(run.result), run.result.backend.label, torch), []).append(run)
-    groups = [ProfileGroup(k, label, torch, tuple(sorted(v, key=recency_key, reverse=True)))
-              for (k, label, torch), v in by_key.items()]
-    return sorted(groups, key=lambda g: (g.key, g.label, _torch_order(g)))
+    groups = [ProfileGroup(k, label, torch, tuple(newest_first(v))) for (k, label, torch), v in by_key.items()]
+    return sorted(groups, key=lambda g: (g.key, g.label, torch_deviation(g.shown.result) is not None,
+                                         version_key(g.torch)))
 
 
 def stack_line(result: ProfileResult) -> str:
     """The stack a profile ran on and its deviations from the stack's pins."""
-    stack = ", ".join(f"{lib} {version}" for lib, version in stack_of(result))
     deviation = torch_deviation(result)
     if deviation:
-        return f"- Stack: {stack}; deviation from the pins: {deviation} (a stand-in for the study's torch)"
+        return (f"- Stack: {stack_words(result)}; deviation from the pins: {deviation} (a stand-in for the study's "
+                "torch)")
     pinned = "on the pinned versions" if result.provenance.pins else "pins not recorded"
-    return f"- Stack: {stack} ({pinned})"
+    return f"- Stack: {stack_words(result)} ({pinned})"
 
 
 def render_phase(group: ProfileGroup, phase: ProfilePhase, notes: Footnotes) -> str:
@@ -142,7 +111,17 @@ def render_phase(group: ProfileGroup, phase: ProfilePhase, notes: Footnotes) -> 
     if phase.trace_file:
         after.append(f"- Trace: `{phase.trace_file}`")
     after.append(f"- Result: `{run.name}`{notes.ref(run)}")
-    return render_block(group.key.device.title, phase.table, phase.totals, before, after)
+    return render_block(group.key.device, phase.table, phase.totals, before, after)
+
+
+def _device_words(result: ProfileResult, week2: PublishedWeek2) -> str:
+    if result.backend.device == "cpu":
+        return f"a CPU run: not comparable with the published {week2.device} table"
+    gpu = result.provenance.gpu
+    if gpu and is_same_gpu(gpu.name, week2.same_gpu_names):
+        return f"the published GPU ({week2.device})"
+    name = gpu.name if gpu else "GPU not recorded"
+    return f"a different GPU ({name} vs {week2.device}): not a reproduction of the published table"
 
 
 def render_runs(groups: Sequence[ProfileGroup], week2: PublishedWeek2, notes: Footnotes) -> str:
@@ -150,17 +129,12 @@ def render_runs(groups: Sequence[ProfileGroup], week2: PublishedWeek2, notes: Fo
     for g in groups:
         run = g.shown
         result: ProfileResult = run.result  # type: ignore[assignment]
-        out += ["", f"### {g.title}{notes.ref(run)}", ""]
-        out.append(f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}")
-        out.append(f"- Device: {_device_words(result, week2)}")
-        out.append(f"- Workload: {workload_text(result)}")
-        out.append(f"- Backend: {backend_text(result)}")
-        out.append(stack_line(result))
-        for note in result.notes:
-            out.append(f"- Note: {note}")
-        for old in g.runs[1:]:
-            out.append(f"- Earlier run of the same GPU, workload and torch (its phases are not shown): "
-                       f"`{old.name}` (created {old.result.created_utc}){notes.ref(old)}")
+        out += ["", f"### {g.key.device}, {g.key.workload_title}, {g.label}, torch {g.torch}{notes.ref(run)}", "",
+                f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}",
+                f"- Device: {_device_words(result, week2)}", f"- Workload: {workload_text(result)}",
+                f"- Backend: {backend_text(result)}", stack_line(result), *(f"- Note: {n}" for n in result.notes)]
+        out += [f"- Earlier run of the same GPU, workload and torch (its phases are not shown): "
+                f"`{old.name}` (created {old.result.created_utc}){notes.ref(old)}" for old in g.runs[1:]]
     return "\n".join(out)
 
 
@@ -169,33 +143,21 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
     groups = profile_groups(inputs.profile)
     notes = Footnotes("w2-")
     parts = [TITLE]
-    first = True
-    for g in groups:
-        result: ProfileResult = g.shown.result  # type: ignore[assignment]
-        for phase in ordered_phases(result):
-            if not first:
-                parts += ["", f"## {g.key.device.title}: {phase.label} phase ({g.label}, torch {g.torch}, "
-                              f"{g.key.workload_title})", ""]
-            parts.append(render_phase(g, phase, notes))
-            first = False
-    if first:
-        parts += [
-            "",
-            text("week2.nothing_reproduced", phases=" with profiled phases" if groups else "", device=week2.device),
-            "",
-            published_block(week2),
-        ]
-    else:
+    phases = [(g, phase) for g in groups for phase in ordered_phases(g.shown.result)]  # type: ignore[arg-type]
+    for i, (g, phase) in enumerate(phases):
+        if i:
+            parts += ["", f"## {g.key.device}: {phase.label} phase ({g.label}, torch {g.torch}, "
+                          f"{g.key.workload_title})", ""]
+        parts.append(render_phase(g, phase, notes))
+    if phases:
         parts += ["", f"## Published ({week2.device})", "", published_block(week2)]
-    parts += ["", f"The published table is {week2.what}.", ""]
-    parts.append(text("week2.top_operators", plot=plot))
+    else:
+        parts += ["", text("week2.nothing_reproduced", phases=" with profiled phases" if groups else "",
+                           device=week2.device), "", published_block(week2)]
+    parts += ["", f"The published table is {week2.what}.", "", text("week2.top_operators", plot=plot)]
     if groups:
         parts += ["", render_runs(groups, week2, notes)]
-    parts += ["", text("week2.how_built"),
-              f"- Inputs: {len(inputs.profile)} profile result file{'s' if len(inputs.profile) != 1 else ''} in "
-              f"`{inputs.results_dir_name}/`."]
-    for s in inputs.skipped:
-        parts.append(f"- Skipped: {s}")
+    parts += ["", text("week2.how_built"), *inputs.lines("profile", inputs.profile)]
     if notes:
         parts += ["", notes.render()]
     return "\n".join(parts) + "\n"
@@ -208,6 +170,5 @@ def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[
     for g in profile_groups(inputs.profile):
         for phase in ordered_phases(g.shown.result):  # type: ignore[arg-type]
             column, ops = top_ops_from_phase(phase, n)
-            series.append((f"{g.key.device.title}, {phase.label} ({g.key.input_len} in, torch {g.torch})", column,
-                           ops))
+            series.append((f"{g.key.device}, {phase.label} ({g.key.input_len} in, torch {g.torch})", column, ops))
     return series

@@ -41,7 +41,7 @@ def test_committed_seed_copy_is_the_shared_seed():
 
 
 def test_week1_published_block_is_the_seed_text():
-    block = week1.render_block(week1.published_block(load_published().week1))
+    block = week1.published_block(load_published().week1)
     rendered = (week1.TITLE + "\n\n" + block).split("\n")
     expected = _section(SEED, "# Week 1. Benchmark", "# Week 2. Profiling")
     assert _rstrip(rendered) == _rstrip(expected)
