@@ -10,7 +10,7 @@ Preflight (kit/preflight.py) -> build or reuse ``awq-kit-<stack>:<content hash>`
   so every file written into a mounted folder belongs to the invoking user;
 - ``--gpus all`` and ``--shm-size`` for GPU steps;
 - HF_TOKEN passed by name only (``-e HF_TOKEN``): its value is never in argv, in a log or in an image;
-- the runner's environment contract (kit.runners.child_env) plus KIT_IMAGE_ID / KIT_IMAGE_TAG / KIT_LOCK_HASH.
+- the runner's environment contract (kit.runners.base.child_env) plus KIT_IMAGE_ID / KIT_IMAGE_TAG / KIT_LOCK_HASH.
 
 Ctrl-C: the docker CLI forwards SIGINT to the container (tini, then the bench prints what finished); if the
 container is still up after a grace period it gets `docker kill --signal INT`, then `docker stop`.
@@ -36,7 +36,7 @@ from core.errors import KitError
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT, preflight
 from kit.images import ensure_image, is_vllm_stack, vllm_series_of
-from kit.runners import RunnerOptions, Step, child_env
+from kit.runners.base import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
 KIT_MOUNT = "/kit"

@@ -11,7 +11,7 @@ import sys
 from kit import KIT_ROOT
 from core.errors import KitError
 from kit.local_env import STACK_MODULES, make_command, venv_python
-from kit.runners import RunnerOptions, Step, child_env
+from kit.runners.base import RunnerOptions, Step, child_env
 
 
 def resolve_python(opts: RunnerOptions, stack: str = "hf", root=KIT_ROOT) -> str:
