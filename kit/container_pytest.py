@@ -1,10 +1,7 @@
 """`python -m kit container-pytest STACK [--ca-bundle PATH] -- PYTEST ARGS`: pytest inside a stack's pinned image.
 
-What the nox sessions tests-container, tests-vllm and tests-vllm-0.20 call. The image is built or reused as for a
-bench (kit/images.py: KIT_BASE_IMAGE, and KIT_CA_BUNDLE or --ca-bundle for the build), then `python -m pytest ARGS`
-runs in it the way the Docker runner runs a bench: the kit checkout mounted read-only at /kit, on the CPU, CI
-forwarded (tests/support/ci_policy.py reads it). The exit code is pytest's own (5: nothing collected), and so is
-the summary line.
+What tests-container, tests-vllm and tests-vllm-0.20 call: the image is built or reused as for a bench, then pytest
+runs in it as the Docker runner runs a bench (kit at /kit read-only, CPU, CI forwarded). The exit code is pytest's.
 """
 from __future__ import annotations
 

@@ -1,22 +1,9 @@
 """`nox -s demo` / `python -m kit demo`: the whole pipeline on this CPU, in under a minute, touching only demo/.
 
-    1. bench    python -m bench run --backend transformers --synthetic tiny --device cpu ...
-                (the tiny synthetic AWQ checkpoint is generated once into demo/cache/ and reused)
-    2. profile  python profile/run_profile.py (same workload), when the profiler exists
-    3. report   kit.report.assemble_reports(demo/results -> demo/reports)
-
-Both steps run through the LOCAL runner (kit/runners/local.py) with the interpreter given by
---python, else $KIT_LOCAL_PYTHON, else .venv-hf/ (made once by `nox -s venv -- hf` from the hashed
-locks), else this one: it needs torch, transformers 4.51.3 and autoawq 0.2.9, and one without them
-gets a paragraph naming that command.
-Everything is written under the git-ignored demo/ folder (demo/results, demo/reports,
-demo/output, demo/cache); results/ and reports/ are never touched. Earlier demo results and
-reports are cleared first, so the demo report shows this run only.
-
-Options after `nox -s demo --`: --python PATH, --demo-dir DIR, and workload options (defaults
-below; `python -m bench run --help` lists them all).
-
-Host side: no torch here.
+The bench and (when it exists) the profiler run through the local runner on the tiny synthetic checkpoint (made
+once into demo/cache/), then the reports are assembled from demo/results into demo/reports. The interpreter must
+have the hf stack (`nox -s venv -- hf`). Earlier demo results and reports are cleared first, so the report shows
+this run only; results/ and reports/ are never touched. Options: --python PATH, --demo-dir DIR, workload options.
 """
 from __future__ import annotations
 

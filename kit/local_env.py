@@ -1,13 +1,8 @@
-"""`nox -s venv -- STACK` (`python -m kit venv STACK`): the local runner's interpreter, made from the stack's locks.
-
-With `--wheelhouse DIR` it is made from a folder that `nox -s wheelhouse -- STACK` filled, with no network at all
-(kit/wheelhouse.py): the way onto a GPU host without internet.
-
-Makes .venv-<STACK>/ at the repository root with exactly what the stack's image installs: images/<STACK>/
-bootstrap.lock (pip, setuptools, wheel) first, then requirements.lock with --require-hashes --no-deps
---no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed setuptools, not an unpinned one
-fetched by build isolation), then a dependency check. uv does the installs. The local runner and the demo use
-this interpreter by default (kit/runners/local.py). Host side; no torch here.
+"""`nox -s venv -- STACK` (`python -m kit venv STACK`): the local runner's interpreter, .venv-<STACK>/, made with uv
+from the stack's locks in the image's order: bootstrap.lock (pip, setuptools, wheel), then requirements.lock with
+--require-hashes --no-deps --no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed setuptools),
+then a dependency check. With `--wheelhouse DIR`: from a folder `nox -s wheelhouse -- STACK` filled, with no
+network at all (kit/wheelhouse.py).
 """
 from __future__ import annotations
 
@@ -35,11 +30,11 @@ def make_command(stack: str) -> str:
     return f"nox -s venv -- {stack}"
 
 
-def _uv() -> str:
+def find_uv(purpose: str, session: str) -> str:
     uv = shutil.which("uv")
     if not uv:
-        raise KitError(f"Making the local interpreter needs uv, and it is not on PATH. Use `{make_command('hf')}` "
-                       "(nox installs uv into its own venv), or `pip install uv` first.")
+        raise KitError(f"{purpose} needs uv, and it is not on PATH. Run `{session}` (nox installs uv into its own "
+                       "venv), or `pip install uv` first.")
     return uv
 
 
@@ -63,7 +58,7 @@ def stack_locks(stack: str, root: Path = KIT_ROOT) -> Path:
 
 def make_venv(stack: str, python: str, root: Path = KIT_ROOT) -> Path:
     locks = stack_locks(stack, root)
-    uv, target = _uv(), venv_python(stack, root)
+    uv, target = find_uv("Making the local interpreter", make_command(stack)), venv_python(stack, root)
     t0 = time.monotonic()
     try:
         _run([uv, "venv", "--clear", "--python", python, str(target.parent.parent)])
