@@ -162,7 +162,8 @@ def _bench_vllm() -> tuple[argparse.ArgumentParser, str, StepsFor]:
     add_workload_args(p, vllm=True, quantization_default="awq,awq_marlin")
     p.add_argument("--vllm", choices=tuple(VLLM_STACKS), default="0.12",
                    help=f"vLLM stack: 0.12 ({stack_title('vllm')}, the study's; default) or 0.20 "
-                        f"({stack_title('vllm-0.20')}, for the version comparison); results of the two never share a cell")
+                        f"({stack_title('vllm-0.20')}, for the version comparison); results of the two never share "
+                        "a cell")
     return p, "vllm", lambda ns, specs: [
         Step(VLLM_STACKS[ns.vllm], BENCH + ("vllm",), spec, f"vLLM {ns.vllm} ({spec.quantization}) bench")
         for spec in specs]

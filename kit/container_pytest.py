@@ -9,15 +9,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from kit.images import STACKS
+from kit.images import STACKS, ensure_image, resolve_ca_bundle
+from kit.preflight import docker_preflight
+from kit.runners.base import RunnerOptions, Step
+from kit.runners.docker import run_in_image
 
 
 def run_pytest_in_image(stack: str, pytest_args: list[str], *, ca_bundle: Path | None = None) -> int:
-    from kit.images import ensure_image, resolve_ca_bundle
-    from kit.preflight import docker_preflight
-    from kit.runners import RunnerOptions, Step
-    from kit.runners.docker import run_in_image
-
     ca = resolve_ca_bundle(ca_bundle)
     client = docker_preflight((stack,))
     with tempfile.TemporaryDirectory(prefix=f"kit-pytest-{stack}-") as tmp:
@@ -34,8 +32,8 @@ def container_pytest_main(argv: list[str]) -> None:
     kit_args, pytest_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     p = argparse.ArgumentParser(prog="python -m kit container-pytest",
                                 usage="%(prog)s STACK [--ca-bundle PATH] -- [PYTEST ARGS ...]",
-                                description="Build or reuse STACK's pinned image and run `python -m pytest PYTEST ARGS` "
-                                            "in it (kit at /kit read-only, CPU); exits with pytest's exit code.",
+                                description="Build or reuse STACK's pinned image and run `python -m pytest PYTEST "
+                                            "ARGS` in it (kit at /kit read-only, CPU); exits with pytest's exit code.",
                                 epilog="Everything after `--` goes to pytest (test paths, -k, -x, -v ...).")
     p.add_argument("stack", choices=STACKS)
     p.add_argument("--ca-bundle", type=Path, help="CA bundle for the image build (BuildKit secret); also KIT_CA_BUNDLE")

@@ -327,8 +327,8 @@ def compile_lock(stack: str, infile: str, out_dir: Path, *, uv: Optional[str] = 
     with tempfile.TemporaryDirectory() as tmp:
         # Compile a copy in an empty folder: no existing lock is read as "preferences", no uv.toml applies.
         shutil.copy(src, Path(tmp) / infile)
-        r = subprocess.run(uv_compile_command(uv, infile, "out.lock", STACK_INFO[stack].exclude_newer), cwd=tmp, env=env,
-                           capture_output=True, text=True)
+        r = subprocess.run(uv_compile_command(uv, infile, "out.lock", STACK_INFO[stack].exclude_newer), cwd=tmp,
+                           env=env, capture_output=True, text=True)
         if r.returncode != 0:
             hint = ""
             if "certificate" in r.stderr.lower() or "tls" in r.stderr.lower():

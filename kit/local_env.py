@@ -52,7 +52,8 @@ def stack_locks(stack: str, root: Path = KIT_ROOT) -> Path:
     locks = Path(stack).resolve() if os.sep in stack else root / "images" / stack
     if not (locks / "requirements.lock").is_file():
         stacks = sorted(p.name for p in (root / "images").iterdir() if (p / "requirements.lock").is_file())
-        raise KitError(f"No stack {stack!r}: images/{stack}/requirements.lock does not exist. Stacks: {', '.join(stacks)}.")
+        raise KitError(f"No stack {stack!r}: images/{stack}/requirements.lock does not exist. "
+                       f"Stacks: {', '.join(stacks)}.")
     return locks
 
 
@@ -80,7 +81,8 @@ def venv_main(argv: list[str]) -> None:
     from kit.wheelhouse import make_venv_offline
 
     p = argparse.ArgumentParser(prog="nox -s venv --", description=__doc__.split("\n\n")[0])
-    p.add_argument("stack", nargs="?", default="hf", help="hf (default), vllm or vllm-0.20: which images/<stack>/ locks")
+    p.add_argument("stack", nargs="?", default="hf",
+                   help="hf (default), vllm or vllm-0.20: which images/<stack>/ locks")
     p.add_argument("--python", default=sys.executable, help="base interpreter (default: the one running this)")
     p.add_argument("--wheelhouse", type=Path, help="install from this folder (made by `nox -s wheelhouse -- STACK`) "
                                                    "with no network at all, every file checked against the locks")

@@ -161,7 +161,8 @@ def _download_wheels(pins: list[Pin], dest: Path, python: str, platform: str, in
                            "\nA certificate error behind a TLS-intercepting proxy needs --ca-bundle PATH.")
         no_wheel += [p for p in wanted if p.name == missing]
         wanted = [p for p in wanted if p.name != missing]
-        print(f"wheelhouse: {missing} has no wheel for Python {python} / {platform}: its sdist will be built", flush=True)
+        print(f"wheelhouse: {missing} has no wheel for Python {python} / {platform}: its sdist will be built",
+              flush=True)
     return no_wheel
 
 

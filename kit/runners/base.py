@@ -58,8 +58,10 @@ class RunnerOptions:
     python: Optional[str] = None  # local runner: interpreter to use
     results_dir: Path = field(default_factory=lambda: KIT_ROOT / "results")
     output_dir: Path = field(default_factory=lambda: KIT_ROOT / "output")  # traces, logs (git-ignored)
-    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("KIT_CACHE_DIR", Path.home() / ".cache" / "awq-kit")))
-    hf_home: Path = field(default_factory=lambda: Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")))
+    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("KIT_CACHE_DIR",
+                                                                        Path.home() / ".cache" / "awq-kit")))
+    hf_home: Path = field(default_factory=lambda: Path(os.environ.get("HF_HOME",
+                                                                      Path.home() / ".cache" / "huggingface")))
     ca_bundle: Optional[Path] = None  # docker builds behind TLS-intercepting proxies
     label: Optional[str] = None  # free-text provenance label, e.g. "reference run"
     extra_env: dict[str, str] = field(default_factory=dict)
