@@ -318,28 +318,21 @@ def lock_header(stack: str, infile: str, in_sha: str, uv_version: str) -> str:
     )
 
 
-def compile_lock(stack: str, infile: str, out_dir: Path, *, uv: Optional[str] = None) -> Path:
-    """Resolve images/<stack>/<infile> into out_dir/<lock>; returns the path. Needs PyPI (about 3 s)."""
-    uv = uv or find_uv("Resolving the locks", "nox -s lock")
+def compile_lock(stack: str, infile: str, uv: str) -> str:
+    """The lock images/<stack>/<infile> resolves to today, header included. Needs PyPI (about 3 s)."""
     src = stack_dir(stack) / infile
-    out = Path(out_dir) / infile.replace(".in", ".lock")
-    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
     with tempfile.TemporaryDirectory() as tmp:
         # Compile a copy in an empty folder: no existing lock is read as "preferences", no uv.toml applies.
         shutil.copy(src, Path(tmp) / infile)
         r = subprocess.run(uv_compile_command(uv, infile, "out.lock", STACK_INFO[stack].exclude_newer), cwd=tmp,
-                           env=env, capture_output=True, text=True)
+                           env=dict(os.environ, UV_PYTHON_DOWNLOADS="never"), capture_output=True, text=True)
         if r.returncode != 0:
-            hint = ""
-            if "certificate" in r.stderr.lower() or "tls" in r.stderr.lower():
-                hint = (" uv could not verify PyPI's certificate: set SSL_CERT_FILE to your CA bundle (or pass "
-                        "--ca-bundle).")
+            hint = (" uv could not verify PyPI's certificate: set SSL_CERT_FILE to your CA bundle (or pass "
+                    "--ca-bundle)." if "certificate" in r.stderr.lower() or "tls" in r.stderr.lower() else "")
             raise KitError(f"resolving {src} with uv failed (exit code {r.returncode}).{hint}\n{r.stderr.strip()}")
         body = (Path(tmp) / "out.lock").read_text(encoding="utf-8")
     version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip() or "uv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(lock_header(stack, infile, in_file_hash(src), version) + body, encoding="utf-8")
-    return out
+    return lock_header(stack, infile, in_file_hash(src), version) + body
 
 
 def lock_drift(committed: str, fresh: str) -> list[str]:
@@ -380,22 +373,19 @@ def lock_main(argv: list[str]) -> None:
     for stack in ns.stack or STACKS:
         for infile, lockfile in LOCK_PAIRS:
             t0 = time.monotonic()
-            with tempfile.TemporaryDirectory() as tmp:
-                new = compile_lock(stack, infile, Path(tmp), uv=uv)
-                committed = stack_dir(stack) / lockfile
-                old_text = committed.read_text() if committed.is_file() else ""
-                drift = lock_drift(old_text, new.read_text())
-                if recorded_in_hash(old_text) != recorded_in_hash(new.read_text()):
-                    drift.insert(0, f"{stack_dir(stack).name}/{infile} changed since the lock was made")
-                same = not drift
-                n = len(lock_requirements(new.read_text()))
-                if ns.check:
-                    status = "up to date" if same else f"DRIFT in {len(drift)} package(s)"
-                    if not same:
-                        stale.append(str(committed))
-                else:
-                    shutil.copy(new, committed)
-                    status = "unchanged" if same else "written"
+            new = compile_lock(stack, infile, uv)
+            committed = stack_dir(stack) / lockfile
+            old = committed.read_text(encoding="utf-8") if committed.is_file() else ""
+            drift = lock_drift(old, new)
+            if recorded_in_hash(old) != recorded_in_hash(new):
+                drift.insert(0, f"{stack}/{infile} changed since the lock was made")
+            if ns.check:
+                status = f"DRIFT in {len(drift)} package(s)" if drift else "up to date"
+                stale += [str(committed)] if drift else []
+            else:
+                committed.write_text(new, encoding="utf-8")
+                status = "written" if drift else "unchanged"
+            n = len(lock_requirements(new))
             print(f"lock: images/{stack}/{lockfile}: {n} packages, {status} ({time.monotonic() - t0:.1f}s)")
             for line in drift if ns.check else ():
                 print(f"lock:   {line}")

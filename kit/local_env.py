@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kit import KIT_ROOT
 from core.errors import KitError
+from kit.wheelhouse import download, make_venv_offline, removed_if_half_made
 
 # What a local interpreter must be able to import to run a stack's steps (bench, profile; pydantic: the results).
 STACK_MODULES = {"hf": ("torch", "transformers", "awq", "pydantic"), "vllm": ("torch", "vllm", "pydantic"),
@@ -61,25 +62,19 @@ def make_venv(stack: str, python: str, root: Path = KIT_ROOT) -> Path:
     locks = stack_locks(stack, root)
     uv, target = find_uv("Making the local interpreter", make_command(stack)), venv_python(stack, root)
     t0 = time.monotonic()
-    try:
+    with removed_if_half_made(target.parent.parent):
         _run([uv, "venv", "--clear", "--python", python, str(target.parent.parent)])
         _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps",
               "-r", str(locks / "bootstrap.lock")])
         _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps", "--no-build-isolation",
               "-r", str(locks / "requirements.lock")])
         _run([uv, "pip", "check", "--python", str(target)])
-    except BaseException:
-        shutil.rmtree(target.parent.parent, ignore_errors=True)  # a half-made venv would pass for a stack
-        print(f"venv: removed the half-made {target.parent.parent}", file=sys.stderr, flush=True)
-        raise
     print(f"venv: {target.parent.parent} made from images/{stack}/*.lock in {time.monotonic() - t0:.0f} s; "
           f"`--runner local` and `nox -s demo` use it by default", flush=True)
     return target
 
 
 def venv_main(argv: list[str]) -> None:
-    from kit.wheelhouse import make_venv_offline
-
     p = argparse.ArgumentParser(prog="nox -s venv --", description=__doc__.split("\n\n")[0])
     p.add_argument("stack", nargs="?", default="hf",
                    help="hf (default), vllm or vllm-0.20: which images/<stack>/ locks")
@@ -100,8 +95,6 @@ def venv_main(argv: list[str]) -> None:
 
 
 def wheelhouse_main(argv: list[str]) -> None:
-    from kit.wheelhouse import download
-
     p = argparse.ArgumentParser(prog="nox -s wheelhouse --",
                                 description="Download every file a stack's locks name, for the lock's Python and "
                                             "platform, hashes checked (sdist-only packages built once into wheels), "

@@ -98,6 +98,17 @@ def _requirements_file(pins: list[Pin], hashes: Optional[dict[Pin, str]] = None)
         os.unlink(f.name)
 
 
+@contextmanager
+def removed_if_half_made(venv: Path):
+    """A venv that failed half-way would pass for a stack: remove it (and say so) on any failure or interrupt."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(venv, ignore_errors=True)
+        print(f"venv: removed the half-made {venv}", file=sys.stderr, flush=True)
+        raise
+
+
 def dist_of(filename: str) -> Optional[tuple[str, str]]:
     """(normalized name, version) a distribution file's name declares (PEP 427 wheels, PEP 625 sdists)."""
     if filename.endswith(".whl"):
@@ -338,7 +349,7 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
     print(f"venv: {len(files)} files of {wheelhouse} match images/{stack}/'s locks ({time.monotonic() - t0:.0f} s)",
           flush=True)
     pins = list(files)
-    try:
+    with removed_if_half_made(venv):
         if venv.exists():
             shutil.rmtree(venv)
         venv_python = _bootstrapped_venv(python, venv, [p for p in pins if p.lock == LOCKS[0]], wheelhouse)
@@ -349,10 +360,6 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
         check = _pip(venv_python, ["check"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if check.returncode != 0:
             raise KitError(f"pip check failed in {venv}:\n{check.stdout.strip()}")
-    except BaseException:
-        shutil.rmtree(venv, ignore_errors=True)
-        print(f"venv: removed the half-made {venv}", file=sys.stderr, flush=True)
-        raise
     print(f"venv: {venv} made from {wheelhouse} with no index, every hash checked, in {time.monotonic() - t0:.0f} s",
           flush=True)
     return venv / "bin" / "python"

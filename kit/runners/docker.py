@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import subprocess
 import sys
 import time
@@ -235,8 +236,6 @@ def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytea
         def drain(timeout: Optional[float] = None) -> Optional[bool]:
             """Copy what the container printed to the terminal and the log: True (data), None (nothing within
             timeout), False (end of output)."""
-            import select
-
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
                 return None
