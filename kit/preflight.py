@@ -64,11 +64,6 @@ class GpuInfo:
     uuid: str = ""
 
 
-def _capability(text: str) -> Optional[tuple[int, int]]:
-    m = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
 def visible_gpus() -> list[GpuInfo]:
     """GPUs that nvidia-smi reports on the host; PreflightError when there are none."""
     smi = shutil.which("nvidia-smi")
@@ -87,7 +82,9 @@ def visible_gpus() -> list[GpuInfo]:
     for line in r.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 3 and parts[0].isdigit():
-            gpus.append(GpuInfo(int(parts[0]), parts[1], _capability(parts[2]), parts[3] if len(parts) > 3 else ""))
+            cap = re.fullmatch(r"(\d+)\.(\d+)", parts[2])  # "[N/A]" on old drivers
+            gpus.append(GpuInfo(int(parts[0]), parts[1], (int(cap[1]), int(cap[2])) if cap else None,
+                                parts[3] if len(parts) > 3 else ""))
     if r.returncode != 0 or not gpus:
         raise PreflightError(
             "No GPU visible: nvidia-smi found no usable GPU"
