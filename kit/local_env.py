@@ -1,8 +1,9 @@
-"""`nox -s venv -- STACK` (`python -m kit venv STACK`): the local runner's interpreter, .venv-<STACK>/, made with uv
-from the stack's locks in the image's order: bootstrap.lock (pip, setuptools, wheel), then requirements.lock with
---require-hashes --no-deps --no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed setuptools),
-then a dependency check. With `--wheelhouse DIR`: from a folder `nox -s wheelhouse -- STACK` filled, with no
-network at all (kit/wheelhouse.py).
+"""`nox -s venv -- STACK` (`python -m kit venv STACK`): the local runner's interpreter, made from the stack's locks.
+
+.venv-<STACK>/ is made with uv in the image's order: bootstrap.lock (pip, setuptools, wheel), then requirements.lock
+with --require-hashes --no-deps --no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed
+setuptools), then a dependency check. With `--wheelhouse DIR`: from a folder `nox -s wheelhouse -- STACK` filled,
+with no network at all (kit/wheelhouse.py).
 """
 from __future__ import annotations
 
