@@ -1,7 +1,9 @@
-"""Sessions of the AWQ reproduction kit. Thin by design: the logic lives in kit/ (host) and bench/, profile/ (container).
+"""Sessions of the AWQ reproduction kit. Thin by design: the logic lives in kit/ (host), bench/, profile/ (container).
 
 Options after `--` go to the command, e.g. `nox -s bench-hf -- --synthetic qwen3-8b-awq --runner local`.
 """
+import functools
+
 import nox
 
 nox.needs_version = ">=2024.3"  # `requires=` (the tests session)
@@ -23,34 +25,26 @@ def _kit(session: nox.Session, command: str) -> None:
     session.run("python", "-m", "kit", command, *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
 
 
-@nox.session(name="report")
-def report(session: nox.Session) -> None:
-    """Re-render reports/week1.md and reports/week2.md (+ plots) from results/ and the published data."""
-    _kit(session, "report")
+def _session(name: str, doc: str, body) -> None:
+    """Register a session that runs body(session); `nox -l` lists its doc."""
+    def run(session: nox.Session) -> None:
+        body(session)
+    run.__doc__ = doc
+    nox.session(name=name)(run)
 
 
-@nox.session(name="bench-vllm")
-def bench_vllm(session: nox.Session) -> None:
-    """Week-1 TTFT/TPOT with vLLM 0.12.0 (`-- --vllm 0.20`: 0.20.0), rows awq and awq_marlin (pinned image; --runner local too)."""
-    _kit(session, "bench-vllm")
-
-
-@nox.session(name="bench-hf")
-def bench_hf(session: nox.Session) -> None:
-    """Week-1 TTFT/TPOT with transformers 4.51.3 + autoawq 0.2.9 (pinned image; --runner local too)."""
-    _kit(session, "bench-hf")
-
-
-@nox.session(name="profile-t4")
-def profile_t4(session: nox.Session) -> None:
-    """Week-2 torch.profiler table of the transformers + autoawq path: cold, warm and decode step."""
-    _kit(session, "profile")
-
-
-@nox.session(name="demo")
-def demo(session: nox.Session) -> None:
-    """Whole pipeline on this CPU with a tiny synthetic checkpoint; writes only under demo/."""
-    _kit(session, "demo")
+for _name, _command, _doc in (
+    ("report", "report",
+     "Re-render reports/week1.md and reports/week2.md (+ plots) from results/ and the published data."),
+    ("bench-vllm", "bench-vllm", "Week-1 TTFT/TPOT with vLLM 0.12.0 (`-- --vllm 0.20`: 0.20.0), rows awq and "
+                                 "awq_marlin (pinned image; --runner local too)."),
+    ("bench-hf", "bench-hf", "Week-1 TTFT/TPOT with transformers 4.51.3 + autoawq 0.2.9 (pinned image; --runner "
+                             "local too)."),
+    ("profile-t4", "profile",
+     "Week-2 torch.profiler table of the transformers + autoawq path: cold, warm and decode step."),
+    ("demo", "demo", "Whole pipeline on this CPU with a tiny synthetic checkpoint; writes only under demo/."),
+):
+    _session(_name, _doc, functools.partial(_kit, command=_command))
 
 
 @nox.session(name="venv")
@@ -91,40 +85,18 @@ def _pytest_in_image(session: nox.Session, stack: str, suite: str) -> None:
                 interrupt_timeout=KIT_SHUTDOWN_S)
 
 
-@nox.session(name="tests-host")
-def tests_host(session: nox.Session) -> None:
-    """tests/host in this venv: no torch, no Docker."""
-    _pytest(session, "host")
-
-
-@nox.session(name="tests-docker")
-def tests_docker(session: nox.Session) -> None:
-    """tests/docker against the real Docker engine (builds or reuses the hf image)."""
-    _pytest(session, "docker")
-
-
-@nox.session(name="tests-container")
-def tests_container(session: nox.Session) -> None:
-    """tests/container inside the hf image (kit at /kit read-only, CPU); KIT_CA_BUNDLE for its build."""
-    _pytest_in_image(session, "hf", "container")
-
-
-@nox.session(name="tests-vllm")
-def tests_vllm(session: nox.Session) -> None:
-    """tests/vllm inside the vllm image (vLLM 0.12.0, CPU)."""
-    _pytest_in_image(session, "vllm", "vllm")
-
-
-@nox.session(name="tests-vllm-0.20")
-def tests_vllm_020(session: nox.Session) -> None:
-    """tests/vllm again, inside the vllm-0.20 image (vLLM 0.20.0, CPU)."""
-    _pytest_in_image(session, "vllm-0.20", "vllm")
-
-
-@nox.session(name="tests-slurm")
-def tests_slurm(session: nox.Session) -> None:
-    """tests/slurm through the real single-node slurmctld that .ci/slurm-up starts (fake GPU types fakea, fakeb)."""
-    _pytest(session, "slurm")
+for _name, _stack, _suite, _doc in (  # stack None: in nox's venv, else inside that stack's image
+    ("tests-host", None, "host", "tests/host in this venv: no torch, no Docker."),
+    ("tests-docker", None, "docker", "tests/docker against the real Docker engine (builds or reuses the hf image)."),
+    ("tests-container", "hf", "container", "tests/container inside the hf image (kit at /kit read-only, CPU); "
+                                           "KIT_CA_BUNDLE for its build."),
+    ("tests-vllm", "vllm", "vllm", "tests/vllm inside the vllm image (vLLM 0.12.0, CPU)."),
+    ("tests-vllm-0.20", "vllm-0.20", "vllm", "tests/vllm again, inside the vllm-0.20 image (vLLM 0.20.0, CPU)."),
+    ("tests-slurm", None, "slurm", "tests/slurm through the real single-node slurmctld that .ci/slurm-up starts (fake "
+                                   "GPU types fakea, fakeb)."),
+):
+    _session(_name, _doc, functools.partial(_pytest_in_image, stack=_stack, suite=_suite) if _stack
+             else functools.partial(_pytest, suite=_suite))
 
 
 @nox.session(name="tests", python=False,

@@ -1,12 +1,9 @@
-"""`python -m kit COMMAND [options]`: what every nox session calls.
-
-Host side only. One parser per command: the runner options defined here plus the workload options
-of the neutral core (core/workload.py). The workload is parsed and checked once, before anything
-long starts, and each step hands it to the container side as data (a WorkloadSpec, as JSON).
-"""
+"""`python -m kit COMMAND [options]`: what every nox session calls (host side). The workload is parsed and checked
+once, before anything long starts; each step hands it to the container side as data (docs/design.md)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -14,9 +11,12 @@ from typing import Callable, Optional
 from kit import KIT_ROOT
 from core.errors import KitError
 from core.workload import Parser, WorkloadSpec, add_workload_args, specs_from_namespace
-from kit.images import VLLM_STACKS, stack_title
+from kit.container_pytest import container_pytest_main
+from kit.demo import run_demo
+from kit.images import VLLM_STACKS, lock_main, resolve_ca_bundle, stack_title
+from kit.local_env import venv_main, wheelhouse_main
 from kit.runners import RunnerOptions, Step, run_step
-from kit.runners.slurm import add_slurm_args, slurm_options
+from kit.runners.slurm import add_slurm_args, node_main, run_slurm, slurm_options
 
 
 def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -29,7 +29,8 @@ def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, default=KIT_ROOT / "results")
     p.add_argument("--reports-dir", type=Path, help=REPORTS_DIR_HELP)
     p.add_argument("--output-dir", type=Path, default=KIT_ROOT / "output", help="traces and logs (git-ignored)")
-    p.add_argument("--ca-bundle", type=Path, help="CA bundle for TLS-intercepting proxies, passed to image builds as a BuildKit secret")
+    p.add_argument("--ca-bundle", type=Path,
+                   help="CA bundle for TLS-intercepting proxies, passed to image builds as a BuildKit secret")
     p.add_argument("--label", help="free-text provenance label stored in each result (e.g. 'reference run')")
     p.add_argument("--no-report", action="store_true", help="do not re-assemble reports/ after measuring")
     add_slurm_args(p)
@@ -37,14 +38,10 @@ def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def _options(ns: argparse.Namespace) -> RunnerOptions:
-    opts = RunnerOptions(runner=ns.runner, python=ns.python, results_dir=ns.results_dir.resolve(),
-                         output_dir=ns.output_dir.resolve(), label=ns.label)
-    if ns.ca_bundle:
-        if not ns.ca_bundle.is_file():
-            raise KitError(f"--ca-bundle {ns.ca_bundle}: no such file. Pass the PEM bundle your proxy's CA is in "
-                           "(often /etc/ssl/certs/ca-certificates.crt).")
-        opts.ca_bundle = ns.ca_bundle.resolve()
-    return opts
+    # Only a --ca-bundle given here is mounted into the containers; KIT_CA_BUNDLE reaches the image builds alone.
+    return RunnerOptions(runner=ns.runner, python=ns.python, results_dir=ns.results_dir.resolve(),
+                         output_dir=ns.output_dir.resolve(), label=ns.label,
+                         ca_bundle=resolve_ca_bundle(ns.ca_bundle) if ns.ca_bundle else None)
 
 
 REPORTS_DIR_HELP = ("default: next to the results folder: reports/ beside a folder named results (the repo's "
@@ -70,18 +67,15 @@ def _result_files(results_dir: Path) -> dict[str, tuple[int, int]]:
 
 
 def assemble(results_dir: Path, reports_dir: Path) -> None:
-    from kit.report import assemble_reports
+    from kit.report import assemble_reports  # matplotlib: only when a report is written
 
-    written = assemble_reports(results_dir, reports_dir)
-    for path in written:
+    for path in assemble_reports(results_dir, reports_dir):
         print(f"report: wrote {path}")
 
 
-# --------------------------------------------------------------------------- commands
-
-
 def cmd_report(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="nox -s report --", description="Re-render reports/ from results/ and the published data.")
+    p = argparse.ArgumentParser(prog="nox -s report --",
+                                description="Re-render reports/ from results/ and the published data.")
     p.add_argument("--results-dir", type=Path, default=KIT_ROOT / "results")
     p.add_argument("--reports-dir", type=Path, help=REPORTS_DIR_HELP)
     ns = p.parse_args(argv)
@@ -103,8 +97,6 @@ def _measure(command: str, argv: list[str]) -> None:
     before = _result_files(opts.results_dir)
     try:
         if slurm_opts is not None:
-            from kit.runners.slurm import run_slurm
-
             opts.runner = slurm_opts.node_runner
             run_slurm(command, steps, opts, slurm_opts)
         else:
@@ -170,7 +162,8 @@ def _bench_vllm() -> tuple[argparse.ArgumentParser, str, StepsFor]:
     add_workload_args(p, vllm=True, quantization_default="awq,awq_marlin")
     p.add_argument("--vllm", choices=tuple(VLLM_STACKS), default="0.12",
                    help=f"vLLM stack: 0.12 ({stack_title('vllm')}, the study's; default) or 0.20 "
-                        f"({stack_title('vllm-0.20')}, for the version comparison); results of the two never share a cell")
+                        f"({stack_title('vllm-0.20')}, for the version comparison); results of the two never share "
+                        "a cell")
     return p, "vllm", lambda ns, specs: [
         Step(VLLM_STACKS[ns.vllm], BENCH + ("vllm",), spec, f"vLLM {ns.vllm} ({spec.quantization}) bench")
         for spec in specs]
@@ -187,66 +180,17 @@ def _profile() -> tuple[argparse.ArgumentParser, str, StepsFor]:
 PLANS = {"bench-hf": _bench_hf, "bench-vllm": _bench_vllm, "profile": _profile}
 
 
-def cmd_bench_hf(argv: list[str]) -> None:
-    _measure("bench-hf", argv)
-
-
-def cmd_bench_vllm(argv: list[str]) -> None:
-    _measure("bench-vllm", argv)
-
-
-def cmd_profile(argv: list[str]) -> None:
-    _measure("profile", argv)
-
-
-def cmd_step(argv: list[str]) -> None:
-    """Internal: one step on this machine, what a `--runner slurm` job runs on its node."""
-    from kit.runners.slurm import node_main
-
-    node_main(argv)
-
-
-def cmd_demo(argv: list[str]) -> None:
-    from kit.demo import run_demo
-
-    run_demo(argv)
-
-
-def cmd_lock(argv: list[str]) -> None:
-    from kit.images import lock_main
-
-    lock_main(argv)
-
-
-def cmd_venv(argv: list[str]) -> None:
-    from kit.local_env import venv_main
-
-    venv_main(argv)
-
-
-def cmd_wheelhouse(argv: list[str]) -> None:
-    from kit.local_env import wheelhouse_main
-
-    wheelhouse_main(argv)
-
-
-def cmd_container_pytest(argv: list[str]) -> None:
-    from kit.container_pytest import container_pytest_main
-
-    container_pytest_main(argv)
-
-
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "report": cmd_report,
-    "bench-hf": cmd_bench_hf,
-    "bench-vllm": cmd_bench_vllm,
-    "profile": cmd_profile,
-    "demo": cmd_demo,
-    "lock": cmd_lock,
-    "venv": cmd_venv,
-    "wheelhouse": cmd_wheelhouse,
-    "container-pytest": cmd_container_pytest,
-    "step": cmd_step,
+    "bench-hf": functools.partial(_measure, "bench-hf"),
+    "bench-vllm": functools.partial(_measure, "bench-vllm"),
+    "profile": functools.partial(_measure, "profile"),
+    "demo": run_demo,
+    "lock": lock_main,
+    "venv": venv_main,
+    "wheelhouse": wheelhouse_main,
+    "container-pytest": container_pytest_main,
+    "step": node_main,  # internal: one step on this machine, what a `--runner slurm` job runs on its node
 }
 
 

@@ -1,10 +1,7 @@
 """`python -m kit container-pytest STACK [--ca-bundle PATH] -- PYTEST ARGS`: pytest inside a stack's pinned image.
 
-What the nox sessions tests-container, tests-vllm and tests-vllm-0.20 call. The image is built or reused as for a
-bench (kit/images.py: KIT_BASE_IMAGE, and KIT_CA_BUNDLE or --ca-bundle for the build), then `python -m pytest ARGS`
-runs in it the way the Docker runner runs a bench: the kit checkout mounted read-only at /kit, on the CPU, CI
-forwarded (tests/support/ci_policy.py reads it). The exit code is pytest's own (5: nothing collected), and so is
-the summary line.
+What tests-container, tests-vllm and tests-vllm-0.20 call: the image is built or reused as for a bench, then pytest
+runs in it as the Docker runner runs a bench (kit at /kit read-only, CPU, CI forwarded). The exit code is pytest's.
 """
 from __future__ import annotations
 
@@ -12,15 +9,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from kit.images import STACKS
+from kit.images import STACKS, ensure_image, resolve_ca_bundle
+from kit.preflight import docker_preflight
+from kit.runners.base import RunnerOptions, Step
+from kit.runners.docker import run_in_image
 
 
 def run_pytest_in_image(stack: str, pytest_args: list[str], *, ca_bundle: Path | None = None) -> int:
-    from kit.images import ensure_image, resolve_ca_bundle
-    from kit.preflight import docker_preflight
-    from kit.runners import RunnerOptions, Step
-    from kit.runners.docker import run_in_image
-
     ca = resolve_ca_bundle(ca_bundle)
     client = docker_preflight((stack,))
     with tempfile.TemporaryDirectory(prefix=f"kit-pytest-{stack}-") as tmp:
@@ -37,8 +32,8 @@ def container_pytest_main(argv: list[str]) -> None:
     kit_args, pytest_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     p = argparse.ArgumentParser(prog="python -m kit container-pytest",
                                 usage="%(prog)s STACK [--ca-bundle PATH] -- [PYTEST ARGS ...]",
-                                description="Build or reuse STACK's pinned image and run `python -m pytest PYTEST ARGS` "
-                                            "in it (kit at /kit read-only, CPU); exits with pytest's exit code.",
+                                description="Build or reuse STACK's pinned image and run `python -m pytest PYTEST "
+                                            "ARGS` in it (kit at /kit read-only, CPU); exits with pytest's exit code.",
                                 epilog="Everything after `--` goes to pytest (test paths, -k, -x, -v ...).")
     p.add_argument("stack", choices=STACKS)
     p.add_argument("--ca-bundle", type=Path, help="CA bundle for the image build (BuildKit secret); also KIT_CA_BUNDLE")

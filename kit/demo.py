@@ -1,30 +1,15 @@
 """`nox -s demo` / `python -m kit demo`: the whole pipeline on this CPU, in under a minute, touching only demo/.
 
-    1. bench    python -m bench run --backend transformers --synthetic tiny --device cpu ...
-                (the tiny synthetic AWQ checkpoint is generated once into demo/cache/ and reused)
-    2. profile  python profile/run_profile.py (same workload), when the profiler exists
-    3. report   kit.report.assemble_reports(demo/results -> demo/reports)
-
-Both steps run through the LOCAL runner (kit/runners/local.py) with the interpreter given by
---python, else $KIT_LOCAL_PYTHON, else .venv-hf/ (made once by `nox -s venv -- hf` from the hashed
-locks), else this one: it needs torch, transformers 4.51.3 and autoawq 0.2.9, and one without them
-gets a paragraph naming that command.
-Everything is written under the git-ignored demo/ folder (demo/results, demo/reports,
-demo/output, demo/cache); results/ and reports/ are never touched. Earlier demo results and
-reports are cleared first, so the demo report shows this run only.
-
-Options after `nox -s demo --`: --python PATH, --demo-dir DIR, and workload options (defaults
-below; `python -m bench run --help` lists them all).
-
-Host side: no torch here.
+The bench and (when it exists) the profiler run through the local runner on the tiny synthetic checkpoint (made
+once into demo/cache/), then the reports are assembled from demo/results into demo/reports. The interpreter must
+have the hf stack (`nox -s venv -- hf`). Earlier demo results and reports are cleared first, so the report shows
+this run only; results/ and reports/ are never touched. Options: --python PATH, --demo-dir DIR, workload options.
 """
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from kit import KIT_ROOT
 from core.errors import KitError
@@ -41,7 +26,8 @@ PROFILER = KIT_ROOT / "profile" / "run_profile.py"
 
 def demo_parser() -> Parser:
     p = Parser(prog="nox -s demo --", description=__doc__.split("\n\n")[0])
-    p.add_argument("--python", help="interpreter with the HF stack (default: $KIT_LOCAL_PYTHON, else .venv-hf/, else this one)")
+    p.add_argument("--python",
+                   help="interpreter with the HF stack (default: $KIT_LOCAL_PYTHON, else .venv-hf/, else this one)")
     p.add_argument("--demo-dir", type=Path, default=KIT_ROOT / "demo", help="default: demo/ (git-ignored)")
     add_workload_args(p, profile=True)
     p.set_defaults(**{k: v for k, v in DEMO_WORKLOAD.items() if k != "synthetic"})
@@ -65,13 +51,7 @@ def demo_steps(workload: WorkloadSpec, profiler: Path = PROFILER) -> list[Step]:
     return steps
 
 
-def _clear(folder: Path) -> None:
-    """Remove earlier demo outputs (files only ever written by the demo)."""
-    if folder.is_dir():
-        shutil.rmtree(folder)
-
-
-def run_demo(argv: list[str], *, profiler: Optional[Path] = None) -> dict[str, float]:
+def run_demo(argv: list[str]) -> dict[str, float]:
     ns = demo_parser().parse_args([a for a in argv if a != "--"])
     workload = demo_workload(ns)
     demo = ns.demo_dir.resolve()
@@ -80,14 +60,15 @@ def run_demo(argv: list[str], *, profiler: Optional[Path] = None) -> dict[str, f
             raise KitError(f"--demo-dir {demo} lies inside {forbidden}; the demo never writes there. Pick another "
                            "folder (default demo/).")
     results, reports = demo / "results", demo / "reports"
-    _clear(results)
-    _clear(reports)
+    for folder in (results, reports):  # earlier demo outputs (only ever written by the demo): this run only
+        if folder.is_dir():
+            shutil.rmtree(folder)
     opts = RunnerOptions(runner="local", python=ns.python, results_dir=results, output_dir=demo / "output",
                          cache_dir=demo / "cache", label="demo: CPU, tiny synthetic checkpoint",
                          extra_env=dict(DEMO_ENV))
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-    steps = demo_steps(workload, profiler or PROFILER)
+    steps = demo_steps(workload)
     for i, step in enumerate(steps, 1):
         print(f"[demo] step {i}/{len(steps) + 1}: {step.description}", flush=True)
         t0 = time.perf_counter()
@@ -97,21 +78,12 @@ def run_demo(argv: list[str], *, profiler: Optional[Path] = None) -> dict[str, f
         print("[demo] profile/run_profile.py not found: profiler step skipped", flush=True)
     print(f"[demo] step {len(steps) + 1}/{len(steps) + 1}: report", flush=True)
     t0 = time.perf_counter()
-    from kit.report import assemble_reports
+    from kit.report import assemble_reports  # matplotlib: only once the steps have run
 
     for path in assemble_reports(results, reports):
         print(f"[demo] wrote {path}", flush=True)
     timings["report"] = time.perf_counter() - t0
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
     timings["total"] = time.perf_counter() - t_all
-    print("[demo] done in {total:.1f} s ({parts}); results in {results}, reports in {reports}".format(
-        total=timings["total"], parts=", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total"),
-        results=results, reports=reports), flush=True)
+    print(f"[demo] done in {timings['total']:.1f} s ({parts}); results in {results}, reports in {reports}", flush=True)
     return timings
-
-
-if __name__ == "__main__":  # pragma: no cover
-    try:
-        run_demo(sys.argv[1:])
-    except KitError as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        raise SystemExit(e.exit_code) from None

@@ -1,8 +1,5 @@
-"""Talking to the docker CLI: finding a BuildKit-capable client, checking that its daemon answers, asking it about
-images and its disk. Used by kit/images.py (builds) and kit/preflight.py (the checks before a Docker step), which
-both sit above it; it imports neither.
-
-Host side; no torch.
+"""Talking to the docker CLI: a BuildKit-capable client, its daemon, its images and its disk. kit/images.py and
+kit/preflight.py import it; it imports neither. Host side; no torch.
 """
 from __future__ import annotations
 
@@ -41,24 +38,22 @@ class DockerClient:
         return subprocess.run([self.path, *args], capture_output=True, text=True, env=self.env(), timeout=timeout)
 
 
-# --------------------------------------------------------------------------- the client
+def _probe(path: str, *args: str) -> Optional[subprocess.CompletedProcess]:
+    try:
+        return subprocess.run([path, *args], capture_output=True, text=True, timeout=PROBE_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
 
 
 def _client_version(path: str) -> Optional[str]:
-    try:
-        r = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r"version (\d+\.\d+\.\d+\S*?)[,\s]", r.stdout + " ")
-    return m.group(1) if r.returncode == 0 and m else None
+    r = _probe(path, "--version")
+    m = re.search(r"version (\d+\.\d+\.\d+\S*?)[,\s]", r.stdout + " ") if r else None
+    return m.group(1) if r and r.returncode == 0 and m else None
 
 
 def _has_buildx(path: str) -> bool:
-    try:
-        r = subprocess.run([path, "buildx", "version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
+    r = _probe(path, "buildx", "version")
+    return r is not None and r.returncode == 0
 
 
 def buildkit_support(path: str, version: str) -> Optional[str]:
@@ -73,14 +68,12 @@ def buildkit_support(path: str, version: str) -> Optional[str]:
 
 
 def _candidates() -> list[str]:
-    seen: list[str] = []
     on_path = [os.path.join(d, "docker") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    found: dict[str, str] = {}  # real path -> the first name that leads to it
     for c in on_path + list(FALLBACK_CLIENTS):
         if os.path.isfile(c) and os.access(c, os.X_OK):
-            real = os.path.realpath(c)
-            if real not in [os.path.realpath(s) for s in seen]:
-                seen.append(c)
-    return seen
+            found.setdefault(os.path.realpath(c), c)
+    return list(found.values())
 
 
 def find_docker() -> DockerClient:
@@ -143,9 +136,6 @@ def _no_buildkit_paragraph(tried: Sequence[tuple[str, str]]) -> str:
     )
 
 
-# --------------------------------------------------------------------------- the daemon
-
-
 def check_daemon(client: DockerClient) -> str:
     """The daemon's version; PreflightError when it cannot be reached."""
     try:
@@ -173,52 +163,32 @@ def check_daemon(client: DockerClient) -> str:
     )
 
 
-# --------------------------------------------------------------------------- images
+def _inspect(docker: DockerClient, ref: str, template: str) -> str:
+    r = subprocess.run([docker.path, "image", "inspect", "--format", template, ref],
+                       capture_output=True, text=True, env=docker.env())
+    return r.stdout.strip() if r.returncode == 0 else ""
 
 
 def inspect_image_id(docker: DockerClient, ref: str) -> Optional[str]:
-    r = subprocess.run([docker.path, "image", "inspect", "--format", "{{.Id}}", ref],
-                       capture_output=True, text=True, env=docker.env())
-    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+    return _inspect(docker, ref, "{{.Id}}") or None
 
 
 def image_size_bytes(docker: DockerClient, ref: str) -> Optional[int]:
-    r = subprocess.run([docker.path, "image", "inspect", "--format", "{{.Size}}", ref],
-                       capture_output=True, text=True, env=docker.env())
-    try:
-        return int(r.stdout.strip())
-    except ValueError:
-        return None
-
-
-# --------------------------------------------------------------------------- disk
-
-
-def docker_root_dir(client: DockerClient) -> Optional[Path]:
-    r = client.run("info", "--format", "{{.DockerRootDir}}")
-    root = r.stdout.strip() if r.returncode == 0 else ""
-    return Path(root) if root else None
-
-
-def free_gb(path: Path) -> Optional[float]:
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        return shutil.disk_usage(p).free / 1e9
-    except OSError:
-        return None
+    size = _inspect(docker, ref, "{{.Size}}")
+    return int(size) if size.isdigit() else None
 
 
 def check_disk(client: DockerClient, need_gb: float, what: str) -> None:
     """Enough free space under the docker root (or / when the daemon's root is not visible from here)."""
-    override = os.environ.get("KIT_MIN_FREE_GB")
-    if override:
-        need_gb = float(override)
-    root = docker_root_dir(client)
+    need_gb = float(os.environ.get("KIT_MIN_FREE_GB") or need_gb)
+    r = client.run("info", "--format", "{{.DockerRootDir}}")
+    root = Path(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
     where = root if root and root.exists() else Path("/")
-    free = free_gb(where)
-    if free is None or free >= need_gb:
+    try:
+        free = shutil.disk_usage(where).free / 1e9
+    except OSError:
+        return
+    if free >= need_gb:
         return
     raise PreflightError(
         f"Not enough free disk for {what}: {free:.1f} GB free under {where}, about {need_gb:.0f} GB needed (the "

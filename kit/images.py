@@ -1,25 +1,10 @@
-"""The pinned images: hashed locks (`nox -s lock`), content-hash tags, build-or-reuse.
+"""The pinned images: hashed locks (`nox -s lock`), content-hash tags, build-or-reuse (docs/images.md).
 
-Host side, no torch. ``images/Dockerfile`` (ARG BASE_IMAGE: digest-pinned ubuntu:24.04; venv at /opt/venv from
-the locks) builds every stack; a stack is its folder of locks (``images/hf/``, ``images/vllm/``,
-``images/vllm-0.20/``), which is also the build context::
-
-    bootstrap.in/.lock  pip + setuptools + wheel, hashed, installed first
-    requirements.in     what the stack pins (the study's versions)
-    requirements.lock   uv pip compile --generate-hashes, fixed --exclude-newer date, Python 3.12,
-                        x86_64-manylinux_2_35; never edited by hand
-
-The image tag is ``awq-kit-<stack>:<content hash>`` where the hash covers the Dockerfile, the stack's name, its
-locks and the base-image override; the kit's code is mounted at run time, never baked, so a code-only
-change neither changes the tag nor invalidates a layer.
-
-Environment:
-    KIT_BASE_IMAGE   build on this base instead of the Dockerfile's digest-pinned ubuntu:24.04
-                     (CI: a Debian bookworm base made with debootstrap; no registry needed)
-    KIT_CA_BUNDLE    PEM bundle passed to builds as the BuildKit secret ``ca`` (TLS-intercepting
-                     proxies); --ca-bundle on the command line wins
-    KIT_DOCKER       the docker client to use (must support BuildKit; see kit/preflight.py)
-    KIT_BUILD_VERBOSE=1   print every build line, not just the step lines
+The tag ``awq-kit-<stack>:<content hash>`` hashes the Dockerfile, the stack, its locks and the base-image override;
+the kit's code is mounted at run time, never baked, so a code-only change keeps the tag and every layer.
+Environment: KIT_BASE_IMAGE (another base than the Dockerfile's digest-pinned ubuntu:24.04), KIT_CA_BUNDLE (a PEM
+bundle, the BuildKit secret ``ca``; --ca-bundle wins), KIT_DOCKER (kit/docker_client.py), KIT_BUILD_VERBOSE=1
+(every build line, not just the steps).
 """
 from __future__ import annotations
 
@@ -40,6 +25,7 @@ from kit import KIT_ROOT
 from core.errors import KitError
 from core.locks import lock_requirements, lock_versions
 from kit.docker_client import DockerClient, check_daemon, check_disk, find_docker, image_size_bytes, inspect_image_id
+from kit.local_env import find_uv
 
 IMAGES_DIR = KIT_ROOT / "images"
 STACKS = ("hf", "vllm", "vllm-0.20")
@@ -52,12 +38,9 @@ LOCK_PLATFORM = "x86_64-manylinux_2_35"
 INDEX_URL = "https://pypi.org/simple"
 LOCK_PAIRS = (("bootstrap.in", "bootstrap.lock"), ("requirements.in", "requirements.lock"))
 
-IMAGE_REPO = "awq-kit-{stack}"
-
 
 @dataclass(frozen=True)
 class StackInfo:
-    name: str
     # The packages that name the stack in its title, before its torch (versions: the lock's).
     headline: tuple[str, ...]
     # Free disk (GB) a cold build needs: image + BuildKit's pip cache + unpacking headroom.
@@ -66,10 +49,10 @@ class StackInfo:
 
 
 STACK_INFO = {
-    "hf": StackInfo("hf", ("transformers", "autoawq"), 15.0),
-    "vllm": StackInfo("vllm", ("vllm",), 20.0),
+    "hf": StackInfo(("transformers", "autoawq"), 15.0),
+    "vllm": StackInfo(("vllm",), 20.0),
     # vLLM 0.20 is the first vLLM that runs on a CUDA 13 (torch 2.11) GPU host.
-    "vllm-0.20": StackInfo("vllm-0.20", ("vllm",), 22.0, "2026-11-28T00:00:00Z"),
+    "vllm-0.20": StackInfo(("vllm",), 22.0, "2026-11-28T00:00:00Z"),
 }
 _DISPLAY_NAMES = {"vllm": "vLLM"}
 
@@ -95,7 +78,7 @@ def vllm_series_of(stack: str) -> Optional[str]:
 
 
 def dockerfile() -> Path:
-    """The one Dockerfile of every stack; a stack is its folder of locks."""
+    """The one Dockerfile of every stack (a function: tests move IMAGES_DIR); a stack is its folder of locks."""
     return IMAGES_DIR / "Dockerfile"
 
 
@@ -103,9 +86,6 @@ def stack_dir(stack: str) -> Path:
     if stack not in STACKS:
         raise KitError(f"unknown image stack {stack!r}; expected one of {', '.join(STACKS)}.")
     return IMAGES_DIR / stack
-
-
-# --------------------------------------------------------------------------- hashing
 
 
 def _sha256(*parts: bytes) -> str:
@@ -128,10 +108,6 @@ def lock_hash(stack: str) -> str:
     return _sha256(*parts)
 
 
-def base_image_override() -> Optional[str]:
-    return os.environ.get("KIT_BASE_IMAGE") or None
-
-
 def base_identity(docker: DockerClient, base: Optional[str]) -> Optional[str]:
     """What the tag hashes for a base override: ``name@<local image id>`` when the name is a local image and not
     digest-pinned, so that re-making e.g. kit-base:bookworm (a new debootstrap) yields new images."""
@@ -143,7 +119,7 @@ def base_identity(docker: DockerClient, base: Optional[str]) -> Optional[str]:
 
 def current_tag(stack: str, docker: DockerClient) -> str:
     """The tag ``ensure_image`` would use now (KIT_BASE_IMAGE and its local id included)."""
-    return image_tag(stack, base_identity(docker, base_image_override()))
+    return image_tag(stack, base_identity(docker, os.environ.get("KIT_BASE_IMAGE")))
 
 
 def default_base_image(stack: str) -> str:
@@ -170,10 +146,7 @@ def content_hash(stack: str, base_image: Optional[str] = None) -> str:
 
 
 def image_tag(stack: str, base_image: Optional[str] = None) -> str:
-    return f"{IMAGE_REPO.format(stack=stack)}:{content_hash(stack, base_image)[:16]}"
-
-
-# --------------------------------------------------------------------------- build or reuse
+    return f"awq-kit-{stack}:{content_hash(stack, base_image)[:16]}"
 
 
 @dataclass
@@ -235,7 +208,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
 
     force_build=True runs the build even when the tag exists (BuildKit reuses every cached layer).
     """
-    base_override = base_image_override()
+    base_override = os.environ.get("KIT_BASE_IMAGE")
     base = base_override or default_base_image(stack)
     tag = image_tag(stack, base_identity(docker, base_override))
     lh = lock_hash(stack)
@@ -314,17 +287,6 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
                      cached_steps=cached, run_steps=ran)
 
 
-# --------------------------------------------------------------------------- locks
-
-
-def _uv() -> str:
-    uv = shutil.which("uv")
-    if not uv:
-        raise KitError("`uv` is not on PATH: the locks are generated with uv (`pip install uv`, or run `nox -s lock`, "
-                       "which installs it).")
-    return uv
-
-
 # Flags of the resolution that do not change what it picks: the header's command line leaves them out.
 UNRECORDED_ARGS = ("--output-file", "--no-config", "--no-header", "--quiet")
 
@@ -356,28 +318,21 @@ def lock_header(stack: str, infile: str, in_sha: str, uv_version: str) -> str:
     )
 
 
-def compile_lock(stack: str, infile: str, out_dir: Path, *, uv: Optional[str] = None) -> Path:
-    """Resolve images/<stack>/<infile> into out_dir/<lock>; returns the path. Needs PyPI (about 3 s)."""
-    uv = uv or _uv()
+def compile_lock(stack: str, infile: str, uv: str) -> str:
+    """The lock images/<stack>/<infile> resolves to today, header included. Needs PyPI (about 3 s)."""
     src = stack_dir(stack) / infile
-    out = Path(out_dir) / infile.replace(".in", ".lock")
-    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
     with tempfile.TemporaryDirectory() as tmp:
         # Compile a copy in an empty folder: no existing lock is read as "preferences", no uv.toml applies.
         shutil.copy(src, Path(tmp) / infile)
-        r = subprocess.run(uv_compile_command(uv, infile, "out.lock", STACK_INFO[stack].exclude_newer), cwd=tmp, env=env,
-                           capture_output=True, text=True)
+        r = subprocess.run(uv_compile_command(uv, infile, "out.lock", STACK_INFO[stack].exclude_newer), cwd=tmp,
+                           env=dict(os.environ, UV_PYTHON_DOWNLOADS="never"), capture_output=True, text=True)
         if r.returncode != 0:
-            hint = ""
-            if "certificate" in r.stderr.lower() or "tls" in r.stderr.lower():
-                hint = (" uv could not verify PyPI's certificate: set SSL_CERT_FILE to your CA bundle (or pass "
-                        "--ca-bundle).")
+            hint = (" uv could not verify PyPI's certificate: set SSL_CERT_FILE to your CA bundle (or pass "
+                    "--ca-bundle)." if "certificate" in r.stderr.lower() or "tls" in r.stderr.lower() else "")
             raise KitError(f"resolving {src} with uv failed (exit code {r.returncode}).{hint}\n{r.stderr.strip()}")
         body = (Path(tmp) / "out.lock").read_text(encoding="utf-8")
     version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip() or "uv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(lock_header(stack, infile, in_file_hash(src), version) + body, encoding="utf-8")
-    return out
+    return lock_header(stack, infile, in_file_hash(src), version) + body
 
 
 def lock_drift(committed: str, fresh: str) -> list[str]:
@@ -413,27 +368,24 @@ def lock_main(argv: list[str]) -> None:
     ns = p.parse_args(argv)
     if ns.ca_bundle:
         os.environ["SSL_CERT_FILE"] = str(resolve_ca_bundle(ns.ca_bundle))
-    uv = _uv()
+    uv = find_uv("Resolving the locks", "nox -s lock")
     stale = []
     for stack in ns.stack or STACKS:
         for infile, lockfile in LOCK_PAIRS:
             t0 = time.monotonic()
-            with tempfile.TemporaryDirectory() as tmp:
-                new = compile_lock(stack, infile, Path(tmp), uv=uv)
-                committed = stack_dir(stack) / lockfile
-                old_text = committed.read_text() if committed.is_file() else ""
-                drift = lock_drift(old_text, new.read_text())
-                if recorded_in_hash(old_text) != recorded_in_hash(new.read_text()):
-                    drift.insert(0, f"{stack_dir(stack).name}/{infile} changed since the lock was made")
-                same = not drift
-                n = len(lock_requirements(new.read_text()))
-                if ns.check:
-                    status = "up to date" if same else f"DRIFT in {len(drift)} package(s)"
-                    if not same:
-                        stale.append(str(committed))
-                else:
-                    shutil.copy(new, committed)
-                    status = "unchanged" if same else "written"
+            new = compile_lock(stack, infile, uv)
+            committed = stack_dir(stack) / lockfile
+            old = committed.read_text(encoding="utf-8") if committed.is_file() else ""
+            drift = lock_drift(old, new)
+            if recorded_in_hash(old) != recorded_in_hash(new):
+                drift.insert(0, f"{stack}/{infile} changed since the lock was made")
+            if ns.check:
+                status = f"DRIFT in {len(drift)} package(s)" if drift else "up to date"
+                stale += [str(committed)] if drift else []
+            else:
+                committed.write_text(new, encoding="utf-8")
+                status = "written" if drift else "unchanged"
+            n = len(lock_requirements(new))
             print(f"lock: images/{stack}/{lockfile}: {n} packages, {status} ({time.monotonic() - t0:.1f}s)")
             for line in drift if ns.check else ():
                 print(f"lock:   {line}")
@@ -442,9 +394,6 @@ def lock_main(argv: list[str]) -> None:
                        "package above). A lock is the record of what was resolved, so this is not an error in the "
                        "commit: the index now serves files it did not serve then (docs/images.md, \"Why a "
                        "re-resolution drifts\"). Run `nox -s lock` and commit only if you mean to move the stack.")
-
-
-# --------------------------------------------------------------------------- build / benchmark command
 
 
 def images_main(argv: list[str]) -> None:

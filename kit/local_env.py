@@ -1,13 +1,9 @@
 """`nox -s venv -- STACK` (`python -m kit venv STACK`): the local runner's interpreter, made from the stack's locks.
 
-With `--wheelhouse DIR` it is made from a folder that `nox -s wheelhouse -- STACK` filled, with no network at all
-(kit/wheelhouse.py): the way onto a GPU host without internet.
-
-Makes .venv-<STACK>/ at the repository root with exactly what the stack's image installs: images/<STACK>/
-bootstrap.lock (pip, setuptools, wheel) first, then requirements.lock with --require-hashes --no-deps
---no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed setuptools, not an unpinned one
-fetched by build isolation), then a dependency check. uv does the installs. The local runner and the demo use
-this interpreter by default (kit/runners/local.py). Host side; no torch here.
+.venv-<STACK>/ is made with uv in the image's order: bootstrap.lock (pip, setuptools, wheel), then requirements.lock
+with --require-hashes --no-deps --no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed
+setuptools), then a dependency check. With `--wheelhouse DIR`: from a folder `nox -s wheelhouse -- STACK` filled,
+with no network at all (kit/wheelhouse.py).
 """
 from __future__ import annotations
 
@@ -21,6 +17,7 @@ from pathlib import Path
 
 from kit import KIT_ROOT
 from core.errors import KitError
+from kit.wheelhouse import download, make_venv_offline, removed_if_half_made
 
 # What a local interpreter must be able to import to run a stack's steps (bench, profile; pydantic: the results).
 STACK_MODULES = {"hf": ("torch", "transformers", "awq", "pydantic"), "vllm": ("torch", "vllm", "pydantic"),
@@ -35,11 +32,11 @@ def make_command(stack: str) -> str:
     return f"nox -s venv -- {stack}"
 
 
-def _uv() -> str:
+def find_uv(purpose: str, session: str) -> str:
     uv = shutil.which("uv")
     if not uv:
-        raise KitError(f"Making the local interpreter needs uv, and it is not on PATH. Use `{make_command('hf')}` "
-                       "(nox installs uv into its own venv), or `pip install uv` first.")
+        raise KitError(f"{purpose} needs uv, and it is not on PATH. Run `{session}` (nox installs uv into its own "
+                       "venv), or `pip install uv` first.")
     return uv
 
 
@@ -57,35 +54,31 @@ def stack_locks(stack: str, root: Path = KIT_ROOT) -> Path:
     locks = Path(stack).resolve() if os.sep in stack else root / "images" / stack
     if not (locks / "requirements.lock").is_file():
         stacks = sorted(p.name for p in (root / "images").iterdir() if (p / "requirements.lock").is_file())
-        raise KitError(f"No stack {stack!r}: images/{stack}/requirements.lock does not exist. Stacks: {', '.join(stacks)}.")
+        raise KitError(f"No stack {stack!r}: images/{stack}/requirements.lock does not exist. "
+                       f"Stacks: {', '.join(stacks)}.")
     return locks
 
 
 def make_venv(stack: str, python: str, root: Path = KIT_ROOT) -> Path:
     locks = stack_locks(stack, root)
-    uv, target = _uv(), venv_python(stack, root)
+    uv, target = find_uv("Making the local interpreter", make_command(stack)), venv_python(stack, root)
     t0 = time.monotonic()
-    try:
+    with removed_if_half_made(target.parent.parent):
         _run([uv, "venv", "--clear", "--python", python, str(target.parent.parent)])
         _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps",
               "-r", str(locks / "bootstrap.lock")])
         _run([uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps", "--no-build-isolation",
               "-r", str(locks / "requirements.lock")])
         _run([uv, "pip", "check", "--python", str(target)])
-    except BaseException:
-        shutil.rmtree(target.parent.parent, ignore_errors=True)  # a half-made venv would pass for a stack
-        print(f"venv: removed the half-made {target.parent.parent}", file=sys.stderr, flush=True)
-        raise
     print(f"venv: {target.parent.parent} made from images/{stack}/*.lock in {time.monotonic() - t0:.0f} s; "
           f"`--runner local` and `nox -s demo` use it by default", flush=True)
     return target
 
 
 def venv_main(argv: list[str]) -> None:
-    from kit.wheelhouse import make_venv_offline
-
     p = argparse.ArgumentParser(prog="nox -s venv --", description=__doc__.split("\n\n")[0])
-    p.add_argument("stack", nargs="?", default="hf", help="hf (default), vllm or vllm-0.20: which images/<stack>/ locks")
+    p.add_argument("stack", nargs="?", default="hf",
+                   help="hf (default), vllm or vllm-0.20: which images/<stack>/ locks")
     p.add_argument("--python", default=sys.executable, help="base interpreter (default: the one running this)")
     p.add_argument("--wheelhouse", type=Path, help="install from this folder (made by `nox -s wheelhouse -- STACK`) "
                                                    "with no network at all, every file checked against the locks")
@@ -103,8 +96,6 @@ def venv_main(argv: list[str]) -> None:
 
 
 def wheelhouse_main(argv: list[str]) -> None:
-    from kit.wheelhouse import download
-
     p = argparse.ArgumentParser(prog="nox -s wheelhouse --",
                                 description="Download every file a stack's locks name, for the lock's Python and "
                                             "platform, hashes checked (sdist-only packages built once into wheels), "

@@ -1,16 +1,6 @@
-"""Preflight: everything the Docker runner needs, checked before any long step, one paragraph per problem.
-
-Checks, in order (each raises or collects a KitError paragraph):
-
-- a docker CLI exists (KIT_DOCKER, else `docker` on PATH, else the usual install locations);
-- the daemon answers (unreachable / permission denied are told apart);
-- the client can build with BuildKit (docker < 23 has it built in; newer clients need the buildx plugin);
-- GPU steps only: the daemon has the NVIDIA runtime, nvidia-smi sees a GPU, and the GPU the step will run on
-  (CUDA_VISIBLE_DEVICES' first, else GPU 0) meets the vLLM kernel's minimum compute capability (the bench's
-  own rule and message, core/rules.py);
-- a build only: enough free disk under the docker root for the image.
-
-Host side; no torch.
+"""Preflight: what the Docker runner needs, checked before any long step, one paragraph per problem: the client
+and its daemon (kit/docker_client.py); for GPU steps the NVIDIA runtime, a GPU, and that the GPU the step will run on
+meets the vLLM kernel's minimum compute capability (core/rules.py); for a build, free disk under the docker root.
 """
 from __future__ import annotations
 
@@ -32,15 +22,10 @@ from kit.images import STACK_INFO, current_tag, inspect_image_id
 NVIDIA_DAEMON_MESSAGE = 'could not select device driver "" with capabilities: [[gpu]]'
 
 
-# --------------------------------------------------------------------------- GPU
-
-
 def daemon_runtimes(client: DockerClient) -> dict:
     r = client.run("info", "--format", "{{json .Runtimes}}")
-    if r.returncode != 0:
-        return {}
     try:
-        return json.loads(r.stdout.strip() or "{}") or {}
+        return (json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None) or {}
     except json.JSONDecodeError:
         return {}
 
@@ -60,9 +45,8 @@ def check_nvidia_runtime(client: DockerClient) -> None:
     """The daemon must be able to hand out GPUs. `--gpus` works through the `nvidia` runtime or, on newer
     toolkits, through nvidia-container-runtime-hook on the daemon's PATH; neither present means no GPUs."""
     runtimes = daemon_runtimes(client)
-    if any("nvidia" in name.lower() for name in runtimes):
-        return
-    if shutil.which("nvidia-container-runtime-hook") or shutil.which("nvidia-container-toolkit"):
+    if (any("nvidia" in name.lower() for name in runtimes) or shutil.which("nvidia-container-runtime-hook")
+            or shutil.which("nvidia-container-toolkit")):
         return
     listed = ", ".join(sorted(runtimes)) or "none reported"
     raise PreflightError(nvidia_runtime_paragraph(f"`docker info` runtimes: {listed}"))
@@ -78,11 +62,6 @@ class GpuInfo:
     name: str
     capability: Optional[tuple[int, int]]  # (major, minor); None when nvidia-smi does not say
     uuid: str = ""
-
-
-def _capability(text: str) -> Optional[tuple[int, int]]:
-    m = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
-    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def visible_gpus() -> list[GpuInfo]:
@@ -103,7 +82,9 @@ def visible_gpus() -> list[GpuInfo]:
     for line in r.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 3 and parts[0].isdigit():
-            gpus.append(GpuInfo(int(parts[0]), parts[1], _capability(parts[2]), parts[3] if len(parts) > 3 else ""))
+            cap = re.fullmatch(r"(\d+)\.(\d+)", parts[2])  # "[N/A]" on old drivers
+            gpus.append(GpuInfo(int(parts[0]), parts[1], (int(cap[1]), int(cap[2])) if cap else None,
+                                parts[3] if len(parts) > 3 else ""))
     if r.returncode != 0 or not gpus:
         raise PreflightError(
             "No GPU visible: nvidia-smi found no usable GPU"
@@ -156,9 +137,6 @@ def check_gpu_step(client: DockerClient, workload: WorkloadSpec, series: Optiona
         problems.append(str(e))
     if problems:
         raise PreflightError("\n\n".join(problems))
-
-
-# --------------------------------------------------------------------------- everything
 
 
 def docker_preflight(stacks: Sequence[str] = (), *, gpu_workload: Optional[WorkloadSpec] = None,

@@ -1,17 +1,8 @@
 """Offline installs of a stack's exact lock: `nox -s wheelhouse -- STACK` here, `nox -s venv -- STACK --wheelhouse DIR`
-on a GPU host without internet.
+on a GPU host without internet (README "GPU hosts without internet"). Standard library only.
 
-A wheelhouse is a folder of files plus one manifest per stack, `wheelhouse-<stack>.json`. `download` puts in it one
-file per package of images/<stack>/bootstrap.lock and requirements.lock, for the lock's own Python and platform
-(pip download --only-binary, every file checked against the lock's hashes). A package that has only an sdist
-(autoawq 0.2.9) is downloaded (hash-checked) and built once into a wheel with the bootstrap lock's setuptools; the
-manifest records that wheel's sha256 beside the sdist hash the lock pins. Stacks may share one folder: a file two
-locks pin is stored once.
-
-`check` maps every package of the locks to a file of the folder by sha256 (the lock's hashes, or the manifest's for a
-built wheel) and refuses a missing or altered one with one paragraph. `make_venv_offline` then installs with pip
-and no index at all, in the image's order (bootstrap lock first, then the main lock with --require-hashes --no-deps
---no-build-isolation, then pip check), and removes a half-made venv. Host side; standard library only.
+A wheelhouse is a folder of files (stacks may share it) plus one manifest per stack, `wheelhouse-<stack>.json`,
+which records the wheels built from sdist-only packages (autoawq 0.2.9) beside the sdist hash the lock pins.
 """
 from __future__ import annotations
 
@@ -30,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from core.errors import KitError
+from core.files import atomic_write_text
 from core.locks import lock_requirements, normalize
 
 LOCKS = ("bootstrap.lock", "requirements.lock")
@@ -94,20 +86,27 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _requirement_lines(pins: list[Pin], hashes: Optional[dict[Pin, str]] = None) -> str:
-    """Hashed requirement lines; `hashes` narrows a pin to the one file the wheelhouse holds for it."""
-    return "".join(f"{p.name}=={p.version} "
-                   + " ".join(f"--hash={h}" for h in ((hashes[p],) if hashes else p.hashes)) + "\n" for p in pins)
-
-
 @contextmanager
-def _requirements_file(text: str):
+def _requirements_file(pins: list[Pin], hashes: Optional[dict[Pin, str]] = None):
+    """A temporary file of hashed requirement lines; `hashes` narrows a pin to the one file the wheelhouse holds."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write(text)
+        f.writelines(f"{p.name}=={p.version} " + " ".join(f"--hash={h}" for h in ((hashes[p],) if hashes else p.hashes))
+                     + "\n" for p in pins)
     try:
         yield f.name
     finally:
         os.unlink(f.name)
+
+
+@contextmanager
+def removed_if_half_made(venv: Path):
+    """A venv that failed half-way would pass for a stack: remove it (and say so) on any failure or interrupt."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(venv, ignore_errors=True)
+        print(f"venv: removed the half-made {venv}", file=sys.stderr, flush=True)
+        raise
 
 
 def dist_of(filename: str) -> Optional[tuple[str, str]]:
@@ -148,9 +147,6 @@ def _pip_with_progress(args: list[str], total: int) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines))
 
 
-# --------------------------------------------------------------------------- download (needs the index)
-
-
 def _index_args(index_url: str, ca_bundle: Optional[Path]) -> list[str]:
     # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
     args = ["--isolated", "--disable-pip-version-check", "--index-url", index_url]
@@ -163,7 +159,7 @@ def _download_wheels(pins: list[Pin], dest: Path, python: str, platform: str, in
     wanted, no_wheel = list(pins), []
     platform_args = [a for p in pip_platforms(platform) for a in ("--platform", p)]
     while wanted:
-        with _requirements_file(_requirement_lines(wanted)) as req:
+        with _requirements_file(wanted) as req:
             r = _pip_with_progress(["download", *index, "--no-deps", "--only-binary=:all:", "--require-hashes",
                                     "--python-version", python, "--implementation", "cp", *platform_args,
                                     "--progress-bar", "off", "-d", str(dest), "-r", req], len(wanted))
@@ -176,7 +172,8 @@ def _download_wheels(pins: list[Pin], dest: Path, python: str, platform: str, in
                            "\nA certificate error behind a TLS-intercepting proxy needs --ca-bundle PATH.")
         no_wheel += [p for p in wanted if p.name == missing]
         wanted = [p for p in wanted if p.name != missing]
-        print(f"wheelhouse: {missing} has no wheel for Python {python} / {platform}: its sdist will be built", flush=True)
+        print(f"wheelhouse: {missing} has no wheel for Python {python} / {platform}: its sdist will be built",
+              flush=True)
     return no_wheel
 
 
@@ -186,10 +183,10 @@ def _build_sdists(no_wheel: list[Pin], bootstrap: list[Pin], dest: Path, index: 
     built = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env_python = _build_env(tmp / "build-env", bootstrap, dest)
+        env_python = _bootstrapped_venv(sys.executable, tmp / "build-env", bootstrap, dest)
         for pin in no_wheel:
             sdists = tmp / f"sdist-{pin.name}"
-            with _requirements_file(_requirement_lines([pin])) as req:
+            with _requirements_file([pin]) as req:
                 r = _pip(sys.executable, ["download", *index, "--no-deps", "--no-binary=:all:", "--require-hashes",
                                           "--progress-bar", "off", "-d", str(sdists), "-r", req],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -213,12 +210,11 @@ def _build_sdists(no_wheel: list[Pin], bootstrap: list[Pin], dest: Path, index: 
     return built
 
 
-def _build_env(venv: Path, bootstrap: list[Pin], wheelhouse: Path) -> str:
+def _bootstrapped_venv(python: str, venv: Path, bootstrap: list[Pin], wheelhouse: Path) -> str:
     """A venv with the bootstrap lock's pip, setuptools and wheel, installed from the wheelhouse with hashes."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    _bootstrap_pip(python, bootstrap, wheelhouse)
-    return python
+    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    _bootstrap_pip(str(venv / "bin" / "python"), bootstrap, wheelhouse)
+    return str(venv / "bin" / "python")
 
 
 def _no_wheel_paragraph(pin: Pin, why: str, log: str) -> str:
@@ -244,8 +240,6 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
     built = _build_sdists(no_wheel, [p for p in pins if p.lock == LOCKS[0]], dest, index) if no_wheel else []
     manifest = {"format": "awq-kit-wheelhouse", "stack": stack, "locks_sha256": locks_sha256(lock_dir),
                 "python": python, "platform": platform, "built": built}
-    from core.results import atomic_write_text  # pydantic: only here, so the offline install needs standard library alone
-
     path = dest / MANIFEST.format(stack=stack)
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     files = resolve_files(stack, lock_dir, dest)  # everything present and every hash right, or a paragraph
@@ -256,9 +250,6 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
           f"`nox -s venv -- {stack} --wheelhouse {dest.name}` (or `python3 -m kit venv {stack} --wheelhouse "
           f"{dest.name}`), which needs no network.", flush=True)
     return path
-
-
-# --------------------------------------------------------------------------- check + offline install (no network)
 
 
 def _load_manifest(stack: str, lock_dir: Path, wheelhouse: Path) -> dict:
@@ -316,7 +307,7 @@ def _bootstrap_pip(python: str, bootstrap: list[Pin], wheelhouse: Path) -> None:
     wheel = next((f for f in named if sha256_file(f) in pip.hashes), None)
     if wheel is None:
         raise KitError(f"{wheelhouse} holds no pip wheel with a hash the bootstrap lock pins: make it again.")
-    with _requirements_file(_requirement_lines(bootstrap)) as req:
+    with _requirements_file(bootstrap) as req:
         _offline_install(python, [str(wheel / "pip"), "install"], req, wheelhouse)
 
 
@@ -358,23 +349,17 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
     print(f"venv: {len(files)} files of {wheelhouse} match images/{stack}/'s locks ({time.monotonic() - t0:.0f} s)",
           flush=True)
     pins = list(files)
-    try:
+    with removed_if_half_made(venv):
         if venv.exists():
             shutil.rmtree(venv)
-        subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
-        venv_python = str(venv / "bin" / "python")
-        _bootstrap_pip(venv_python, [p for p in pins if p.lock == LOCKS[0]], wheelhouse)
+        venv_python = _bootstrapped_venv(python, venv, [p for p in pins if p.lock == LOCKS[0]], wheelhouse)
         # Each package with the hash of the very file checked above (a built wheel: the manifest's).
-        main = _requirement_lines([p for p in pins if p.lock == LOCKS[1]], {p: h for p, (_, h) in files.items()})
-        with _requirements_file(main) as req:
+        main = [p for p in pins if p.lock == LOCKS[1]]
+        with _requirements_file(main, {p: h for p, (_, h) in files.items()}) as req:
             _offline_install(venv_python, ["-m", "pip", "install"], req, wheelhouse, "--no-build-isolation")
         check = _pip(venv_python, ["check"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if check.returncode != 0:
             raise KitError(f"pip check failed in {venv}:\n{check.stdout.strip()}")
-    except BaseException:
-        shutil.rmtree(venv, ignore_errors=True)
-        print(f"venv: removed the half-made {venv}", file=sys.stderr, flush=True)
-        raise
     print(f"venv: {venv} made from {wheelhouse} with no index, every hash checked, in {time.monotonic() - t0:.0f} s",
           flush=True)
     return venv / "bin" / "python"

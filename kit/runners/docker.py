@@ -1,31 +1,22 @@
-"""Docker runner: one Step inside its stack's pinned image.
+"""Docker runner: one Step inside its stack's pinned image (`docker run --rm --init`), README "The Docker runner".
 
-Preflight (kit/preflight.py) -> build or reuse ``awq-kit-<stack>:<content hash>`` (kit/images.py) ->
-``docker run --rm --init`` with:
+The kit's checkout is mounted read-only at /kit (code is never baked into an image); results, output, the kit cache,
+the Hugging Face cache and vLLM's compile cache are host folders. The container runs as the invoking user (HOME=/tmp,
+USER set: torch inductor calls getpwuid()), so every file it writes belongs to them. HF_TOKEN goes by name only
+(``-e HF_TOKEN``): its value is never in argv, a log or an image.
 
-- the kit's checkout read-only at /kit (WORKDIR, PYTHONPATH), so code is never baked into an image;
-- results at /results, output (traces, logs) at /output, the kit cache at /cache, the Hugging Face cache
-  at /hf-cache (HF_HOME) and vLLM's compile cache at /vllm-cache (VLLM_CACHE_ROOT), all host folders;
-- ``--user UID:GID`` of the invoking user, with HOME=/tmp and USER set (torch inductor calls getpwuid()),
-  so every file written into a mounted folder belongs to the invoking user;
-- ``--gpus all`` and ``--shm-size`` for GPU steps;
-- HF_TOKEN passed by name only (``-e HF_TOKEN``): its value is never in argv, in a log or in an image;
-- the runner's environment contract (kit.runners.child_env) plus KIT_IMAGE_ID / KIT_IMAGE_TAG / KIT_LOCK_HASH.
-
-Ctrl-C: the docker CLI forwards SIGINT to the container (tini, then the bench prints what finished); if the
-container is still up after a grace period it gets `docker kill --signal INT`, then `docker stop`.
-Everything the container prints is shown live and kept in <output>/logs/.
-
-No container outlives the kit process that started it, even one killed without a chance to clean up (SIGKILL,
-a timeout): each container carries the labels ``kit.runner=docker`` and ``kit.owner=<this process>``, a guard
-process (kit/runners/container_guard.py) removes it the moment the kit process is gone, and every run first
-removes kit-labelled containers whose owner process no longer exists on this machine (`sweep_stale_containers`;
-never a container without the kit's labels, nor one whose owner is alive or on another machine).
+Ctrl-C: the docker CLI forwards SIGINT (tini, then the bench prints what finished); a container still up after a
+grace period gets `docker kill --signal INT`, then `docker stop`. Its output is shown live and kept in <output>/logs/.
+No container outlives the kit process that started it, even one killed without a chance to clean up: each carries
+the labels ``kit.runner=docker`` and ``kit.owner=<this process>``, a guard process (kit/runners/container_guard.py)
+removes it once the kit process is gone, and every run first removes kit-labelled containers whose owner process
+no longer exists on this machine (never one without the labels, nor one whose owner lives or is on another machine).
 """
 from __future__ import annotations
 
 import os
 import secrets
+import select
 import subprocess
 import sys
 import time
@@ -36,7 +27,7 @@ from core.errors import KitError
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT, preflight
 from kit.images import ensure_image, is_vllm_stack, vllm_series_of
-from kit.runners import RunnerOptions, Step, child_env
+from kit.runners.base import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
 KIT_MOUNT = "/kit"
@@ -45,6 +36,7 @@ OUTPUT_MOUNT = "/output"
 CACHE_MOUNT = "/cache"
 HF_MOUNT = "/hf-cache"
 VLLM_CACHE_MOUNT = "/vllm-cache"
+MODEL_MOUNT = "/models"  # model folders outside the checkout, read-only
 CA_MOUNT = "/run/kit/ca-bundle.pem"
 
 SHM_SIZE = os.environ.get("KIT_SHM_SIZE", "8g")
@@ -54,7 +46,6 @@ SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 FORWARD_ENV = ("CI", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "CUDA_VISIBLE_DEVICES", "VLLM_LOGGING_LEVEL")
 # In a Slurm job (--runner slurm): what the result's provenance records about the job (bench/provenance.py).
 SLURM_ENV = ("SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION", "KIT_SLURM_GPU_TYPE")
-INTERRUPT_GRACE_S = 30.0
 RUNNER_LABEL = "kit.runner=docker"
 OWNER_LABEL = "kit.owner"
 
@@ -113,9 +104,6 @@ def vllm_cache_dir() -> Path:
     return Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
 
 
-MODEL_MOUNT = "/models"
-
-
 def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadSpec], list[tuple[Path, str]]]:
     """The workload with its `model` / `synthetic` host paths rewritten into container paths.
 
@@ -147,10 +135,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
     cmd = [client_path, "run", "--rm", "--init", "--name", name,
            "--user", f"{uid}:{gid}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
            "--workdir", KIT_MOUNT, "--label", RUNNER_LABEL, "--label", f"{OWNER_LABEL}={owner_tag() or ''}"]
-    if needs_gpu:
-        cmd += ["--gpus", "all", "--shm-size", SHM_SIZE]
-    else:
-        cmd += ["--shm-size", "1g"]
+    cmd += ["--gpus", "all", "--shm-size", SHM_SIZE] if needs_gpu else ["--shm-size", "1g"]
     mounts = [
         (KIT_ROOT, KIT_MOUNT, "ro"),
         (opts.results_dir, RESULTS_MOUNT, "rw"),
@@ -165,7 +150,8 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
     workload, path_mounts = map_host_paths(step.workload)
     mounts += [(host, target, "ro") for host, target in path_mounts]
     for host, target, mode in mounts:
-        cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={target}" + (",readonly" if mode == "ro" else "")]
+        cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={target}"
+                + (",readonly" if mode == "ro" else "")]
     for key, value in env.items():
         cmd += ["-e", f"{key}={value}"]
     for key in FORWARD_ENV + SLURM_ENV + SECRET_ENV:
@@ -182,7 +168,7 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
     env["KIT_STACK"] = stack  # whose lock the provenance compares the installed versions with
     env["TRITON_CACHE_DIR"] = f"{CACHE_MOUNT}/triton"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # /kit is read-only
-    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA_VISIBLE_DEVICES then means nvidia-smi's numbers, as preflight reads them
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA_VISIBLE_DEVICES then means nvidia-smi's numbers, as preflight does
     if is_vllm_stack(stack):
         env["VLLM_CACHE_ROOT"] = VLLM_CACHE_MOUNT
     if opts.ca_bundle:
@@ -211,7 +197,7 @@ def _container_running(client, name: str) -> bool:
     return r.returncode == 0 and r.stdout.strip() == "true"
 
 
-def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: float = INTERRUPT_GRACE_S) -> int:
+def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: float) -> int:
     """After Ctrl-C: let the container finish its interrupt handling, then insist. A second Ctrl-C kills it.
     grace_s: how long the container gets after the SIGINT (a Slurm job being cancelled has only KillWait)."""
     try:
@@ -239,8 +225,7 @@ def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: f
         return proc.wait()
 
 
-def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytearray,
-                  grace_s: float = INTERRUPT_GRACE_S) -> int:
+def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytearray, grace_s: float) -> int:
     """`docker run` in the foreground, its output shown live and logged; on Ctrl-C the container is stopped."""
     with open(log_path, "wb") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -251,8 +236,6 @@ def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytea
         def drain(timeout: Optional[float] = None) -> Optional[bool]:
             """Copy what the container printed to the terminal and the log: True (data), None (nothing within
             timeout), False (end of output)."""
-            import select
-
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
                 return None

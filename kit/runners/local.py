@@ -11,7 +11,7 @@ import sys
 from kit import KIT_ROOT
 from core.errors import KitError
 from kit.local_env import STACK_MODULES, make_command, venv_python
-from kit.runners import RunnerOptions, Step, child_env
+from kit.runners.base import RunnerOptions, Step, child_env
 
 
 def resolve_python(opts: RunnerOptions, stack: str = "hf", root=KIT_ROOT) -> str:
@@ -26,16 +26,13 @@ def resolve_python(opts: RunnerOptions, stack: str = "hf", root=KIT_ROOT) -> str
     return found
 
 
-def missing_modules(python: str, modules, env: dict[str, str]) -> list[str]:
-    """Which of `modules` the interpreter cannot find (found, not imported: a second, not torch's import time)."""
+def check_stack(python: str, stack: str, env: dict[str, str]) -> None:
+    # Which of the stack's modules the interpreter cannot find (found, not imported: a second, not torch's import).
+    modules = STACK_MODULES.get(stack, ())
     probe = ("import importlib.util, sys; "
              "print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))")
     r = subprocess.run([python, "-c", probe, *modules], capture_output=True, text=True, env=env, cwd=KIT_ROOT)
-    return r.stdout.split() if r.returncode == 0 else list(modules)
-
-
-def check_stack(python: str, stack: str, env: dict[str, str]) -> None:
-    missing = missing_modules(python, STACK_MODULES.get(stack, ()), env)
+    missing = r.stdout.split() if r.returncode == 0 else list(modules)
     if missing:
         raise KitError(
             f"--runner local: {python} cannot run the {stack} steps, it lacks {', '.join(missing)}. Make the local "
