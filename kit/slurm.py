@@ -54,8 +54,6 @@ class SlurmError(KitError):
 
 @dataclass(frozen=True)
 class SlurmTools:
-    """Absolute paths of the Slurm client commands (all from slurm-client)."""
-
     sbatch: str
     squeue: str
     scancel: str
@@ -90,11 +88,9 @@ def find_slurm(path: Optional[str] = None, *, ping: bool = True) -> SlurmTools:
                                                      "scontrol")}
     sbatch = found["sbatch"]
     if not sbatch:
-        raise KitError(
-            "--runner slurm: there is no `sbatch` on PATH, so no job can be submitted from this machine. Run the "
-            "kit on a machine of the cluster that submits jobs (a login node), after `module load slurm` where the "
-            "cluster uses modules, or put Slurm's client commands on PATH (Debian/Ubuntu: the slurm-client "
-            "package, configured for the cluster); or pick another runner (--runner docker or --runner local).")
+        raise KitError("--runner slurm: there is no `sbatch` on PATH, so no job can be submitted from here. Run the kit"
+                       " on a login node of the cluster (after `module load slurm` where it uses modules), or put "
+                       "Slurm's client commands on PATH (Debian: slurm-client); or use --runner docker or local.")
     missing = [n for n in ("squeue", "scancel", "sinfo") if not found[n]]
     if missing:
         raise KitError(f"--runner slurm: `sbatch` is at {sbatch} but {', '.join(missing)} "
@@ -103,14 +99,11 @@ def find_slurm(path: Optional[str] = None, *, ping: bool = True) -> SlurmTools:
     tools = SlurmTools(**found)
     r = tools.run("sinfo", "-h", "-o", "%P", check=False) if ping else None
     if r is not None and r.returncode != 0:
-        raise KitError(
-            f"--runner slurm: `sbatch` is at {sbatch}, but the Slurm controller does not answer (`sinfo` exit "
-            f"code {r.returncode}: {one_line(r.stderr)}). Check that this machine is configured for the "
-            "cluster (slurm.conf, munge running) and that slurmctld is up: `scontrol ping`.")
+        raise KitError(f"--runner slurm: `sbatch` is at {sbatch}, but the Slurm controller does not answer (`sinfo` "
+                       f"exit code {r.returncode}: {one_line(r.stderr)}). Check this machine's slurm.conf and munge, "
+                       "and that slurmctld is up: `scontrol ping`.")
     return tools
 
-
-# --------------------------------------------------------------------------- the cluster: partitions, GPU types
 
 
 @dataclass(frozen=True)
@@ -151,9 +144,9 @@ def partitions(tools: SlurmTools) -> dict[str, Partition]:
     return found
 
 
-def gres_arg(gpu_type: Optional[str], count: int = 1) -> str:
+def gres_arg(gpu_type: Optional[str]) -> str:
     """The sbatch argument for one GPU of a type (None: any GPU): '--gres=gpu:a100:1' / '--gres=gpu:1'."""
-    return f"--gres=gpu:{gpu_type}:{count}" if gpu_type else f"--gres=gpu:{count}"
+    return f"--gres=gpu:{gpu_type}:1" if gpu_type else "--gres=gpu:1"
 
 
 def resolve_partition(tools: SlurmTools, partition: Optional[str]) -> Partition:
@@ -198,12 +191,9 @@ def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[
 def preflight(tools: SlurmTools, *, partition: Optional[str] = None, gpu_types: Sequence[Optional[str]] = (None,),
               sbatch_args: Sequence[str] = (), visible_dirs: Sequence[PathLike] = (),
               probe_timeout_s: float = 120) -> Partition:
-    """Everything checked before submitting; raises KitError with one paragraph per problem.
-
-    `gpu_types`: the matrix (None = any GPU; () for a CPU-only job). `sbatch_args`: the user's extra ones, included
-    in the `sbatch --test-only` check of each type. `visible_dirs`: folders the jobs write into, checked with ONE
-    probe job (check_visible) once the rest passed: `sinfo` and `sbatch --test-only` are instant, the probe takes
-    seconds on an idle partition."""
+    """Everything checked before submitting (KitError: one paragraph per problem): the partition, the GPU types
+    (None = any GPU; () for a CPU-only job) and `sbatch --test-only` of each with `sbatch_args`, all instant; then
+    `visible_dirs` with ONE probe job (check_visible: seconds on an idle partition)."""
     part = resolve_partition(tools, partition)
     problems = [] if part.available else [
         f"--runner slurm: partition {part.name!r} is not up (`sinfo -p {part.name}` shows it down, drained or "
@@ -252,8 +242,7 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
     if not tools.srun:
         raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
                        f"the results folder ({', '.join(map(str, folders))}).")
-    token = secrets.token_hex(8)
-    where = f"srun on partition {partition or '(default)'}"
+    token, where = secrets.token_hex(8), f"srun on partition {partition or '(default)'}"
     probes: list[tuple[Path, Path, Path]] = []
     try:
         for folder in (Path(f).resolve() for f in folders):
@@ -278,9 +267,8 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
         except SlurmError:
             tools.run("scancel", "--name", f"kit-probe-{token}", check=False)
             raise KitError(f"--runner slurm: the probe job that checks that the compute nodes see "
-                           f"{', '.join(str(p[0]) for p in probes)} did not run within {timeout_s:.0f}s (the "
-                           f"partition {partition or '(default)'} is busy?); it was cancelled and nothing was "
-                           "concluded.") from None
+                           f"{', '.join(str(p[0]) for p in probes)} did not run within {timeout_s:.0f}s ({where}: "
+                           "busy?); it was cancelled and nothing was concluded.") from None
         output = (r.stdout + "\n" + r.stderr).strip()
         lines = output.splitlines()
         blind = [str(f) for f, _p, reply in probes if not (reply.is_file() and reply.read_text().strip() == token)]
@@ -297,11 +285,11 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
         missing = [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in lines if "KIT-PROBE-NO-EXE " in ln]
         if missing:
             raise KitError(
-                f"--runner slurm: the compute node has no executable {', '.join(missing)}, which the jobs run (the "
-                "kit runs itself on the node with the interpreter that runs it here, and the local node runner with "
-                f"--python). A probe job ({where}) found none there. Put the interpreter on a filesystem the nodes "
-                "share with this machine (e.g. run the kit through nox from a checkout in your home or project "
-                "folder: its venv is under .nox/), or give a path that exists on the nodes.")
+                f"--runner slurm: the compute node has no executable {', '.join(missing)} (a probe job, {where}, "
+                "found none), and the jobs run it: the kit runs itself on the node with the interpreter that runs "
+                "it here, and the local node runner with --python. Put the interpreter on a filesystem the nodes "
+                "share (e.g. run the kit through nox from a checkout in your home folder: its venv is under .nox/), "
+                "or give a path that exists on the nodes.")
     finally:
         for _folder, probe, reply in probes:
             for p in (probe, reply):
@@ -309,23 +297,15 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                     p.unlink()
 
 
-# --------------------------------------------------------------------------- submit
-
 
 def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: PathLike,
-           sbatch_args: Sequence[str] = (), script_path: Optional[PathLike] = None,
-           workdir: Optional[PathLike] = None) -> str:
-    """Submit one batch job; returns its id (a string, e.g. '1234').
-
-    The script is written atomically to `script_path` (default: the log's name with .sbatch) and kept there as
-    the record of what ran; sbatch copies it to the controller, so only the log must be on the shared filesystem.
-    The job's stdout and stderr both go to `log_path`. It runs in `workdir` (default: the log's folder).
-    `sbatch_args` come after the kit's own, so they can override them.
-    """
+           sbatch_args: Sequence[str] = (), workdir: Optional[PathLike] = None) -> str:
+    """Submit one batch job; returns its id (e.g. '1234'). The script is kept beside the log (.sbatch) as the record
+    of what ran; sbatch copies it to the controller, so only the log (stdout and stderr) must be on the shared
+    filesystem. It runs in `workdir` (default: the log's folder); `sbatch_args` come after the kit's own, so win."""
     log_path = Path(log_path).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    script = Path(script_path) if script_path else log_path.with_suffix(".sbatch")
-    script.parent.mkdir(parents=True, exist_ok=True)
+    script = log_path.with_suffix(".sbatch")
     atomic_write_text(script, script_text if script_text.startswith("#!") else "#!/bin/bash\n" + script_text,
                       mode=0o755)
     out = str(log_path).replace("%", "%%")  # sbatch expands %j, %N, ... in --output
@@ -340,8 +320,6 @@ def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: Path
         raise KitError(f"--runner slurm: sbatch accepted {job_name!r} but printed no job id: {r.stdout!r}")
     return job_id
 
-
-# --------------------------------------------------------------------------- states
 
 
 @dataclass(frozen=True)
@@ -390,8 +368,8 @@ def _clean(s: str) -> str:
 
 
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
-    """{id: JobState} for every id, from squeue, then sacct for the ended and forgotten ones (see the module's
-    docstring). SlurmError when squeue itself fails."""
+    """{id: JobState} for every id: squeue, then sacct for the ended and forgotten ones (see the module's docstring).
+    SlurmError when squeue itself fails."""
     ids = [str(i) for i in ids]
     if not ids:
         return {}
@@ -441,8 +419,6 @@ def _sacct_states(tools: SlurmTools, ids: list[str]) -> dict[str, JobState]:
     return out
 
 
-# --------------------------------------------------------------------------- logs
-
 
 class LogFollower:
     """tail -f for one log on a shared filesystem: new complete lines since the last call. The file may appear late
@@ -471,16 +447,14 @@ class LogFollower:
         return [c.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for c in complete]
 
 
-def log_tail(path: PathLike, n: int = 20, *, max_bytes: int = 256 * 1024) -> list[str]:
-    """The last n lines of a log (of its last max_bytes; [] when the file is missing or empty)."""
+def log_tail(path: PathLike, n: int = 20) -> list[str]:
+    """The last n lines of a log, of its last 256 KiB ([] when the file is missing or empty)."""
     try:
-        start = max(0, os.path.getsize(path) - max_bytes)
+        start = max(0, os.path.getsize(path) - 256 * 1024)
     except OSError:
         return []
     return LogFollower(path, start).read(final=True)[-n:] if n > 0 else []
 
-
-# --------------------------------------------------------------------------- waiting, cancelling
 
 
 @dataclass(frozen=True)
@@ -495,13 +469,12 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
          log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
          timeout_s: Optional[float] = None, unreachable_s: float = 300,
          cancel_on_interrupt: bool = False) -> dict[str, JobState]:
-    """Follow jobs until each is terminal; returns {id: final JobState}.
-
-    Each poll asks squeue about every unfinished id (one call) and reads each job's new log lines (`log_paths`);
-    `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line; a
-    terminal job's log is read to its end before its last state Event. Polls back off: poll_s, twice that, ... up
-    to poll_max_s, and poll_s again after a change or a log line. A failing squeue is retried for `unreachable_s`; past `timeout_s`,
-    SlurmError. Ctrl-C: with cancel_on_interrupt the unfinished jobs are scancel'ed before it propagates."""
+    """Follow jobs until each is terminal; returns {id: final JobState}. Each poll asks squeue about every unfinished
+    id (one call) and reads each job's new log lines (`log_paths`); `on_event` gets a state Event when a job's
+    state, reason or node changes and a log Event per new line, a terminal job's log read to its end before its
+    last state Event. Polls back off: poll_s, twice that, ... up to poll_max_s; poll_s again after news. A failing
+    squeue is retried for `unreachable_s`; past `timeout_s`, SlurmError. Ctrl-C: with cancel_on_interrupt the
+    unfinished jobs are scancel'ed before it propagates."""
     ids = [str(i) for i in ids]
     followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
     last: dict[str, JobState] = {}

@@ -44,8 +44,6 @@ ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "CONFIGURING", "RUNNING", "CO
                            "RESIZING", "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 
 
-# --------------------------------------------------------------------------- options
-
 
 class Option(NamedTuple):
     """One Slurm option, declared once: its flag (--NAME), its help, argparse's keywords, and, with `sbatch_env`,
@@ -120,8 +118,6 @@ def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
     return SlurmOptions(**{**values, "node_runner": values["node_runner"] or "docker",
                            "gpu_types": values["gpu_types"] or []})
 
-
-# --------------------------------------------------------------------------- jobs and the ledger
 
 
 def _utc_now() -> str:
@@ -202,12 +198,14 @@ def _record(job: Job, st: slurm.JobState) -> None:
                   only_job=job.job_id)
 
 
-def previous_job(tools: slurm.SlurmTools, job: Job) -> tuple[str, Optional[dict], str]:
+def previous_job(tools: slurm.SlurmTools, job: Job, again: bool = False) -> tuple[str, Optional[dict], str]:
     """('skip' | 'follow' | 'submit', ledger entry, one line saying why) for a job about to be submitted."""
     entry = read_ledger(job.ledger)
     if not entry or not entry.get("job_id"):
         return "submit", entry, ""
     jid, state = str(entry["job_id"]), str(entry.get("state") or "SUBMITTED")
+    if again:
+        return "submit", entry, f"--again: submitting it again (previous job {jid}, {entry.get('state', '?')})"
     if state in ACTIVE_STATES:
         live = slurm.job_states(tools, [jid])[jid]
         if live.source == "missing":
@@ -254,8 +252,6 @@ def kill_wait_s(tools: slurm.SlurmTools) -> float:
     return float(m.group(1)) if m else 30.0
 
 
-# --------------------------------------------------------------------------- host side
-
 
 def _say(command: str, text: str, *, err: bool = False) -> None:
     print(f"[{command}] {text}", file=sys.stderr if err else sys.stdout, flush=True)
@@ -299,15 +295,7 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
     part = slurm.preflight(tools, partition=sopts.partition or os.environ.get("SBATCH_PARTITION"),
                            gpu_types=(sopts.gpu_types or [None]) if any(j.wants_gpu for j in jobs) else (),
                            sbatch_args=user_args)
-    decisions = []
-    for job in jobs:
-        if sopts.again:
-            entry = read_ledger(job.ledger)
-            why = (f"--again: submitting it again (previous job {entry['job_id']}, {entry.get('state', '?')})"
-                   if entry and entry.get("job_id") else "")
-            decisions.append((job, "submit", entry, why))
-        else:
-            decisions.append((job, *previous_job(tools, job)))
+    decisions = [(job, *previous_job(tools, job, sopts.again)) for job in jobs]
     grace_s = 0.0
     if any(what == "submit" for _, what, _, _ in decisions):
         # Only now the probe job (seconds): the nodes must see where the jobs write and what they run.
@@ -324,14 +312,13 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
     refused: list[str] = []  # specs sbatch refused: the other jobs go on
     try:
         for job, what, entry, why in decisions:
+            if why:
+                _say(command, f"{job.label}: {why}")
             if what != "submit":
                 job.job_id, job.adopted = str(entry["job_id"]), True
                 job.log = Path(entry["log"]) if entry.get("log") else None
-                _say(command, f"{job.label}: {why}")
                 followed += [job] if what == "follow" else []
                 continue
-            if why:
-                _say(command, f"{job.label}: {why}")
             try:
                 _submit(tools, job, part.name, opts, sopts, grace_s, entry)
             except KitError as e:
@@ -424,8 +411,6 @@ def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest:
         done = " (its result was written)" if st is not None and st.ok else ""
         _say(command, f"job {job.job_id} ({job.label}): {st.summary() if st else 'state unknown'}{done}", err=True)
 
-
-# --------------------------------------------------------------------------- node side: `python -m kit step`
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
