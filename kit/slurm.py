@@ -81,9 +81,9 @@ class SlurmTools:
         return r
 
 
-def find_slurm(path: Optional[str] = None, *, ping: bool = True) -> SlurmTools:
-    """The Slurm client commands on PATH (or `path`); KitError if sbatch is missing, or if `ping` and the
-    controller does not answer `sinfo`."""
+def find_slurm(path: Optional[str] = None) -> SlurmTools:
+    """The Slurm client commands on PATH (or `path`); KitError if sbatch is missing or the controller does not
+    answer `sinfo`."""
     found = {n: shutil.which(n, path=path) for n in ("sbatch", "squeue", "scancel", "sinfo", "srun", "sacct",
                                                      "scontrol")}
     sbatch = found["sbatch"]
@@ -97,13 +97,12 @@ def find_slurm(path: Optional[str] = None, *, ping: bool = True) -> SlurmTools:
                        f"{'is' if len(missing) == 1 else 'are'} not on PATH; the kit needs them to follow and cancel "
                        "its jobs. Put the whole set of Slurm client commands on PATH.")
     tools = SlurmTools(**found)
-    r = tools.run("sinfo", "-h", "-o", "%P", check=False) if ping else None
-    if r is not None and r.returncode != 0:
+    r = tools.run("sinfo", "-h", "-o", "%P", check=False)
+    if r.returncode != 0:
         raise KitError(f"--runner slurm: `sbatch` is at {sbatch}, but the Slurm controller does not answer (`sinfo` "
                        f"exit code {r.returncode}: {one_line(r.stderr)}). Check this machine's slurm.conf and munge, "
                        "and that slurmctld is up: `scontrol ping`.")
     return tools
-
 
 
 @dataclass(frozen=True)
@@ -189,8 +188,7 @@ def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[
 
 
 def preflight(tools: SlurmTools, *, partition: Optional[str] = None, gpu_types: Sequence[Optional[str]] = (None,),
-              sbatch_args: Sequence[str] = (), visible_dirs: Sequence[PathLike] = (),
-              probe_timeout_s: float = 120) -> Partition:
+              sbatch_args: Sequence[str] = (), visible_dirs: Sequence[PathLike] = ()) -> Partition:
     """Everything checked before submitting (KitError: one paragraph per problem): the partition, the GPU types
     (None = any GPU; () for a CPU-only job) and `sbatch --test-only` of each with `sbatch_args`, all instant; then
     `visible_dirs` with ONE probe job (check_visible: seconds on an idle partition)."""
@@ -209,8 +207,7 @@ def preflight(tools: SlurmTools, *, partition: Optional[str] = None, gpu_types: 
     if problems:
         raise KitError("\n\n".join(problems))
     if visible_dirs:
-        check_visible(tools, visible_dirs, partition=part.name, timeout_s=probe_timeout_s,
-                      sbatch_args=probe_args(sbatch_args))
+        check_visible(tools, visible_dirs, partition=part.name, sbatch_args=probe_args(sbatch_args))
     return part
 
 
@@ -297,7 +294,6 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                     p.unlink()
 
 
-
 def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: PathLike,
            sbatch_args: Sequence[str] = (), workdir: Optional[PathLike] = None) -> str:
     """Submit one batch job; returns its id (e.g. '1234'). The script is kept beside the log (.sbatch) as the record
@@ -319,7 +315,6 @@ def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: Path
     if not re.fullmatch(r"\d+(_\d+)?", job_id):
         raise KitError(f"--runner slurm: sbatch accepted {job_name!r} but printed no job id: {r.stdout!r}")
     return job_id
-
 
 
 @dataclass(frozen=True)
@@ -419,7 +414,6 @@ def _sacct_states(tools: SlurmTools, ids: list[str]) -> dict[str, JobState]:
     return out
 
 
-
 class LogFollower:
     """tail -f for one log on a shared filesystem: new complete lines since the last call. The file may appear late
     (a pending job) or start over (a requeued job's log is truncated: read again from the start)."""
@@ -454,7 +448,6 @@ def log_tail(path: PathLike, n: int = 20) -> list[str]:
     except OSError:
         return []
     return LogFollower(path, start).read(final=True)[-n:] if n > 0 else []
-
 
 
 @dataclass(frozen=True)
@@ -523,7 +516,7 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
         raise
 
 
-def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30, poll_s: float = 0.5) -> dict[str, JobState]:
+def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30) -> dict[str, JobState]:
     """scancel these jobs (by id: only the kit's own), then wait up to wait_s for them to reach a terminal state.
     Returns their last states. Jobs already finished are left alone; scancel's complaints about them are ignored."""
     ids = [str(i) for i in ids]
@@ -532,15 +525,15 @@ def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30, poll_s:
     tools.run("scancel", *ids, check=False)
     last: dict[str, JobState] = {}
     try:
-        return wait(tools, ids, lambda e: last.update({e.job_id: e.state}), poll_s=poll_s, poll_max_s=poll_s,
+        return wait(tools, ids, lambda e: last.update({e.job_id: e.state}), poll_s=0.5, poll_max_s=0.5,
                     timeout_s=wait_s, unreachable_s=wait_s)
     except SlurmError:  # still not ended after wait_s, or squeue did not answer
         return last
 
 
-def failure_paragraph(job: str, state: JobState, log_path: PathLike, *, lines: int = 20) -> str:
+def failure_paragraph(job: str, state: JobState, log_path: PathLike) -> str:
     """One paragraph for a job that did not complete: what it was, how it ended (state, exit code or signal,
-    reason), where (node, partition), the log's path and its last `lines` lines (indented)."""
+    reason), where (node, partition), the log's path and its last 20 lines (indented)."""
     how = [f"ended {state.state}"] + ([f"with exit code {state.exit_code}"] if state.exit_code is not None
                                       and (state.exit_code or not state.signal) else [])
     how += [f"{'and' if len(how) > 1 else 'by'} signal {state.signal}"] if state.signal else []
@@ -549,7 +542,7 @@ def failure_paragraph(job: str, state: JobState, log_path: PathLike, *, lines: i
     text += f" (reason: {state.reason})" if state.reason and state.reason != "NonZeroExitCode" else ""
     hint = _HINTS.get(state.state)
     text += f"; {hint}." if hint else "."
-    tail = log_tail(log_path, lines)
+    tail = log_tail(log_path)
     if tail:
         return text + f" The last {len(tail)} lines of its log {log_path}:\n" + "\n".join(f"    {ln}" for ln in tail)
     if Path(log_path).exists():

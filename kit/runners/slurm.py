@@ -44,7 +44,6 @@ ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "CONFIGURING", "RUNNING", "CO
                            "RESIZING", "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 
 
-
 class Option(NamedTuple):
     """One Slurm option, declared once: its flag (--NAME), its help, argparse's keywords, and, with `sbatch_env`,
     the sbatch option of the same name that sbatch otherwise reads from that variable: the kit passes it only when
@@ -119,7 +118,6 @@ def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
                            "gpu_types": values["gpu_types"] or []})
 
 
-
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -150,12 +148,12 @@ class Job:
         return self.gpu_type or ("any GPU" if self.wants_gpu else "CPU")
 
     @property
-    def name(self) -> str:
-        return f"{short_name(self.step)}-{self.gpu_type or ('gpu' if self.wants_gpu else 'cpu')}"
+    def kind(self) -> str:  # in the log prefix and the file and job names
+        return self.gpu_type or ("gpu" if self.wants_gpu else "cpu")
 
     @property
     def prefix(self) -> str:
-        return f"[{short_name(self.step)}/{self.gpu_type or ('gpu' if self.wants_gpu else 'cpu')}]"
+        return f"[{short_name(self.step)}/{self.kind}]"
 
     @property
     def label(self) -> str:
@@ -225,7 +223,6 @@ def previous_job(tools: slurm.SlurmTools, job: Job, again: bool = False) -> tupl
 
 
 def job_script(job: Job, opts: RunnerOptions, sopts: SlurmOptions, *, grace_s: float) -> str:
-    """The batch script: the kit runs itself on the node, from the same checkout and interpreter as here."""
     python, q = sys.executable, shlex.quote
     cmd = [python, "-m", "kit", "step", "--runner", sopts.node_runner, "--results-dir", str(opts.results_dir),
            "--output-dir", str(opts.output_dir), "--ledger", str(job.ledger), "--interrupt-grace", f"{grace_s:g}"]
@@ -252,7 +249,6 @@ def kill_wait_s(tools: slurm.SlurmTools) -> float:
     return float(m.group(1)) if m else 30.0
 
 
-
 def _say(command: str, text: str, *, err: bool = False) -> None:
     print(f"[{command}] {text}", file=sys.stderr if err else sys.stdout, flush=True)
 
@@ -270,10 +266,11 @@ def plan_jobs(steps: Sequence[Step], opts: RunnerOptions, sopts: SlurmOptions) -
 def _submit(tools: slurm.SlurmTools, job: Job, partition: str, opts: RunnerOptions, sopts: SlurmOptions,
             grace_s: float, previous: Optional[dict]) -> None:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    job.log = opts.output_dir / "slurm" / f"{job.name}-{stamp}-{job.key[:8]}.log"
+    name = f"{short_name(job.step)}-{job.kind}"
+    job.log = opts.output_dir / "slurm" / f"{name}-{stamp}-{job.key[:8]}.log"
     args = [f"--partition={partition}", *([slurm.gres_arg(job.gpu_type)] if job.wants_gpu else []),
             "--ntasks=1", "--export=ALL", *sopts.sbatch_args()]
-    job.job_id = slurm.submit(tools, job_script(job, opts, sopts, grace_s=grace_s), job_name=f"kit-{job.name}",
+    job.job_id = slurm.submit(tools, job_script(job, opts, sopts, grace_s=grace_s), job_name=f"kit-{name}",
                               log_path=job.log, sbatch_args=args, workdir=KIT_ROOT)
     history = list((previous or {}).get("previous", []))
     if previous and previous.get("job_id"):
@@ -410,7 +407,6 @@ def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest:
             _record(job, st)
         done = " (its result was written)" if st is not None and st.ok else ""
         _say(command, f"job {job.job_id} ({job.label}): {st.summary() if st else 'state unknown'}{done}", err=True)
-
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
