@@ -1,11 +1,5 @@
-"""Slurm mechanics for `--runner slurm`: preflight, submit, follow, cancel, explain. Host side, stdlib only.
-
-Everything goes through Slurm's own commands (sbatch, squeue, sacct, scancel, sinfo, srun) on PATH. States:
-`squeue --states=all` knows pending and running jobs, and finished ones for MinJobAge seconds (default 300;
-.ci/slurm-up sets 600); its exit_code column is the raw wait status (768 -> exit 3; 15 -> signal 15). A job that
-has ended, or that squeue no longer lists, is read from `sacct` where the cluster keeps accounting (slurmdbd);
-without it (CI) squeue's answer stands, and a job neither knows is UNKNOWN (source "missing").
-"""
+"""Slurm mechanics for `--runner slurm` (host side, stdlib only): preflight, submit, follow, cancel, explain, all
+through Slurm's own commands on PATH. README "Running on a Slurm cluster" says what each means to the user."""
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from core.errors import KitError, one_line
 from core.files import atomic_write_text
@@ -363,8 +357,9 @@ def _clean(s: str) -> str:
 
 
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
-    """{id: JobState} for every id: squeue, then sacct for the ended and forgotten ones (see the module's docstring).
-    SlurmError when squeue itself fails."""
+    """{id: JobState} for every id. squeue knows finished jobs for MinJobAge seconds only (default 300; .ci/slurm-up
+    sets 600): an ended or forgotten one is read from sacct where the cluster keeps accounting (slurmdbd); without
+    it squeue's answer stands, and a job neither knows is UNKNOWN (source "missing"). SlurmError if squeue fails."""
     ids = [str(i) for i in ids]
     if not ids:
         return {}
@@ -373,10 +368,7 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
     if r.returncode != 0 and "Invalid job id" not in r.stderr:
         raise SlurmError(f"`squeue -j {','.join(ids)}` failed (exit code {r.returncode}): {one_line(r.stderr)}")
     found: dict[str, JobState] = {}
-    for parts in (line.split("|", len(_SQUEUE_FIELDS) - 1) for line in r.stdout.splitlines()):
-        if len(parts) < len(_SQUEUE_FIELDS) or parts[0].strip() not in ids:
-            continue
-        jid, state, reason, node, part, raw, name = (p.strip() for p in parts)
+    for jid, state, reason, node, part, raw, name in _rows(r.stdout, len(_SQUEUE_FIELDS), ids):
         state = _state_word(state)
         code, sig = _wait_status(raw) if state in TERMINAL_STATES or state == "COMPLETING" else (None, None)
         found[jid] = JobState(jid, state, code, sig, _clean(reason), _clean(node), part, name.removesuffix("|"))
@@ -388,6 +380,13 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
             found[jid] = dataclasses.replace(st, reason=found[jid].reason)
     return {i: found.get(i) or JobState(i, "UNKNOWN", reason="not known to squeue, and no accounting (sacct) to ask",
                                         source="missing") for i in ids}
+
+
+def _rows(text: str, n: int, ids: Sequence[str]) -> Iterator[list[str]]:
+    """squeue's or sacct's |-separated lines about `ids`, as n fields each."""
+    for parts in (line.split("|", n - 1) for line in text.splitlines()):
+        if len(parts) == n and parts[0].strip() in ids:
+            yield [p.strip() for p in parts]
 
 
 _SACCT_USABLE: dict[str, bool] = {}
@@ -402,11 +401,8 @@ def _sacct_states(tools: SlurmTools, ids: list[str]) -> dict[str, JobState]:
             _SACCT_USABLE[tools.sacct] = False
         return {}
     out = {}
-    for parts in (line.split("|", len(_SACCT_FIELDS) - 1) for line in r.stdout.splitlines()):
-        if len(parts) < len(_SACCT_FIELDS) or parts[0] not in ids:
-            continue
-        jid, state, exit_code, node, part, name = parts
-        m = re.fullmatch(r"(\d+):(\d+)", exit_code.strip())
+    for jid, state, exit_code, node, part, name in _rows(r.stdout, len(_SACCT_FIELDS), ids):
+        m = re.fullmatch(r"(\d+):(\d+)", exit_code)
         code, sig = (int(m.group(1)), int(m.group(2)) or None) if m else (None, None)
         state = _state_word(state)
         out[jid] = JobState(jid, state, code if state in TERMINAL_STATES else None, sig, "", _clean(node), part,

@@ -1,14 +1,8 @@
-"""Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job on the cluster.
-
-Host side (`run_slurm`): kit/slurm.py's preflight, then per (step, GPU type) a spec hash and its ledger
-`<results>/.slurm/<hash>.json`, so the same spec is not submitted again while its job is pending, running or has
-completed (`--again` submits anyway); then, unless `--no-wait`, the jobs are followed (states, then log lines
-prefixed with step/type); Ctrl-C cancels this run's jobs by id; a job that did not complete gets one paragraph.
-
-Node side (`node_main`, what the job script execs: `<this interpreter> -m kit step ...` in the checkout): the step
-run with `run_step` as on a workstation; SIGTERM (Slurm's cancel, time limit, preemption) handled like Ctrl-C; the
-outcome recorded in the ledger, so a later submission knows it without sacct. bench/provenance.py reads
-SLURM_JOB_ID, SLURMD_NODENAME, SLURM_JOB_PARTITION and KIT_SLURM_GPU_TYPE in the job.
+"""Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job (README "Running on a Slurm
+cluster"). Host side, `run_slurm`: preflight, the ledger `<results>/.slurm/<spec hash>.json` (no second job for the
+same spec without --again), submit, follow, cancel on Ctrl-C. Node side, `node_main`: what the job script execs
+(`python -m kit step ...` in the checkout), the step run with `run_step`, SIGTERM handled like Ctrl-C, the outcome
+recorded in the ledger, so a later submission knows it without sacct.
 """
 from __future__ import annotations
 
