@@ -234,13 +234,13 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
         raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
                        f"the results folder ({', '.join(map(str, folders))}).")
     token, where = secrets.token_hex(8), f"srun on partition {partition or '(default)'}"
-    probes: list[tuple[Path, Path, Path]] = []
+    folders = [Path(f).resolve() for f in folders]
+    probes = [(f, f / f".kit-probe-{token}", f / f".kit-probe-{token}.reply") for f in folders]
     try:
-        for folder in (Path(f).resolve() for f in folders):
-            probes.append((folder, folder / f".kit-probe-{token}", folder / f".kit-probe-{token}.reply"))
+        for folder, probe, _reply in probes:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                probes[-1][1].write_text(token + "\n")
+                probe.write_text(token + "\n")
             except OSError as e:
                 raise KitError(f"--runner slurm: cannot write into {folder} on this machine ({e.strerror}), so the "
                                "jobs could not deliver results there either; pick a folder you can write.") from None
@@ -258,7 +258,7 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
         except SlurmError:
             tools.run("scancel", "--name", f"kit-probe-{token}", check=False)
             raise KitError(f"--runner slurm: the probe job that checks that the compute nodes see "
-                           f"{', '.join(str(p[0]) for p in probes)} did not run within {timeout_s:.0f}s ({where}: "
+                           f"{', '.join(map(str, folders))} did not run within {timeout_s:.0f}s ({where}: "
                            "busy?); it was cancelled and nothing was concluded.") from None
         output = (r.stdout + "\n" + r.stderr).strip()
         lines = output.splitlines()

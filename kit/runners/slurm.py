@@ -159,8 +159,7 @@ def spec_of(step: Step, gpu_type: Optional[str], results_dir: Path) -> tuple[str
     spec = {"stack": step.stack, "entry": list(step.argv),
             "workload": json.loads(step.workload.to_json()) if step.workload else None,
             "gpu_type": gpu_type, "results_dir": str(Path(results_dir).resolve())}
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20], spec
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20], spec
 
 
 def _write_json(path: Path, data: dict) -> None:
