@@ -1,22 +1,8 @@
-"""Slurm mechanics for `--runner slurm`: preflight, submit, follow, cancel, explain. Host side, stdlib only.
-
-Everything goes through Slurm's own commands (sbatch, squeue, sacct, scancel, sinfo, srun) on PATH:
-
-    tools = find_slurm()                      # KitError: no sbatch / the controller does not answer
-    part = preflight(tools, partition="debug", gpu_types=["a100"], visible_dirs=[results_dir])
-    job = submit(tools, script, job_name="kit-x", log_path=log, sbatch_args=[gres_arg("a100")])
-    final = wait(tools, [job], on_event=print, log_paths={job: log})   # {id: JobState}
-
-States: `squeue --states=all` knows pending and running jobs, and finished ones for MinJobAge seconds (default
-300; .ci/slurm-up sets 600); its exit_code column is the raw wait status (768 -> exit 3; 15 -> signal 15). A job
-that has ended, or that squeue no longer lists, is read from `sacct` where the cluster keeps accounting
-(slurmdbd); without it (CI) squeue's answer stands, and a job neither knows is UNKNOWN (source "missing").
-
-Costs of the preflight: `sinfo` and `sbatch --test-only` (nothing queued) are instant; `check_visible` runs ONE
-real 1-CPU job through `srun` (seconds on an idle partition, bounded by its timeout on a busy one).
-"""
+"""Slurm mechanics for `--runner slurm` (host side, stdlib only): preflight, submit, follow, cancel, explain, all
+through Slurm's own commands on PATH. README "Running on a Slurm cluster" says what each means to the user."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -26,7 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from core.errors import KitError, one_line
 from core.files import atomic_write_text
@@ -41,7 +27,6 @@ TERMINAL_STATES = frozenset({
 })
 _SQUEUE_FIELDS = ("JobID", "State", "Reason", "NodeList", "Partition", "exit_code", "Name")  # Name last: may hold '|'
 _SACCT_FIELDS = ("JobIDRaw", "State", "ExitCode", "NodeList", "Partition", "JobName")
-
 _HINTS = {
     "FAILED": "the job's command exited with a non-zero status",
     "TIMEOUT": "it ran past its time limit (sbatch --time); give it a longer one",
@@ -53,8 +38,6 @@ _HINTS = {
     "DEADLINE": "it could not finish before its --deadline",
     "UNKNOWN": "the controller no longer knows the job and the cluster keeps no accounting (sacct) to ask",
 }
-
-
 _ALLOCATION_VARS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_ID", "SLURM_STEPID")
 _PROBE_VARS = ("ACCOUNT", "QOS", "RESERVATION", "CONSTRAINT", "WCKEY", "CLUSTERS")  # SBATCH_X -> srun's SLURM_X
 
@@ -63,17 +46,8 @@ class SlurmError(KitError):
     """A Slurm command failed or did not answer."""
 
 
-class ProbeTimeout(KitError):
-    """The visibility probe job did not run within its timeout (a busy queue); nothing was concluded."""
-
-
-# --------------------------------------------------------------------------- commands
-
-
 @dataclass(frozen=True)
 class SlurmTools:
-    """Absolute paths of the Slurm client commands (all from slurm-client)."""
-
     sbatch: str
     squeue: str
     scancel: str
@@ -81,7 +55,6 @@ class SlurmTools:
     srun: Optional[str] = None
     sacct: Optional[str] = None
     scontrol: Optional[str] = None
-    version: str = ""
 
     def run(self, tool: str, *args: str, timeout: float = COMMAND_TIMEOUT_S, check: bool = True,
             **kw) -> subprocess.CompletedProcess:
@@ -102,37 +75,28 @@ class SlurmTools:
         return r
 
 
-def find_slurm(path: Optional[str] = None, *, ping: bool = True) -> SlurmTools:
-    """The Slurm client commands on PATH (or `path`, os.pathsep-separated); KitError if sbatch is missing, or if
-    `ping` and the controller does not answer `sinfo`."""
-    w = lambda name: shutil.which(name, path=path)  # noqa: E731
-    sbatch = w("sbatch")
+def find_slurm(path: Optional[str] = None) -> SlurmTools:
+    """The Slurm client commands on PATH (or `path`); KitError if sbatch is missing or the controller does not
+    answer `sinfo`."""
+    found = {n: shutil.which(n, path=path) for n in ("sbatch", "squeue", "scancel", "sinfo", "srun", "sacct",
+                                                     "scontrol")}
+    sbatch = found["sbatch"]
     if not sbatch:
-        raise KitError(
-            "--runner slurm: there is no `sbatch` on PATH, so no job can be submitted from this machine. Run the "
-            "kit on a machine of the cluster that submits jobs (a login node), after `module load slurm` where the "
-            "cluster uses modules, or put Slurm's client commands on PATH (Debian/Ubuntu: the slurm-client "
-            "package, configured for the cluster); or pick another runner (--runner docker or --runner local).")
-    missing = [n for n in ("squeue", "scancel", "sinfo") if not w(n)]
+        raise KitError("--runner slurm: there is no `sbatch` on PATH, so no job can be submitted from here. Run the kit"
+                       " on a login node of the cluster (after `module load slurm` where it uses modules), or put "
+                       "Slurm's client commands on PATH (Debian: slurm-client); or use --runner docker or local.")
+    missing = [n for n in ("squeue", "scancel", "sinfo") if not found[n]]
     if missing:
         raise KitError(f"--runner slurm: `sbatch` is at {sbatch} but {', '.join(missing)} "
                        f"{'is' if len(missing) == 1 else 'are'} not on PATH; the kit needs them to follow and cancel "
                        "its jobs. Put the whole set of Slurm client commands on PATH.")
-    tools = SlurmTools(sbatch=sbatch, squeue=w("squeue"), scancel=w("scancel"), sinfo=w("sinfo"), srun=w("srun"),
-                       sacct=w("sacct"), scontrol=w("scontrol"))
-    r = tools.run("sbatch", "--version", check=False)
-    tools = dataclasses.replace(tools, version=r.stdout.strip())
-    if ping:
-        r = tools.run("sinfo", "-h", "-o", "%P", check=False)
-        if r.returncode != 0:
-            raise KitError(
-                f"--runner slurm: `sbatch` is at {sbatch}, but the Slurm controller does not answer (`sinfo` exit "
-                f"code {r.returncode}: {one_line(r.stderr)}). Check that this machine is configured for the "
-                "cluster (slurm.conf, munge running) and that slurmctld is up: `scontrol ping`.")
+    tools = SlurmTools(**found)
+    r = tools.run("sinfo", "-h", "-o", "%P", check=False)
+    if r.returncode != 0:
+        raise KitError(f"--runner slurm: `sbatch` is at {sbatch}, but the Slurm controller does not answer (`sinfo` "
+                       f"exit code {r.returncode}: {one_line(r.stderr)}). Check this machine's slurm.conf and munge, "
+                       "and that slurmctld is up: `scontrol ping`.")
     return tools
-
-
-# --------------------------------------------------------------------------- the cluster: partitions, GPU types
 
 
 @dataclass(frozen=True)
@@ -143,10 +107,10 @@ class Partition:
     gres: tuple[str, ...]  # e.g. ("gpu:a100:4(S:0-1)", "gpu:t4:2")
 
     def gpu_types(self) -> set[str]:
-        return {t for (n, t, _c) in (parse_gres(g) for g in self.gres) if n == "gpu" and t}
+        return {t for (n, t, _c) in map(parse_gres, self.gres) if n == "gpu" and t}
 
     def gpu_count(self) -> int:
-        return sum(c for (n, _t, c) in (parse_gres(g) for g in self.gres) if n == "gpu")
+        return sum(c for (n, _t, c) in map(parse_gres, self.gres) if n == "gpu")
 
 
 def split_gres(text: str) -> list[str]:
@@ -164,26 +128,18 @@ def parse_gres(item: str) -> tuple[str, Optional[str], int]:
 
 def partitions(tools: SlurmTools) -> dict[str, Partition]:
     """Every partition sinfo shows (hidden ones too: `sinfo -a`), with the gres its nodes offer."""
-    r = tools.run("sinfo", "-h", "-a", "-o", "%P|%a|%G")
-    acc: dict[str, dict] = {}
-    for line in r.stdout.splitlines():
-        if not line.strip():
-            continue
+    found: dict[str, Partition] = {}
+    for line in filter(str.strip, tools.run("sinfo", "-h", "-a", "-o", "%P|%a|%G").stdout.splitlines()):
         name, avail, gres = (line.split("|", 2) + ["", ""])[:3]
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        p = acc.setdefault(name, {"default": False, "available": False, "gres": []})
-        p["default"] |= default
-        p["available"] |= avail.strip() == "up"
-        for g in split_gres(gres):
-            if g not in p["gres"]:
-                p["gres"].append(g)
-    return {n: Partition(n, v["default"], v["available"], tuple(v["gres"])) for n, v in acc.items()}
+        p = found.get(name.rstrip("*")) or Partition(name.rstrip("*"), False, False, ())
+        found[p.name] = Partition(p.name, p.default or name.endswith("*"), p.available or avail.strip() == "up",
+                                  tuple(dict.fromkeys(p.gres + tuple(split_gres(gres)))))
+    return found
 
 
-def gres_arg(gpu_type: Optional[str], count: int = 1) -> str:
+def gres_arg(gpu_type: Optional[str]) -> str:
     """The sbatch argument for one GPU of a type (None: any GPU): '--gres=gpu:a100:1' / '--gres=gpu:1'."""
-    return f"--gres=gpu:{gpu_type}:{count}" if gpu_type else f"--gres=gpu:{count}"
+    return f"--gres=gpu:{gpu_type}:1" if gpu_type else "--gres=gpu:1"
 
 
 def resolve_partition(tools: SlurmTools, partition: Optional[str]) -> Partition:
@@ -191,11 +147,11 @@ def resolve_partition(tools: SlurmTools, partition: Optional[str]) -> Partition:
     parts = partitions(tools)
     known = ", ".join(f"{p.name}{' (default)' if p.default else ''}" for p in parts.values()) or "none"
     if partition is None:
-        for p in parts.values():
-            if p.default:
-                return p
-        raise KitError(f"--runner slurm: the cluster has no default partition, so the kit needs one named "
-                       f"(--partition); the partitions `sinfo` shows are: {known}.")
+        default = next((p for p in parts.values() if p.default), None)
+        if default is None:
+            raise KitError(f"--runner slurm: the cluster has no default partition, so the kit needs one named "
+                           f"(--partition); the partitions `sinfo` shows are: {known}.")
+        return default
     if partition not in parts:
         raise KitError(f"--runner slurm: unknown partition {partition!r}: the partitions `sinfo` shows are: {known}. "
                        "Pick one of them with --partition (or leave it out for the cluster's default).")
@@ -204,24 +160,15 @@ def resolve_partition(tools: SlurmTools, partition: Optional[str]) -> Partition:
 
 def check_gpu_types(part: Partition, gpu_types: Sequence[Optional[str]]) -> list[str]:
     """One paragraph per requested GPU type (None: any GPU) that the partition's nodes do not offer."""
-    problems = []
-    offered = sorted(part.gpu_types())
     gres_text = ", ".join(part.gres) or "none"
-    for t in gpu_types:
-        if part.gpu_count() == 0:
-            problems.append(
-                f"--runner slurm: partition {part.name!r} has no GPUs (the generic resources of its nodes: "
-                f"{gres_text}), so no job asking for {gres_arg(t)} can run there. Pick a partition with GPUs "
-                "(`sinfo -o '%P %G'` lists them).")
-            break
-        if t is not None and t not in offered:
-            problems.append(
-                f"--runner slurm: unknown GPU type {t!r} in partition {part.name!r}: its nodes offer "
-                f"{gres_text}, i.e. the types "
-                f"{', '.join(offered) or '(none: untyped GPUs only; leave --gpu-types out)'}."
-                " --gpu-types takes those type names (the middle part of gpu:TYPE:COUNT in "
-                f"`sinfo -p {part.name} -o %G`).")
-    return problems
+    if gpu_types and part.gpu_count() == 0:
+        return [f"--runner slurm: partition {part.name!r} has no GPUs (the generic resources of its nodes: "
+                f"{gres_text}), so no job asking for {gres_arg(gpu_types[0])} can run there. Pick a partition with "
+                "GPUs (`sinfo -o '%P %G'` lists them)."]
+    offered = ", ".join(sorted(part.gpu_types())) or "(none: untyped GPUs only; leave --gpu-types out)"
+    return [f"--runner slurm: unknown GPU type {t!r} in partition {part.name!r}: its nodes offer {gres_text}, i.e. "
+            f"the types {offered}. --gpu-types takes those type names (the middle part of gpu:TYPE:COUNT in "
+            f"`sinfo -p {part.name} -o %G`)." for t in gpu_types if t is not None and t not in part.gpu_types()]
 
 
 def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[str]:
@@ -230,52 +177,48 @@ def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[
     r = tools.run("sbatch", "--test-only", *sbatch_args, "--wrap", "true", check=False)
     if r.returncode == 0:
         return None
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    reason = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("allocation failure:")), None)
-    return reason or one_line(r.stderr)
+    return next((ln.split(":", 1)[1].strip() for ln in r.stderr.splitlines() if ln.startswith("allocation failure:")),
+                None) or one_line(r.stderr)
 
 
 def preflight(tools: SlurmTools, *, partition: Optional[str] = None, gpu_types: Sequence[Optional[str]] = (None,),
-              sbatch_args: Sequence[str] = (), visible_dirs: Sequence[PathLike] = (),
-              probe_timeout_s: float = 120) -> Partition:
-    """Everything checked before submitting; raises KitError with one paragraph per problem.
-
-    `gpu_types`: the matrix (None = any GPU; pass () for a CPU-only job). `sbatch_args`: the user's extra ones
-    (account, qos, time, constraint), included in the `sbatch --test-only` check of each type. `visible_dirs`:
-    folders the jobs write into, checked with ONE probe job (see check_visible) once the rest passed.
-    """
+              sbatch_args: Sequence[str] = (), visible_dirs: Sequence[PathLike] = ()) -> Partition:
+    """Everything checked before submitting (KitError: one paragraph per problem): the partition, the GPU types
+    (None = any GPU; () for a CPU-only job) and `sbatch --test-only` of each with `sbatch_args`, all instant; then
+    `visible_dirs` with ONE probe job (check_visible: seconds on an idle partition)."""
     part = resolve_partition(tools, partition)
-    problems = []
-    if not part.available:
-        problems.append(f"--runner slurm: partition {part.name!r} is not up (`sinfo -p {part.name}` shows it down, "
-                        "drained or inactive), so jobs would wait there indefinitely. Pick another one with "
-                        "--partition, or ask the cluster's administrators.")
-    problems += check_gpu_types(part, gpu_types) if gpu_types else []
-    if not problems:
-        for t in (gpu_types or [None]):
-            args = [f"--partition={part.name}", *([gres_arg(t)] if gpu_types else []), *sbatch_args]
-            why = sbatch_test_only(tools, args)
-            if why:
-                problems.append(f"--runner slurm: the controller would not run a job with `sbatch {' '.join(args)}`:"
-                                f" {why}. (Checked with `sbatch --test-only`; nothing was submitted.)")
+    problems = [] if part.available else [
+        f"--runner slurm: partition {part.name!r} is not up (`sinfo -p {part.name}` shows it down, drained or "
+        "inactive), so jobs would wait there indefinitely. Pick another one with --partition, or ask the cluster's "
+        "administrators."]
+    problems += check_gpu_types(part, gpu_types)
+    for t in ([] if problems else (gpu_types or [None])):
+        args = [f"--partition={part.name}", *([gres_arg(t)] if gpu_types else []), *sbatch_args]
+        why = sbatch_test_only(tools, args)
+        if why:
+            problems.append(f"--runner slurm: the controller would not run a job with `sbatch {' '.join(args)}`: "
+                            f"{why}. (Checked with `sbatch --test-only`; nothing was submitted.)")
     if problems:
         raise KitError("\n\n".join(problems))
     if visible_dirs:
-        check_visible(tools, visible_dirs, partition=part.name, timeout_s=probe_timeout_s,
-                      sbatch_args=probe_args(sbatch_args))
+        check_visible(tools, visible_dirs, partition=part.name, sbatch_args=probe_args(sbatch_args))
     return part
 
 
 def probe_args(sbatch_args: Sequence[str]) -> list[str]:
-    """The user's sbatch arguments that also apply to the visibility probe: account, qos, reservation,
-    constraint, ... but not the GPU request, time limit or memory (the probe needs 1 CPU for seconds).
-    Only the --opt=value spelling is filtered; an argument given as two words is kept as is."""
+    """The user's sbatch arguments that also apply to the visibility probe (account, qos, constraint, ...), not
+    the GPU request, time limit or memory: it needs 1 CPU for seconds. Only --opt=value spellings are filtered."""
     drop = ("--gres", "--gpus", "--gpu", "--time", "--mem", "--cpus-per", "--ntasks", "--nodes", "--job-name",
             "--output", "--error", "--chdir", "--wrap", "--array")
     return [a for a in sbatch_args if not a.startswith(drop)]
 
 
-# --------------------------------------------------------------------------- the folder visibility probe
+# sh -c SCRIPT sh TOKEN PROBE1 REPLY1 PROBE2 REPLY2 ... -- EXE1 EXE2 ...
+_PROBE_SCRIPT = ('tok=$1; shift; rc=0; while [ $# -gt 0 ] && [ "$1" != -- ]; do '
+                 'if [ "$(cat "$1" 2>&1)" = "$tok" ]; then echo "$tok" > "$2" || rc=1; '
+                 'else echo "KIT-PROBE-NOT-SEEN $1 on $(hostname): $(cat "$1" 2>&1)"; rc=1; fi; '
+                 'shift 2; done; [ $# -gt 0 ] && shift; for x in "$@"; do '
+                 '[ -x "$x" ] && [ -f "$x" ] || { echo "KIT-PROBE-NO-EXE $x"; rc=1; }; done; exit $rc')
 
 
 def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: Optional[str] = None,
@@ -283,110 +226,78 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                   executables: Sequence[PathLike] = ()) -> None:
     """KitError unless a compute node sees `folders` as this machine does, and has each of `executables`.
 
-    ONE job (`srun`, 1 CPU, 1 minute, on `partition`) reads back a random token written into `.kit-probe-<token>`
-    in each folder and writes `.kit-probe-<token>.reply` beside it: a missing path, a node-local folder of the same
-    name and a read-only mount all fail; srun brings its output back even when nothing is shared. Executables are
-    checked with `test -x`. Past `timeout_s` in the queue the probe is cancelled: ProbeTimeout. It checks the one
-    node it lands on."""
+    ONE job (`srun`, 1 CPU, 1 minute, on `partition`; it checks the one node it lands on) reads back a random token
+    written into `.kit-probe-<token>` in each folder and writes `.kit-probe-<token>.reply` beside it: a missing
+    path, a node-local folder of the same name and a read-only mount all fail; srun brings its output back even
+    when nothing is shared. Past `timeout_s` in the queue the probe is cancelled and nothing is concluded."""
     if not tools.srun:
         raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
                        f"the results folder ({', '.join(map(str, folders))}).")
-    token = secrets.token_hex(8)
-    name = f"kit-probe-{token}"
-    probes: list[tuple[Path, Path, Path]] = []
+    token, where = secrets.token_hex(8), f"srun on partition {partition or '(default)'}"
+    folders = [Path(f).resolve() for f in folders]
+    probes = [(f, f / f".kit-probe-{token}", f / f".kit-probe-{token}.reply") for f in folders]
     try:
-        for f in folders:
-            folder = Path(f).resolve()
-            probe = folder / f".kit-probe-{token}"
+        for folder, probe, _reply in probes:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 probe.write_text(token + "\n")
             except OSError as e:
                 raise KitError(f"--runner slurm: cannot write into {folder} on this machine ({e.strerror}), so the "
                                "jobs could not deliver results there either; pick a folder you can write.") from None
-            probes.append((folder, probe, folder / f".kit-probe-{token}.reply"))
-        # sh -c SCRIPT sh TOKEN PROBE1 REPLY1 PROBE2 REPLY2 ... -- EXE1 EXE2 ...
-        script = ('tok=$1; shift; rc=0; while [ $# -gt 0 ] && [ "$1" != -- ]; do '
-                  'if [ "$(cat "$1" 2>&1)" = "$tok" ]; then echo "$tok" > "$2" || rc=1; '
-                  'else echo "KIT-PROBE-NOT-SEEN $1 on $(hostname): $(cat "$1" 2>&1)"; rc=1; fi; '
-                  'shift 2; done; [ $# -gt 0 ] && shift; for x in "$@"; do '
-                  '[ -x "$x" ] && [ -f "$x" ] || { echo "KIT-PROBE-NO-EXE $x"; rc=1; }; done; exit $rc')
-        args = ["--job-name", name, "--nodes=1", "--ntasks=1", "--time=1", "--chdir=/", "--quiet",
-                *([f"--partition={partition}"] if partition else []), *sbatch_args,
-                "sh", "-c", script, "sh", token]
-        for _folder, probe, reply in probes:
-            args += [str(probe), str(reply)]
-        args += ["--", *(str(x) for x in executables)]
+        args = ["--job-name", f"kit-probe-{token}", "--nodes=1", "--ntasks=1", "--time=1", "--chdir=/", "--quiet",
+                *([f"--partition={partition}"] if partition else []), *sbatch_args, "sh", "-c", _PROBE_SCRIPT, "sh",
+                token, *(str(p) for _f, probe, reply in probes for p in (probe, reply)), "--", *map(str, executables)]
+        # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
+        # otherwise start a step of that job, on its node, not on the partition asked for.
+        # srun reads SLURM_ACCOUNT, ... where sbatch reads SBATCH_ACCOUNT, ...: the probe is charged the same way.
+        env = {k: v for k, v in os.environ.items() if k not in _ALLOCATION_VARS}
+        env.update({f"SLURM_{k}": os.environ[f"SBATCH_{k}"] for k in _PROBE_VARS
+                    if f"SBATCH_{k}" in os.environ and f"SLURM_{k}" not in os.environ})
         try:
-            # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
-            # otherwise start a step of that job, on its node, not on the partition asked for.
-            # srun reads SLURM_ACCOUNT, ... where sbatch reads SBATCH_ACCOUNT, ...: the probe is charged the same way.
-            env = {k: v for k, v in os.environ.items() if k not in _ALLOCATION_VARS}
-            env.update({f"SLURM_{k}": os.environ[f"SBATCH_{k}"] for k in _PROBE_VARS
-                        if f"SBATCH_{k}" in os.environ and f"SLURM_{k}" not in os.environ})
             r = tools.run("srun", *args, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL, env=env)
         except SlurmError:
-            tools.run("scancel", "--name", name, check=False)
-            raise ProbeTimeout(
-                f"--runner slurm: the probe job that checks that the compute nodes see "
-                f"{', '.join(str(p[0]) for p in probes)} did not run within {timeout_s:.0f}s (the partition "
-                f"{partition or '(default)'} is busy?); it was cancelled and nothing was concluded.") from None
+            tools.run("scancel", "--name", f"kit-probe-{token}", check=False)
+            raise KitError(f"--runner slurm: the probe job that checks that the compute nodes see "
+                           f"{', '.join(map(str, folders))} did not run within {timeout_s:.0f}s ({where}: "
+                           "busy?); it was cancelled and nothing was concluded.") from None
         output = (r.stdout + "\n" + r.stderr).strip()
-        blind = []
-        for folder, _probe, reply in probes:
-            seen = reply.is_file() and reply.read_text().strip() == token
-            if not seen:
-                blind.append(folder)
+        lines = output.splitlines()
+        blind = [str(f) for f, _p, reply in probes if not (reply.is_file() and reply.read_text().strip() == token)]
         if blind:
-            detail = [ln.replace("KIT-PROBE-NOT-SEEN ", "") for ln in output.splitlines()
-                      if "KIT-PROBE-NOT-SEEN" in ln] or [one_line(output)]
+            detail = [ln.replace("KIT-PROBE-NOT-SEEN ", "") for ln in lines if "KIT-PROBE-NOT-SEEN" in ln]
             raise KitError(
                 f"--runner slurm: the compute node does not see the folder{'s' if len(blind) > 1 else ''} "
-                f"{', '.join(map(str, blind))} the way this machine does, so a job's results and log would not "
-                f"arrive here. A probe job (srun on partition {partition or '(default)'}) could not read back the "
-                f"token written there{' or write its reply' if r.returncode == 0 else ''}: "
-                f"{'; '.join(detail)}. Put the results and log folders on a filesystem the nodes share with this "
-                "machine (the home or project filesystem, not /tmp or a local disk), e.g. --results-dir "
-                "$HOME/awq-results --output-dir $HOME/awq-output.")
-        missing = [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in output.splitlines()
-                   if "KIT-PROBE-NO-EXE " in ln]
+                f"{', '.join(blind)} the way this machine does, so a job's results and log would not arrive here. A "
+                f"probe job ({where}) could not read back the token written there"
+                f"{' or write its reply' if r.returncode == 0 else ''}: {'; '.join(detail or [one_line(output)])}. "
+                "Put the results and log folders on a filesystem the nodes share with this machine (the home or "
+                "project filesystem, not /tmp or a local disk), e.g. --results-dir $HOME/awq-results --output-dir "
+                "$HOME/awq-output.")
+        missing = [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in lines if "KIT-PROBE-NO-EXE " in ln]
         if missing:
             raise KitError(
-                f"--runner slurm: the compute node has no executable {', '.join(missing)}, which the jobs run (the "
-                "kit runs itself on the node with the interpreter that runs it here, and the local node runner with "
-                "--python). A probe job (srun on partition "
-                f"{partition or '(default)'}) found none there. Put the interpreter on a filesystem the nodes share "
-                "with this machine (e.g. run the kit through nox from a checkout in your home or project folder: its "
-                "venv is under .nox/), or give a path that exists on the nodes.")
+                f"--runner slurm: the compute node has no executable {', '.join(missing)} (a probe job, {where}, "
+                "found none), and the jobs run it: the kit runs itself on the node with the interpreter that runs "
+                "it here, and the local node runner with --python. Put the interpreter on a filesystem the nodes "
+                "share (e.g. run the kit through nox from a checkout in your home folder: its venv is under .nox/), "
+                "or give a path that exists on the nodes.")
     finally:
         for _folder, probe, reply in probes:
             for p in (probe, reply):
-                try:
+                with contextlib.suppress(OSError):
                     p.unlink()
-                except OSError:
-                    pass
-
-
-# --------------------------------------------------------------------------- submit
 
 
 def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: PathLike,
-           sbatch_args: Sequence[str] = (), script_path: Optional[PathLike] = None,
-           workdir: Optional[PathLike] = None) -> str:
-    """Submit one batch job; returns its id (a string, e.g. '1234').
-
-    The script is written atomically to `script_path` (default: the log's name with .sbatch) and kept there as
-    the record of what ran; sbatch copies it to the controller, so only the log must be on the shared filesystem.
-    The job's stdout and stderr both go to `log_path` (sbatch --output, no --error). It runs in `workdir`
-    (default: the log's folder). `sbatch_args` come after the kit's own, so they can override them.
-    """
+           sbatch_args: Sequence[str] = (), workdir: Optional[PathLike] = None) -> str:
+    """Submit one batch job; returns its id (e.g. '1234'). The script is kept beside the log (.sbatch) as the record
+    of what ran; sbatch copies it to the controller, so only the log (stdout and stderr) must be on the shared
+    filesystem. It runs in `workdir` (default: the log's folder); `sbatch_args` come after the kit's own, so win."""
     log_path = Path(log_path).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    script = Path(script_path) if script_path else log_path.with_suffix(".sbatch")
-    script.parent.mkdir(parents=True, exist_ok=True)
-    if not script_text.startswith("#!"):
-        script_text = "#!/bin/bash\n" + script_text
-    atomic_write_text(script, script_text, mode=0o755)
+    script = log_path.with_suffix(".sbatch")
+    atomic_write_text(script, script_text if script_text.startswith("#!") else "#!/bin/bash\n" + script_text,
+                      mode=0o755)
     out = str(log_path).replace("%", "%%")  # sbatch expands %j, %N, ... in --output
     args = ["--parsable", f"--job-name={job_name}", f"--output={out}",
             f"--chdir={Path(workdir).resolve() if workdir else log_path.parent}", *sbatch_args, str(script)]
@@ -398,9 +309,6 @@ def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: Path
     if not re.fullmatch(r"\d+(_\d+)?", job_id):
         raise KitError(f"--runner slurm: sbatch accepted {job_name!r} but printed no job id: {r.stdout!r}")
     return job_id
-
-
-# --------------------------------------------------------------------------- states
 
 
 @dataclass(frozen=True)
@@ -440,8 +348,7 @@ def _wait_status(raw: str) -> tuple[Optional[int], Optional[int]]:
         st = int(raw)
     except ValueError:
         return None, None
-    sig = st & 0x7F
-    return (st >> 8) & 0xFF, (sig or None)
+    return (st >> 8) & 0xFF, (st & 0x7F) or None
 
 
 def _clean(s: str) -> str:
@@ -450,39 +357,36 @@ def _clean(s: str) -> str:
 
 
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
-    """{id: JobState} for every id. squeue knows pending and running jobs, and finished ones for MinJobAge seconds;
-    a job that has ended, or that squeue no longer lists, is read from sacct where the cluster keeps accounting
-    (slurmdbd: the record outlives MinJobAge); without it squeue's answer stands, and a job neither knows comes back
-    as UNKNOWN (source 'missing'). SlurmError when squeue itself fails."""
+    """{id: JobState} for every id. squeue knows finished jobs for MinJobAge seconds only (default 300; .ci/slurm-up
+    sets 600): an ended or forgotten one is read from sacct where the cluster keeps accounting (slurmdbd); without
+    it squeue's answer stands, and a job neither knows is UNKNOWN (source "missing"). SlurmError if squeue fails."""
     ids = [str(i) for i in ids]
     if not ids:
         return {}
     fmt = ",".join(f"{f}:|" for f in _SQUEUE_FIELDS)
     r = tools.run("squeue", "-h", "--states=all", "-j", ",".join(ids), "-O", fmt, check=False)
-    found: dict[str, JobState] = {}
     if r.returncode != 0 and "Invalid job id" not in r.stderr:
         raise SlurmError(f"`squeue -j {','.join(ids)}` failed (exit code {r.returncode}): {one_line(r.stderr)}")
-    for line in r.stdout.splitlines():
-        parts = line.split("|", len(_SQUEUE_FIELDS) - 1)
-        if len(parts) < len(_SQUEUE_FIELDS):
-            continue
-        jid, state, reason, node, part, raw, name = (p.strip() for p in parts)
-        name = name[:-1] if name.endswith("|") else name
+    found: dict[str, JobState] = {}
+    for jid, state, reason, node, part, raw, name in _rows(r.stdout, len(_SQUEUE_FIELDS), ids):
         state = _state_word(state)
         code, sig = _wait_status(raw) if state in TERMINAL_STATES or state == "COMPLETING" else (None, None)
-        if jid in ids:
-            found[jid] = JobState(jid, state, code, sig, _clean(reason), _clean(node), part, name, "squeue")
+        found[jid] = JobState(jid, state, code, sig, _clean(reason), _clean(node), part, name.removesuffix("|"))
     ended = [i for i in ids if i not in found or found[i].terminal]
     for jid, st in (_sacct_states(tools, ended) if ended else {}).items():
         if jid not in found:
             found[jid] = st
         elif st.terminal:  # sacct lags behind squeue for a moment after the end; squeue's reason is kept
             found[jid] = dataclasses.replace(st, reason=found[jid].reason)
-    for i in ids:
-        if i not in found:
-            found[i] = JobState(i, "UNKNOWN", reason="not known to squeue, and no accounting (sacct) to ask",
-                                source="missing")
-    return {i: found[i] for i in ids}
+    return {i: found.get(i) or JobState(i, "UNKNOWN", reason="not known to squeue, and no accounting (sacct) to ask",
+                                        source="missing") for i in ids}
+
+
+def _rows(text: str, n: int, ids: Sequence[str]) -> Iterator[list[str]]:
+    """squeue's or sacct's |-separated lines about `ids`, as n fields each."""
+    for parts in (line.split("|", n - 1) for line in text.splitlines()):
+        if len(parts) == n and parts[0].strip() in ids:
+            yield [p.strip() for p in parts]
 
 
 _SACCT_USABLE: dict[str, bool] = {}
@@ -497,72 +401,49 @@ def _sacct_states(tools: SlurmTools, ids: list[str]) -> dict[str, JobState]:
             _SACCT_USABLE[tools.sacct] = False
         return {}
     out = {}
-    for line in r.stdout.splitlines():
-        parts = line.split("|", len(_SACCT_FIELDS) - 1)
-        if len(parts) < len(_SACCT_FIELDS) or parts[0] not in ids:
-            continue
-        jid, state, exit_code, node, part, name = parts
-        code, sig = None, None
-        m = re.fullmatch(r"(\d+):(\d+)", exit_code.strip())
-        if m:
-            code, sig = int(m.group(1)), (int(m.group(2)) or None)
+    for jid, state, exit_code, node, part, name in _rows(r.stdout, len(_SACCT_FIELDS), ids):
+        m = re.fullmatch(r"(\d+):(\d+)", exit_code)
+        code, sig = (int(m.group(1)), int(m.group(2)) or None) if m else (None, None)
         state = _state_word(state)
         out[jid] = JobState(jid, state, code if state in TERMINAL_STATES else None, sig, "", _clean(node), part,
                             name, "sacct")
     return out
 
 
-# --------------------------------------------------------------------------- logs
-
-
-def log_tail(path: PathLike, n: int = 20, *, max_bytes: int = 256 * 1024) -> list[str]:
-    """The last n lines of a log (decoded leniently; [] when the file is missing or empty)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
-        return []
-    text = data.decode("utf-8", "replace").replace("\r\n", "\n")
-    # A progress bar rewrites its line with \r: keep what the line last said.
-    lines = [ln.rsplit("\r", 1)[-1] for ln in text.split("\n")]
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines[-n:] if n > 0 else []
-
-
 class LogFollower:
     """tail -f for one log on a shared filesystem: new complete lines since the last call. The file may appear late
     (a pending job) or start over (a requeued job's log is truncated: read again from the start)."""
 
-    def __init__(self, path: PathLike):
+    def __init__(self, path: PathLike, offset: int = 0):
         self.path = Path(path)
-        self.offset = 0
+        self.offset = offset
         self.partial = b""
 
     def read(self, final: bool = False) -> list[str]:
         try:
             with open(self.path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                if size < self.offset:
+                if fh.seek(0, os.SEEK_END) < self.offset:
                     self.offset, self.partial = 0, b""
                 fh.seek(self.offset)
                 data = fh.read()
                 self.offset = fh.tell()
         except OSError:
             data = b""
-        data = self.partial + data
-        *complete, self.partial = data.split(b"\n")
+        *complete, self.partial = (self.partial + data).split(b"\n")
         if final and self.partial:
             complete.append(self.partial)
             self.partial = b""
+        # A progress bar rewrites its line with \r: keep what the line last said.
         return [c.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for c in complete]
 
 
-# --------------------------------------------------------------------------- waiting, cancelling
+def log_tail(path: PathLike, n: int = 20) -> list[str]:
+    """The last n lines of a log, of its last 256 KiB ([] when the file is missing or empty)."""
+    try:
+        start = max(0, os.path.getsize(path) - 256 * 1024)
+    except OSError:
+        return []
+    return LogFollower(path, start).read(final=True)[-n:] if n > 0 else []
 
 
 @dataclass(frozen=True)
@@ -577,20 +458,18 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
          log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
          timeout_s: Optional[float] = None, unreachable_s: float = 300,
          cancel_on_interrupt: bool = False) -> dict[str, JobState]:
-    """Follow jobs until each is terminal; returns {id: final JobState}.
-
-    Each poll asks squeue about every unfinished id (one call) and reads each job's new log lines (`log_paths`);
-    `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line; a
-    terminal job's log is read to its end. Polls back off: poll_s, twice that, ... up to poll_max_s, and poll_s
-    again after a change or a log line. A failing squeue is retried for `unreachable_s`; past `timeout_s`,
-    SlurmError. Ctrl-C: with cancel_on_interrupt the unfinished jobs are scancel'ed before it propagates."""
+    """Follow jobs until each is terminal; returns {id: final JobState}. Each poll asks squeue about every unfinished
+    id (one call) and reads each job's new log lines (`log_paths`); `on_event` gets a state Event when a job's
+    state, reason or node changes and a log Event per new line, a terminal job's log read to its end before its
+    last state Event. Polls back off: poll_s, twice that, ... up to poll_max_s; poll_s again after news. A failing
+    squeue is retried for `unreachable_s`; past `timeout_s`, SlurmError. Ctrl-C: with cancel_on_interrupt the
+    unfinished jobs are scancel'ed before it propagates."""
     ids = [str(i) for i in ids]
     followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
     last: dict[str, JobState] = {}
     done: dict[str, JobState] = {}
-    t0 = time.monotonic()
-    last_ok = t0
     emit = on_event or (lambda e: None)
+    t0 = last_ok = time.monotonic()
     interval = poll_s
     try:
         while True:
@@ -604,21 +483,21 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
                     raise
                 states = {}
             for i in todo:
-                st = states.get(i)
-                if st is not None:
-                    prev = last.get(i)
-                    if prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node):
-                        emit(Event("state", i, st))
-                        news = True
-                    last[i] = st
-                f = followers.get(str(i))
-                if f is not None and i in last:
-                    final = st is not None and st.terminal
-                    for line in f.read(final=final):
-                        emit(Event("log", i, last[i], line))
-                        news = True
-                if st is not None and st.terminal:
+                st = states.get(i) or last.get(i)  # the last known state while squeue does not answer
+                if st is None:
+                    continue
+                prev = last.get(i)
+                changed = prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node)
+                last[i] = st
+                if changed and not st.terminal:
+                    emit(Event("state", i, st))
+                lines = followers[i].read(final=st.terminal) if i in followers else []
+                for line in lines:
+                    emit(Event("log", i, st, line))
+                if st.terminal:  # after the last lines of its log
+                    emit(Event("state", i, st))
                     done[i] = st
+                news = news or changed or bool(lines)
             if len(done) == len(ids):
                 return {i: done[i] for i in ids}
             if timeout_s is not None and time.monotonic() - t0 > timeout_s:
@@ -633,31 +512,24 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
         raise
 
 
-def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30, poll_s: float = 0.5) -> dict[str, JobState]:
+def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30) -> dict[str, JobState]:
     """scancel these jobs (by id: only the kit's own), then wait up to wait_s for them to reach a terminal state.
     Returns their last states. Jobs already finished are left alone; scancel's complaints about them are ignored."""
     ids = [str(i) for i in ids]
     if not ids:
         return {}
     tools.run("scancel", *ids, check=False)
-    deadline = time.monotonic() + wait_s
-    states: dict[str, JobState] = {}
-    while True:
-        try:
-            states = job_states(tools, ids)
-        except SlurmError:
-            pass
-        if states and all(s.terminal for s in states.values()) or time.monotonic() > deadline:
-            return states
-        time.sleep(poll_s)
+    last: dict[str, JobState] = {}
+    try:
+        return wait(tools, ids, lambda e: last.update({e.job_id: e.state}), poll_s=0.5, poll_max_s=0.5,
+                    timeout_s=wait_s, unreachable_s=wait_s)
+    except SlurmError:  # still not ended after wait_s, or squeue did not answer
+        return last
 
 
-# --------------------------------------------------------------------------- explaining a failure
-
-
-def failure_paragraph(job: str, state: JobState, log_path: PathLike, *, lines: int = 20) -> str:
+def failure_paragraph(job: str, state: JobState, log_path: PathLike) -> str:
     """One paragraph for a job that did not complete: what it was, how it ended (state, exit code or signal,
-    reason), where (node, partition), the log's path and its last `lines` lines (indented)."""
+    reason), where (node, partition), the log's path and its last 20 lines (indented)."""
     how = [f"ended {state.state}"] + ([f"with exit code {state.exit_code}"] if state.exit_code is not None
                                       and (state.exit_code or not state.signal) else [])
     how += [f"{'and' if len(how) > 1 else 'by'} signal {state.signal}"] if state.signal else []
@@ -666,12 +538,10 @@ def failure_paragraph(job: str, state: JobState, log_path: PathLike, *, lines: i
     text += f" (reason: {state.reason})" if state.reason and state.reason != "NonZeroExitCode" else ""
     hint = _HINTS.get(state.state)
     text += f"; {hint}." if hint else "."
-    tail = log_tail(log_path, lines)
+    tail = log_tail(log_path)
     if tail:
-        text += f" The last {len(tail)} lines of its log {log_path}:\n" + "\n".join(f"    {ln}" for ln in tail)
-    elif Path(log_path).exists():
-        text += f" Its log {log_path} is empty."
-    else:
-        text += (f" Its log {log_path} does not exist here: the job never started, or the node wrote it to a "
-                 "folder this machine does not see.")
-    return text
+        return text + f" The last {len(tail)} lines of its log {log_path}:\n" + "\n".join(f"    {ln}" for ln in tail)
+    if Path(log_path).exists():
+        return text + f" Its log {log_path} is empty."
+    return text + (f" Its log {log_path} does not exist here: the job never started, or the node wrote it to a "
+                   "folder this machine does not see.")

@@ -1,17 +1,8 @@
-"""Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job on the cluster.
-
-Host side (`run_slurm`): check the cluster first (kit/slurm.py `preflight`: partition, GPU types, `sbatch
---test-only`, then, only if a job will be submitted, ONE probe job: a node sees the folders and the interpreter);
-per (step, GPU type) a spec hash and its ledger `<results>/.slurm/<hash>.json`, so the same spec is not submitted
-again while its job is pending, running or has completed (`--again` submits anyway); `sbatch` with
-`--gres=gpu[:TYPE]:1` and the user's options (OPTIONS: only those given, so sbatch's SBATCH_* variables apply to
-the rest); unless `--no-wait`, follow the jobs (states, then log lines prefixed with step/type); Ctrl-C cancels
-this run's jobs by id; a job that did not complete gets one paragraph, and the command fails at the end.
-
-Node side (`node_main`, what the job script execs: `<this interpreter> -m kit step --runner docker|local --step
-JSON ...` in the checkout): the step run with `run_step` as on a workstation; SIGTERM (Slurm's cancel, time limit,
-preemption) handled like Ctrl-C; the outcome recorded in the ledger, so a later submission knows it without sacct.
-bench/provenance.py reads SLURM_JOB_ID, SLURMD_NODENAME, SLURM_JOB_PARTITION and KIT_SLURM_GPU_TYPE in the job.
+"""Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job (README "Running on a Slurm
+cluster"). Host side, `run_slurm`: preflight, the ledger `<results>/.slurm/<spec hash>.json` (no second job for the
+same spec without --again), submit, follow, cancel on Ctrl-C. Node side, `node_main`: what the job script execs
+(`python -m kit step ...` in the checkout), the step run with `run_step`, SIGTERM handled like Ctrl-C, the outcome
+recorded in the ledger, so a later submission knows it without sacct.
 """
 from __future__ import annotations
 
@@ -25,10 +16,10 @@ import shlex
 import signal
 import socket
 import sys
-from types import SimpleNamespace
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from types import SimpleNamespace
+from typing import Any, NamedTuple, Optional, Sequence
 
 from core.errors import KitError
 from core.files import atomic_write_text
@@ -47,17 +38,14 @@ ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "CONFIGURING", "RUNNING", "CO
                            "RESIZING", "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 
 
-# --------------------------------------------------------------------------- options
-
-@dataclass(frozen=True)
-class Option:
-    """One Slurm option of the measuring commands, declared once: its flag (--NAME), its help, and, with
-    `sbatch_env`, the sbatch option of the same name (`--NAME=VALUE`) that sbatch otherwise takes from that
-    variable of its own: the kit passes it only when given, so the cluster user's SBATCH_* settings apply."""
+class Option(NamedTuple):
+    """One Slurm option, declared once: its flag (--NAME), its help, argparse's keywords, and, with `sbatch_env`,
+    the sbatch option of the same name that sbatch otherwise reads from that variable: the kit passes it only when
+    given, so the cluster user's SBATCH_* settings apply."""
     name: str
     help: str
     sbatch_env: Optional[str] = None
-    kw: dict = field(default_factory=dict)  # argparse's (type, action, choices, metavar)
+    kw: dict = {}
 
     @property
     def dest(self) -> str:
@@ -104,15 +92,15 @@ class SlurmOptions(SimpleNamespace):
     """One attribute per Option.dest (None / False: not given; node_runner "docker" and gpu_types [] then)."""
 
     def sbatch_args(self) -> list[str]:
-        """The user's part of every job's sbatch arguments, checked by preflight: the options given (never one
-        that was not: sbatch then reads its SBATCH_* variable itself), then the --sbatch-args."""
+        """The user's part of every job's sbatch arguments: the options given (one not given is left to its SBATCH_*
+        variable, which sbatch reads itself), then the --sbatch-args."""
         return [f"--{o.name}={getattr(self, o.dest)}" for o in OPTIONS if o.sbatch_env and getattr(self, o.dest)] \
             + list(self.sbatch_arg or [])
 
 
 def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
-    """The Slurm options of a parsed command line; None for another runner (where Slurm options are an error: they
-    would be silently ignored)."""
+    """The Slurm options of a parsed command line; None for another runner, where giving one is an error (it would
+    be silently ignored)."""
     values = {o.dest: getattr(ns, o.dest, None) for o in OPTIONS}
     if ns.runner != "slurm":
         given = [f"--{o.name}" for o in OPTIONS if values[o.dest]]
@@ -122,9 +110,6 @@ def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
         return None
     return SlurmOptions(**{**values, "node_runner": values["node_runner"] or "docker",
                            "gpu_types": values["gpu_types"] or []})
-
-
-# --------------------------------------------------------------------------- jobs and the ledger
 
 
 def _utc_now() -> str:
@@ -157,8 +142,12 @@ class Job:
         return self.gpu_type or ("any GPU" if self.wants_gpu else "CPU")
 
     @property
+    def kind(self) -> str:  # in the log prefix and the file and job names
+        return self.gpu_type or ("gpu" if self.wants_gpu else "cpu")
+
+    @property
     def prefix(self) -> str:
-        return f"[{short_name(self.step)}/{self.gpu_type or ('gpu' if self.wants_gpu else 'cpu')}]"
+        return f"[{short_name(self.step)}/{self.kind}]"
 
     @property
     def label(self) -> str:
@@ -170,8 +159,7 @@ def spec_of(step: Step, gpu_type: Optional[str], results_dir: Path) -> tuple[str
     spec = {"stack": step.stack, "entry": list(step.argv),
             "workload": json.loads(step.workload.to_json()) if step.workload else None,
             "gpu_type": gpu_type, "results_dir": str(Path(results_dir).resolve())}
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20], spec
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20], spec
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -193,17 +181,22 @@ def update_ledger(path: Path, changes: dict, *, only_job: Optional[str] = None) 
     entry = read_ledger(path) or {}
     if only_job is not None and entry.get("job_id") not in (None, only_job):
         return
-    entry.update(changes)
-    entry["updated_utc"] = _utc_now()
-    _write_json(path, entry)
+    _write_json(path, {**entry, **changes, "updated_utc": _utc_now()})
 
 
-def previous_job(tools: slurm.SlurmTools, job: Job) -> tuple[str, Optional[dict], str]:
+def _record(job: Job, st: slurm.JobState) -> None:
+    update_ledger(job.ledger, {"state": st.state, "exit_code": st.exit_code, "node": st.node or None},
+                  only_job=job.job_id)
+
+
+def previous_job(tools: slurm.SlurmTools, job: Job, again: bool = False) -> tuple[str, Optional[dict], str]:
     """('skip' | 'follow' | 'submit', ledger entry, one line saying why) for a job about to be submitted."""
     entry = read_ledger(job.ledger)
     if not entry or not entry.get("job_id"):
         return "submit", entry, ""
     jid, state = str(entry["job_id"]), str(entry.get("state") or "SUBMITTED")
+    if again:
+        return "submit", entry, f"--again: submitting it again (previous job {jid}, {entry.get('state', '?')})"
     if state in ACTIVE_STATES:
         live = slurm.job_states(tools, [jid])[jid]
         if live.source == "missing":
@@ -214,29 +207,21 @@ def previous_job(tools: slurm.SlurmTools, job: Job) -> tuple[str, Optional[dict]
                                    **({"exit_code": live.exit_code} if live.terminal else {})}, only_job=jid)
         if state in ACTIVE_STATES:
             where = f" on node {live.node}" if live.node else ""
-            return "follow", entry, f"already {state.lower()}: job {jid}{where}, submitted {entry.get('submitted_utc', '?')}"
+            return "follow", entry, f"already {state.lower()}: job {jid}{where}, submitted " \
+                                    f"{entry.get('submitted_utc', '?')}"
     if state == DONE_OK:
         when = entry.get("ended_utc") or entry.get("updated_utc", "?")
         return "skip", entry, f"already completed: job {jid} (COMPLETED, {when}); --again runs it again"
     return "submit", entry, f"previous job {jid} ended {state}: submitting it again"
 
 
-# --------------------------------------------------------------------------- the job script
-
-
 def job_script(job: Job, opts: RunnerOptions, sopts: SlurmOptions, *, grace_s: float) -> str:
-    python = sys.executable
+    python, q = sys.executable, shlex.quote
     cmd = [python, "-m", "kit", "step", "--runner", sopts.node_runner, "--results-dir", str(opts.results_dir),
            "--output-dir", str(opts.output_dir), "--ledger", str(job.ledger), "--interrupt-grace", f"{grace_s:g}"]
-    if opts.python:
-        cmd += ["--python", opts.python]
-    if opts.label:
-        cmd += ["--label", opts.label]
-    if opts.ca_bundle:
-        cmd += ["--ca-bundle", str(opts.ca_bundle)]
-    cmd += ["--step", job.step.to_json()]
-    q = shlex.quote
-    lines = [
+    for flag, value in (("--python", opts.python), ("--label", opts.label), ("--ca-bundle", opts.ca_bundle)):
+        cmd += [flag, str(value)] if value else []
+    return "\n".join([
         "#!/bin/bash",
         f"# awq-kit Slurm job: {job.label} (spec {job.key}; ledger {job.ledger})",
         "# The kit runs itself on the node, from the same checkout and interpreter as on the submitting machine.",
@@ -246,22 +231,15 @@ def job_script(job: Job, opts: RunnerOptions, sopts: SlurmOptions, *, grace_s: f
         f"{KIT_ROOT}; put it on a filesystem the nodes share\" >&2; exit 2; }}",
         f"[ -x {q(python)} ] || {{ echo \"kit: node $(hostname -s) has no interpreter {python} (the one that "
         "submitted the job); put it on a filesystem the nodes share\" >&2; exit 2; }",
-        "exec " + " ".join(q(c) for c in cmd),
-    ]
-    return "\n".join(lines) + "\n"
+        "exec " + " ".join(map(q, [*cmd, "--step", job.step.to_json()])),
+    ]) + "\n"
 
 
 def kill_wait_s(tools: slurm.SlurmTools) -> float:
     """The cluster's KillWait: how long a cancelled job has between SIGTERM and SIGKILL (Slurm's default 30)."""
-    if tools.scontrol:
-        r = tools.run("scontrol", "show", "config", check=False)
-        m = re.search(r"^KillWait\s*=\s*(\d+)", r.stdout or "", re.M)
-        if m:
-            return float(m.group(1))
-    return 30.0
-
-
-# --------------------------------------------------------------------------- host side
+    r = tools.run("scontrol", "show", "config", check=False) if tools.scontrol else None
+    m = re.search(r"^KillWait\s*=\s*(\d+)", r.stdout or "", re.M) if r else None
+    return float(m.group(1)) if m else 30.0
 
 
 def _say(command: str, text: str, *, err: bool = False) -> None:
@@ -270,18 +248,18 @@ def _say(command: str, text: str, *, err: bool = False) -> None:
 
 def plan_jobs(steps: Sequence[Step], opts: RunnerOptions, sopts: SlurmOptions) -> list[Job]:
     jobs = []
-    ledger_dir = opts.results_dir / LEDGER_DIR
     for step in steps:
         for gpu_type in (sopts.gpu_types or [None]):
             key, spec = spec_of(step, gpu_type, opts.results_dir)
-            jobs.append(Job(step, gpu_type, bool(gpu_type) or step.needs_gpu, key, spec, ledger_dir / f"{key}.json"))
+            jobs.append(Job(step, gpu_type, bool(gpu_type) or step.needs_gpu, key, spec,
+                            opts.results_dir / LEDGER_DIR / f"{key}.json"))
     return jobs
 
 
 def _submit(tools: slurm.SlurmTools, job: Job, partition: str, opts: RunnerOptions, sopts: SlurmOptions,
             grace_s: float, previous: Optional[dict]) -> None:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    name = f"{short_name(job.step)}-{job.gpu_type or ('gpu' if job.wants_gpu else 'cpu')}"
+    name = f"{short_name(job.step)}-{job.kind}"
     job.log = opts.output_dir / "slurm" / f"{name}-{stamp}-{job.key[:8]}.log"
     args = [f"--partition={partition}", *([slurm.gres_arg(job.gpu_type)] if job.wants_gpu else []),
             "--ntasks=1", "--export=ALL", *sopts.sbatch_args()]
@@ -290,10 +268,10 @@ def _submit(tools: slurm.SlurmTools, job: Job, partition: str, opts: RunnerOptio
     history = list((previous or {}).get("previous", []))
     if previous and previous.get("job_id"):
         history.append({k: previous.get(k) for k in ("job_id", "state", "submitted_utc", "node", "exit_code")})
-    entry = {"key": job.key, "spec": job.spec, "job_id": job.job_id, "state": "PENDING", "submitted_utc": _utc_now(),
-             "log": str(job.log), "script": str(job.log.with_suffix(".sbatch")), "node_runner": sopts.node_runner,
-             "sbatch_args": args, "node": None, "exit_code": None, "previous": history[-10:]}
-    _write_json(job.ledger, entry)
+    _write_json(job.ledger, {
+        "key": job.key, "spec": job.spec, "job_id": job.job_id, "state": "PENDING", "submitted_utc": _utc_now(),
+        "log": str(job.log), "script": str(job.log.with_suffix(".sbatch")), "node_runner": sopts.node_runner,
+        "sbatch_args": args, "node": None, "exit_code": None, "previous": history[-10:]})
 
 
 def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: SlurmOptions) -> None:
@@ -304,19 +282,10 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
         opts.python = str(Path(opts.python).expanduser().absolute())  # the job starts in the checkout, not here
     jobs = plan_jobs(steps, opts, sopts)
     user_args = sopts.sbatch_args()
-    any_gpu = any(j.wants_gpu for j in jobs)
     part = slurm.preflight(tools, partition=sopts.partition or os.environ.get("SBATCH_PARTITION"),
-                           gpu_types=(sopts.gpu_types or [None]) if any_gpu else (), sbatch_args=user_args)
-
-    decisions = []
-    for job in jobs:
-        if sopts.again:
-            entry = read_ledger(job.ledger)
-            why = (f"--again: submitting it again (previous job {entry['job_id']}, {entry.get('state', '?')})"
-                   if entry and entry.get("job_id") else "")
-            decisions.append((job, "submit", entry, why))
-        else:
-            decisions.append((job, *previous_job(tools, job)))
+                           gpu_types=(sopts.gpu_types or [None]) if any(j.wants_gpu for j in jobs) else (),
+                           sbatch_args=user_args)
+    decisions = [(job, *previous_job(tools, job, sopts.again)) for job in jobs]
     grace_s = 0.0
     if any(what == "submit" for _, what, _, _ in decisions):
         # Only now the probe job (seconds): the nodes must see where the jobs write and what they run.
@@ -333,32 +302,29 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
     refused: list[str] = []  # specs sbatch refused: the other jobs go on
     try:
         for job, what, entry, why in decisions:
-            if what == "submit":
-                if why:
-                    _say(command, f"{job.label}: {why}")
-                try:
-                    _submit(tools, job, part.name, opts, sopts, grace_s, entry)
-                except KitError as e:
-                    if len(decisions) == 1:
-                        raise
-                    _say(command, f"{job.label}: not submitted: {e}", err=True)
-                    refused.append(f"{job.label} (not submitted: sbatch refused it)")
-                    continue
-                _say(command, f"submitted job {job.job_id}: {job.label}; log {job.log}")
-                followed.append(job)
-            else:
+            if why:
+                _say(command, f"{job.label}: {why}")
+            if what != "submit":
                 job.job_id, job.adopted = str(entry["job_id"]), True
                 job.log = Path(entry["log"]) if entry.get("log") else None
-                _say(command, f"{job.label}: {why}")
-                if what == "follow":
-                    followed.append(job)
+                followed += [job] if what == "follow" else []
+                continue
+            try:
+                _submit(tools, job, part.name, opts, sopts, grace_s, entry)
+            except KitError as e:
+                if len(decisions) == 1:
+                    raise
+                _say(command, f"{job.label}: not submitted: {e}", err=True)
+                refused.append(f"{job.label} (not submitted: sbatch refused it)")
+                continue
+            _say(command, f"submitted job {job.job_id}: {job.label}; log {job.log}")
+            followed.append(job)
     except KeyboardInterrupt:
         _interrupted(command, tools, followed, {})  # what was submitted before the Ctrl-C is cancelled
         raise
     if not followed and not refused:
         _say(command, "nothing to run: every job of this spec has completed (--again runs them again)")
-        return
-    if sopts.no_wait:
+    elif sopts.no_wait:
         ids = ",".join(j.job_id for j in followed)
         report = "nox -s report" + (f" -- --results-dir {opts.results_dir}"
                                     if opts.results_dir != (KIT_ROOT / "results").resolve() else "")
@@ -367,8 +333,8 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
                           f"them with `squeue -j {ids}`; once they have ended, `{report}` assembles what arrived, and "
                           "the same command again says what finished and resubmits what failed.")
         _raise_failures(refused, len(jobs))
-        return
-    _follow(command, tools, followed, refused, len(jobs))
+    else:
+        _follow(command, tools, followed, refused, len(jobs))
 
 
 def _raise_failures(failures: list[str], total: int) -> None:
@@ -382,46 +348,29 @@ def _raise_failures(failures: list[str], total: int) -> None:
 def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: list[str], total: int) -> None:
     by_id = {j.job_id: j for j in jobs}
     latest: dict[str, slurm.JobState] = {}
-    ended: list[slurm.Event] = []  # a job's last state, shown after the last lines of its log
-
-    def show_ended() -> None:
-        while ended:
-            e = ended.pop()
-            print(f"{by_id[e.job_id].prefix} job {e.job_id} {e.state.summary()}", flush=True)
 
     def on_event(e: slurm.Event) -> None:
-        job = by_id[e.job_id]
         latest[e.job_id] = e.state
-        if ended and ended[0].job_id != e.job_id:
-            show_ended()
-        if e.kind == "state" and e.state.terminal:
-            ended.append(e)  # kit.slurm.wait reads the job's log to its end right after this event
-        elif e.kind == "state":
-            print(f"{job.prefix} job {e.job_id} {e.state.summary()}", flush=True)
-        else:
-            print(f"{job.prefix} {e.line}", flush=True)
+        text = f"job {e.job_id} {e.state.summary()}" if e.kind == "state" else e.line
+        print(f"{by_id[e.job_id].prefix} {text}", flush=True)
 
-    ids = [j.job_id for j in jobs]
     try:
-        final = slurm.wait(tools, ids, on_event, log_paths={j.job_id: j.log for j in jobs if j.log}, poll_s=POLL_S,
-                           poll_max_s=POLL_MAX_S)
+        final = slurm.wait(tools, list(by_id), on_event, log_paths={j.job_id: j.log for j in jobs if j.log},
+                           poll_s=POLL_S, poll_max_s=POLL_MAX_S)
     except KeyboardInterrupt:
         _interrupted(command, tools, jobs, latest)
         raise
-    finally:
-        show_ended()
     for job in jobs:
         st = final[job.job_id]
-        update_ledger(job.ledger, {"state": st.state, "exit_code": st.exit_code, "node": st.node or None},
-                      only_job=job.job_id)
+        _record(job, st)
         if st.ok:
             _say(command, f"job {job.job_id} ({job.label}) COMPLETED on node {st.node or '?'}")
-        else:
-            print("\n" + slurm.failure_paragraph(f"{command} {job.label}", st, job.log or "(no log)") + "\n",
-                  file=sys.stderr, flush=True)
-            failures.append(f"job {job.job_id} ({job.label}) {st.state}"
-                            + (f" with exit code {st.exit_code}" if st.exit_code else "")
-                            + (f" by signal {st.signal}" if st.signal else ""))
+            continue
+        print("\n" + slurm.failure_paragraph(f"{command} {job.label}", st, job.log or "(no log)") + "\n",
+              file=sys.stderr, flush=True)
+        failures.append(f"job {job.job_id} ({job.label}) {st.state}"
+                        + (f" with exit code {st.exit_code}" if st.exit_code else "")
+                        + (f" by signal {st.signal}" if st.signal else ""))
     _raise_failures(failures, total)
 
 
@@ -448,14 +397,9 @@ def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest:
                           f"earlier run; `scancel {job.job_id}` cancels it)", err=True)
             continue
         if st is not None and st.terminal:
-            update_ledger(job.ledger, {"state": st.state, "exit_code": st.exit_code, "node": st.node or None},
-                          only_job=job.job_id)
-        state = st.summary() if st else "state unknown"
+            _record(job, st)
         done = " (its result was written)" if st is not None and st.ok else ""
-        _say(command, f"job {job.job_id} ({job.label}): {state}{done}", err=True)
-
-
-# --------------------------------------------------------------------------- node side: `python -m kit step`
+        _say(command, f"job {job.job_id} ({job.label}): {st.summary() if st else 'state unknown'}{done}", err=True)
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
