@@ -30,18 +30,6 @@ __all__ = ["OUTPUTS", "PLOT_KEY", "assemble_reports", "render_reports", "write_a
 PLOT_KEY = "kit-plot-key"
 
 
-def _plot_key(name: str, payload: Any) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        mpl = version("matplotlib")
-    except PackageNotFoundError:
-        mpl = "unknown"
-    code = hashlib.sha256((Path(__file__).parent / "plots.py").read_bytes()).hexdigest()
-    blob = json.dumps([name, payload, code, mpl], sort_keys=True, ensure_ascii=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def png_text_chunks(data: bytes) -> dict[str, str]:
     """The text chunks of a PNG ({} for anything Pillow cannot read as one, a broken checksum included)."""
     from PIL import Image
@@ -53,19 +41,21 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
         return {}
 
 
-def _cached_png(previous: Optional[Path], key: str) -> Optional[bytes]:
-    try:
-        data = previous.read_bytes() if previous is not None and previous.is_file() else None
-    except OSError:
-        return None
-    return data if data is not None and png_text_chunks(data).get(PLOT_KEY) == key else None
-
-
 def _plot(name: str, args: list[Any], previous: Optional[Path]) -> bytes:
-    """plots.<name>_png(*args), or the previous PNG's bytes when they were drawn from the same args."""
-    key = _plot_key(name, args)
-    cached = _cached_png(previous, key)
-    if cached is not None:
+    """plots.<name>_png(*args), or the bytes of previous/<name>.png when they were drawn from the same args."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mpl = version("matplotlib")
+    except PackageNotFoundError:
+        mpl = "unknown"
+    code = hashlib.sha256((Path(__file__).parent / "plots.py").read_bytes()).hexdigest()
+    key = hashlib.sha256(json.dumps([name, args, code, mpl], sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+    try:
+        cached = (Path(previous) / f"{name}.png").read_bytes() if previous is not None else b""
+    except OSError:  # no previous PNG (or an unreadable one): draw it
+        cached = b""
+    if cached and png_text_chunks(cached).get(PLOT_KEY) == key:
         return cached
     from kit.report import plots
 
@@ -84,8 +74,8 @@ def _week2_plot(inputs: Inputs, published: Published, previous: Optional[Path] =
     from kit.report.week2 import plot_series
 
     series = plot_series(inputs, published)
-    return _plot("week2", [series, None if len(series) > 1 else "nothing reproduced yet: published table only"],
-                 previous)
+    note = None if len(series) > 1 else "nothing reproduced yet: published table only"
+    return _plot("week2", [series, note], previous)
 
 
 def render_reports(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> dict[str, bytes]:
@@ -94,14 +84,11 @@ def render_reports(inputs: Inputs, published: Published, previous: Optional[Path
     from kit.report.week1 import render_week1
     from kit.report.week2 import render_week2
 
-    def prev(name: str) -> Optional[Path]:
-        return None if previous is None else Path(previous) / name
-
     return {
         "week1.md": render_week1(inputs, published, plot="week1.png").encode("utf-8"),
-        "week1.png": _week1_plot(inputs, published, prev("week1.png")),
+        "week1.png": _week1_plot(inputs, published, previous),
         "week2.md": render_week2(inputs, published, plot="week2.png").encode("utf-8"),
-        "week2.png": _week2_plot(inputs, published, prev("week2.png")),
+        "week2.png": _week2_plot(inputs, published, previous),
     }
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -105,8 +106,7 @@ class Inputs:
                 *(f"- Skipped: {s}" for s in self.skipped)]
 
 
-def _stderr_note(line: str) -> None:
-    print(line, file=sys.stderr)
+_stderr_note = partial(print, file=sys.stderr)
 
 
 def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -> Inputs:
@@ -124,24 +124,20 @@ def load_inputs(results_dir: Path, note: Callable[[str], None] = _stderr_note) -
         entries = sorted(results_dir.iterdir(), key=lambda p: p.name)
     except OSError as e:
         raise KitError(f"{results_dir}: the results folder cannot be listed ({e}). Check its permissions.") from e
-    for path in entries:
-        if path.name.startswith("."):
-            continue
-        if path.suffix != ".json":
-            why = "a folder" if path.is_dir() else "not a .json file"
-            inputs.skipped.append(f"{path.name}: {why}")
-            note(f"report: skipped {path} ({why})")
-            continue
+    for path in (p for p in entries if not p.name.startswith(".")):
         try:
-            result = load_result(path)
+            result = load_result(path) if path.suffix == ".json" else None
         except NotAResultFile:
-            why = "JSON that is not a kit result (no \"format\": \"awq-kit-result\")"
-            inputs.skipped.append(f"{path.name}: {why}")
-            note(f"report: skipped {path}: {why}")
-            continue
+            result = None
         except ResultFileError as e:
             raise KitError(f"{e} Nothing was written to the reports folder.") from e
-        (inputs.bench if isinstance(result, BenchResult) else inputs.profile).append(Loaded(path.name, result))
+        if result is None:
+            why = ("JSON that is not a kit result (no \"format\": \"awq-kit-result\")" if path.suffix == ".json" else
+                   "a folder" if path.is_dir() else "not a .json file")
+            inputs.skipped.append(f"{path.name}: {why}")
+            note(f"report: skipped {path} ({why})")
+        else:
+            (inputs.bench if isinstance(result, BenchResult) else inputs.profile).append(Loaded(path.name, result))
     return inputs
 
 
@@ -163,7 +159,7 @@ class GroupKey:
         return f"{self.device}, {self.workload_title}" + (f", vLLM {self.vllm}" if self.vllm else "")
 
     def without_vllm(self) -> GroupKey:
-        return GroupKey(self.is_cpu, self.device, self.input_len, self.output_len, self.batch_size)
+        return replace(self, vllm="")
 
 
 def library_version(libraries: dict[str, Optional[str]], name: str) -> Optional[str]:
@@ -204,13 +200,9 @@ def created_key(created_utc: str) -> tuple[int, float, str]:
     return (1, (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp(), stamp)
 
 
-def recency_key(loaded: Loaded) -> tuple[tuple[int, float, str], str]:
-    """Chronological order of runs: by created_utc, then by file name."""
-    return (created_key(loaded.result.created_utc), loaded.name)
-
-
 def newest_first(runs: Iterable[Loaded]) -> list[Loaded]:
-    return sorted(runs, key=recency_key, reverse=True)
+    """By created_utc, then by file name."""
+    return sorted(runs, key=lambda run: (created_key(run.result.created_utc), run.name), reverse=True)
 
 
 def label_order(labels: Iterable[str]) -> list[str]:
@@ -251,9 +243,20 @@ class ConfigurationKey:
 
 
 def runs_by_configuration(runs: Iterable[Loaded]) -> dict[ConfigurationKey, list[Loaded]]:
-    """Per configuration, the list of its runs, newest first (by created_utc, then file name)."""
+    """Per configuration, the list of its runs, newest first. A table holds one vLLM version; runs without one
+    (transformers) join each vLLM version's table of their GPU and workload, or get a table of their own when there
+    is none."""
+    by_key: dict[GroupKey, list[Loaded]] = {}
+    for run in runs:
+        by_key.setdefault(group_key(run.result), []).append(run)
+    for key in [k for k in by_key if not k.vllm]:
+        siblings = [k for k in by_key if k.vllm and k.without_vllm() == key]
+        for sibling in siblings:
+            by_key[sibling].extend(by_key[key])
+        if siblings:
+            del by_key[key]
     out: dict[ConfigurationKey, list[Loaded]] = {}
-    for key, table_runs in _by_key(runs).items():
+    for key, table_runs in by_key.items():
         for run in table_runs:
             r = run.result
             out.setdefault(ConfigurationKey(key, r.backend.label, stack_of(r), variant_of(r)), []).append(run)
@@ -335,11 +338,6 @@ class Group:
     variants: dict[str, dict[tuple[str, ...], list[Loaded]]] = field(default_factory=dict)
 
     @property
-    def latest(self) -> dict[str, Loaded]:
-        """backend label -> the newest run of its cell (whose details, provenance and stack are shown in full)."""
-        return {label: cell.newest for label, cell in self.cells.items()}
-
-    @property
     def labels(self) -> list[str]:
         return label_order({*self.cells, *self.variants, *self.other_stacks})
 
@@ -347,28 +345,6 @@ class Group:
         """(variant, runs newest first) of one backend row: the cell's study configuration first, then each variant."""
         study = [((), list(self.cells[label].runs))] if label in self.cells else []
         return study + list(self.variants.get(label, {}).items())
-
-
-def _by_key(runs: Iterable[Loaded]) -> dict[GroupKey, list[Loaded]]:
-    """Runs per table. A table holds one vLLM version; runs without one (transformers) join each vLLM version's
-    table of their GPU and workload, or get a table of their own when there is none."""
-    by_key: dict[GroupKey, list[Loaded]] = {}
-    for run in runs:
-        by_key.setdefault(group_key(run.result), []).append(run)
-    for key in [k for k in by_key if not k.vllm]:
-        siblings = [k for k in by_key if k.vllm and k.without_vllm() == key]
-        if siblings:
-            shared = by_key.pop(key)
-            for sibling in siblings:
-                by_key[sibling].extend(shared)
-    return by_key
-
-
-def _preferred_stack(cells: Sequence[Cell]) -> Cell:
-    """The cell a table shows when one backend ran on several stacks: the study's locked torch (no torch deviation)
-    first, then the most runs, then the newest run."""
-    return min(cells, key=lambda c: (torch_deviation(c.newest.result) is not None, -len(c.runs),
-                                     tuple(-x for x in created_key(c.newest.result.created_utc)[:2]), c.key))
 
 
 def group_runs(runs: Iterable[Loaded]) -> list[Group]:
@@ -385,7 +361,11 @@ def group_runs(runs: Iterable[Loaded]) -> list[Group]:
             study.setdefault(ckey.group, {}).setdefault(ckey.label, []).append(Cell(ckey, tuple(runs_)))
     for gkey, group in groups.items():
         by_label = study.get(gkey, {})
-        group.cells = {l: _preferred_stack(by_label[l]) for l in label_order(by_label)}
+        # one backend on several stacks: the cell takes the study's locked torch (no torch deviation), then the most
+        # runs, then the newest run
+        group.cells = {l: min(by_label[l], key=lambda c: (
+            torch_deviation(c.newest.result) is not None, -len(c.runs),
+            tuple(-x for x in created_key(c.newest.result.created_utc)[:2]), c.key)) for l in label_order(by_label)}
         for label, cells in by_label.items():
             if len(cells) > 1:
                 group.other_stacks[label] = [c for c in cells if c is not group.cells[label]]

@@ -76,16 +76,12 @@ class Footnotes:
     """Markdown footnotes numbered in order of first reference; one per results file."""
 
     def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self._texts: dict[str, tuple[str, str]] = {}  # file name -> (footnote id, text)
+        self.prefix, self.texts = prefix, {}  # file name -> footnote text
 
     def ref(self, loaded: Loaded) -> str:
-        if loaded.name not in self._texts:
-            self._texts[loaded.name] = (f"{self.prefix}{len(self._texts) + 1}", provenance_text(loaded))
-        return f"[^{self._texts[loaded.name][0]}]"
+        if loaded.name not in self.texts:
+            self.texts[loaded.name] = provenance_text(loaded)
+        return f"[^{self.prefix}{list(self.texts).index(loaded.name) + 1}]"
 
     def render(self) -> str:
-        return "\n".join(f"[^{fid}]: {text}" for fid, text in self._texts.values())
-
-    def __bool__(self) -> bool:
-        return bool(self._texts)
+        return "\n".join(f"[^{self.prefix}{i}]: {text}" for i, text in enumerate(self.texts.values(), 1))

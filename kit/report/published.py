@@ -2,7 +2,6 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -67,21 +66,17 @@ class Published(_Strict):
 
 def load_published(path: Optional[Path] = None) -> Published:
     path = Path(path or PUBLISHED_PATH)
+    restore = "Restore it with `git checkout -- reports/published.json`."
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return Published.model_validate_json(path.read_bytes())
     except OSError as e:
-        raise KitError(f"{path}: the published study's data cannot be read ({e}). It is part of the kit; "
-                       "restore it with `git checkout -- reports/published.json`.") from e
-    except json.JSONDecodeError as e:
-        raise KitError(f"{path}: the published study's data is not valid JSON ({e.msg} at line {e.lineno}). "
-                       "Restore it with `git checkout -- reports/published.json`.") from e
-    try:
-        return Published.model_validate(data)
+        raise KitError(f"{path}: the published study's data cannot be read ({e}). It is part of the kit. "
+                       f"{restore}") from e
     except ValidationError as e:
         first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise KitError(f"{path}: the published study's data is malformed at field '{loc}': {first['msg']}. "
-                       "Restore it with `git checkout -- reports/published.json`.") from e
+        what = (f"is not valid JSON ({first['msg']})" if first["type"] == "json_invalid" else
+                f"is malformed at field '{'.'.join(str(x) for x in first['loc'])}': {first['msg']}")
+        raise KitError(f"{path}: the published study's data {what}. {restore}") from e
 
 
 def normalise_gpu_name(name: str) -> str:

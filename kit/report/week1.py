@@ -104,7 +104,7 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
         else:
             w = cell.newest.result.workload
             columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model, *map(spread_ms, cell.spreads)))
-    shown = [group.latest[l] for l in labels if l in group.latest]
+    shown = [group.cells[l].newest for l in labels if l in group.cells]
     weights = sorted({"synthetic" if r.result.workload.synthetic else "real" for r in shown})
     out = [render_block(group.key.device, columns, stack_versions(shown)),
            f"- Workload: {group.key.workload_title}, {' and '.join(weights)} weights"]
@@ -304,7 +304,7 @@ def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") 
               "", render_details(groups, labels, notes),
               "", text("week1.definitions"), "",
               text("week1.how_built", within=WITHIN_SPREAD, dash=DASH), *inputs.lines("benchmark", inputs.bench)]
-    if notes:
+    if notes.texts:
         parts += ["", notes.render()]
     return "\n".join(parts) + "\n"
 

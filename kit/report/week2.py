@@ -49,15 +49,6 @@ def published_block(week2: PublishedWeek2) -> str:
     return render_block(week2.device, week2.table, week2.totals)
 
 
-def top_ops_from_phase(phase: ProfilePhase, n: int) -> tuple[str, list[tuple[str, float]]]:
-    rows = [r for r in phase.rows if r.name not in NOT_MODEL_WORK]
-    if any(r.self_device_us is not None for r in phase.rows):
-        column, ops = "self device time", [(r.name, (r.self_device_us or 0.0) / 1e3) for r in rows]
-    else:
-        column, ops = "self CPU time", [(r.name, r.self_cpu_us / 1e3) for r in rows]
-    return column, sorted(ops, key=lambda kv: (-kv[1], kv[0]))[:n]
-
-
 def ordered_phases(result: ProfileResult) -> list[ProfilePhase]:
     return sorted(result.phases, key=lambda p: (PHASE_ORDER.index(p.label) if p.label in PHASE_ORDER else 99,
                                                 p.label))
@@ -149,16 +140,14 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
             parts += ["", f"## {g.key.device}: {phase.label} phase ({g.label}, torch {g.torch}, "
                           f"{g.key.workload_title})", ""]
         parts.append(render_phase(g, phase, notes))
-    if phases:
-        parts += ["", f"## Published ({week2.device})", "", published_block(week2)]
-    else:
-        parts += ["", text("week2.nothing_reproduced", phases=" with profiled phases" if groups else "",
-                           device=week2.device), "", published_block(week2)]
+    parts += ["", f"## Published ({week2.device})" if phases else text(
+        "week2.nothing_reproduced", phases=" with profiled phases" if groups else "", device=week2.device),
+              "", published_block(week2)]
     parts += ["", f"The published table is {week2.what}.", "", text("week2.top_operators", plot=plot)]
     if groups:
         parts += ["", render_runs(groups, week2, notes)]
     parts += ["", text("week2.how_built"), *inputs.lines("profile", inputs.profile)]
-    if notes:
+    if notes.texts:
         parts += ["", notes.render()]
     return "\n".join(parts) + "\n"
 
@@ -169,6 +158,11 @@ def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[
     series = [(f"Published: {week2.device}", week2.top_ops_column, list(week2.top_ops[:n]))]
     for g in profile_groups(inputs.profile):
         for phase in ordered_phases(g.shown.result):  # type: ignore[arg-type]
-            column, ops = top_ops_from_phase(phase, n)
-            series.append((f"{g.key.device}, {phase.label} ({g.key.input_len} in, torch {g.torch})", column, ops))
+            rows = [r for r in phase.rows if r.name not in NOT_MODEL_WORK]
+            if any(r.self_device_us is not None for r in phase.rows):
+                column, ops = "self device time", [(r.name, (r.self_device_us or 0.0) / 1e3) for r in rows]
+            else:
+                column, ops = "self CPU time", [(r.name, r.self_cpu_us / 1e3) for r in rows]
+            series.append((f"{g.key.device}, {phase.label} ({g.key.input_len} in, torch {g.torch})", column,
+                           sorted(ops, key=lambda kv: (-kv[1], kv[0]))[:n]))
     return series

@@ -41,8 +41,8 @@ def test_committed_results_say_whether_they_measured_the_overhead(tmp_path):
     assemble_reports(KIT_ROOT / "results", tmp_path, note=lambda _: None)
     week1 = (tmp_path / "week1.md").read_text(encoding="utf-8")
     lines = [l for l in week1.splitlines() if l.startswith("- Harness overhead: ")]
-    shown = [g.latest["transformers"].result for g in group_runs(load_inputs(KIT_ROOT / "results", note=lambda _: None).bench)
-             if "transformers" in g.latest]
+    shown = [g.cells["transformers"].newest.result
+             for g in group_runs(load_inputs(KIT_ROOT / "results", note=lambda _: None).bench) if "transformers" in g.cells]
     assert len(lines) == len(shown) >= 1
     for line, result in zip(lines, shown):
         assert ("not measured by this run" in line) == (result.samples.bare_generate_ms is None), line

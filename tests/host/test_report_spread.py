@@ -155,7 +155,7 @@ def test_transformers_cell_prefers_the_pinned_torch_and_lists_the_stand_in(tmp_p
     assert ("- Also measured, not in the cell: transformers on torch 2.11.0, autoawq 0.2.9, transformers 4.51.3 "
             "(torch 2.11.0 (pinned 2.9.1): a stand-in for the pinned torch): TTFT 50.00ms, TPOT 55.00ms (1 run)") in w1
     groups = group_runs(load_inputs(res, note=lambda _: None).bench)
-    assert groups[0].latest["transformers"].result.provenance.libraries["torch"] == "2.9.1"
+    assert groups[0].cells["transformers"].newest.result.provenance.libraries["torch"] == "2.9.1"
 
 
 def test_week2_shows_the_study_torch_beside_the_stand_in(tmp_path, make_profile_result, write_result_file):
