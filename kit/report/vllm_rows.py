@@ -40,14 +40,10 @@ def _per_iteration(r: BenchResult, f: PerIteration) -> list[float]:
     return [v for v in values if v is not None]
 
 
-def _client_side_ms(ttft: float, _tpot: float, stamps: EngineTimestamps) -> float:
-    return es.client_side_ms(ttft, stamps)
-
-
 def clock_check_text(r: BenchResult) -> Optional[str]:
     """The harness overhead against the engine's clocks, per iteration; None without engine timestamps."""
     tpot_pct = _per_iteration(r, lambda _ttft, tpot, stamps: es.tpot_gap_pct(tpot, stamps))
-    ttft_ms = _per_iteration(r, _client_side_ms)
+    ttft_ms = _per_iteration(r, lambda ttft, _tpot, stamps: es.client_side_ms(ttft, stamps))
     if not tpot_pct and not ttft_ms:
         return None
     parts = []
@@ -68,10 +64,8 @@ TTFT_STAGES: tuple[tuple[str, PerIteration], ...] = (
     ("queue (ms)", lambda _t, _p, e: es.queued_to_scheduled_ms(e)),
     ("prefill (ms)", lambda _t, _p, e: es.scheduled_to_first_token_ms(e)),
     ("frontend (ms)", lambda _t, _p, e: es.frontend_ms(e)),
-    ("client (ms)", _client_side_ms),
+    ("client (ms)", lambda t, _p, e: es.client_side_ms(t, e)),
 )
-CONFIGURATIONS_NOTE_PLAIN = text("week1.configurations_plain")
-CONFIGURATIONS_NOTE = text("week1.configurations")
 
 
 def _stage_cells(r: BenchResult) -> list[str]:
@@ -84,32 +78,26 @@ def _stage_cells(r: BenchResult) -> list[str]:
     return cells + [f"{m.get('merged_outputs', 0)} of {m.get('outputs', 0)}" if m else DASH]
 
 
-def _config_name(run: Loaded, several: bool) -> str:
-    variant = variant_of(run.result)
-    name = ", ".join(variant) if variant else (
-        "study configuration (CUDA graphs, async scheduling off)" if run.result.backend.name == "vllm"
-        else "study configuration")
-    return name + (f", created {run.result.created_utc}" if several else "")
-
-
-def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str]) -> Optional[str]:
+def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str]) -> str:
     """Every configuration measured for one vLLM row, one row per run: medians, the TTFT stages, and the change
     against the study cell's value (how much of the row is CUDA graphs, how much the scheduler's mode moves it)."""
     per_configuration = [runs for _, runs in group.configurations(label)]
-    if not per_configuration:
-        return None
     base = group.cells.get(label)
     engine = any(engine_iterations(run.result) for runs in per_configuration for run in runs)
     rows = []
     for runs in per_configuration:
         for run in runs:
-            s = run.result.summary
+            s, variant = run.result.summary, variant_of(run.result)
+            name = ", ".join(variant) if variant else (
+                "study configuration (CUDA graphs, async scheduling off)" if run.result.backend.name == "vllm"
+                else "study configuration")
             vs = DASH
             if base is not None and not (len(base.runs) == 1 and run is base.newest):
                 vs = (f"TTFT ×{s.ttft_ms.median / base.spread('ttft_ms').median:.2f}, "
                       f"TPOT ×{s.tpot_ms.median / base.spread('tpot_ms').median:.2f}")
-            rows.append([_config_name(run, len(runs) > 1) + ref(run), f"{s.ttft_ms.median:.2f}",
-                         f"{s.tpot_ms.median:.2f}", vs, *(_stage_cells(run.result) if engine else [])])
+            rows.append([name + (f", created {run.result.created_utc}" if len(runs) > 1 else "") + ref(run),
+                         f"{s.ttft_ms.median:.2f}", f"{s.tpot_ms.median:.2f}", vs,
+                         *(_stage_cells(run.result) if engine else [])])
     headers = ["configuration", "TTFT (ms)", "TPOT (ms)", "vs the study configuration",
                *([column for column, _ in TTFT_STAGES] + ["merged outputs"] if engine else [])]
     return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
@@ -153,13 +141,10 @@ def key_comparison(groups: Sequence[Group], labels: Sequence[str], published: Pu
     rows = [[f"published: {published.device}, vLLM {published.version('vllm') or '?'}",
              *((f"{x:.1f}×" for x in pub) if pub else (DASH, DASH)),
              *(DASH for _ in labels)]]
-
-    def spread(g: Group, label: str, metric: str) -> Optional[Spread]:
-        return g.cells[label].spread(metric) if label in g.cells else None
-
     for g in groups:
-        rows.append([g.key.title, *(quotient_cell(spread(g, AWQ, m), spread(g, MARLIN, m), pub[i] if pub else None)
-                                    for i, m in enumerate(METRICS)),
+        awq, marlin = g.cells.get(AWQ), g.cells.get(MARLIN)
+        rows.append([g.key.title, *(quotient_cell(awq and awq.spread(m), marlin and marlin.spread(m),
+                                                  pub[i] if pub else None) for i, m in enumerate(METRICS)),
                      *(cell_floor_pct(g, l) for l in labels)])
     table = pipe_table(["table", "TTFT awq / awq_marlin", "TPOT awq / awq_marlin",
                         *(f"{l}: % of floor" for l in labels)], rows, align="l" + "r" * (2 + len(labels)))
@@ -211,17 +196,6 @@ def _lease_table(versions: Versions, published: PublishedWeek1) -> str:
     return pipe_table(headers, rows, align="l" + "r" * (len(headers) - 1))
 
 
-def _version_ratios(versions: Versions) -> str:
-    """Each newer version against the oldest, per row and metric; 1 inside the ratio's range is run-to-run spread."""
-    base, *newer = versions
-    lines = []
-    for v in newer:
-        parts = [f"{name} {metric} {quotient_cell(versions[v][label][i], versions[base][label][i], 1.0)}"
-                 for label, name in ROWS for i, metric in enumerate(("TTFT", "TPOT"))]
-        lines.append(f"- vLLM {v} / {base}: " + ", ".join(parts) + " (below 1: the newer version is faster)")
-    return "\n".join(lines)
-
-
 def render_same_lease(groups: Sequence[Group], published: PublishedWeek1) -> str:
     out = ["### vLLM versions on the same GPU, same lease", ""]
     leases = comparable_leases(groups)
@@ -231,5 +205,10 @@ def render_same_lease(groups: Sequence[Group], published: PublishedWeek1) -> str
                     within=WITHIN_SPREAD))
     for (boot, uuid, key), versions in leases.items():
         out += ["", f"#### {key.title}: GPU {uuid}, boot {boot[:8]}; vLLM {' vs '.join(versions)}", "",
-                _lease_table(versions, published), "", _version_ratios(versions)]
+                _lease_table(versions, published), ""]
+        base, *newer = versions  # each newer version against the oldest; 1 inside the ratio's range is spread
+        for v in newer:
+            parts = [f"{name} {metric} {quotient_cell(versions[v][label][i], versions[base][label][i], 1.0)}"
+                     for label, name in ROWS for i, metric in enumerate(("TTFT", "TPOT"))]
+            out.append(f"- vLLM {v} / {base}: " + ", ".join(parts) + " (below 1: the newer version is faster)")
     return "\n".join(out)

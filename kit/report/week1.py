@@ -12,10 +12,7 @@ from kit.report.common import (
 from kit.report.conditions import conditions_table
 from kit.report.provenance import Footnotes, backend_text, python_version, workload_text
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
-from kit.report.vllm_rows import (
-    CONFIGURATIONS_NOTE, CONFIGURATIONS_NOTE_PLAIN, clock_check_text, configurations_table, key_comparison,
-    render_same_lease,
-)
+from kit.report.vllm_rows import clock_check_text, configurations_table, key_comparison, render_same_lease
 
 TITLE = "# Week 1. Benchmark"
 
@@ -90,8 +87,7 @@ def runs_per_cell(group: Group, labels: Sequence[str]) -> Optional[str]:
 
 def cell_words(cell: Cell) -> str:
     ttft, tpot = map(spread_ms, cell.spreads)
-    return f"TTFT {ttft}, TPOT {tpot}" + (
-        "" if len(cell.runs) > 1 else " (1 run)")
+    return f"TTFT {ttft}, TPOT {tpot}" + ("" if len(cell.runs) > 1 else " (1 run)")
 
 
 def render_group(group: Group, labels: Sequence[str]) -> str:
@@ -258,17 +254,16 @@ def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> li
     study = [g.cells[label].newest] if label in g.cells else []
     has_engine = any(r.result.samples.engine for r in study + [r for runs in g.variants.get(label, {}).values()
                                                                for r in runs])
-    table = configurations_table(g, label, notes.ref) if has_engine or label in g.variants else None
-    if table is None:
+    if not (has_engine or label in g.variants):
         return []
     out = [""]
     if heading:
         out += [f"#### {label}: variant configurations only", "",
                 f"No run of the study configuration for {label} in this table, so its cell shows \"{DASH}\".", ""]
-    if has_engine:
-        return out + [f"Configurations measured for {label}, and where the time to first token goes:", "", table, "",
-                      CONFIGURATIONS_NOTE]
-    return out + [f"Configurations measured for {label}:", "", table, "", CONFIGURATIONS_NOTE_PLAIN]
+    return out + [f"Configurations measured for {label}" + (", and where the time to first token goes" if has_engine
+                                                            else "") + ":",
+                  "", configurations_table(g, label, notes.ref), "",
+                  text("week1.configurations" if has_engine else "week1.configurations_plain")]
 
 
 def run_line(run: Loaded, notes: Footnotes) -> str:
