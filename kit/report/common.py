@@ -1,7 +1,5 @@
-"""Shared pieces of report assembly: loading results/, grouping runs, markdown helpers.
-
-Pure functions of their inputs: no clocks, no absolute paths in the output, fixed orderings.
-"""
+"""Shared pieces of report assembly: loading results/, grouping runs, markdown helpers. Pure functions of their
+inputs: no clocks, no absolute paths in the output, fixed orderings."""
 from __future__ import annotations
 
 import re
@@ -52,12 +50,9 @@ def _cell(value: object) -> str:
 
 
 def pipe_table(headers: Sequence[object], rows: Iterable[Sequence[object]], align: Optional[str] = None) -> str:
-    """A markdown pipe table laid out exactly like the seed's week-1 table (tabulate's "pipe" format).
-
-    align: one character per column, 'l' or 'r' (default: all left). tabulate's globals are set for the call only:
-    columns exactly as wide as their widest cell, widths in code points even when wcwidth is installed (the bytes
-    must not depend on what happens to be installed).
-    """
+    """A markdown pipe table laid out exactly like the seed's week-1 table; align: 'l' or 'r' per column (default
+    all left). tabulate's globals, set for the call only: columns as wide as their widest cell, widths in code points
+    even when wcwidth is installed (the bytes must not depend on what happens to be installed)."""
     head = [_cell(h) for h in headers]
     body = [[_cell(c) for c in r] for r in rows]
     if not body or any(len(r) != len(head) for r in body):
@@ -78,9 +73,8 @@ def ratio(reproduced: float, published: float) -> str:
 
 def spread_ms(spread: Spread) -> str:
     """A cell: the plain median for one run; with more, the median of the run medians, their range and count."""
-    if not spread.measured:
-        return ms(spread.median)
-    return f"{ms(spread.median)} ({spread.lo:.2f}–{spread.hi:.2f}ms, {len(spread.values)} runs)"
+    return ms(spread.median) + (f" ({spread.lo:.2f}–{spread.hi:.2f}ms, {len(spread.values)} runs)"
+                                if spread.measured else "")
 
 
 def gb(n_bytes: float) -> str:
@@ -281,18 +275,11 @@ class Spread:
         return self.measured and self.lo <= value <= self.hi
 
 
-def ratio_range(a: Spread, b: Spread) -> tuple[float, float]:
-    """a / b from the extremes of the two ranges: the least and the most the ratio can be, run against run."""
-    return a.lo / b.hi, a.hi / b.lo
-
-
 def ratio_within_spread(a: Spread, b: Spread, compared: float) -> bool:
     """The run-to-run rule for a ratio of two cells: at least one cell has two or more runs, and the compared value
-    (the published ratio, or 1 between two versions) lies within ratio_range(a, b)."""
-    if not (a.measured or b.measured) or b.lo <= 0:
-        return False
-    lo, hi = ratio_range(a, b)
-    return lo <= compared <= hi
+    (the published ratio, or 1 between two versions) lies within [a.lo / b.hi, a.hi / b.lo], the least and the most
+    the ratio can be, run against run."""
+    return (a.measured or b.measured) and b.lo > 0 and a.lo / b.hi <= compared <= a.hi / b.lo
 
 
 def hosts_text(runs: Sequence[Loaded]) -> str:

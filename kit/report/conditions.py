@@ -1,8 +1,6 @@
 """What moved a launch-bound row: host and GPU conditions (CPU, card, clocks, power limit, launch probe) of several
-runs of ONE configuration, one column per run, oldest first. At batch 1 the rows are bound by kernel launch and host
-overhead, so when two runs differ the table says whether the machine did. "—": not recorded by the run; "not
-recorded": a result from before the kit recorded it.
-"""
+runs of ONE configuration, one column per run, oldest first. "—": not recorded by the run; "not recorded": a result
+from before the kit recorded it."""
 from __future__ import annotations
 
 from typing import Optional, Sequence

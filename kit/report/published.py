@@ -1,5 +1,4 @@
-"""The published study's numbers, kept as data in reports/published.json (the seed's text: reports/published-seed.txt).
-"""
+"""The published study's numbers, kept as data in reports/published.json (seed text: reports/published-seed.txt)."""
 from __future__ import annotations
 
 from pathlib import Path

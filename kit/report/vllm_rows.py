@@ -1,12 +1,8 @@
 """Week 1's vLLM rows beyond the study's table: engine clock vs client clock, where the time to first token goes, the
 configurations beside the study's, the key comparison awq / awq_marlin, and vLLM versions against each other.
-
-Engine numbers are derived on read (core/engine_samples.py) from vLLM's raw per-request timestamps; only differences
-within one clock, or of two intervals, are shown, never a timestamp of one clock against another's.
-
-Versions are compared only within one lease (one machine boot and one card): two leases a day apart can differ by
-more than two versions do (the H200 runs of 2026-11-29).
-"""
+Engine numbers (core/engine_samples.py) are only differences within one clock, or of two intervals. Versions are
+compared only within one lease (one boot, one card): two leases a day apart can differ by more than two versions do
+(the H200 runs of 2026-11-29)."""
 from __future__ import annotations
 
 import statistics
@@ -16,7 +12,7 @@ from core import engine_samples as es
 from core.engine_samples import EngineTimestamps
 from core.results import BenchResult
 from kit.report.common import (
-    DASH, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, ratio_range, ratio_within_spread,
+    DASH, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, ratio_within_spread,
     spread_ms, text, variant_of, version_key,
 )
 from kit.report.published import PublishedWeek1
@@ -110,9 +106,8 @@ def quotient_cell(a: Optional[Spread], b: Optional[Spread], compared: Optional[f
         return DASH
     out = f"{a.median / b.median:.1f}×"
     if a.measured or b.measured:
-        lo, hi = ratio_range(a, b)
         within = compared is not None and ratio_within_spread(a, b, compared)
-        out += f" ({lo:.1f}–{hi:.1f}×" + (f"; {WITHIN_SPREAD}" if within else "") + ")"
+        out += f" ({a.lo / b.hi:.1f}–{a.hi / b.lo:.1f}×" + (f"; {WITHIN_SPREAD}" if within else "") + ")"
     return out
 
 

@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional, Sequence
 from core.results import BenchResult, harness_overhead_text
 from kit.report.common import (
     DASH, STACK_LIBRARIES, STACK_TITLES, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, gb, group_runs, hosts_text,
-    label_order, library_version, ms, pipe_table, plural, ratio, spread_ms, stack_words, text, torch_deviation,
+    label_order, ms, pipe_table, plural, ratio, spread_ms, stack_of, stack_words, text, torch_deviation,
     vllm_version_of,
 )
 from kit.report.conditions import conditions_table
@@ -54,8 +54,8 @@ def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, st
     for stack in ("vllm", "transformers"):
         stack_runs = [r for r in runs if r.result.backend.name == stack]
         if stack_runs:
-            items = [(lib, _joined(stack_runs, lambda r, lib=lib: library_version(r.result.provenance.libraries, lib)
-                                   or "not installed")) for lib in STACK_LIBRARIES[stack]]
+            items = [(lib, _joined(stack_runs, lambda r, lib=lib: dict(stack_of(r.result))[lib]))
+                     for lib in STACK_LIBRARIES[stack]]
             items.append(("Python", _joined(stack_runs, lambda r: python_version(r.result.provenance.python))))
             out.append((STACK_TITLES[stack], items))
     return out
@@ -69,20 +69,6 @@ def cell_stack_words(cell: Cell) -> str:
     """The stack a cell ran on, with its torch deviation from the pins when it has one."""
     deviation = torch_deviation(cell.newest.result)
     return stack_words(cell.newest.result) + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
-
-
-def runs_per_cell(group: Group, labels: Sequence[str]) -> Optional[str]:
-    """'Runs: vLLM (awq) 2, transformers 4 (hosts not recorded)': cells with several runs, by their hosts."""
-    by_hosts: dict[str, list[str]] = {}
-    for label in labels:
-        cell = group.cells.get(label)
-        if cell is not None and len(cell.runs) > 1:
-            by_hosts.setdefault(hosts_text(cell.runs), []).append(f"{label} {len(cell.runs)}")
-    if not by_hosts:
-        return None
-    counts = "; ".join(f"{', '.join(cells)} ({hosts})" for hosts, cells in by_hosts.items())
-    return (f"Runs per cell: {counts}. A cell of several runs shows the median of their medians (min–max of the run "
-            f"medians, runs); Details lists each run")
 
 
 def cell_words(cell: Cell) -> str:
@@ -104,9 +90,14 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
     weights = sorted({"synthetic" if r.result.workload.synthetic else "real" for r in shown})
     out = [render_block(group.key.device, columns, stack_versions(shown)),
            f"- Workload: {group.key.workload_title}, {' and '.join(weights)} weights"]
-    runs_bullet = runs_per_cell(group, labels)
-    if runs_bullet:
-        out.append(f"- {runs_bullet}")
+    by_hosts: dict[str, list[str]] = {}  # 'vLLM (awq) 2, transformers 4 (hosts not recorded)': cells of several runs
+    for label, cell in group.cells.items():
+        if len(cell.runs) > 1:
+            by_hosts.setdefault(hosts_text(cell.runs), []).append(f"{label} {len(cell.runs)}")
+    if by_hosts:
+        counts = "; ".join(f"{', '.join(cells)} ({hosts})" for hosts, cells in by_hosts.items())
+        out.append(f"- Runs per cell: {counts}. A cell of several runs shows the median of their medians (min–max of "
+                   "the run medians, runs); Details lists each run")
     out += [f"- Also measured, not in the cell: {label} on {cell_stack_words(other)}: {cell_words(other)}"
             for label in labels for other in group.other_stacks.get(label, [])]
     missing = [l for l in labels if l not in group.cells]
@@ -139,7 +130,7 @@ def _comparison_rows(g: Group, labels: Sequence[str], published: PublishedWeek1)
     for label in labels:
         cell, p = g.cells.get(label), pub.get(label)
         for metric in ("TTFT", "TPOT"):
-            p_value = None if p is None else (p.ttft_ms if metric == "TTFT" else p.tpot_ms)
+            p_value = None if p is None else getattr(p, f"{metric.lower()}_ms")
             if cell is None:
                 rows.append([label, metric, DASH, ms(p_value), DASH, "nothing reproduced"])
                 continue
@@ -148,9 +139,8 @@ def _comparison_rows(g: Group, labels: Sequence[str], published: PublishedWeek1)
                 rows.append([label, metric, spread_ms(spread), DASH, DASH, "not in the published study"])
                 continue
             words = comparison_words(cell.newest, published)
-            if spread.contains(p_value):
-                words = f"{WITHIN_SPREAD}; {words}"
-            rows.append([label, metric, spread_ms(spread), ms(p_value), ratio(spread.median, p_value), words])
+            rows.append([label, metric, spread_ms(spread), ms(p_value), ratio(spread.median, p_value),
+                         f"{WITHIN_SPREAD}; {words}" if spread.contains(p_value) else words])
     return rows
 
 
@@ -224,8 +214,7 @@ def _run_details(cell: Cell, label: str, notes: Footnotes) -> list[str]:
 def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footnotes) -> str:
     out = ["## Details"]
     if not groups:
-        out += ["", "Nothing has been reproduced yet: there are no runs to detail."]
-        return "\n".join(out)
+        return "\n".join(out + ["", "Nothing has been reproduced yet: there are no runs to detail."])
     for g in groups:
         out += ["", f"### {g.key.title}"]
         for label in labels:

@@ -21,11 +21,8 @@ TOTAL_PREFIXES = ("Self CPU time total", "Self CUDA time total", "Self XPU time 
 
 
 def split_totals(table: str) -> str:
-    """The table text without trailing 'Self ... time total' lines (they are rendered as bullets instead).
-
-    torch's key_averages().table() ends with those lines; results may store the table with or
-    without them. Everything else is kept verbatim.
-    """
+    """The table text without the trailing 'Self ... time total' lines torch's key_averages().table() ends with, if
+    stored (they are rendered as bullets instead); everything else verbatim."""
     lines = table.rstrip("\n").split("\n")
     while lines and (not lines[-1].strip() or lines[-1].strip().lstrip("- ").startswith(TOTAL_PREFIXES)):
         lines.pop()
@@ -34,12 +31,8 @@ def split_totals(table: str) -> str:
 
 def render_block(device: str, table: str, totals: Sequence[str],
                  before: Sequence[str] = (), after: Sequence[str] = ()) -> str:
-    """'- Device: …', the profiler table verbatim (in a ```text fence), the totals lines as bullets.
-
-    The seed has the table as bare text; in markdown its dashes would become a rule or list and
-    its columns would collapse, so the kit fences it. Without the two fence lines the block is the
-    seed's, byte for byte (tests/host/test_report_golden.py).
-    """
+    """'- Device: …', the profiler table verbatim, the totals lines as bullets: the seed's block, byte for byte, but
+    for the ```text fence (bare, its dashes would become a markdown rule or list and its columns collapse)."""
     lines = [f"- Device: {device}", *before, "```text", split_totals(table), "```"]
     lines += [t if t.startswith("- ") else f"- {t.strip()}" for t in totals]
     return "\n".join([*lines, *after])
