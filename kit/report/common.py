@@ -21,6 +21,7 @@ from core.results import BenchResult, NotAResultFile, Result, ResultFileError, l
 KNOWN_LABELS = ("vLLM (awq)", "vLLM (awq_marlin)", "transformers")
 DASH = "—"  # a cell with no reproduced run
 WITHIN_SPREAD = "within run-to-run spread"
+METRICS = ("ttft_ms", "tpot_ms")
 
 # Libraries shown in the versions bullets, per stack (the seed's order); Python is added last.
 STACK_TITLES = {"vllm": "vLLM", "transformers": "transformers"}
@@ -308,11 +309,6 @@ class Cell:
 
     def spread(self, metric: str) -> Spread:
         return Spread.of(self.runs, metric)
-
-    @property
-    def spreads(self) -> tuple[Spread, Spread]:
-        """TTFT and TPOT."""
-        return self.spread("ttft_ms"), self.spread("tpot_ms")
 
 
 @dataclass

@@ -12,14 +12,13 @@ from core import engine_samples as es
 from core.engine_samples import EngineTimestamps
 from core.results import BenchResult
 from kit.report.common import (
-    DASH, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, ratio_within_spread,
+    DASH, METRICS, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, ratio_within_spread,
     spread_ms, text, variant_of, version_key,
 )
 from kit.report.published import PublishedWeek1
 
 AWQ, MARLIN = "vLLM (awq)", "vLLM (awq_marlin)"
 ROWS = ((AWQ, "awq"), (MARLIN, "awq_marlin"))
-METRICS = ("ttft_ms", "tpot_ms")
 
 # f(client TTFT, client TPOT, one iteration's raw engine timestamps): a per-iteration value, or None.
 PerIteration = Callable[[float, float, EngineTimestamps], Optional[float]]
@@ -169,7 +168,7 @@ def comparable_leases(groups: Sequence[Group]) -> dict[Lease, Versions]:
     for lease, versions in sorted(by_lease.items()):
         complete = {v: rows for v, rows in versions.items() if all(l in rows for l, _ in ROWS)}
         if len(complete) >= 2:
-            out[lease] = {v: {l: (Spread.of(runs, "ttft_ms"), Spread.of(runs, "tpot_ms"))
+            out[lease] = {v: {l: tuple(Spread.of(runs, m) for m in METRICS)
                               for l, runs in complete[v].items()} for v in sorted(complete, key=version_key)}
     return out
 

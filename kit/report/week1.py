@@ -5,8 +5,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from core.results import BenchResult, harness_overhead_text
 from kit.report.common import (
-    DASH, STACK_LIBRARIES, STACK_TITLES, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, gb, group_runs, hosts_text,
-    label_order, ms, pipe_table, plural, ratio, spread_ms, stack_of, stack_words, text, torch_deviation,
+    DASH, METRICS, STACK_LIBRARIES, STACK_TITLES, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, gb, group_runs,
+    hosts_text, label_order, ms, pipe_table, plural, ratio, spread_ms, stack_of, stack_words, text, torch_deviation,
     vllm_version_of,
 )
 from kit.report.conditions import conditions_table
@@ -72,7 +72,7 @@ def cell_stack_words(cell: Cell) -> str:
 
 
 def cell_words(cell: Cell) -> str:
-    ttft, tpot = map(spread_ms, cell.spreads)
+    ttft, tpot = (spread_ms(cell.spread(m)) for m in METRICS)
     return f"TTFT {ttft}, TPOT {tpot}" + ("" if len(cell.runs) > 1 else " (1 run)")
 
 
@@ -85,7 +85,8 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
             columns.append((label, None, DASH, DASH))
         else:
             w = cell.newest.result.workload
-            columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model, *map(spread_ms, cell.spreads)))
+            columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model,
+                            *(spread_ms(cell.spread(m)) for m in METRICS)))
     shown = [group.cells[l].newest for l in labels if l in group.cells]
     weights = sorted({"synthetic" if r.result.workload.synthetic else "real" for r in shown})
     out = [render_block(group.key.device, columns, stack_versions(shown)),
@@ -307,5 +308,5 @@ def plot_series(inputs: Inputs, published: Published) -> tuple[list[str], list[A
         name = f"reproduced, {k.device}, in {k.input_len} / out {k.output_len} tokens" + (
             f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")
         series.append((name, *([g.cells[l].spread(m).median if l in g.cells else None for l in labels]
-                               for m in ("ttft_ms", "tpot_ms"))))
+                               for m in METRICS)))
     return labels, series

@@ -77,25 +77,9 @@ def profile_groups(runs: Sequence[Loaded]) -> list[ProfileGroup]:
 def stack_line(result: ProfileResult) -> str:
     """The stack a profile ran on and its deviations from the stack's pins."""
     deviation = torch_deviation(result)
-    if deviation:
-        return (f"- Stack: {stack_words(result)}; deviation from the pins: {deviation} (a stand-in for the study's "
-                "torch)")
-    pinned = "on the pinned versions" if result.provenance.pins else "pins not recorded"
-    return f"- Stack: {stack_words(result)} ({pinned})"
-
-
-def render_phase(group: ProfileGroup, phase: ProfilePhase, notes: Footnotes) -> str:
-    run = group.shown
-    before = [f"- Phase: {phase.label} ({phase.description})", stack_line(run.result)]
-    after = [f"- Diagnosis: {phase.diagnosis or 'none recorded by the profiler script'}"]
-    if phase.awq_kernel_path:
-        after.append(f"- AWQ kernel path: {phase.awq_kernel_path}")
-    if phase.wall_ms is not None:
-        after.append(f"- Wall time of the profiled phase: {phase.wall_ms:.2f} ms")
-    if phase.trace_file:
-        after.append(f"- Trace: `{phase.trace_file}`")
-    after.append(f"- Result: `{run.name}`{notes.ref(run)}")
-    return render_block(group.key.device, phase.table, phase.totals, before, after)
+    pins = (f"; deviation from the pins: {deviation} (a stand-in for the study's torch)" if deviation else
+            f" ({'on the pinned versions' if result.provenance.pins else 'pins not recorded'})")
+    return f"- Stack: {stack_words(result)}{pins}"
 
 
 def _device_words(result: ProfileResult, week2: PublishedWeek2) -> str:
@@ -132,7 +116,16 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
         if i:
             parts += ["", f"## {g.key.device}: {phase.label} phase ({g.label}, torch {g.torch}, "
                           f"{g.key.workload_title})", ""]
-        parts.append(render_phase(g, phase, notes))
+        after = [f"- Diagnosis: {phase.diagnosis or 'none recorded by the profiler script'}"]
+        if phase.awq_kernel_path:
+            after.append(f"- AWQ kernel path: {phase.awq_kernel_path}")
+        if phase.wall_ms is not None:
+            after.append(f"- Wall time of the profiled phase: {phase.wall_ms:.2f} ms")
+        if phase.trace_file:
+            after.append(f"- Trace: `{phase.trace_file}`")
+        after.append(f"- Result: `{g.shown.name}`{notes.ref(g.shown)}")
+        parts.append(render_block(g.key.device, phase.table, phase.totals,
+                                  [f"- Phase: {phase.label} ({phase.description})", stack_line(g.shown.result)], after))
     parts += ["", f"## Published ({week2.device})" if phases else text(
         "week2.nothing_reproduced", phases=" with profiled phases" if groups else "", device=week2.device),
               "", published_block(week2)]
