@@ -24,7 +24,6 @@ WITHIN_SPREAD = "within run-to-run spread"
 METRICS = ("ttft_ms", "tpot_ms")
 
 # Libraries shown in the versions bullets, per stack (the seed's order); Python is added last.
-STACK_TITLES = {"vllm": "vLLM", "transformers": "transformers"}
 STACK_LIBRARIES = {"vllm": ("torch", "vllm"), "transformers": ("torch", "autoawq", "transformers")}
 
 

@@ -55,6 +55,4 @@ def _column(r: BenchResult) -> list[str]:
 def conditions_table(results: Sequence[BenchResult]) -> str:
     """One column per run (oldest first, headed by its run id), one row per condition; see the module doc."""
     runs = sorted(results, key=lambda r: (created_key(r.created_utc), r.run_id))
-    columns = [_column(r) for r in runs]
-    rows = [[name, *(col[i] for col in columns)] for i, name in enumerate(ROWS)]
-    return pipe_table(["Run", *(f"`{r.run_id}`" for r in runs)], rows)
+    return pipe_table(["Run", *(f"`{r.run_id}`" for r in runs)], zip(ROWS, *map(_column, runs)))

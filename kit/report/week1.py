@@ -5,7 +5,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from core.results import BenchResult, harness_overhead_text
 from kit.report.common import (
-    DASH, METRICS, STACK_LIBRARIES, STACK_TITLES, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, gb, group_runs,
+    DASH, METRICS, STACK_LIBRARIES, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, gb, group_runs,
     hosts_text, label_order, ms, pipe_table, plural, ratio, spread_ms, stack_of, stack_words, text, torch_deviation,
     vllm_version_of,
 )
@@ -42,22 +42,21 @@ def published_block(week1: PublishedWeek1) -> str:
 
 def _joined(runs: Sequence[Loaded], get: Callable[[Loaded], str]) -> str:
     values = {r.result.backend.label: get(r) for r in runs}
-    distinct = sorted(set(values.values()))
-    if len(distinct) == 1:
-        return distinct[0]
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
     return "; ".join(f"{values[l]} ({l})" for l in label_order(values))
 
 
 def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, str]]]]:
     """Versions bullets for the runs shown in one table, in the seed's shape: per stack, per library."""
     out = []
-    for stack in ("vllm", "transformers"):
+    for stack, title in (("vllm", "vLLM"), ("transformers", "transformers")):
         stack_runs = [r for r in runs if r.result.backend.name == stack]
         if stack_runs:
             items = [(lib, _joined(stack_runs, lambda r, lib=lib: dict(stack_of(r.result))[lib]))
                      for lib in STACK_LIBRARIES[stack]]
             items.append(("Python", _joined(stack_runs, lambda r: python_version(r.result.provenance.python))))
-            out.append((STACK_TITLES[stack], items))
+            out.append((title, items))
     return out
 
 
