@@ -14,14 +14,10 @@ def python_version(text: str) -> str:
 
 def provenance_text(loaded: Loaded) -> str:
     """One line: everything needed to trust (or rerun) the numbers of one result file."""
-    r = loaded.result
-    p = r.provenance
-    parts = [f"file `{loaded.name}` (run {r.run_id}, created {r.created_utc})"]
-    if p.kit_commit:
-        dirty = {True: ", uncommitted changes", False: ", clean", None: ""}[p.kit_dirty]
-        parts.append(f"kit commit {p.kit_commit[:12]}{dirty}")
-    else:
-        parts.append("kit commit not recorded")
+    r, p = loaded.result, loaded.result.provenance
+    dirty = {True: ", uncommitted changes", False: ", clean", None: ""}[p.kit_dirty]
+    parts = [f"file `{loaded.name}` (run {r.run_id}, created {r.created_utc})",
+             f"kit commit {p.kit_commit[:12]}{dirty}" if p.kit_commit else "kit commit not recorded"]
     runner = f"runner {p.runner}"
     if p.image_id or p.image_tag:
         runner += ", image " + " ".join(x for x in (p.image_tag, p.image_id) if x)
@@ -32,22 +28,18 @@ def provenance_text(loaded: Loaded) -> str:
         runner += f", Slurm job {s.job_id}" + "".join(text for value, text in (
             (s.node, f" on node {s.node}"), (s.partition, f", partition {s.partition}"),
             (s.gpu_type, f", GPU type {s.gpu_type} requested")) if value)
-    parts.append(runner)
     libs = ", ".join(f"{k} {v if v is not None else 'not installed'}" for k, v in sorted(p.libraries.items()))
-    parts.append(f"libraries: {libs or 'none recorded'}")
+    parts += [runner, f"libraries: {libs or 'none recorded'}"]
     if p.deviations:
         parts.append("deviations from the pins: " + "; ".join(p.deviations))
     elif p.pins:
         parts.append("no deviations from the pins")
     parts.append(f"Python {python_version(p.python)} on {p.platform}")
-    if p.gpu:
-        g = p.gpu
-        gpu = [g.name, *([f"{g.memory_total_mib} MiB"] if g.memory_total_mib is not None else []),
-               *([f"compute capability {g.compute_capability}"] if g.compute_capability else []),
-               f"driver {g.driver or 'not recorded'}", f"CUDA runtime {g.cuda_runtime or 'not recorded'}"]
-        parts.append("GPU " + ", ".join(gpu))
-    else:
-        parts.append("no GPU (CPU run)")
+    g = p.gpu
+    parts.append("no GPU (CPU run)" if g is None else "GPU " + ", ".join([
+        g.name, *([f"{g.memory_total_mib} MiB"] if g.memory_total_mib is not None else []),
+        *([f"compute capability {g.compute_capability}"] if g.compute_capability else []),
+        f"driver {g.driver or 'not recorded'}", f"CUDA runtime {g.cuda_runtime or 'not recorded'}"]))
     if p.label:
         parts.append(f"label: {p.label}")
     return "; ".join(parts) + "."
@@ -83,5 +75,6 @@ class Footnotes:
             self.texts[loaded.name] = provenance_text(loaded)
         return f"[^{self.prefix}{list(self.texts).index(loaded.name) + 1}]"
 
-    def render(self) -> str:
-        return "\n".join(f"[^{self.prefix}{i}]: {text}" for i, text in enumerate(self.texts.values(), 1))
+    def lines(self) -> list[str]:
+        """A blank line, then the footnotes; nothing when there are none."""
+        return ["", *(f"[^{self.prefix}{i}]: {t}" for i, t in enumerate(self.texts.values(), 1))] if self.texts else []

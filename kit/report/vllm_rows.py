@@ -65,12 +65,9 @@ TTFT_STAGES: tuple[tuple[str, PerIteration], ...] = (
 
 def _stage_cells(r: BenchResult) -> list[str]:
     """The median of each TTFT stage, then how many streamed outputs carried more than one token."""
-    cells = []
-    for _, f in TTFT_STAGES:
-        values = _per_iteration(r, f)
-        cells.append(f"{statistics.median(values):.2f}" if values else DASH)
+    medians = [f"{statistics.median(v):.2f}" if v else DASH for v in (_per_iteration(r, f) for _, f in TTFT_STAGES)]
     m = r.backend.settings.get("stream_merges")
-    return cells + [f"{m.get('merged_outputs', 0)} of {m.get('outputs', 0)}" if m else DASH]
+    return medians + [f"{m.get('merged_outputs', 0)} of {m.get('outputs', 0)}" if m else DASH]
 
 
 def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str]) -> str:
@@ -176,13 +173,10 @@ def comparable_leases(groups: Sequence[Group]) -> dict[Lease, Versions]:
 def _lease_table(versions: Versions, published: PublishedWeek1) -> str:
     pub = {c.label: c for c in published.columns}
     pub_ratios = published_ratios(published)
-    headers = ["row"] + [f"vLLM {v} {m}" for v in versions for m in ("TTFT", "TPOT")]
-    if pub_ratios:
-        headers += ["published TTFT", "published TPOT"]
-    rows = []
-    for label, name in ROWS:
-        row = [name] + [spread_ms(s) for v in versions for s in versions[v][label]]
-        rows.append(row + ([ms(pub[label].ttft_ms), ms(pub[label].tpot_ms)] if pub_ratios else []))
+    headers = ["row", *(f"vLLM {v} {m}" for v in versions for m in ("TTFT", "TPOT")),
+               *(("published TTFT", "published TPOT") if pub_ratios else ())]
+    rows = [[name, *(spread_ms(s) for v in versions for s in versions[v][label]),
+             *((ms(pub[label].ttft_ms), ms(pub[label].tpot_ms)) if pub_ratios else ())] for label, name in ROWS]
     rows.append(["awq / awq_marlin", *(quotient_cell(versions[v][AWQ][i], versions[v][MARLIN][i],
                                                      pub_ratios[i] if pub_ratios else None)
                                        for v in versions for i in (0, 1)),

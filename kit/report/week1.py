@@ -288,9 +288,7 @@ def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") 
               "", render_details(groups, labels, notes),
               "", text("week1.definitions"), "",
               text("week1.how_built", within=WITHIN_SPREAD, dash=DASH), *inputs.lines("benchmark", inputs.bench)]
-    if notes.texts:
-        parts += ["", notes.render()]
-    return "\n".join(parts) + "\n"
+    return "\n".join(parts + notes.lines()) + "\n"
 
 
 def plot_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any]]:

@@ -133,9 +133,7 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
     if groups:
         parts += ["", render_runs(groups, week2, notes)]
     parts += ["", text("week2.how_built"), *inputs.lines("profile", inputs.profile)]
-    if notes.texts:
-        parts += ["", notes.render()]
-    return "\n".join(parts) + "\n"
+    return "\n".join(parts + notes.lines()) + "\n"
 
 
 def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[str, str, list[tuple[str, float]]]]:
