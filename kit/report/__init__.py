@@ -63,19 +63,15 @@ def _plot(name: str, args: list[Any], previous: Optional[Path]) -> bytes:
 
 
 def _week1_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
-    from kit.report.week1 import plot_series
+    from kit.report.week1 import plot_args
 
-    labels, series = plot_series(inputs, published)
-    note = None if len(series) > 1 else "nothing reproduced yet: published numbers only"
-    return _plot("week1", [labels, series, note], previous)
+    return _plot("week1", plot_args(inputs, published), previous)
 
 
 def _week2_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
-    from kit.report.week2 import plot_series
+    from kit.report.week2 import plot_args
 
-    series = plot_series(inputs, published)
-    note = None if len(series) > 1 else "nothing reproduced yet: published table only"
-    return _plot("week2", [series, note], previous)
+    return _plot("week2", plot_args(inputs, published), previous)
 
 
 def render_reports(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> dict[str, bytes]:

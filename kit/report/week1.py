@@ -291,9 +291,9 @@ def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") 
     return "\n".join(parts + notes.lines()) + "\n"
 
 
-def plot_series(inputs: Inputs, published: Published) -> tuple[list[str], list[Any]]:
-    """The plot's labels and (name, TTFT per label, TPOT per label) per series: published first, then each table's
-    cell values (None: not measured)."""
+def plot_args(inputs: Inputs, published: Published) -> list[Any]:
+    """plots.week1_png's labels, series and note: (name, TTFT per label, TPOT per label) per series, published first,
+    then each table's cell values (None: not measured)."""
     pub = published.week1
     groups, labels = _tables(inputs, published)
     by_label = {c.label: c for c in pub.columns}
@@ -306,4 +306,4 @@ def plot_series(inputs: Inputs, published: Published) -> tuple[list[str], list[A
             f", batch {k.batch_size}" if k.batch_size != 1 else "") + (f", vLLM {k.vllm}" if k.vllm else "")
         series.append((name, *([g.cells[l].spread(m).median if l in g.cells else None for l in labels]
                                for m in METRICS)))
-    return labels, series
+    return [labels, series, None if len(series) > 1 else "nothing reproduced yet: published numbers only"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from core.results import ProfilePhase, ProfileResult
 from kit.report.common import (
@@ -136,8 +136,9 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
     return "\n".join(parts + notes.lines()) + "\n"
 
 
-def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[str, str, list[tuple[str, float]]]]:
-    """(title, column, [(op, ms)]) per plotted block: published first, then each reproduced phase."""
+def plot_args(inputs: Inputs, published: Published, n: int = 8) -> list[Any]:
+    """plots.week2_png's series and note: (title, column, [(op, ms)]) per plotted block, published first, then each
+    reproduced phase."""
     week2 = published.week2
     series = [(f"Published: {week2.device}", week2.top_ops_column, list(week2.top_ops[:n]))]
     for g in profile_groups(inputs.profile):
@@ -149,4 +150,4 @@ def plot_series(inputs: Inputs, published: Published, n: int = 8) -> list[tuple[
                 column, ops = "self CPU time", [(r.name, r.self_cpu_us / 1e3) for r in rows]
             series.append((f"{g.key.device}, {phase.label} ({g.key.input_len} in, torch {g.torch})", column,
                            sorted(ops, key=lambda kv: (-kv[1], kv[0]))[:n]))
-    return series
+    return [series, None if len(series) > 1 else "nothing reproduced yet: published table only"]
