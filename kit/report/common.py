@@ -348,9 +348,8 @@ def group_runs(runs: Iterable[Loaded]) -> list[Group]:
         group.cells = {l: min(by_label[l], key=lambda c: (
             torch_deviation(c.newest.result) is not None, -len(c.runs),
             tuple(-x for x in created_key(c.newest.result.created_utc)[:2]), c.key)) for l in label_order(by_label)}
-        for label, cells in by_label.items():
-            if len(cells) > 1:
-                group.other_stacks[label] = [c for c in cells if c is not group.cells[label]]
+        group.other_stacks = {l: [c for c in cells if c is not group.cells[l]] for l, cells in by_label.items()
+                              if len(cells) > 1}
         group.variants = {l: {v: newest_first(runs_) for v, runs_ in sorted(group.variants[l].items())}
                           for l in label_order(group.variants)}
     return [groups[k] for k in sorted(groups)]

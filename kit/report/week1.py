@@ -249,9 +249,8 @@ def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> li
     if heading:
         out += [f"#### {label}: variant configurations only", "",
                 f"No run of the study configuration for {label} in this table, so its cell shows \"{DASH}\".", ""]
-    return out + [f"Configurations measured for {label}" + (", and where the time to first token goes" if has_engine
-                                                            else "") + ":",
-                  "", configurations_table(g, label, notes.ref), "",
+    stages = ", and where the time to first token goes" if has_engine else ""
+    return out + [f"Configurations measured for {label}{stages}:", "", configurations_table(g, label, notes.ref), "",
                   text("week1.configurations" if has_engine else "week1.configurations_plain")]
 
 
