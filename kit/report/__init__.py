@@ -97,8 +97,7 @@ def write_all(reports_dir: Path, files: dict[str, bytes]) -> list[Path]:
     except OSError as e:
         raise KitError(f"{reports_dir}: cannot create the reports folder ({e}). Pass --reports-dir with a "
                        "writable folder.") from e
-    for name in files:
-        target = reports_dir / name
+    for target in (reports_dir / name for name in files):
         if target.exists() and not target.is_file():
             raise KitError(f"{target}: exists and is not a regular file, so the report cannot replace it. Move it "
                            "away and run again; nothing was written.")

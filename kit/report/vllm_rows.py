@@ -186,8 +186,7 @@ def _lease_table(versions: Versions, published: PublishedWeek1) -> str:
 
 def render_same_lease(groups: Sequence[Group], published: PublishedWeek1) -> str:
     out = ["### vLLM versions on the same GPU, same lease", ""]
-    leases = comparable_leases(groups)
-    if not leases:
+    if not (leases := comparable_leases(groups)):
         return "\n".join(out + [text("week1.same_lease_none")])
     out.append(text("week1.same_lease", version=published.version("vllm") or "?", device=published.device,
                     within=WITHIN_SPREAD))

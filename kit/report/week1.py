@@ -51,8 +51,7 @@ def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, st
     """Versions bullets for the runs shown in one table, in the seed's shape: per stack, per library."""
     out = []
     for stack, title in (("vllm", "vLLM"), ("transformers", "transformers")):
-        stack_runs = [r for r in runs if r.result.backend.name == stack]
-        if stack_runs:
+        if stack_runs := [r for r in runs if r.result.backend.name == stack]:
             items = [(lib, _joined(stack_runs, lambda r, lib=lib: dict(stack_of(r.result))[lib]))
                      for lib in STACK_LIBRARIES[stack]]
             items.append(("Python", _joined(stack_runs, lambda r: python_version(r.result.provenance.python))))
@@ -100,8 +99,7 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
                    "the run medians, runs); Details lists each run")
     out += [f"- Also measured, not in the cell: {label} on {cell_stack_words(other)}: {cell_words(other)}"
             for label in labels for other in group.other_stacks.get(label, [])]
-    missing = [l for l in labels if l not in group.cells]
-    if missing:
+    if missing := [l for l in labels if l not in group.cells]:
         out.append(f"\nNothing has been reproduced for {_and(missing)} on {group.key.device} with this workload: "
                    f"{'its cells show' if len(missing) == 1 else 'their cells show'} \"{DASH}\".")
     return "\n".join(out)
@@ -162,11 +160,9 @@ def floor_text(result: BenchResult) -> str:
     r = result.roofline
     if r is None:
         return "not recorded by this run (no roofline inputs in the result)"
-    breakdown = ""
-    if r.bytes_breakdown:
-        breakdown = " (" + ", ".join(f"{k} {gb(v)}" for k, v in sorted(r.bytes_breakdown.items())) + ")"
-    floor = r.floor_ms
-    if floor is None:
+    breakdown = (" (" + ", ".join(f"{k} {gb(v)}" for k, v in sorted(r.bytes_breakdown.items())) + ")"
+                 if r.bytes_breakdown else "")
+    if (floor := r.floor_ms) is None:
         return (f"{gb(r.bytes_per_decode_step)} read per decode step{breakdown}, but no measured memory "
                 f"bandwidth, so no floor")
     tpot = result.summary.tpot_ms.median
@@ -201,8 +197,7 @@ def _run_details(cell: Cell, label: str, notes: Footnotes) -> list[str]:
         overhead = harness_overhead_text(r.samples.instrumented_generate_ms, r.samples.bare_generate_ms)
         out.append("- Harness overhead: " + (overhead or "not measured by this run (its result has no bare "
                                              "generate() baseline, `samples.bare_generate_ms`)"))
-    engine_check = clock_check_text(r)
-    if engine_check:
+    if engine_check := clock_check_text(r):
         out.append(f"- Client vs engine clock: {engine_check}")
     out += [f"- Note: {note}" for note in r.notes]
     if len(cell.runs) > 1:  # each run counts, none supersedes another
