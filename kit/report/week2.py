@@ -116,14 +116,11 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
         if i:
             parts += ["", f"## {g.key.device}: {phase.label} phase ({g.label}, torch {g.torch}, "
                           f"{g.key.workload_title})", ""]
-        after = [f"- Diagnosis: {phase.diagnosis or 'none recorded by the profiler script'}"]
-        if phase.awq_kernel_path:
-            after.append(f"- AWQ kernel path: {phase.awq_kernel_path}")
-        if phase.wall_ms is not None:
-            after.append(f"- Wall time of the profiled phase: {phase.wall_ms:.2f} ms")
-        if phase.trace_file:
-            after.append(f"- Trace: `{phase.trace_file}`")
-        after.append(f"- Result: `{g.shown.name}`{notes.ref(g.shown)}")
+        after = [f"- Diagnosis: {phase.diagnosis or 'none recorded by the profiler script'}",
+                 *([f"- AWQ kernel path: {phase.awq_kernel_path}"] if phase.awq_kernel_path else []),
+                 *([f"- Wall time of the profiled phase: {phase.wall_ms:.2f} ms"] if phase.wall_ms is not None else []),
+                 *([f"- Trace: `{phase.trace_file}`"] if phase.trace_file else []),
+                 f"- Result: `{g.shown.name}`{notes.ref(g.shown)}"]
         parts.append(render_block(g.key.device, phase.table, phase.totals,
                                   [f"- Phase: {phase.label} ({phase.description})", stack_line(g.shown.result)], after))
     parts += ["", f"## Published ({week2.device})" if phases else text(
