@@ -1,17 +1,10 @@
 """transformers 4.51.3 + autoawq 0.2.9 backend (contract: bench/api.py): generate exactly N tokens greedily, time each.
 
-Loading (`load_awq_model`, also the profiler's): on a GPU, from_pretrained (transformers' AwqQuantizer swaps in
-autoawq's WQLinear_GEMM, which runs awq_ext, else Triton, else the naive path). On CPU from_pretrained cannot be used
+Loading (`load_awq_model`, also the profiler's): on a GPU, from_pretrained. On CPU from_pretrained cannot be used
 (its AwqQuantizer switches to IPEX, which torch >= 2.9 lacks), so (FIELD-NOTES) the model is built on the meta
-device, its linears swapped by transformers' replace_with_awq_linear, every tensor loaded strictly, and autoawq's
-naive path forced: with triton installed it would pick Triton kernels and crash on CPU tensors.
-
-Timing: generate(min_new_tokens = max_new_tokens = N, greedy) under torch.inference_mode (settings.grad_mode), with a
-streamer that reads time.perf_counter per generated token, after a device sync on a GPU; the clock starts, after a
-sync, right before generate(). After each measured iteration the same generate() runs bare (no streamer), and both
-are timed from one sync before to one after: back to back, so the machine's slow drift cancels and the difference is
-what the instrumentation costs. The first generate() counts the calls into autoawq's entry points: the kernel path
-that actually ran is recorded.
+device, its linears swapped by replace_with_awq_linear, every tensor loaded strictly, and autoawq's naive path forced
+(with triton installed it would pick Triton kernels and crash on CPU tensors). Each measured iteration is followed
+by the same generate() without the streamer, back to back, so the difference is what the instrumentation costs.
 """
 from __future__ import annotations
 
@@ -54,14 +47,12 @@ def awq_kernel_state() -> str:
     return "naive"
 
 
-def force_naive_awq() -> dict[str, Any]:
-    """Make autoawq take its naive dequantize + matmul path (CPU). Returns what it was before."""
+def force_naive_awq() -> None:
+    """Make autoawq take its naive dequantize + matmul path (CPU)."""
     gemm = _import_awq_gemm()
-    before = {"awq_ext": gemm.awq_ext is not None, "TRITON_AVAILABLE": bool(gemm.TRITON_AVAILABLE)}
     gemm.awq_ext = None
     gemm.TRITON_AVAILABLE = False
     gemm.user_has_been_warned = True  # the "naive (slow) implementation" warning: recorded instead
-    return before
 
 
 def _counting(fn: Any, label: str, counts: dict[str, int]):
@@ -278,13 +269,14 @@ def _generation_config(config: dict[str, Any], n: int):
                             eos_token_id=eos, pad_token_id=pad, bos_token_id=config.get("bos_token_id"))
 
 
-def _synced_generate(model, input_ids, gen_config, device: str, **kwargs) -> tuple[Any, float, float]:
-    """model.generate() under inference_mode, from one device sync before to one after: (output, t_submit,
-    t_returned) on the perf_counter clock. The instrumented and the bare run both go through here, so the
-    harness-overhead comparison differs only by what kwargs add (the streamer)."""
+def generate_timed(model, input_ids, gen_config, device: str, *, bare: bool = False) -> dict[str, Any]:
+    """One greedy generate() of exactly gen_config.max_new_tokens tokens under inference_mode, timed from one device
+    sync before to one after (generate_ms) and, unless bare, token by token by the streamer. The bare run (the
+    harness-overhead baseline) differs from the instrumented one only by the streamer."""
     import torch
 
     on_gpu = device.startswith("cuda")
+    streamer = None if bare else TimingStreamer(sync=on_gpu)
     # Our config becomes the model's own: a generation_config passed to generate() gets its default-valued
     # fields (do_sample=False among them) replaced by the checkpoint's generation_config.json (Qwen3 samples).
     model.generation_config = gen_config
@@ -293,37 +285,20 @@ def _synced_generate(model, input_ids, gen_config, device: str, **kwargs) -> tup
         torch.cuda.synchronize()
     t_submit = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(input_ids, attention_mask=attention_mask, **kwargs)
+        out = model.generate(input_ids, attention_mask=attention_mask, streamer=streamer)
     if on_gpu:
         torch.cuda.synchronize()
-    return out, t_submit, time.perf_counter()
-
-
-def _new_tokens(out, input_ids) -> int:
-    return out.shape[-1] - input_ids.shape[-1]
-
-
-def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
-    """One greedy generate() of exactly gen_config.max_new_tokens tokens, timed token by token."""
-    streamer = TimingStreamer(sync=device.startswith("cuda"))
-    out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device, streamer=streamer)
-    n = gen_config.max_new_tokens
-    if _new_tokens(out, input_ids) != n or len(streamer.times) != n:
-        raise BenchError(f"generate() produced {_new_tokens(out, input_ids)} new tokens ({len(streamer.times)} "
-                         f"timed) instead of exactly {n}: min_new_tokens did not hold. Check the checkpoint's "
-                         "eos_token_id.")
+    generate_ms = (time.perf_counter() - t_submit) * 1e3
+    n, new = gen_config.max_new_tokens, out.shape[-1] - input_ids.shape[-1]
+    timed = n if bare else len(streamer.times)
+    if new != n or timed != n:
+        raise BenchError(f"{'the bare ' if bare else ''}generate() produced {new} new tokens ({timed} timed) instead "
+                         f"of exactly {n}: min_new_tokens did not hold. Check the checkpoint's eos_token_id.")
+    if bare:
+        return {"generate_ms": generate_ms}
     ttft, gaps, e2e, tpot = derive_token_timing(t_submit, streamer.times)
-    return {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
-            "generate_ms": (t_returned - t_submit) * 1e3, "tokens": out[0, input_ids.shape[-1]:].tolist()}
-
-
-def generate_bare(model, input_ids, gen_config, device: str) -> float:
-    """Wall time (ms) of generate_timed's generate() without the streamer: the harness-overhead baseline."""
-    out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device)
-    if _new_tokens(out, input_ids) != gen_config.max_new_tokens:
-        raise BenchError(f"the bare generate() produced {_new_tokens(out, input_ids)} new tokens instead of "
-                         f"exactly {gen_config.max_new_tokens}: min_new_tokens did not hold.")
-    return (t_returned - t_submit) * 1e3
+    return {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot, "generate_ms": generate_ms,
+            "tokens": out[0, input_ids.shape[-1]:].tolist()}
 
 
 def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progress: IterationProgress) -> Measurement:
@@ -348,7 +323,7 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
         elif rec["tokens"] != first["tokens"]:
             deterministic = False
         if not warmup:
-            rec["bare_ms"] = generate_bare(hf_model, input_ids, gen_config, dev)
+            rec["bare_ms"] = generate_timed(hf_model, input_ids, gen_config, dev, bare=True)["generate_ms"]
         return rec
 
     recs = run_sync(run_scenario(timed_pair, workload.warmup, workload.iterations, progress))

@@ -27,14 +27,16 @@ CPUINFO = Path("/proc/cpuinfo")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
+def installed_version(name: str) -> Optional[str]:
+    """A distribution's version from its metadata (nothing imported); None if not installed."""
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
 def library_versions(names=LIBRARIES) -> dict[str, Optional[str]]:
-    out: dict[str, Optional[str]] = {}
-    for name in names:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: installed_version(name) for name in names}
 
 
 def stack_pins(stack: str, root: Optional[Path] = None) -> tuple[dict[str, str], str]:
@@ -127,20 +129,10 @@ def collect_provenance(stack: str, device: str) -> Provenance:
     commit, dirty = kit_git_state()  # a runner declares it; started by hand in a checkout, git says
     runner = os.environ.get("KIT_RUNNER", "local")
     return Provenance(
-        kit_commit=commit,
-        kit_dirty=dirty,
-        runner=runner if runner in ("docker", "local") else "local",
-        image_id=os.environ.get("KIT_IMAGE_ID"),
-        image_tag=os.environ.get("KIT_IMAGE_TAG"),
-        lock_hash=os.environ.get("KIT_LOCK_HASH"),
-        python=python,
-        platform=platform.platform(),
-        libraries=libs,
-        pins=pins,
-        pins_source=pins_source,
-        deviations=deviations(pins, installed, python),
-        gpu=gpu_info() if device.startswith("cuda") else None,
-        label=os.environ.get("KIT_LABEL"),
-        slurm=slurm_job(),
+        kit_commit=commit, kit_dirty=dirty, runner=runner if runner in ("docker", "local") else "local",
+        image_id=os.environ.get("KIT_IMAGE_ID"), image_tag=os.environ.get("KIT_IMAGE_TAG"),
+        lock_hash=os.environ.get("KIT_LOCK_HASH"), python=python, platform=platform.platform(), libraries=libs,
+        pins=pins, pins_source=pins_source, deviations=deviations(pins, installed, python),
+        gpu=gpu_info() if device.startswith("cuda") else None, label=os.environ.get("KIT_LABEL"), slurm=slurm_job(),
         host=host_record(),
     )

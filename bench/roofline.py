@@ -21,8 +21,6 @@ from typing import Any, Optional
 from core.errors import BenchError
 from core.results import Roofline
 
-_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-             "F8_E4M3": 1, "F8_E5M2": 1}
 BANDWIDTH_METHOD = ("device-to-device torch copy_ of {size} MiB, bytes read + written, CUDA events, "
                     "median of {n} after {w} warm-up copies")
 
@@ -61,11 +59,14 @@ def _category(name: str) -> str:
     return "embed_tokens" if "embed_tokens" in name else "norms" if "norm" in name else "other"
 
 
+def attention_dims(config: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(hidden size, attention heads, key/value heads, head dim) of a decoder's config.json."""
+    h, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    return h, heads, int(config.get("num_key_value_heads") or heads), int(config.get("head_dim") or h // heads)
+
+
 def kv_cache_bytes_per_position(config: dict[str, Any], dtype_bytes: int = 2) -> int:
-    h = int(config["hidden_size"])
-    heads = int(config["num_attention_heads"])
-    kv = int(config.get("num_key_value_heads") or heads)
-    hd = int(config.get("head_dim") or h // heads)
+    _h, _heads, kv, hd = attention_dims(config)
     return int(config["num_hidden_layers"]) * 2 * kv * hd * dtype_bytes
 
 

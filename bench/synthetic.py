@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from bench.roofline import attention_dims
 from core.errors import BenchError
 from core.rules import require_awq
 
@@ -108,10 +109,7 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
 
 def _linear_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """(in_features K, out_features N) of the seven quantized linears of one layer."""
-    h = int(config["hidden_size"])
-    heads = int(config["num_attention_heads"])
-    kv = int(config.get("num_key_value_heads") or heads)
-    hd = int(config.get("head_dim") or h // heads)
+    h, heads, kv, hd = attention_dims(config)
     inter = int(config["intermediate_size"])
     return {
         "self_attn.q_proj": (h, heads * hd),
@@ -138,10 +136,8 @@ class TensorSpec:
 
 def tensor_specs(config: dict[str, Any]) -> list[TensorSpec]:
     """Every tensor of the checkpoint, in save_pretrained's order, with HF names."""
-    h = int(config["hidden_size"])
+    h, _heads, _kv, hd = attention_dims(config)
     vocab = int(config["vocab_size"])
-    heads = int(config["num_attention_heads"])
-    hd = int(config.get("head_dim") or h // heads)
     mt = config.get("model_type")
     qc = config["quantization_config"]
     g = int(qc.get("group_size", 128))

@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
 from core.errors import BenchError
+from bench.provenance import installed_version
 from bench.scenario import run_scenario
 from bench.vllm_args import (DTYPE, backend_label, check_checkpoint, engine_kwargs, max_position_check,
                               quantization_of, sampling_kwargs, variant_of)
@@ -403,18 +404,13 @@ def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:
     q = quantization_of(args)
     refuse_cpu_for_vllm(getattr(args, "device", None))
     capability, gpu_name = gpu_capability()
-    check_capability(q, capability, gpu_name, vllm_series(installed_vllm_version()))
+    check_capability(q, capability, gpu_name, vllm_series(vllm_version()))
     return capability, gpu_name
 
 
-def installed_vllm_version() -> Optional[str]:
-    """The installed vllm's version from its metadata (no import: preflight stays cheap)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vllm")
-    except PackageNotFoundError:
-        return None
+def vllm_version() -> Optional[str]:
+    """From the package metadata, without importing vllm: preflight stays cheap."""
+    return installed_version("vllm")
 
 
 def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], args: argparse.Namespace,
@@ -433,9 +429,3 @@ def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], arg
     # request and shut the engine down) and KeyboardInterrupt is raised from here.
     records, resolved = asyncio.run(_measure_async(workload, model, prompt_ids, ekw, skw, progress))
     return assemble_measurement(records, workload, ekw, skw, resolved, vllm_version(), capability)
-
-
-def vllm_version() -> str:
-    import vllm
-
-    return str(vllm.__version__)

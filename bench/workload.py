@@ -168,17 +168,7 @@ def _resolve_hub(args: argparse.Namespace) -> ResolvedModel:
 
 
 def build_workload(args: argparse.Namespace, model: ResolvedModel) -> Workload:
-    return Workload(
-        model=model.model_id,
-        revision=model.revision,
-        resolved_revision=model.resolved_revision,
-        model_source=model.source,  # type: ignore[arg-type]
-        synthetic=model.source == "synthetic",
-        synthetic_config=model.synthetic_config,
-        input_len=args.input_len,
-        output_len=args.output_len,
-        batch_size=1,
-        warmup=args.warmup,
-        iterations=args.iters,
-        seed=args.seed,
-    )
+    return Workload(model=model.model_id, revision=model.revision, resolved_revision=model.resolved_revision,
+                    model_source=model.source, synthetic=model.source == "synthetic",  # type: ignore[arg-type]
+                    synthetic_config=model.synthetic_config, input_len=args.input_len, output_len=args.output_len,
+                    batch_size=1, warmup=args.warmup, iterations=args.iters, seed=args.seed)

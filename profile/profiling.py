@@ -36,17 +36,13 @@ def awq_path_from_events(event_names: set[str], module_state: str) -> str:
     return f"{module_state} (no AWQ kernel seen in the profile)"
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn: Callable[[], object], device: str) -> float:
     """Wall time of fn in ms, with the device drained before both clock reads."""
-    _sync(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync()
     return (time.perf_counter() - t0) * 1e3
 
 
@@ -67,19 +63,15 @@ def split_table(text: str) -> tuple[str, list[str]]:
 
 
 def _row(avg, device: str) -> ProfileRow:
-    on_gpu = device == "cuda"
+    gpu = device == "cuda"
     return ProfileRow(
-        name=avg.key,
-        calls=avg.count,
-        self_cpu_us=float(avg.self_cpu_time_total),
-        cpu_total_us=float(avg.cpu_time_total),
-        self_device_us=float(avg.self_device_time_total) if on_gpu else None,
-        device_total_us=float(avg.device_time_total) if on_gpu else None,
-        cpu_mem_bytes=int(avg.cpu_memory_usage),
-        self_cpu_mem_bytes=int(avg.self_cpu_memory_usage),
-        device_mem_bytes=int(avg.device_memory_usage) if on_gpu else None,
-        self_device_mem_bytes=int(avg.self_device_memory_usage) if on_gpu else None,
-    )
+        name=avg.key, calls=avg.count,
+        self_cpu_us=float(avg.self_cpu_time_total), cpu_total_us=float(avg.cpu_time_total),
+        self_device_us=float(avg.self_device_time_total) if gpu else None,
+        device_total_us=float(avg.device_time_total) if gpu else None,
+        cpu_mem_bytes=int(avg.cpu_memory_usage), self_cpu_mem_bytes=int(avg.self_cpu_memory_usage),
+        device_mem_bytes=int(avg.device_memory_usage) if gpu else None,
+        self_device_mem_bytes=int(avg.self_device_memory_usage) if gpu else None)
 
 
 def sort_key(device: str) -> str:
@@ -144,17 +136,9 @@ def phase_from_profiler(prof, *, label: str, description: str, device: str, wall
     path = awq_path_from_events({a.key for a in averages}, awq_kernel_state())
     self_cpu = float(sum(a.self_cpu_time_total for a in averages))
     self_dev = table_self_device_total_us(averages) if device == "cuda" else 0.0
-    return ProfilePhase(
-        label=label,
-        description=description,
-        table=table,
-        totals=totals,
-        rows=rows,
-        wall_ms=wall_ms,
-        trace_file=export_trace(prof, trace_path) if trace_path else None,
-        diagnosis=diagnose(rows, self_cpu, self_dev, wall_ms, device, path, num_layers),
-        awq_kernel_path=path,
-    )
+    return ProfilePhase(label=label, description=description, table=table, totals=totals, rows=rows, wall_ms=wall_ms,
+                        trace_file=export_trace(prof, trace_path) if trace_path else None, awq_kernel_path=path,
+                        diagnosis=diagnose(rows, self_cpu, self_dev, wall_ms, device, path, num_layers))
 
 
 def profile_prefill_and_decode(model, input_ids, device: str, *, warmup: int, trace_dir: Optional[Path],

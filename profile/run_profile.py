@@ -81,31 +81,22 @@ def profile_run(args, triton_cache: str) -> int:
         model, input_ids, torch_device, warmup=args.warmup, trace_dir=trace_dir, run_id=run_id,
         num_layers=int(resolved.config.get("num_hidden_layers", 0)), on_step=_log)
     provenance = collect_provenance("hf", device)
-    notes = [
-        f"Profiler overhead on the warm prefill: profiled {overhead['profiled_warm_forward_ms']:.2f} ms vs "
-        f"unprofiled median {overhead['unprofiled_warm_forward_ms_median']:.2f} ms "
-        f"(x{overhead['profiler_overhead_ratio']:.2f}).",
-    ]
+    notes = [f"Profiler overhead on the warm prefill: profiled {overhead['profiled_warm_forward_ms']:.2f} ms vs "
+             f"unprofiled median {overhead['unprofiled_warm_forward_ms_median']:.2f} ms "
+             f"(x{overhead['profiler_overhead_ratio']:.2f})."]
     if resolved.source == "synthetic":
         notes.append(f"Synthetic weights (config {resolved.synthetic_config}): random int4 values, same shapes and "
                      "kernels.")
     if torch_device == "cpu":
         notes.append("CPU run: the table has CPU columns only and is sorted by self CPU time; not comparable with the "
                      "T4 table.")
-    result = ProfileResult(
-        run_id=run_id,
-        created_utc=now.isoformat(timespec="seconds"),
-        workload=workload,
-        backend=Backend(name="transformers", label="transformers", quantization="awq", dtype=info["dtype"],
-                        device=torch_device,
-                        settings={**{k: v for k, v in info.items() if k != "quantization_config"},
-                                  "grad_mode": "torch.inference_mode", "profiler_overhead": overhead,
-                                  "activities": ["CPU", "CUDA"] if torch_device == "cuda" else ["CPU"],
-                                  "profile_memory": True, "row_limit": 10, "triton_cache": triton_cache}),
-        phases=phases,
-        provenance=provenance,
-        notes=notes,
-    )
+    settings = {**{k: v for k, v in info.items() if k != "quantization_config"}, "grad_mode": "torch.inference_mode",
+                "profiler_overhead": overhead, "activities": ["CPU", "CUDA"] if torch_device == "cuda" else ["CPU"],
+                "profile_memory": True, "row_limit": 10, "triton_cache": triton_cache}
+    backend = Backend(name="transformers", label="transformers", quantization="awq", dtype=info["dtype"],
+                      device=torch_device, settings=settings)
+    result = ProfileResult(run_id=run_id, created_utc=now.isoformat(timespec="seconds"), workload=workload,
+                           backend=backend, phases=phases, provenance=provenance, notes=notes)
     path = write_result(result, Path(os.environ.get("KIT_RESULTS_DIR") or "results") / result_filename(result))
     line = f"- Device: {provenance.gpu.name}" if provenance.gpu else f"- Device: CPU ({provenance.platform})"
     for phase in phases:
