@@ -1,13 +1,10 @@
 """vLLM backend of the shared benchmark (contract: bench/api.py): in-process V1 AsyncLLM, streamed DELTA outputs.
 
-One engine per row: quantization "awq" or "awq_marlin" passed explicitly, fp16, prefix caching off, stats on
-(bench/vllm_args.py). Every request, warm-up included, is the same prompt token ids, greedy, exactly output_len
-tokens, under its own id. The client clock (time.perf_counter) is read just before the stream is first iterated
-(that step submits the request) and on every streamed output, with its token count: with DELTA outputs a slow
-consumer gets tokens merged, so ITL samples are the gaps between outputs (as vLLM's serving benchmark counts them)
-and the merges are reported. RequestOutput.metrics is stored raw in Measurement.engine; its clocks are never mixed
-with the client's (core/engine_samples.py). Ctrl-C aborts the in-flight request (closing its stream) and shuts the
-engine down. torch and vllm are imported inside functions, so this is tested without them (tests/host).
+One engine per row, its arguments from bench/vllm_args.py. The client clock (time.perf_counter) is read when the
+stream is first iterated (that submits the request) and on every streamed output, with its token count: a slow
+consumer gets tokens merged, so ITL samples are the gaps between outputs and the merges are reported.
+RequestOutput.metrics is stored raw in Measurement.engine; its clocks are never mixed with the client's
+(core/engine_samples.py). torch and vllm are imported inside functions, so this is tested without them (tests/host).
 """
 from __future__ import annotations
 
@@ -281,12 +278,6 @@ def _log(msg: str) -> None:
     print(f"[vllm backend] {msg}", file=sys.stderr, flush=True)
 
 
-def _cancel_requested() -> bool:
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling and cancelling())
-
-
 def _engine_start_error(e: Exception, ekw: dict[str, Any], model: ResolvedModel) -> BenchError:
     first = (str(e).strip().splitlines() or [""])[0][:500]
     return BenchError(
@@ -327,7 +318,8 @@ async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], 
     except Exception as e:
         # Ctrl-C reaches vLLM's engine-core process too, which may die before our task sees the
         # cancellation: report an interrupt, not an engine failure.
-        if _cancel_requested():
+        cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Task.cancelling: Python >= 3.11
+        if cancelling and cancelling():
             raise asyncio.CancelledError() from e
         if engine is None:
             raise on_start_error(e) from e

@@ -145,11 +145,8 @@ def _hub_error(model_id: str, revision: Optional[str], err: BaseException) -> Be
 
 
 def _resolve_hub(args: argparse.Namespace) -> ResolvedModel:
-    try:
-        from huggingface_hub import hf_hub_download, snapshot_download
-    except ImportError as e:  # pragma: no cover - both images ship it
-        raise BenchError("huggingface_hub is not installed in this environment, so hub ids cannot be resolved. "
-                         "Use the stack's image or lock, or pass a local folder / --synthetic.") from e
+    from huggingface_hub import hf_hub_download, snapshot_download  # both stacks' locks ship it
+
     model_id, revision = args.model, args.revision
     try:
         config_path = Path(hf_hub_download(model_id, "config.json", revision=revision))
