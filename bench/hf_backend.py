@@ -336,15 +336,11 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
                          "CPU. This is a bug in the kit: please report it with this message.")
     settings = {
         "awq_kernel_path": path,
-        "awq_kernel_state": info["awq_kernel_state"],
         "awq_kernel_state_before_forcing": info["awq_kernel_state_before"],
         "awq_calls_first_generate": observed,
-        "awq_linear_layers": info["awq_linear_layers"],
         "checkpoint_quantization_config": info["quantization_config"],  # as read from config.json
-        "loader": info["loader"],
-        "load_s": info["load_s"],
+        **{k: info[k] for k in ("awq_kernel_state", "awq_linear_layers", "loader", "load_s", "attn_implementation")},
         "grad_mode": GRAD_MODE,
-        "attn_implementation": info["attn_implementation"],
         "generation": {"max_new_tokens": workload.output_len, "min_new_tokens": workload.output_len,
                        "do_sample": False, "num_beams": 1, "use_cache": True, "cache": "DynamicCache"},
         "timing": ("time.perf_counter() at TimingStreamer.put() per generated token"

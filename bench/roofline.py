@@ -21,6 +21,7 @@ from typing import Any, Optional
 from core.errors import BenchError
 from core.results import Roofline
 
+KIT_ROOT = Path(__file__).resolve().parent.parent
 BANDWIDTH_METHOD = ("device-to-device torch copy_ of {size} MiB, bytes read + written, CUDA events, "
                     "median of {n} after {w} warm-up copies")
 
@@ -118,16 +119,25 @@ def measure_copy_bandwidth(device: str = "cuda", size_mib: int = 1024, repeats: 
     return gbs, BANDWIDTH_METHOD.format(size=n // 2**20, n=repeats, w=warmup)
 
 
-def measure_bandwidth_subprocess(timeout: float = 300) -> tuple[Optional[float], Optional[str]]:
-    """measure_copy_bandwidth in a child interpreter; (None, reason) when it cannot run."""
+def run_child(module: str, *args: str, what: str, timeout: float) -> tuple[Optional[str], Optional[str]]:
+    """(stdout, None) of `python -m module args` in a child interpreter, which shares no CUDA context, stream or
+    allocator with the backend; (None, "what: why") when it fails. Ctrl-C still propagates (the child gets it too)."""
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.roofline", "--bandwidth"], capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
+                              cwd=KIT_ROOT)  # -m finds bench/ from any working directory
     except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"bandwidth not measured: {e}"
+        return None, f"{what}: {e}"
     if proc.returncode != 0:
-        return None, f"bandwidth not measured: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+        last = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        return None, f"{what}: {last[0]}"
+    return proc.stdout, None
+
+
+def measure_bandwidth_subprocess(timeout: float = 300) -> tuple[Optional[float], Optional[str]]:
+    stdout, why = run_child("bench.roofline", "--bandwidth", what="bandwidth not measured", timeout=timeout)
+    if stdout is None:
+        return None, why
+    data = json.loads(stdout.strip().splitlines()[-1])
     return data["bandwidth_gb_s"], data["method"]
 
 

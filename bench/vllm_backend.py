@@ -23,14 +23,13 @@ from bench.api import IterationProgress, Measurement, ResolvedModel, derive_toke
 from core.errors import BenchError
 from bench.provenance import installed_version
 from bench.scenario import run_scenario
+from bench.workload import require_gpu
 from bench.vllm_args import (DTYPE, backend_label, check_checkpoint, engine_kwargs, max_position_check,
                               quantization_of, sampling_kwargs, variant_of)
 from core.engine_samples import (ENGINE_CLOCK_NOTE, EngineSamples, EngineTimestamps, engine_tpot_ms,
                                  queued_to_first_token_ms)
 from core.results import Backend, Workload
 from core.rules import check_capability, read_config, refuse_cpu_for_vllm, vllm_series
-
-Clock = Callable[[], float]
 
 # RequestStateStats fields copied per measured iteration (vLLM 0.12.0, vllm/v1/metrics/stats.py): raw only.
 ENGINE_FIELDS = tuple(EngineTimestamps.model_fields)
@@ -58,11 +57,8 @@ class StreamRecord:
         return sum(1 for k in self.tokens_per_yield if k > 1)
 
 
-async def consume_stream(
-    start: Callable[[], AsyncIterator[Any]],
-    request_id: str,
-    clock: Clock = time.perf_counter,
-) -> StreamRecord:
+async def consume_stream(start: Callable[[], AsyncIterator[Any]], request_id: str,
+                         clock: Callable[[], float] = time.perf_counter) -> StreamRecord:
     """Submit one request (start() returns AsyncLLM.generate's stream, which submits on first iteration) and
     read the client clock on every output that carries tokens. Leaving early closes the stream: vLLM aborts it."""
     stream = start()
@@ -263,13 +259,7 @@ def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str,
 def gpu_capability() -> tuple[Optional[tuple[int, int]], str]:
     import torch
 
-    if not torch.cuda.is_available():
-        raise BenchError(
-            "The vLLM backend needs an NVIDIA GPU, but torch sees none (torch.cuda.is_available() is False; torch "
-            f"{torch.__version__}, CUDA build {torch.version.cuda}). With Docker, check that the NVIDIA runtime is "
-            "installed (`docker info` lists an nvidia runtime) and the container was started with GPUs; locally, "
-            "that the driver works (`nvidia-smi`)."
-        )
+    require_gpu("The vLLM backend needs an NVIDIA GPU")
     cap = torch.cuda.get_device_capability(0)
     return (int(cap[0]), int(cap[1])), torch.cuda.get_device_name(0)
 

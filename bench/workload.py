@@ -1,5 +1,5 @@
 """One workload for every backend: model resolution (local folder, synthetic config or hub id, checked before any
-weight is read), the prompt token ids, the device, the result's Workload. torch only in `resolve_device`.
+weight is read), the prompt token ids, the device, the result's Workload. torch only in the device functions.
 """
 from __future__ import annotations
 
@@ -24,18 +24,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KIT_CACHE_DIR") or Path.home() / ".cache" / "awq-kit")
 
 
-def resolve_device(name: Optional[str]) -> str:
+def require_gpu(what: str, hint: str = "") -> None:
+    """A BenchError saying how to make the GPU visible, unless torch sees one."""
     import torch
 
-    if name in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise BenchError(
-            "--device cuda, but torch sees no GPU here (torch.cuda.is_available() is False; torch "
-            f"{torch.__version__}, CUDA build {torch.version.cuda}). With Docker, check that the NVIDIA runtime is "
-            "installed (`docker info` lists an nvidia runtime); locally, that the driver works (`nvidia-smi`). For a "
-            "CPU run, pass --device cpu."
+            f"{what}, but torch sees no GPU here (torch.cuda.is_available() is False; torch {torch.__version__}, "
+            f"CUDA build {torch.version.cuda}). With Docker, check that the NVIDIA runtime is installed (`docker info` "
+            "lists an nvidia runtime) and the container was started with GPUs; locally, that the driver works "
+            f"(`nvidia-smi`).{hint}"
         )
+
+
+def resolve_device(name: Optional[str]) -> str:
+    if name in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        require_gpu("--device cuda", " For a CPU run, pass --device cpu.")
     return name
 
 
