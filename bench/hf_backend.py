@@ -179,20 +179,6 @@ def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
     return model.eval()
 
 
-def _load_gpu(path: Path, device: str):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float16, device_map={"": device},
-                                                     low_cpu_mem_usage=True)
-    except (ImportError, RuntimeError, ValueError) as e:
-        raise BenchError(f"transformers could not load the AWQ checkpoint {path} on {device}: {e}. The HF stack "
-                         "needs autoawq 0.2.9 with triton (or awq_ext) and a CUDA GPU of compute capability >= 7.5."
-                         ) from e
-    return model.eval()
-
-
 def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """(model in eval mode, fp16; info for the result's settings): an AWQ GEMM checkpoint loaded with transformers +
     autoawq on `device` ("cuda", "cuda:N" or "cpu"; on CPU autoawq's naive path is forced first)."""
@@ -205,9 +191,16 @@ def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) 
     before = awq_kernel_state()
     t0 = time.perf_counter()
     if device.startswith("cuda"):
-        if device == "cuda":
-            device = "cuda:0"
-        loaded = _load_gpu(path, device)
+        from transformers import AutoModelForCausalLM
+
+        device = "cuda:0" if device == "cuda" else device
+        try:
+            loaded = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float16,
+                                                          device_map={"": device}, low_cpu_mem_usage=True).eval()
+        except (ImportError, RuntimeError, ValueError) as e:
+            raise BenchError(f"transformers could not load the AWQ checkpoint {path} on {device}: {e}. The HF stack "
+                             "needs autoawq 0.2.9 with triton (or awq_ext) and a CUDA GPU of compute capability "
+                             ">= 7.5.") from e
         loader = "AutoModelForCausalLM.from_pretrained(torch_dtype=float16, device_map={'': %r})" % device
     else:
         force_naive_awq()
@@ -219,18 +212,11 @@ def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) 
     if n_awq == 0:
         raise BenchError(f"{model.model_id}: the loaded model has no autoawq WQLinear_GEMM layer, so the AWQ path "
                          "would not be measured. Check the checkpoint's quantization_config (version gemm).")
-    info = {
-        "loader": loader,
-        "device": device,
-        "dtype": str(next(loaded.parameters()).dtype).replace("torch.", ""),
-        "awq_kernel_state": awq_kernel_state(),
-        "awq_kernel_state_before": before,
-        "awq_linear_layers": n_awq,
-        "attn_implementation": getattr(loaded.config, "_attn_implementation", None),
-        "load_s": round(load_s, 3),
-        "quantization_config": config.get("quantization_config"),
-        "torch_num_threads": torch.get_num_threads() if not device.startswith("cuda") else None,
-    }
+    info = {"loader": loader, "device": device, "dtype": str(next(loaded.parameters()).dtype).replace("torch.", ""),
+            "awq_kernel_state": awq_kernel_state(), "awq_kernel_state_before": before, "awq_linear_layers": n_awq,
+            "attn_implementation": getattr(loaded.config, "_attn_implementation", None), "load_s": round(load_s, 3),
+            "quantization_config": config.get("quantization_config"),
+            "torch_num_threads": torch.get_num_threads() if not device.startswith("cuda") else None}
     return loaded, info
 
 
@@ -239,10 +225,8 @@ class TimingStreamer:
     once per generated token, then end(); a call carrying several tokens repeats its reading."""
 
     def __init__(self, sync: bool):
-        self.sync = sync
-        self.prompt_seen = False
+        self.sync, self.prompt_seen = sync, False
         self.times: list[float] = []
-        self.ended = False
 
     def put(self, value) -> None:
         if not self.prompt_seen:
@@ -254,8 +238,8 @@ class TimingStreamer:
             torch.cuda.synchronize()
         self.times.extend([time.perf_counter()] * max(1, int(value.numel())))
 
-    def end(self) -> None:
-        self.ended = True
+    def end(self) -> None:  # the streamer protocol's last call: nothing to time
+        pass
 
 
 def _generation_config(config: dict[str, Any], n: int):

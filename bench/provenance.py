@@ -1,10 +1,7 @@
 """Provenance of a run, read inside the environment that ran it: `collect_provenance(stack, device)`.
 
-Library versions (importlib.metadata), Python, platform; the GPU (nvidia-ml-py when importable, else torch; None on
-CPU); the host (CPU model, cores, hostname, boot id); the stack's pins (KIT_STACK, set by the runners, wins over the
-caller's default; core/locks.py) and every installed version that deviates from them; the runner's environment
-contract (KIT_* variables, kit/runners/__init__.py) and the Slurm job, when there is one. torch is imported only for
-a "cuda" device.
+The stack's pins come from its lock (KIT_STACK, set by the runners, wins over the caller's default; core/locks.py);
+the runner's contract from the KIT_* variables (kit/runners/__init__.py). torch is imported only for a "cuda" device.
 """
 from __future__ import annotations
 

@@ -138,9 +138,8 @@ def run(argv: list[str]) -> int:
                              "(or a venv made from its lock): transformers needs the HF stack, vllm the vLLM stack."
                              ) from e
         # Checks that need no model (GPU present, kernel supported) before anything is downloaded or generated.
-        preflight = getattr(backend, "preflight", None)
-        if preflight is not None:
-            preflight(args)
+        if hasattr(backend, "preflight"):
+            backend.preflight(args)
         device = "cuda" if backend_name == "vllm" else resolve_device(args.device)  # resolved once, here
         args = args.replace(device=device)
         resolved = resolve_model(args, progress=True)
@@ -150,15 +149,15 @@ def run(argv: list[str]) -> int:
              f"{', commit ' + resolved.resolved_revision[:12] if resolved.resolved_revision else ''}), input "
              f"{args.input_len}, output {args.output_len}, warm-up {args.warmup}, iterations {args.iters}, "
              f"seed {args.seed}, device {device}")
-        bandwidth, method = None, None
+        bandwidth, method, recorder = None, None, None
         if device.startswith("cuda"):
             from bench.roofline import measure_bandwidth_subprocess
 
             _log("measuring device-to-device copy bandwidth (child process)")
             bandwidth, method = measure_bandwidth_subprocess()
             if bandwidth is None:
-                _log(method or "bandwidth not measured")
-        recorder = record_conditions(progress) if device.startswith("cuda") else None
+                _log(method)  # why, which also goes into the result's notes
+            recorder = record_conditions(progress)
         with progress_display(progress):
             measurement = backend.measure(workload, resolved, prompt_ids, args, progress)
     except KeyboardInterrupt:
@@ -180,7 +179,7 @@ def run(argv: list[str]) -> int:
     if measurement.backend.device == "cpu":
         notes.append("CPU run: not comparable with the published GPU numbers.")
     if device.startswith("cuda") and bandwidth is None:
-        notes.append(method or "bandwidth not measured")
+        notes.append(method)
     result = build_result(workload, measurement, collect_provenance(STACKS[backend_name], device), roofline, notes,
                           recorder.conditions if recorder else None)
     path = _write_or_keep(result)

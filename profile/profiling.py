@@ -46,14 +46,6 @@ def timed(fn: Callable[[], object], device: str) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def profile_call(fn: Callable[[], object], device: str):
-    """Run fn once under torch.profiler; returns (profiler, wall_ms)."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with profile(activities=activities, profile_memory=True) as prof:
-        wall_ms = timed(fn, device)
-    return prof, wall_ms
-
-
 def split_table(text: str) -> tuple[str, list[str]]:
     """key_averages().table() text -> (the dashed table block, the 'Self ... time total' lines)."""
     lines = text.rstrip("\n").split("\n")
@@ -150,12 +142,14 @@ def profile_prefill_and_decode(model, input_ids, device: str, *, warmup: int, tr
     """
     phases = []
     n = input_ids.shape[1]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
 
     def prefill():
         return model(input_ids=input_ids, use_cache=False)
 
     def profiled(label: str, fn: Callable[[], object], description: str) -> float:
-        prof, wall = profile_call(fn, device)
+        with profile(activities=activities, profile_memory=True) as prof:
+            wall = timed(fn, device)
         phases.append(phase_from_profiler(prof, label=label, description=description, device=device, wall_ms=wall,
                                           trace_path=trace_dir / f"{run_id}-{label}.trace.json" if trace_dir else None,
                                           num_layers=num_layers))
