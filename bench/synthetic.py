@@ -294,8 +294,7 @@ def generate_checkpoint(config: dict[str, Any], out_dir: Path, *, seed: int = 0,
             "larger disk."
         )
     tmp = parent / f".{out_dir.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run with our pid
     tmp.mkdir()
     n = len(shards)
     names = [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
@@ -320,17 +319,16 @@ def generate_checkpoint(config: dict[str, Any], out_dir: Path, *, seed: int = 0,
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         os.rename(tmp, out_dir)
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C included: no partial checkpoint is left behind
         shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(e, OSError):
+            raise
         why = "the disk filled up" if e.errno in (errno.ENOSPC, errno.EDQUOT) else f"a write failed ({e})"
         raise BenchError(
             f"Writing the synthetic {config_name} checkpoint ({total / 1e9:.2f} GB) under {parent} stopped: {why}; "
             "the partial shards were removed. Check that the folder is writable, free some space or point "
             "KIT_CACHE_DIR (or --out) at a larger disk, then run again."
         ) from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     finally:
         bar.close()
     return out_dir

@@ -93,16 +93,8 @@ def sampling_kwargs(workload: Workload, args: argparse.Namespace) -> dict[str, A
     """Keyword arguments of vllm.SamplingParams (output_kind by member name): exactly N tokens (max_tokens = min_tokens
     = N, ignore_eos), greedy (the seed changes nothing but is recorded), no detokenization."""
     n = workload.output_len
-    return {
-        "n": 1,
-        "temperature": 0.0,
-        "max_tokens": n,
-        "min_tokens": n,
-        "ignore_eos": True,
-        "seed": int(_opt(args, "seed", workload.seed)),
-        "detokenize": False,
-        "output_kind": OUTPUT_KIND,
-    }
+    return dict(n=1, temperature=0.0, max_tokens=n, min_tokens=n, ignore_eos=True,
+                seed=int(_opt(args, "seed", workload.seed)), detokenize=False, output_kind=OUTPUT_KIND)
 
 
 def backend_label(quantization: str) -> str:
