@@ -55,23 +55,9 @@ def force_naive_awq() -> None:
     gemm.user_has_been_warned = True  # the "naive (slow) implementation" warning: recorded instead
 
 
-def _counting(fn: Any, label: str, counts: dict[str, int]):
-    def wrapped(*a, **k):
-        counts[label] = counts.get(label, 0) + 1
-        return fn(*a, **k)
-
-    return wrapped
-
-
-class _CountingModule:
-    """Stands in for the awq_ext extension module: forwards every attribute, counting the calls by name."""
-
-    def __init__(self, inner: Any, counts: dict[str, int]):
-        self._inner, self._counts = inner, counts
-
-    def __getattr__(self, name: str):
-        fn = getattr(self._inner, name)
-        return _counting(fn, f"awq_ext.{name}", self._counts) if callable(fn) else fn
+# autoawq's module-level entry points, and the labels their calls are counted under.
+AWQ_ENTRY_POINTS = {"dequantize_gemm": "naive.dequantize_gemm", "awq_gemm_triton": "triton.awq_gemm",
+                    "awq_dequantize_triton": "triton.awq_dequantize"}
 
 
 @contextlib.contextmanager
@@ -79,15 +65,24 @@ def observe_awq_calls() -> Iterator[dict[str, int]]:
     """Count calls into autoawq's kernel entry points while the block runs (what actually ran)."""
     gemm = _import_awq_gemm()
     counts: dict[str, int] = {}
-    saved: dict[str, Any] = {}
-    for attr, label in (("dequantize_gemm", "naive.dequantize_gemm"), ("awq_gemm_triton", "triton.awq_gemm"),
-                        ("awq_dequantize_triton", "triton.awq_dequantize")):
-        if getattr(gemm, attr, None) is not None:
-            saved[attr] = getattr(gemm, attr)
-            setattr(gemm, attr, _counting(saved[attr], label, counts))
-    if gemm.awq_ext is not None:
-        saved["awq_ext"] = gemm.awq_ext
-        gemm.awq_ext = _CountingModule(gemm.awq_ext, counts)
+    saved = {attr: fn for attr in (*AWQ_ENTRY_POINTS, "awq_ext") if (fn := getattr(gemm, attr, None)) is not None}
+
+    def counting(fn: Any, label: str):
+        def wrapped(*a, **k):
+            counts[label] = counts.get(label, 0) + 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    class CountingExt:
+        """Stands in for the awq_ext extension module: forwards every attribute, counting the calls by name."""
+
+        def __getattr__(self, name: str):
+            fn = getattr(saved["awq_ext"], name)
+            return counting(fn, f"awq_ext.{name}") if callable(fn) else fn
+
+    for attr in saved:
+        setattr(gemm, attr, CountingExt() if attr == "awq_ext" else counting(saved[attr], AWQ_ENTRY_POINTS[attr]))
     try:
         yield counts
     finally:
@@ -128,7 +123,7 @@ def _safetensors_files(path: Path) -> list[Path]:
 def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
     import torch
     from accelerate import init_empty_weights
-    from safetensors import safe_open
+    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.integrations.awq import replace_quantization_scales, replace_with_awq_linear
     from transformers.quantizers.base import HfQuantizer
@@ -151,9 +146,7 @@ def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
 
     for f in tqdm(_safetensors_files(path), desc="load (CPU, strict)", unit="shard", disable=not progress,
                   file=sys.stderr):
-        with safe_open(str(f), framework="pt", device="cpu") as sf:
-            for key in sf.keys():
-                state[key] = sf.get_tensor(key)
+        state.update(load_file(f, device="cpu"))
     expected = set(model.state_dict().keys())
     tied = bool(getattr(config, "tie_word_embeddings", False))
     missing = sorted(expected - set(state) - ({"lm_head.weight"} if tied else set()))

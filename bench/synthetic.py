@@ -217,9 +217,7 @@ def tensor_chunks(spec: TensorSpec, seed: int, chunk_bytes: int = CHUNK_BYTES) -
         elif spec.kind == "scales":
             yield rng.uniform(SCALE_RANGE[0], SCALE_RANGE[1], size=n).astype("<f2")
         elif spec.kind in ("embedding", "lm_head", "dense"):
-            x = rng.standard_normal(size=n, dtype=np.float32)
-            x *= EMBED_STD
-            yield x.astype("<f2")
+            yield (rng.standard_normal(size=n, dtype=np.float32) * EMBED_STD).astype("<f2")
         elif spec.kind == "bias":
             yield np.zeros(n, dtype="<f2")
         elif spec.kind == "norm":

@@ -319,29 +319,6 @@ async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], 
             engine.shutdown()
 
 
-async def _measure_async(workload: Workload, model: ResolvedModel, prompt_ids: list[int],
-                         ekw: dict[str, Any], skw: dict[str, Any],
-                         progress: IterationProgress) -> tuple[list[StreamRecord], dict[str, Any]]:
-    engine_args = make_engine_args(ekw)
-    sampling = make_sampling_params(skw)
-    prompt = make_prompt(prompt_ids)
-
-    def describe(engine: Any) -> dict[str, Any]:
-        resolved = resolved_settings(engine.vllm_config)
-        if resolved.get("quantization") not in (None, ekw["quantization"]):
-            raise BenchError(
-                f"vLLM was asked for quantization={ekw['quantization']} but resolved {resolved['quantization']}; "
-                "the row would not measure the kernel it names, so it stops here."
-            )
-        return resolved
-
-    _log(f"starting AsyncLLM for {model.model_id} (quantization={ekw['quantization']}, "
-         f"enforce_eager={ekw['enforce_eager']}, async_scheduling={ekw['async_scheduling']}, "
-         f"max_model_len={ekw['max_model_len']})")
-    return await run_session(lambda: start_engine(engine_args), describe, prompt, sampling,
-                             workload, progress, lambda e: _engine_start_error(e, ekw, model))
-
-
 def start_engine(engine_args: Any) -> Any:
     """The real engine: V1 AsyncLLM, in-process frontend (tests/host puts their FakeAsyncLLM here; no GPU there)."""
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -407,7 +384,22 @@ def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], arg
     if len(prompt_ids) != workload.input_len:
         raise BenchError(f"internal: {len(prompt_ids)} prompt token ids for input_len {workload.input_len}.")
 
+    engine_args, sampling, prompt = make_engine_args(ekw), make_sampling_params(skw), make_prompt(prompt_ids)
+
+    def describe(engine: Any) -> dict[str, Any]:
+        resolved = resolved_settings(engine.vllm_config)
+        if resolved.get("quantization") not in (None, ekw["quantization"]):
+            raise BenchError(
+                f"vLLM was asked for quantization={ekw['quantization']} but resolved {resolved['quantization']}; "
+                "the row would not measure the kernel it names, so it stops here."
+            )
+        return resolved
+
+    _log(f"starting AsyncLLM for {model.model_id} (quantization={ekw['quantization']}, "
+         f"enforce_eager={ekw['enforce_eager']}, async_scheduling={ekw['async_scheduling']}, "
+         f"max_model_len={ekw['max_model_len']})")
     # asyncio.run: on Ctrl-C the main task is cancelled (the finally blocks abort the in-flight
     # request and shut the engine down) and KeyboardInterrupt is raised from here.
-    records, resolved = asyncio.run(_measure_async(workload, model, prompt_ids, ekw, skw, progress))
+    records, resolved = asyncio.run(run_session(lambda: start_engine(engine_args), describe, prompt, sampling,
+                                                workload, progress, lambda e: _engine_start_error(e, ekw, model)))
     return assemble_measurement(records, workload, ekw, skw, resolved, vllm_version(), capability)
