@@ -39,11 +39,8 @@ def library_versions(names=LIBRARIES) -> dict[str, Optional[str]]:
 def stack_pins(stack: str, root: Optional[Path] = None) -> tuple[dict[str, str], str]:
     """(pins, where they come from): the stack's whole lock; none for a stack without one."""
     root = root or KIT_ROOT
-    path = lock_path(stack, root)
-    locked = lock_versions(stack, root)
-    if locked:
-        return locked, str(path.relative_to(root))
-    return {}, f"nothing pinned: no {path.relative_to(root)}"
+    locked, where = lock_versions(stack, root), lock_path(stack, root).relative_to(root)
+    return (locked, str(where)) if locked else ({}, f"nothing pinned: no {where}")
 
 
 def deviations(pins: dict[str, str], installed: dict[str, Optional[str]], python: str) -> list[str]:
@@ -91,19 +88,17 @@ def cpu_model(cpuinfo_text: str) -> Optional[str]:
     return None
 
 
-def _read_text(path: Path) -> Optional[str]:
+def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:  # not Linux, or /proc not mounted: the field stays None
-        return None
+        return ""
 
 
 def host_record(cpuinfo: Path = CPUINFO, boot_id: Path = BOOT_ID) -> HostRecord:
     """The measuring machine: at batch 1 its CPU moves the launch-bound rows as much as the GPU does."""
-    cpuinfo_text = _read_text(cpuinfo)
-    boot = _read_text(boot_id)
-    return HostRecord(cpu_model=cpu_model(cpuinfo_text) if cpuinfo_text else None, cpu_cores=os.cpu_count(),
-                      hostname=platform.node() or None, boot_id=(boot.strip() or None) if boot else None)
+    return HostRecord(cpu_model=cpu_model(_read_text(cpuinfo)), cpu_cores=os.cpu_count(),
+                      hostname=platform.node() or None, boot_id=_read_text(boot_id).strip() or None)
 
 
 def slurm_job(env=None) -> Optional[SlurmJob]:

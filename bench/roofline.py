@@ -15,6 +15,7 @@ import statistics
 import struct
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -74,11 +75,9 @@ def kv_cache_bytes_per_position(config: dict[str, Any], dtype_bytes: int = 2) ->
 def decode_step_bytes(model_dir: Path, config: dict[str, Any], input_len: int,
                       output_len: int) -> tuple[int, dict[str, int]]:
     """(total, breakdown) bytes read by one batch-1 decode step."""
-    sizes = tensor_sizes(model_dir)
-    breakdown: dict[str, int] = {}
-    for name, n in sizes.items():
-        cat = _category(name)
-        breakdown[cat] = breakdown.get(cat, 0) + n
+    breakdown: Counter[str] = Counter()
+    for name, n in tensor_sizes(model_dir).items():
+        breakdown[_category(name)] += n
     vocab = int(config["vocab_size"])
     embed_full = breakdown.pop("embed_tokens", 0)
     if "lm_head" not in breakdown and config.get("tie_word_embeddings"):
@@ -86,8 +85,8 @@ def decode_step_bytes(model_dir: Path, config: dict[str, Any], input_len: int,
     breakdown["embed_tokens_one_row"] = embed_full // vocab if vocab else 0
     # Decode steps 2..N attend over input_len + 1 .. input_len + N - 1 positions: mean input_len + N/2.
     breakdown["kv_cache_mean_context"] = int(kv_cache_bytes_per_position(config) * (input_len + output_len / 2))
-    breakdown = {k: v for k, v in sorted(breakdown.items()) if v}
-    return sum(breakdown.values()), breakdown
+    parts = {k: v for k, v in sorted(breakdown.items()) if v}
+    return sum(parts.values()), parts
 
 
 def measure_copy_bandwidth(device: str = "cuda", size_mib: int = 1024, repeats: int = 10,

@@ -48,13 +48,8 @@ def resolve_device(name: Optional[str]) -> str:
 
 
 def special_token_ids(config: dict[str, Any]) -> set[int]:
-    ids: set[int] = set()
-    for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
-        v = config.get(key)
-        for x in (v if isinstance(v, list) else [v]):
-            if isinstance(x, int):
-                ids.add(x)
-    return ids
+    values = [config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")]
+    return {x for v in values for x in (v if isinstance(v, list) else [v]) if isinstance(x, int)}
 
 
 def regular_vocab_limit(config: dict[str, Any], extra_special: Iterable[int] = ()) -> int:
@@ -115,9 +110,8 @@ def _resolve_synthetic(args: argparse.Namespace, cache: Path, progress: bool) ->
     from bench import synthetic
 
     name, config, _gen = synthetic.load_config(args.synthetic)
-    where = f"--synthetic {args.synthetic}"
-    require_awq(config, where)
-    check_lengths(config, args.input_len, args.output_len, where)  # before generating gigabytes
+    # load_config has checked the AWQ config; the lengths are checked before generating gigabytes.
+    check_lengths(config, args.input_len, args.output_len, f"--synthetic {args.synthetic}")
     name, path = synthetic.ensure_synthetic(args.synthetic, cache, seed=args.synthetic_seed, progress=progress)
     return ResolvedModel(path=str(path), model_id=f"synthetic:{name}", source="synthetic", synthetic_config=name,
                          config=config)

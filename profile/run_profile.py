@@ -9,11 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-KIT_ROOT = HERE.parent
-for p in (str(KIT_ROOT), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+KIT_ROOT = Path(__file__).resolve().parent.parent
+if str(KIT_ROOT) not in sys.path:  # bench/ and core/; Python puts this script's folder (profiling.py) there itself
+    sys.path.insert(0, str(KIT_ROOT))
 
 import os  # noqa: E402
 import secrets  # noqa: E402
@@ -27,16 +25,6 @@ from core.results import Backend, ProfileResult, result_filename, write_result  
 
 def _log(msg: str) -> None:
     print(f"[profile] {msg}", file=sys.stderr, flush=True)
-
-
-def print_phase(phase, device_line: str) -> None:
-    """The seed's week-2 block: device line, the table verbatim, the totals as bullets."""
-    print(f"\n## {phase.label}: {phase.description}")
-    print(device_line)
-    print(phase.table, end="")
-    for line in phase.totals:
-        print(f"- {line}")
-    print(f"- Diagnosis: {phase.diagnosis}")
 
 
 def run(argv: list[str]) -> int:
@@ -99,8 +87,9 @@ def profile_run(args, triton_cache: str) -> int:
                            backend=backend, phases=phases, provenance=provenance, notes=notes)
     path = write_result(result, Path(os.environ.get("KIT_RESULTS_DIR") or "results") / result_filename(result))
     line = f"- Device: {provenance.gpu.name}" if provenance.gpu else f"- Device: CPU ({provenance.platform})"
-    for phase in phases:
-        print_phase(phase, line)
+    for phase in phases:  # the seed's week-2 block: device line, the table verbatim, the totals as bullets
+        print(f"\n## {phase.label}: {phase.description}\n{line}\n{phase.table}", end="")
+        print("".join(f"- {total}\n" for total in phase.totals) + f"- Diagnosis: {phase.diagnosis}")
     _log(notes[0])
     _log(f"wrote {path}")
     return 0
