@@ -287,25 +287,21 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
     input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
     gen_config = _generation_config(model.config, workload.output_len)
 
-    first: dict[str, Any] = {}  # the first generate(): autoawq calls observed, greedy tokens
-    deterministic = True
+    tokens: list[list[int]] = []  # the greedy tokens of every timed generate()
+    observed: dict[str, int] = {}  # autoawq calls during the first one
 
     async def timed_pair(warmup: bool, i: int) -> dict[str, Any]:
         """One iteration: the timed generate() and, when measured, the bare one right after it (the baseline)."""
-        nonlocal deterministic
-        with (contextlib.nullcontext({}) if first else observe_awq_calls()) as counts:
+        with (contextlib.nullcontext({}) if tokens else observe_awq_calls()) as counts:
             rec = generate_timed(hf_model, input_ids, gen_config, dev)
-        if not first:
-            first.update(calls=dict(counts), tokens=rec["tokens"])
-        elif rec["tokens"] != first["tokens"]:
-            deterministic = False
+        observed.update(counts)
+        tokens.append(rec["tokens"])
         if not warmup:
             rec["bare_ms"] = generate_timed(hf_model, input_ids, gen_config, dev, bare=True)["generate_ms"]
         return rec
 
     recs = run_sync(run_scenario(timed_pair, workload.warmup, workload.iterations, progress))
-    observed = first["calls"]
-
+    deterministic = all(t == tokens[0] for t in tokens)
     path = describe_awq_path(observed)
     on_cpu = dev == "cpu"
     if on_cpu and not path.startswith("naive"):

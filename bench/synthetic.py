@@ -197,13 +197,9 @@ def pack_awq_gemm(values: np.ndarray) -> np.ndarray:
     return packed.view(np.int32)
 
 
-def _rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
-
-
 def tensor_chunks(spec: TensorSpec, seed: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
     """The tensor's values, row block by row block (C order), each at most ~chunk_bytes."""
-    rng = _rng(seed, spec.name)
+    rng = np.random.default_rng([int(seed), zlib.crc32(spec.name.encode())])
     rows, row_elems = spec.shape[0], math.prod(spec.shape[1:])
     itemsize = _SAFETENSORS_DTYPE[spec.dtype].itemsize
     step = max(1, chunk_bytes // max(1, row_elems * itemsize))

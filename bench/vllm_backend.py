@@ -165,9 +165,7 @@ def make_sampling_params(kwargs: dict[str, Any]):
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    kw = dict(kwargs)
-    kw["output_kind"] = RequestOutputKind[kw["output_kind"]]
-    return SamplingParams(**kw)
+    return SamplingParams(**{**kwargs, "output_kind": RequestOutputKind[kwargs["output_kind"]]})
 
 
 def make_prompt(prompt_ids: list[int]):

@@ -66,11 +66,6 @@ def _row(avg, device: str) -> ProfileRow:
         self_device_mem_bytes=int(avg.self_device_memory_usage) if gpu else None)
 
 
-def sort_key(device: str) -> str:
-    # The seed sorts by self CUDA time; a CPU-only run has no device column to sort by.
-    return "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-
-
 def export_trace(prof, path: Path) -> str:
     """Chrome trace written via temp file + rename; returns the path relative to the output folder."""
     with atomic_path(path) as tmp:
@@ -117,9 +112,10 @@ def table_self_device_total_us(averages) -> float:
 def phase_from_profiler(prof, *, label: str, description: str, device: str, wall_ms: float,
                         trace_path: Optional[Path], num_layers: int) -> ProfilePhase:
     averages = prof.key_averages()
-    table_text = averages.table(sort_by=sort_key(device), row_limit=ROW_LIMIT)
-    table, totals = split_table(table_text)
-    attr = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    # The seed sorts by self CUDA time; a CPU-only run has no device column to sort by.
+    sort_by, attr = (("self_cuda_time_total", "self_device_time_total") if device == "cuda"
+                     else ("self_cpu_time_total", "self_cpu_time_total"))
+    table, totals = split_table(averages.table(sort_by=sort_by, row_limit=ROW_LIMIT))
     ordered = sorted(averages, key=lambda a: getattr(a, attr), reverse=True)
     rows = [_row(a, device) for a in ordered[:STORED_ROWS]]
     awq_avg = next((a for a in averages if a.key == AWQ_FUNCTION), None)
