@@ -104,32 +104,19 @@ def describe_awq_path(counts: dict[str, int]) -> str:
     return "none observed"
 
 
-def _awq_config(qc: dict[str, Any]):
-    from transformers import AwqConfig
-
-    return AwqConfig(bits=int(qc.get("bits", 4)), group_size=int(qc.get("group_size", 128)),
-                     zero_point=bool(qc.get("zero_point", True)), version="gemm",
-                     modules_to_not_convert=qc.get("modules_to_not_convert"))
-
-
-def _safetensors_files(path: Path) -> list[Path]:
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise BenchError(f"{path} holds no *.safetensors files. The kit reads safetensors checkpoints only; "
-                         "re-download the model or regenerate the synthetic checkpoint.")
-    return files
-
-
 def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
     import torch
     from accelerate import init_empty_weights
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AwqConfig
     from transformers.integrations.awq import replace_quantization_scales, replace_with_awq_linear
     from transformers.quantizers.base import HfQuantizer
 
     config = AutoConfig.from_pretrained(path)
-    awq_config = _awq_config(config_dict["quantization_config"])
+    qc = config_dict["quantization_config"]
+    awq_config = AwqConfig(bits=int(qc.get("bits", 4)), group_size=int(qc.get("group_size", 128)),
+                           zero_point=bool(qc.get("zero_point", True)), version="gemm",
+                           modules_to_not_convert=qc.get("modules_to_not_convert"))
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float16)
     # Same modules kept in fp16 as transformers' AwqQuantizer: the output embedding (lm_head) by default.
@@ -141,11 +128,14 @@ def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
                          f"{config.architectures} is not one autoawq's layer swap understands.")
     model = replace_quantization_scales(model, config.model_type)
 
-    state: dict[str, Any] = {}
     from tqdm.auto import tqdm  # a dependency of transformers
 
-    for f in tqdm(_safetensors_files(path), desc="load (CPU, strict)", unit="shard", disable=not progress,
-                  file=sys.stderr):
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise BenchError(f"{path} holds no *.safetensors files. The kit reads safetensors checkpoints only; "
+                         "re-download the model or regenerate the synthetic checkpoint.")
+    state: dict[str, Any] = {}
+    for f in tqdm(files, desc="load (CPU, strict)", unit="shard", disable=not progress, file=sys.stderr):
         state.update(load_file(f, device="cpu"))
     expected = set(model.state_dict().keys())
     tied = bool(getattr(config, "tie_word_embeddings", False))
@@ -153,9 +143,8 @@ def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
     unexpected = sorted(set(state) - expected)
     if missing or unexpected:
         raise BenchError(
-            f"{path}: the checkpoint does not match its config for an AWQ GEMM model: "
-            f"{len(missing)} tensors missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-            f"(e.g. {unexpected[:3]}). "
+            f"{path}: the checkpoint does not match its config for an AWQ GEMM model: {len(missing)} tensors missing "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
             "It may be a different architecture or AWQ version, or a damaged download; re-download or regenerate it."
         )
     try:

@@ -58,11 +58,9 @@ def config_fingerprint(config: dict[str, Any]) -> str:
 def load_config(name_or_path: str) -> tuple[str, dict[str, Any], Optional[dict[str, Any]]]:
     """(name, config.json dict, generation_config dict or None) for a named config or a json path. A path's name
     is its stem plus a hash of its content, so two different files called config.json never share a cache folder."""
-    candidate = CONFIG_DIR / f"{name_or_path}.json"
-    if "/" not in name_or_path and os.sep not in name_or_path and candidate.is_file():
-        path, name = candidate, name_or_path
-    else:
-        path = Path(name_or_path)
+    path, name = CONFIG_DIR / f"{name_or_path}.json", name_or_path
+    if "/" in name_or_path or os.sep in name_or_path or not path.is_file():
+        path, name = Path(name_or_path), None
         if path.is_dir():
             path = path / "config.json"
         if not path.is_file():
@@ -71,7 +69,6 @@ def load_config(name_or_path: str) -> tuple[str, dict[str, Any], Optional[dict[s
                 "existing config json file. Pass one of the names, or the path to a Hugging Face config.json that "
                 "has an AWQ quantization_config."
             )
-        name = None
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
