@@ -28,12 +28,9 @@ def main(argv: list[str]) -> int:
         from bench.synthetic import synth_main
 
         return synth_main(argv[1:])
-    except BenchError as e:
+    except (BenchError, ResultFileError) as e:  # ResultFileError: the result contradicted itself, nothing written
         print(f"\nerror: {e}", file=sys.stderr)
-        return e.exit_code
-    except ResultFileError as e:  # the result contradicted itself: nothing was written
-        print(f"\nerror: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:
         print("\ninterrupted; nothing partial was written.", file=sys.stderr)
         return 130

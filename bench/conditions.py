@@ -1,11 +1,9 @@
 """The GPU's clocks and limits around the measured iterations (nvidia-ml-py), read, never set.
 
-At batch 1 the week-1 rows are launch- and host-bound, so clocks move them. Through the scenario loop's hooks
-(bench/api.py) the driver reads the launch probe (bench/launch_probe.py) and the GPU state right before the first
-measured iteration and the state again right after the last. Nothing here may fail a bench: a failed query leaves
-its field None, an unreadable part a note. NVML numbers GPUs as nvidia-smi does; the Docker runner passes every GPU
-with CUDA_VISIBLE_DEVICES forwarded (PCI_BUS_ID order), so `nvml_handle` resolves torch's cuda:i through the i-th
-entry. Only pynvml is imported (lazily): never torch, so the backend's CUDA context is untouched.
+At batch 1 the week-1 rows are launch- and host-bound, so clocks move them. The driver reads the launch probe and the
+GPU state right before the first measured iteration and the state again after the last. Nothing here may fail a
+bench: a failed query leaves its field None, an unreadable part a note. Only pynvml is imported (lazily), never
+torch, so the backend's CUDA context is untouched.
 """
 from __future__ import annotations
 
@@ -13,6 +11,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
+from bench.launch_probe import launch_probe_subprocess
 from core.results import GPUState, RunConditions
 from core.rules import names_gpu, visible_entry
 
@@ -37,7 +36,8 @@ def nvml_session(nvml: Any = None) -> Iterator[Any]:
 
 
 def nvml_handle(nvml: Any, torch_index: int = 0, env: Optional[dict[str, str]] = None) -> Any:
-    """NVML's handle of the GPU torch calls cuda:<torch_index>: its CUDA_VISIBLE_DEVICES entry, else that index."""
+    """NVML's handle of the GPU torch calls cuda:<torch_index>: its CUDA_VISIBLE_DEVICES entry, else that index
+    (NVML numbers GPUs as nvidia-smi does; the Docker runner forwards CUDA_VISIBLE_DEVICES in PCI_BUS_ID order)."""
     env = os.environ if env is None else env
     entry = visible_entry(env.get("CUDA_VISIBLE_DEVICES"), torch_index)
     if entry is None:
@@ -89,7 +89,7 @@ class ConditionsRecorder:
     def __init__(self, index: int = 0, nvml: Any = None,
                  probe: Optional[Callable[[], tuple[Any, list[str]]]] = None):
         self.index, self.nvml = index, nvml
-        self.probe = probe or _launch_probe_in_child
+        self.probe = probe or launch_probe_subprocess
         self.conditions = RunConditions()
 
     def before(self) -> None:
@@ -109,8 +109,3 @@ class ConditionsRecorder:
             self.conditions.notes.append(f"GPU state at the {when} not read (nvidia-ml-py): {why}")
         return state
 
-
-def _launch_probe_in_child():
-    from bench.launch_probe import launch_probe_subprocess
-
-    return launch_probe_subprocess()

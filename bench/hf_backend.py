@@ -1,17 +1,10 @@
 """transformers 4.51.3 + autoawq 0.2.9 backend (contract: bench/api.py): generate exactly N tokens greedily, time each.
 
-Loading (`load_awq_model`, also the profiler's): on a GPU, from_pretrained (transformers' AwqQuantizer swaps in
-autoawq's WQLinear_GEMM, which runs awq_ext, else Triton, else the naive path). On CPU from_pretrained cannot be used
+Loading (`load_awq_model`, also the profiler's): on a GPU, from_pretrained. On CPU from_pretrained cannot be used
 (its AwqQuantizer switches to IPEX, which torch >= 2.9 lacks), so (FIELD-NOTES) the model is built on the meta
-device, its linears swapped by transformers' replace_with_awq_linear, every tensor loaded strictly, and autoawq's
-naive path forced: with triton installed it would pick Triton kernels and crash on CPU tensors.
-
-Timing: generate(min_new_tokens = max_new_tokens = N, greedy) under torch.inference_mode (settings.grad_mode), with a
-streamer that reads time.perf_counter per generated token, after a device sync on a GPU; the clock starts, after a
-sync, right before generate(). After each measured iteration the same generate() runs bare (no streamer), and both
-are timed from one sync before to one after: back to back, so the machine's slow drift cancels and the difference is
-what the instrumentation costs. The first generate() counts the calls into autoawq's entry points: the kernel path
-that actually ran is recorded.
+device, its linears swapped by replace_with_awq_linear, every tensor loaded strictly, and autoawq's naive path forced
+(with triton installed it would pick Triton kernels and crash on CPU tensors). Each measured iteration is followed
+by the same generate() without the streamer, back to back, so the difference is what the instrumentation costs.
 """
 from __future__ import annotations
 
@@ -54,33 +47,17 @@ def awq_kernel_state() -> str:
     return "naive"
 
 
-def force_naive_awq() -> dict[str, Any]:
-    """Make autoawq take its naive dequantize + matmul path (CPU). Returns what it was before."""
+def force_naive_awq() -> None:
+    """Make autoawq take its naive dequantize + matmul path (CPU)."""
     gemm = _import_awq_gemm()
-    before = {"awq_ext": gemm.awq_ext is not None, "TRITON_AVAILABLE": bool(gemm.TRITON_AVAILABLE)}
     gemm.awq_ext = None
     gemm.TRITON_AVAILABLE = False
     gemm.user_has_been_warned = True  # the "naive (slow) implementation" warning: recorded instead
-    return before
 
 
-def _counting(fn: Any, label: str, counts: dict[str, int]):
-    def wrapped(*a, **k):
-        counts[label] = counts.get(label, 0) + 1
-        return fn(*a, **k)
-
-    return wrapped
-
-
-class _CountingModule:
-    """Stands in for the awq_ext extension module: forwards every attribute, counting the calls by name."""
-
-    def __init__(self, inner: Any, counts: dict[str, int]):
-        self._inner, self._counts = inner, counts
-
-    def __getattr__(self, name: str):
-        fn = getattr(self._inner, name)
-        return _counting(fn, f"awq_ext.{name}", self._counts) if callable(fn) else fn
+# autoawq's module-level entry points, and the labels their calls are counted under.
+AWQ_ENTRY_POINTS = {"dequantize_gemm": "naive.dequantize_gemm", "awq_gemm_triton": "triton.awq_gemm",
+                    "awq_dequantize_triton": "triton.awq_dequantize"}
 
 
 @contextlib.contextmanager
@@ -88,15 +65,24 @@ def observe_awq_calls() -> Iterator[dict[str, int]]:
     """Count calls into autoawq's kernel entry points while the block runs (what actually ran)."""
     gemm = _import_awq_gemm()
     counts: dict[str, int] = {}
-    saved: dict[str, Any] = {}
-    for attr, label in (("dequantize_gemm", "naive.dequantize_gemm"), ("awq_gemm_triton", "triton.awq_gemm"),
-                        ("awq_dequantize_triton", "triton.awq_dequantize")):
-        if getattr(gemm, attr, None) is not None:
-            saved[attr] = getattr(gemm, attr)
-            setattr(gemm, attr, _counting(saved[attr], label, counts))
-    if gemm.awq_ext is not None:
-        saved["awq_ext"] = gemm.awq_ext
-        gemm.awq_ext = _CountingModule(gemm.awq_ext, counts)
+    saved = {attr: fn for attr in (*AWQ_ENTRY_POINTS, "awq_ext") if (fn := getattr(gemm, attr, None)) is not None}
+
+    def counting(fn: Any, label: str):
+        def wrapped(*a, **k):
+            counts[label] = counts.get(label, 0) + 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    class CountingExt:
+        """Stands in for the awq_ext extension module: forwards every attribute, counting the calls by name."""
+
+        def __getattr__(self, name: str):
+            fn = getattr(saved["awq_ext"], name)
+            return counting(fn, f"awq_ext.{name}") if callable(fn) else fn
+
+    for attr in saved:
+        setattr(gemm, attr, CountingExt() if attr == "awq_ext" else counting(saved[attr], AWQ_ENTRY_POINTS[attr]))
     try:
         yield counts
     finally:
@@ -118,32 +104,19 @@ def describe_awq_path(counts: dict[str, int]) -> str:
     return "none observed"
 
 
-def _awq_config(qc: dict[str, Any]):
-    from transformers import AwqConfig
-
-    return AwqConfig(bits=int(qc.get("bits", 4)), group_size=int(qc.get("group_size", 128)),
-                     zero_point=bool(qc.get("zero_point", True)), version="gemm",
-                     modules_to_not_convert=qc.get("modules_to_not_convert"))
-
-
-def _safetensors_files(path: Path) -> list[Path]:
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise BenchError(f"{path} holds no *.safetensors files. The kit reads safetensors checkpoints only; "
-                         "re-download the model or regenerate the synthetic checkpoint.")
-    return files
-
-
 def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
     import torch
     from accelerate import init_empty_weights
-    from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AwqConfig
     from transformers.integrations.awq import replace_quantization_scales, replace_with_awq_linear
     from transformers.quantizers.base import HfQuantizer
 
     config = AutoConfig.from_pretrained(path)
-    awq_config = _awq_config(config_dict["quantization_config"])
+    qc = config_dict["quantization_config"]
+    awq_config = AwqConfig(bits=int(qc.get("bits", 4)), group_size=int(qc.get("group_size", 128)),
+                           zero_point=bool(qc.get("zero_point", True)), version="gemm",
+                           modules_to_not_convert=qc.get("modules_to_not_convert"))
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float16)
     # Same modules kept in fp16 as transformers' AwqQuantizer: the output embedding (lm_head) by default.
@@ -155,23 +128,23 @@ def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
                          f"{config.architectures} is not one autoawq's layer swap understands.")
     model = replace_quantization_scales(model, config.model_type)
 
-    state: dict[str, Any] = {}
     from tqdm.auto import tqdm  # a dependency of transformers
 
-    for f in tqdm(_safetensors_files(path), desc="load (CPU, strict)", unit="shard", disable=not progress,
-                  file=sys.stderr):
-        with safe_open(str(f), framework="pt", device="cpu") as sf:
-            for key in sf.keys():
-                state[key] = sf.get_tensor(key)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise BenchError(f"{path} holds no *.safetensors files. The kit reads safetensors checkpoints only; "
+                         "re-download the model or regenerate the synthetic checkpoint.")
+    state: dict[str, Any] = {}
+    for f in tqdm(files, desc="load (CPU, strict)", unit="shard", disable=not progress, file=sys.stderr):
+        state.update(load_file(f, device="cpu"))
     expected = set(model.state_dict().keys())
     tied = bool(getattr(config, "tie_word_embeddings", False))
     missing = sorted(expected - set(state) - ({"lm_head.weight"} if tied else set()))
     unexpected = sorted(set(state) - expected)
     if missing or unexpected:
         raise BenchError(
-            f"{path}: the checkpoint does not match its config for an AWQ GEMM model: "
-            f"{len(missing)} tensors missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-            f"(e.g. {unexpected[:3]}). "
+            f"{path}: the checkpoint does not match its config for an AWQ GEMM model: {len(missing)} tensors missing "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
             "It may be a different architecture or AWQ version, or a damaged download; re-download or regenerate it."
         )
     try:
@@ -188,20 +161,6 @@ def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
     return model.eval()
 
 
-def _load_gpu(path: Path, device: str):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float16, device_map={"": device},
-                                                     low_cpu_mem_usage=True)
-    except (ImportError, RuntimeError, ValueError) as e:
-        raise BenchError(f"transformers could not load the AWQ checkpoint {path} on {device}: {e}. The HF stack "
-                         "needs autoawq 0.2.9 with triton (or awq_ext) and a CUDA GPU of compute capability >= 7.5."
-                         ) from e
-    return model.eval()
-
-
 def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """(model in eval mode, fp16; info for the result's settings): an AWQ GEMM checkpoint loaded with transformers +
     autoawq on `device` ("cuda", "cuda:N" or "cpu"; on CPU autoawq's naive path is forced first)."""
@@ -214,9 +173,16 @@ def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) 
     before = awq_kernel_state()
     t0 = time.perf_counter()
     if device.startswith("cuda"):
-        if device == "cuda":
-            device = "cuda:0"
-        loaded = _load_gpu(path, device)
+        from transformers import AutoModelForCausalLM
+
+        device = "cuda:0" if device == "cuda" else device
+        try:
+            loaded = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float16,
+                                                          device_map={"": device}, low_cpu_mem_usage=True).eval()
+        except (ImportError, RuntimeError, ValueError) as e:
+            raise BenchError(f"transformers could not load the AWQ checkpoint {path} on {device}: {e}. The HF stack "
+                             "needs autoawq 0.2.9 with triton (or awq_ext) and a CUDA GPU of compute capability "
+                             ">= 7.5.") from e
         loader = "AutoModelForCausalLM.from_pretrained(torch_dtype=float16, device_map={'': %r})" % device
     else:
         force_naive_awq()
@@ -228,18 +194,11 @@ def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) 
     if n_awq == 0:
         raise BenchError(f"{model.model_id}: the loaded model has no autoawq WQLinear_GEMM layer, so the AWQ path "
                          "would not be measured. Check the checkpoint's quantization_config (version gemm).")
-    info = {
-        "loader": loader,
-        "device": device,
-        "dtype": str(next(loaded.parameters()).dtype).replace("torch.", ""),
-        "awq_kernel_state": awq_kernel_state(),
-        "awq_kernel_state_before": before,
-        "awq_linear_layers": n_awq,
-        "attn_implementation": getattr(loaded.config, "_attn_implementation", None),
-        "load_s": round(load_s, 3),
-        "quantization_config": config.get("quantization_config"),
-        "torch_num_threads": torch.get_num_threads() if not device.startswith("cuda") else None,
-    }
+    info = {"loader": loader, "device": device, "dtype": str(next(loaded.parameters()).dtype).replace("torch.", ""),
+            "awq_kernel_state": awq_kernel_state(), "awq_kernel_state_before": before, "awq_linear_layers": n_awq,
+            "attn_implementation": getattr(loaded.config, "_attn_implementation", None), "load_s": round(load_s, 3),
+            "quantization_config": config.get("quantization_config"),
+            "torch_num_threads": torch.get_num_threads() if not device.startswith("cuda") else None}
     return loaded, info
 
 
@@ -248,10 +207,8 @@ class TimingStreamer:
     once per generated token, then end(); a call carrying several tokens repeats its reading."""
 
     def __init__(self, sync: bool):
-        self.sync = sync
-        self.prompt_seen = False
+        self.sync, self.prompt_seen = sync, False
         self.times: list[float] = []
-        self.ended = False
 
     def put(self, value) -> None:
         if not self.prompt_seen:
@@ -263,8 +220,8 @@ class TimingStreamer:
             torch.cuda.synchronize()
         self.times.extend([time.perf_counter()] * max(1, int(value.numel())))
 
-    def end(self) -> None:
-        self.ended = True
+    def end(self) -> None:  # the streamer protocol's last call: nothing to time
+        pass
 
 
 def _generation_config(config: dict[str, Any], n: int):
@@ -278,13 +235,14 @@ def _generation_config(config: dict[str, Any], n: int):
                             eos_token_id=eos, pad_token_id=pad, bos_token_id=config.get("bos_token_id"))
 
 
-def _synced_generate(model, input_ids, gen_config, device: str, **kwargs) -> tuple[Any, float, float]:
-    """model.generate() under inference_mode, from one device sync before to one after: (output, t_submit,
-    t_returned) on the perf_counter clock. The instrumented and the bare run both go through here, so the
-    harness-overhead comparison differs only by what kwargs add (the streamer)."""
+def generate_timed(model, input_ids, gen_config, device: str, *, bare: bool = False) -> dict[str, Any]:
+    """One greedy generate() of exactly gen_config.max_new_tokens tokens under inference_mode, timed from one device
+    sync before to one after (generate_ms) and, unless bare, token by token by the streamer. The bare run (the
+    harness-overhead baseline) differs from the instrumented one only by the streamer."""
     import torch
 
     on_gpu = device.startswith("cuda")
+    streamer = None if bare else TimingStreamer(sync=on_gpu)
     # Our config becomes the model's own: a generation_config passed to generate() gets its default-valued
     # fields (do_sample=False among them) replaced by the checkpoint's generation_config.json (Qwen3 samples).
     model.generation_config = gen_config
@@ -293,37 +251,20 @@ def _synced_generate(model, input_ids, gen_config, device: str, **kwargs) -> tup
         torch.cuda.synchronize()
     t_submit = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(input_ids, attention_mask=attention_mask, **kwargs)
+        out = model.generate(input_ids, attention_mask=attention_mask, streamer=streamer)
     if on_gpu:
         torch.cuda.synchronize()
-    return out, t_submit, time.perf_counter()
-
-
-def _new_tokens(out, input_ids) -> int:
-    return out.shape[-1] - input_ids.shape[-1]
-
-
-def generate_timed(model, input_ids, gen_config, device: str) -> dict[str, Any]:
-    """One greedy generate() of exactly gen_config.max_new_tokens tokens, timed token by token."""
-    streamer = TimingStreamer(sync=device.startswith("cuda"))
-    out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device, streamer=streamer)
-    n = gen_config.max_new_tokens
-    if _new_tokens(out, input_ids) != n or len(streamer.times) != n:
-        raise BenchError(f"generate() produced {_new_tokens(out, input_ids)} new tokens ({len(streamer.times)} "
-                         f"timed) instead of exactly {n}: min_new_tokens did not hold. Check the checkpoint's "
-                         "eos_token_id.")
+    generate_ms = (time.perf_counter() - t_submit) * 1e3
+    n, new = gen_config.max_new_tokens, out.shape[-1] - input_ids.shape[-1]
+    timed = n if bare else len(streamer.times)
+    if new != n or timed != n:
+        raise BenchError(f"{'the bare ' if bare else ''}generate() produced {new} new tokens ({timed} timed) instead "
+                         f"of exactly {n}: min_new_tokens did not hold. Check the checkpoint's eos_token_id.")
+    if bare:
+        return {"generate_ms": generate_ms}
     ttft, gaps, e2e, tpot = derive_token_timing(t_submit, streamer.times)
-    return {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot,
-            "generate_ms": (t_returned - t_submit) * 1e3, "tokens": out[0, input_ids.shape[-1]:].tolist()}
-
-
-def generate_bare(model, input_ids, gen_config, device: str) -> float:
-    """Wall time (ms) of generate_timed's generate() without the streamer: the harness-overhead baseline."""
-    out, t_submit, t_returned = _synced_generate(model, input_ids, gen_config, device)
-    if _new_tokens(out, input_ids) != gen_config.max_new_tokens:
-        raise BenchError(f"the bare generate() produced {_new_tokens(out, input_ids)} new tokens instead of "
-                         f"exactly {gen_config.max_new_tokens}: min_new_tokens did not hold.")
-    return (t_returned - t_submit) * 1e3
+    return {"ttft_ms": ttft, "itl_ms": gaps, "e2e_ms": e2e, "tpot_ms": tpot, "generate_ms": generate_ms,
+            "tokens": out[0, input_ids.shape[-1]:].tolist()}
 
 
 def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progress: IterationProgress) -> Measurement:
@@ -335,25 +276,21 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
     input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
     gen_config = _generation_config(model.config, workload.output_len)
 
-    first: dict[str, Any] = {}  # the first generate(): autoawq calls observed, greedy tokens
-    deterministic = True
+    tokens: list[list[int]] = []  # the greedy tokens of every timed generate()
+    observed: dict[str, int] = {}  # autoawq calls during the first one
 
     async def timed_pair(warmup: bool, i: int) -> dict[str, Any]:
         """One iteration: the timed generate() and, when measured, the bare one right after it (the baseline)."""
-        nonlocal deterministic
-        with (contextlib.nullcontext({}) if first else observe_awq_calls()) as counts:
+        with (contextlib.nullcontext({}) if tokens else observe_awq_calls()) as counts:
             rec = generate_timed(hf_model, input_ids, gen_config, dev)
-        if not first:
-            first.update(calls=dict(counts), tokens=rec["tokens"])
-        elif rec["tokens"] != first["tokens"]:
-            deterministic = False
+        observed.update(counts)
+        tokens.append(rec["tokens"])
         if not warmup:
-            rec["bare_ms"] = generate_bare(hf_model, input_ids, gen_config, dev)
+            rec["bare_ms"] = generate_timed(hf_model, input_ids, gen_config, dev, bare=True)["generate_ms"]
         return rec
 
     recs = run_sync(run_scenario(timed_pair, workload.warmup, workload.iterations, progress))
-    observed = first["calls"]
-
+    deterministic = all(t == tokens[0] for t in tokens)
     path = describe_awq_path(observed)
     on_cpu = dev == "cpu"
     if on_cpu and not path.startswith("naive"):
@@ -361,15 +298,11 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
                          "CPU. This is a bug in the kit: please report it with this message.")
     settings = {
         "awq_kernel_path": path,
-        "awq_kernel_state": info["awq_kernel_state"],
         "awq_kernel_state_before_forcing": info["awq_kernel_state_before"],
         "awq_calls_first_generate": observed,
-        "awq_linear_layers": info["awq_linear_layers"],
         "checkpoint_quantization_config": info["quantization_config"],  # as read from config.json
-        "loader": info["loader"],
-        "load_s": info["load_s"],
+        **{k: info[k] for k in ("awq_kernel_state", "awq_linear_layers", "loader", "load_s", "attn_implementation")},
         "grad_mode": GRAD_MODE,
-        "attn_implementation": info["attn_implementation"],
         "generation": {"max_new_tokens": workload.output_len, "min_new_tokens": workload.output_len,
                        "do_sample": False, "num_beams": 1, "use_cache": True, "cache": "DynamicCache"},
         "timing": ("time.perf_counter() at TimingStreamer.put() per generated token"

@@ -1,19 +1,16 @@
 """Kernel-launch latency of this GPU (`python -m bench.launch_probe`: one JSON line), host wall time (METHOD).
 
 At batch 1 a decode step is many small kernels, so how fast the host launches them moves the row as much as the
-GPU does. `launch_probe_subprocess` runs it in a child interpreter, as bench/roofline.py's bandwidth measurement,
-so it shares no CUDA context, stream or allocator with either backend; it never raises: a failure is (None, [why]).
+GPU does. `launch_probe_subprocess` runs it in a child interpreter (bench/roofline.run_child) and never raises.
 """
 from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Optional
 
+from bench.roofline import run_child
 from core.results import LaunchProbe
 
 LAUNCHES, REPEATS, WARMUP_LAUNCHES = 1000, 5, 200
@@ -22,7 +19,6 @@ METHOD = (f"child process; host wall time: torch.cuda._sleep(0) x{LAUNCHES} then
           f"median of {REPEATS} repeats after {WARMUP_LAUNCHES} warm-up launches; one replay + synchronize of a "
           f"CUDA graph of a 1-element add_, median of {GRAPH_REPLAYS} after {GRAPH_WARMUP} warm-up replays")
 TIMEOUT_S = 60
-KIT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def empty_kernel_launch_us(torch) -> float:
@@ -87,18 +83,12 @@ def parse_probe_output(stdout: str) -> tuple[LaunchProbe, list[str]]:
 
 
 def launch_probe_subprocess(timeout: float = TIMEOUT_S) -> tuple[Optional[LaunchProbe], list[str]]:
-    """The probe in a child interpreter on the same GPU (it inherits CUDA_VISIBLE_DEVICES); (None, [why]) when it
-    cannot run. Ctrl-C still propagates (the child gets it too)."""
+    """(probe, notes) from a child on the same GPU (it inherits CUDA_VISIBLE_DEVICES), or (None, [why])."""
+    stdout, why = run_child("bench.launch_probe", what="launch probe not taken", timeout=timeout)
+    if stdout is None:
+        return None, [why]
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.launch_probe"], capture_output=True, text=True,
-                              timeout=timeout, cwd=KIT_ROOT)  # -m finds bench/ from any working directory
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, [f"launch probe not taken: {e}"]
-    if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        return None, [f"launch probe not taken: {last[0]}"]
-    try:
-        return parse_probe_output(proc.stdout)
+        return parse_probe_output(stdout)
     except ValueError as e:  # json.JSONDecodeError and pydantic's ValidationError are ValueErrors
         return None, [f"launch probe not taken: unreadable output ({e})"]
 

@@ -1,10 +1,7 @@
 """Provenance of a run, read inside the environment that ran it: `collect_provenance(stack, device)`.
 
-Library versions (importlib.metadata), Python, platform; the GPU (nvidia-ml-py when importable, else torch; None on
-CPU); the host (CPU model, cores, hostname, boot id); the stack's pins (KIT_STACK, set by the runners, wins over the
-caller's default; core/locks.py) and every installed version that deviates from them; the runner's environment
-contract (KIT_* variables, kit/runners/__init__.py) and the Slurm job, when there is one. torch is imported only for
-a "cuda" device.
+The stack's pins come from its lock (KIT_STACK, set by the runners, wins over the caller's default; core/locks.py);
+the runner's contract from the KIT_* variables (kit/runners/__init__.py). torch is imported only for a "cuda" device.
 """
 from __future__ import annotations
 
@@ -27,24 +24,23 @@ CPUINFO = Path("/proc/cpuinfo")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
+def installed_version(name: str) -> Optional[str]:
+    """A distribution's version from its metadata (nothing imported); None if not installed."""
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
 def library_versions(names=LIBRARIES) -> dict[str, Optional[str]]:
-    out: dict[str, Optional[str]] = {}
-    for name in names:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: installed_version(name) for name in names}
 
 
 def stack_pins(stack: str, root: Optional[Path] = None) -> tuple[dict[str, str], str]:
     """(pins, where they come from): the stack's whole lock; none for a stack without one."""
     root = root or KIT_ROOT
-    path = lock_path(stack, root)
-    locked = lock_versions(stack, root)
-    if locked:
-        return locked, str(path.relative_to(root))
-    return {}, f"nothing pinned: no {path.relative_to(root)}"
+    locked, where = lock_versions(stack, root), lock_path(stack, root).relative_to(root)
+    return (locked, str(where)) if locked else ({}, f"nothing pinned: no {where}")
 
 
 def deviations(pins: dict[str, str], installed: dict[str, Optional[str]], python: str) -> list[str]:
@@ -92,19 +88,17 @@ def cpu_model(cpuinfo_text: str) -> Optional[str]:
     return None
 
 
-def _read_text(path: Path) -> Optional[str]:
+def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:  # not Linux, or /proc not mounted: the field stays None
-        return None
+        return ""
 
 
 def host_record(cpuinfo: Path = CPUINFO, boot_id: Path = BOOT_ID) -> HostRecord:
     """The measuring machine: at batch 1 its CPU moves the launch-bound rows as much as the GPU does."""
-    cpuinfo_text = _read_text(cpuinfo)
-    boot = _read_text(boot_id)
-    return HostRecord(cpu_model=cpu_model(cpuinfo_text) if cpuinfo_text else None, cpu_cores=os.cpu_count(),
-                      hostname=platform.node() or None, boot_id=(boot.strip() or None) if boot else None)
+    return HostRecord(cpu_model=cpu_model(_read_text(cpuinfo)), cpu_cores=os.cpu_count(),
+                      hostname=platform.node() or None, boot_id=_read_text(boot_id).strip() or None)
 
 
 def slurm_job(env=None) -> Optional[SlurmJob]:
@@ -127,20 +121,10 @@ def collect_provenance(stack: str, device: str) -> Provenance:
     commit, dirty = kit_git_state()  # a runner declares it; started by hand in a checkout, git says
     runner = os.environ.get("KIT_RUNNER", "local")
     return Provenance(
-        kit_commit=commit,
-        kit_dirty=dirty,
-        runner=runner if runner in ("docker", "local") else "local",
-        image_id=os.environ.get("KIT_IMAGE_ID"),
-        image_tag=os.environ.get("KIT_IMAGE_TAG"),
-        lock_hash=os.environ.get("KIT_LOCK_HASH"),
-        python=python,
-        platform=platform.platform(),
-        libraries=libs,
-        pins=pins,
-        pins_source=pins_source,
-        deviations=deviations(pins, installed, python),
-        gpu=gpu_info() if device.startswith("cuda") else None,
-        label=os.environ.get("KIT_LABEL"),
-        slurm=slurm_job(),
+        kit_commit=commit, kit_dirty=dirty, runner=runner if runner in ("docker", "local") else "local",
+        image_id=os.environ.get("KIT_IMAGE_ID"), image_tag=os.environ.get("KIT_IMAGE_TAG"),
+        lock_hash=os.environ.get("KIT_LOCK_HASH"), python=python, platform=platform.platform(), libraries=libs,
+        pins=pins, pins_source=pins_source, deviations=deviations(pins, installed, python),
+        gpu=gpu_info() if device.startswith("cuda") else None, label=os.environ.get("KIT_LABEL"), slurm=slurm_job(),
         host=host_record(),
     )

@@ -15,14 +15,14 @@ import statistics
 import struct
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
 from core.errors import BenchError
 from core.results import Roofline
 
-_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-             "F8_E4M3": 1, "F8_E5M2": 1}
+KIT_ROOT = Path(__file__).resolve().parent.parent
 BANDWIDTH_METHOD = ("device-to-device torch copy_ of {size} MiB, bytes read + written, CUDA events, "
                     "median of {n} after {w} warm-up copies")
 
@@ -61,22 +61,23 @@ def _category(name: str) -> str:
     return "embed_tokens" if "embed_tokens" in name else "norms" if "norm" in name else "other"
 
 
+def attention_dims(config: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(hidden size, attention heads, key/value heads, head dim) of a decoder's config.json."""
+    h, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    return h, heads, int(config.get("num_key_value_heads") or heads), int(config.get("head_dim") or h // heads)
+
+
 def kv_cache_bytes_per_position(config: dict[str, Any], dtype_bytes: int = 2) -> int:
-    h = int(config["hidden_size"])
-    heads = int(config["num_attention_heads"])
-    kv = int(config.get("num_key_value_heads") or heads)
-    hd = int(config.get("head_dim") or h // heads)
+    _h, _heads, kv, hd = attention_dims(config)
     return int(config["num_hidden_layers"]) * 2 * kv * hd * dtype_bytes
 
 
 def decode_step_bytes(model_dir: Path, config: dict[str, Any], input_len: int,
                       output_len: int) -> tuple[int, dict[str, int]]:
     """(total, breakdown) bytes read by one batch-1 decode step."""
-    sizes = tensor_sizes(model_dir)
-    breakdown: dict[str, int] = {}
-    for name, n in sizes.items():
-        cat = _category(name)
-        breakdown[cat] = breakdown.get(cat, 0) + n
+    breakdown: Counter[str] = Counter()
+    for name, n in tensor_sizes(model_dir).items():
+        breakdown[_category(name)] += n
     vocab = int(config["vocab_size"])
     embed_full = breakdown.pop("embed_tokens", 0)
     if "lm_head" not in breakdown and config.get("tie_word_embeddings"):
@@ -84,8 +85,8 @@ def decode_step_bytes(model_dir: Path, config: dict[str, Any], input_len: int,
     breakdown["embed_tokens_one_row"] = embed_full // vocab if vocab else 0
     # Decode steps 2..N attend over input_len + 1 .. input_len + N - 1 positions: mean input_len + N/2.
     breakdown["kv_cache_mean_context"] = int(kv_cache_bytes_per_position(config) * (input_len + output_len / 2))
-    breakdown = {k: v for k, v in sorted(breakdown.items()) if v}
-    return sum(breakdown.values()), breakdown
+    parts = {k: v for k, v in sorted(breakdown.items()) if v}
+    return sum(parts.values()), parts
 
 
 def measure_copy_bandwidth(device: str = "cuda", size_mib: int = 1024, repeats: int = 10,
@@ -117,16 +118,25 @@ def measure_copy_bandwidth(device: str = "cuda", size_mib: int = 1024, repeats: 
     return gbs, BANDWIDTH_METHOD.format(size=n // 2**20, n=repeats, w=warmup)
 
 
-def measure_bandwidth_subprocess(timeout: float = 300) -> tuple[Optional[float], Optional[str]]:
-    """measure_copy_bandwidth in a child interpreter; (None, reason) when it cannot run."""
+def run_child(module: str, *args: str, what: str, timeout: float) -> tuple[Optional[str], Optional[str]]:
+    """(stdout, None) of `python -m module args` in a child interpreter, which shares no CUDA context, stream or
+    allocator with the backend; (None, "what: why") when it fails. Ctrl-C still propagates (the child gets it too)."""
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.roofline", "--bandwidth"], capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
+                              cwd=KIT_ROOT)  # -m finds bench/ from any working directory
     except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"bandwidth not measured: {e}"
+        return None, f"{what}: {e}"
     if proc.returncode != 0:
-        return None, f"bandwidth not measured: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+        last = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        return None, f"{what}: {last[0]}"
+    return proc.stdout, None
+
+
+def measure_bandwidth_subprocess(timeout: float = 300) -> tuple[Optional[float], Optional[str]]:
+    stdout, why = run_child("bench.roofline", "--bandwidth", what="bandwidth not measured", timeout=timeout)
+    if stdout is None:
+        return None, why
+    data = json.loads(stdout.strip().splitlines()[-1])
     return data["bandwidth_gb_s"], data["method"]
 
 

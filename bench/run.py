@@ -7,13 +7,14 @@ result and says how many measured iterations had finished.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Iterator, Optional
 
 from bench.api import IterationProgress, Measurement
 from core.errors import BenchError
@@ -29,41 +30,36 @@ def _log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-class ProgressDisplay:
+@contextlib.contextmanager
+def progress_display(progress: IterationProgress) -> Iterator[None]:
     """IterationProgress as tqdm bars on a terminal, log lines otherwise. It runs when the scenario loop counts a
     finished iteration (IterationProgress.listener), between timed requests: a polling thread, as the kit once
     had, cost the timed runs measurably (README, Methodology)."""
+    tty, bars, seen = sys.stderr.isatty(), {}, {"warm-up": 0, "measured": 0}
 
-    def __init__(self, progress: IterationProgress):
-        self.p = progress
-        self._tty = sys.stderr.isatty()
-        self._bars: dict[str, Any] = {}
-        self._seen = {"warm-up": 0, "measured": 0}
-
-    def __enter__(self) -> "ProgressDisplay":
-        self.p.listener = self._update
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.p.listener = None
-        self._update()
-        for bar in self._bars.values():
-            bar.close()
-
-    def _update(self) -> None:
-        for desc, done, total in (("warm-up", self.p.warmup_done, self.p.warmup_total),
-                                  ("measured", self.p.done, self.p.total)):
-            if done == self._seen[desc] or not total:
+    def update() -> None:
+        for desc, done, total in (("warm-up", progress.warmup_done, progress.warmup_total),
+                                  ("measured", progress.done, progress.total)):
+            if done == seen[desc] or not total:
                 continue
-            if self._tty:
-                if desc not in self._bars:
+            if not tty:
+                _log(f"{desc} {done}/{total}")
+            else:
+                if desc not in bars:
                     from tqdm.auto import tqdm
 
-                    self._bars[desc] = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=True)
-                self._bars[desc].update(done - self._seen[desc])
-            else:
-                _log(f"{desc} {done}/{total}")
-            self._seen[desc] = done
+                    bars[desc] = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=True)
+                bars[desc].update(done - seen[desc])
+            seen[desc] = done
+
+    progress.listener = update
+    try:
+        yield
+    finally:
+        progress.listener = None
+        update()
+        for bar in bars.values():
+            bar.close()
 
 
 def _check_measurement(m: Measurement, iterations: int, output_len: int) -> None:
@@ -142,9 +138,8 @@ def run(argv: list[str]) -> int:
                              "(or a venv made from its lock): transformers needs the HF stack, vllm the vLLM stack."
                              ) from e
         # Checks that need no model (GPU present, kernel supported) before anything is downloaded or generated.
-        preflight = getattr(backend, "preflight", None)
-        if preflight is not None:
-            preflight(args)
+        if hasattr(backend, "preflight"):
+            backend.preflight(args)
         device = "cuda" if backend_name == "vllm" else resolve_device(args.device)  # resolved once, here
         args = args.replace(device=device)
         resolved = resolve_model(args, progress=True)
@@ -154,16 +149,16 @@ def run(argv: list[str]) -> int:
              f"{', commit ' + resolved.resolved_revision[:12] if resolved.resolved_revision else ''}), input "
              f"{args.input_len}, output {args.output_len}, warm-up {args.warmup}, iterations {args.iters}, "
              f"seed {args.seed}, device {device}")
-        bandwidth, method = None, None
+        bandwidth, method, recorder = None, None, None
         if device.startswith("cuda"):
             from bench.roofline import measure_bandwidth_subprocess
 
             _log("measuring device-to-device copy bandwidth (child process)")
             bandwidth, method = measure_bandwidth_subprocess()
             if bandwidth is None:
-                _log(method or "bandwidth not measured")
-        recorder = record_conditions(progress) if device.startswith("cuda") else None
-        with ProgressDisplay(progress):
+                _log(method)  # why, which also goes into the result's notes
+            recorder = record_conditions(progress)
+        with progress_display(progress):
             measurement = backend.measure(workload, resolved, prompt_ids, args, progress)
     except KeyboardInterrupt:
         _log(f"interrupted after {progress.done} of {progress.total} measured iterations "
@@ -184,7 +179,7 @@ def run(argv: list[str]) -> int:
     if measurement.backend.device == "cpu":
         notes.append("CPU run: not comparable with the published GPU numbers.")
     if device.startswith("cuda") and bandwidth is None:
-        notes.append(method or "bandwidth not measured")
+        notes.append(method)
     result = build_result(workload, measurement, collect_provenance(STACKS[backend_name], device), roofline, notes,
                           recorder.conditions if recorder else None)
     path = _write_or_keep(result)

@@ -1,17 +1,15 @@
 """Synthetic AWQ checkpoints: Hugging Face format, random packed int4 weights, the real model's config.
 
 `python -m bench synth --config qwen3-8b-awq --out DIR` writes config.json, generation_config.json, safetensors
-shards as save_pretrained lays them out (5 GB, at least 2) with their index, and last a completion marker
-(MARKER). transformers and vLLM (given prompt token ids: no tokenizer is written) read it like the real checkpoint.
+shards laid out as save_pretrained does (5 GB, at least 2) with their index, and last a completion marker (MARKER).
+transformers and vLLM read it like the real checkpoint (given prompt token ids: no tokenizer is written).
 
-Tensors are in AWQ GEMM format (FIELD-NOTES; K in, N out, G group size): qweight int32 [K, N/8], qzeros int32
-[K/G, N/8], scales fp16 [K/G, N], eight int4 values per int32 in AWQ_ORDER (`pack_awq_gemm`); embeddings, norms and
-lm_head fp16. int4 weights and zeros are iid uniform in 0..15, so qweight is drawn as random 32-bit words directly
-(the same distribution as packing uniform nibbles, 20x faster). Scales lie in SCALE_RANGE so activations stay
-finite through 36 layers. Each tensor has its own RNG stream seeded from (seed, name): the bytes do not depend on
-the shard layout. Shards are written by hand in the safetensors format, in chunks of at most 8 MiB (peak memory a
-few chunks, whatever the model), into a hidden sibling folder renamed into place at the end; on any write error
-or Ctrl-C the partial folder is removed. numpy only: never imports torch.
+Tensors are in AWQ GEMM format (FIELD-NOTES): qweight int32 [K, N/8], qzeros int32 [K/G, N/8], scales fp16
+[K/G, N], eight int4 values per int32 in AWQ_ORDER. Uniform int4 values make qweight uniform random 32-bit words,
+drawn directly (20x faster than packing). Scales lie in SCALE_RANGE so activations stay finite through 36 layers.
+Each tensor has its own RNG stream seeded from (seed, name), so the bytes do not depend on the shard layout. Shards
+are written in chunks of at most CHUNK_BYTES into a hidden sibling folder, renamed into place at the end and removed
+on any error or Ctrl-C. numpy only: never imports torch.
 """
 from __future__ import annotations
 
@@ -26,11 +24,11 @@ import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from bench.roofline import attention_dims
 from core.errors import BenchError
 from core.rules import require_awq
 
@@ -43,6 +41,7 @@ CHUNK_BYTES = 8 * 2**20
 SCALE_RANGE = (1e-3, 1e-2)
 EMBED_STD = 0.02
 SUPPORTED_MODEL_TYPES = ("qwen3", "qwen2", "llama", "mistral")
+QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 
 _SAFETENSORS_DTYPE = {"I32": np.dtype("<i4"), "F16": np.dtype("<f2"), "F32": np.dtype("<f4")}
 
@@ -59,11 +58,9 @@ def config_fingerprint(config: dict[str, Any]) -> str:
 def load_config(name_or_path: str) -> tuple[str, dict[str, Any], Optional[dict[str, Any]]]:
     """(name, config.json dict, generation_config dict or None) for a named config or a json path. A path's name
     is its stem plus a hash of its content, so two different files called config.json never share a cache folder."""
-    candidate = CONFIG_DIR / f"{name_or_path}.json"
-    if "/" not in name_or_path and os.sep not in name_or_path and candidate.is_file():
-        path, name = candidate, name_or_path
-    else:
-        path = Path(name_or_path)
+    path, name = CONFIG_DIR / f"{name_or_path}.json", name_or_path
+    if "/" in name_or_path or os.sep in name_or_path or not path.is_file():
+        path, name = Path(name_or_path), None
         if path.is_dir():
             path = path / "config.json"
         if not path.is_file():
@@ -72,7 +69,6 @@ def load_config(name_or_path: str) -> tuple[str, dict[str, Any], Optional[dict[s
                 "existing config json file. Pass one of the names, or the path to a Hugging Face config.json that "
                 "has an AWQ quantization_config."
             )
-        name = None
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
@@ -108,10 +104,7 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
 
 def _linear_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """(in_features K, out_features N) of the seven quantized linears of one layer."""
-    h = int(config["hidden_size"])
-    heads = int(config["num_attention_heads"])
-    kv = int(config.get("num_key_value_heads") or heads)
-    hd = int(config.get("head_dim") or h // heads)
+    h, heads, kv, hd = attention_dims(config)
     inter = int(config["intermediate_size"])
     return {
         "self_attn.q_proj": (h, heads * hd),
@@ -138,10 +131,8 @@ class TensorSpec:
 
 def tensor_specs(config: dict[str, Any]) -> list[TensorSpec]:
     """Every tensor of the checkpoint, in save_pretrained's order, with HF names."""
-    h = int(config["hidden_size"])
+    h, _heads, _kv, hd = attention_dims(config)
     vocab = int(config["vocab_size"])
-    heads = int(config["num_attention_heads"])
-    hd = int(config.get("head_dim") or h // heads)
     mt = config.get("model_type")
     qc = config["quantization_config"]
     g = int(qc.get("group_size", 128))
@@ -158,9 +149,9 @@ def tensor_specs(config: dict[str, Any]) -> list[TensorSpec]:
                 specs.append(TensorSpec(p + lin + ".qweight", (k, n // 8), "I32", "qweight"))
                 specs.append(TensorSpec(p + lin + ".qzeros", (k // g, n // 8), "I32", "qzeros"))
                 specs.append(TensorSpec(p + lin + ".scales", (k // g, n), "F16", "scales"))
-            if lin in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj") and qkv_bias:
-                specs.append(TensorSpec(p + lin + ".bias", (n,), "F16", "bias"))
-            if lin == "self_attn.o_proj" and config.get("attention_bias") and mt != "qwen2":
+            # qwen2 has q/k/v biases always, o_proj none; the others have all four with attention_bias.
+            if (lin in QKV and qkv_bias) or (lin == "self_attn.o_proj" and config.get("attention_bias")
+                                             and mt != "qwen2"):
                 specs.append(TensorSpec(p + lin + ".bias", (n,), "F16", "bias"))
         if mt == "qwen3":
             specs.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "F16", "norm"))
@@ -174,12 +165,6 @@ def tensor_specs(config: dict[str, Any]) -> list[TensorSpec]:
 
 def checkpoint_nbytes(config: dict[str, Any]) -> int:
     return sum(s.nbytes for s in tensor_specs(config))
-
-
-def default_max_shard_bytes(specs: list[TensorSpec]) -> int:
-    """save_pretrained's 5 GB, but never fewer than 2 shards, so the index path is always exercised."""
-    total = sum(s.nbytes for s in specs)
-    return min(HF_MAX_SHARD_BYTES, total // 2 + 1)
 
 
 def plan_shards(specs: list[TensorSpec], max_shard_bytes: int) -> list[list[TensorSpec]]:
@@ -209,22 +194,9 @@ def pack_awq_gemm(values: np.ndarray) -> np.ndarray:
     return packed.view(np.int32)
 
 
-def unpack_awq_gemm(packed: np.ndarray) -> np.ndarray:
-    """Inverse of pack_awq_gemm: int32 [R, N/8] -> uint8 [R, N] int4 values in natural column order."""
-    p = np.asarray(packed).view(np.uint32)
-    out = np.empty((p.shape[0], p.shape[1], 8), dtype=np.uint8)
-    for i, col in enumerate(AWQ_ORDER):
-        out[:, :, col] = (p >> np.uint32(4 * i)) & np.uint32(0xF)
-    return out.reshape(p.shape[0], -1)
-
-
-def _rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
-
-
 def tensor_chunks(spec: TensorSpec, seed: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
     """The tensor's values, row block by row block (C order), each at most ~chunk_bytes."""
-    rng = _rng(seed, spec.name)
+    rng = np.random.default_rng([int(seed), zlib.crc32(spec.name.encode())])
     rows, row_elems = spec.shape[0], math.prod(spec.shape[1:])
     itemsize = _SAFETENSORS_DTYPE[spec.dtype].itemsize
     step = max(1, chunk_bytes // max(1, row_elems * itemsize))
@@ -238,9 +210,7 @@ def tensor_chunks(spec: TensorSpec, seed: int, chunk_bytes: int = CHUNK_BYTES) -
         elif spec.kind == "scales":
             yield rng.uniform(SCALE_RANGE[0], SCALE_RANGE[1], size=n).astype("<f2")
         elif spec.kind in ("embedding", "lm_head", "dense"):
-            x = rng.standard_normal(size=n, dtype=np.float32)
-            x *= EMBED_STD
-            yield x.astype("<f2")
+            yield (rng.standard_normal(size=n, dtype=np.float32) * EMBED_STD).astype("<f2")
         elif spec.kind == "bias":
             yield np.zeros(n, dtype="<f2")
         elif spec.kind == "norm":
@@ -263,15 +233,6 @@ def _safetensors_header(shard: list[TensorSpec]) -> bytes:
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     return struct.pack("<Q", len(raw)) + raw
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with transformers and vLLM
-        return SimpleNamespace(update=lambda n: None, close=lambda: None)
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not enabled,
-                file=sys.stderr, mininterval=0.5)
 
 
 def _write_shard(path: Path, shard: list[TensorSpec], seed: int, advance: Callable[[int], None]) -> None:
@@ -298,10 +259,6 @@ def _generation_config(config: dict[str, Any], given: Optional[dict[str, Any]]) 
     return {k: v for k, v in gc.items() if v is not None}
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-
-
 def generate_checkpoint(config: dict[str, Any], out_dir: Path, *, seed: int = 0, config_name: str = "custom",
                         generation_config: Optional[dict[str, Any]] = None, max_shard_bytes: Optional[int] = None,
                         progress: bool = True) -> Path:
@@ -316,7 +273,8 @@ def generate_checkpoint(config: dict[str, Any], out_dir: Path, *, seed: int = 0,
         )
     specs = tensor_specs(config)
     total = sum(s.nbytes for s in specs)
-    shards = plan_shards(specs, max_shard_bytes or default_max_shard_bytes(specs))
+    # save_pretrained's 5 GB, but never fewer than 2 shards, so the index path is always exercised.
+    shards = plan_shards(specs, max_shard_bytes or min(HF_MAX_SHARD_BYTES, total // 2 + 1))
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(parent).free
@@ -327,12 +285,14 @@ def generate_checkpoint(config: dict[str, Any], out_dir: Path, *, seed: int = 0,
             "larger disk."
         )
     tmp = parent / f".{out_dir.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run with our pid
     tmp.mkdir()
     n = len(shards)
     names = [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
-    bar = _progress(total, f"synthetic {config_name}", progress)
+    from tqdm.auto import tqdm  # comes with transformers and vLLM
+
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"synthetic {config_name}",
+               disable=not progress, file=sys.stderr, mininterval=0.5)
     try:
         for name, shard in zip(names, shards, strict=True):
             _write_shard(tmp / name, shard, seed, bar.update)
@@ -344,27 +304,22 @@ def generate_checkpoint(config: dict[str, Any], out_dir: Path, *, seed: int = 0,
                            ("generation_config.json", _generation_config(config, generation_config)),
                            (MARKER, marker)):
             with open(tmp / fname, "wb") as f:
-                _write(f, _json_bytes(obj))
+                _write(f, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
                 f.flush()
                 os.fsync(f.fileno())
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         os.rename(tmp, out_dir)
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C included: no partial checkpoint is left behind
         shutil.rmtree(tmp, ignore_errors=True)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise BenchError(
-                f"The disk filled up while writing the synthetic {config_name} checkpoint ({total / 1e9:.2f} GB) "
-                f"under {parent}; the partial shards were removed. Free some space or point KIT_CACHE_DIR "
-                "(or --out) at a larger disk, then run again."
-            ) from e
+        if not isinstance(e, OSError):
+            raise
+        why = "the disk filled up" if e.errno in (errno.ENOSPC, errno.EDQUOT) else f"a write failed ({e})"
         raise BenchError(
-            f"Writing the synthetic {config_name} checkpoint under {parent} failed ({e}); the partial shards were "
-            "removed. Check that the folder is writable and has room, then run again."
+            f"Writing the synthetic {config_name} checkpoint ({total / 1e9:.2f} GB) under {parent} stopped: {why}; "
+            "the partial shards were removed. Check that the folder is writable, free some space or point "
+            "KIT_CACHE_DIR (or --out) at a larger disk, then run again."
         ) from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     finally:
         bar.close()
     return out_dir

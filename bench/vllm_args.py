@@ -1,9 +1,6 @@
 """What the vLLM backend asks vLLM for, as plain data: engine and sampling arguments, and the checks before them.
 
-Importable without torch and vllm: the rules are unit-tested anywhere (tests/host/test_vllm_stream.py) and the exact
-dictionaries handed to the real vLLM classes where vllm imports (tests/vllm/). Options are read from the driver's
-namespace with defaults (`_opt`): quantization (required), enforce_eager, max_model_len, gpu_memory_utilization, seed,
-async_scheduling.
+Importable without torch and vllm: tests/host checks the rules, tests/vllm hands the dictionaries to the real classes.
 """
 from __future__ import annotations
 
@@ -14,8 +11,6 @@ from typing import Any
 from core.errors import BenchError
 from core.rules import QUANTIZATIONS, check_context, check_max_model_len, require_awq
 from core.results import Workload
-
-LABELS = {"awq": "vLLM (awq)", "awq_marlin": "vLLM (awq_marlin)"}
 
 DTYPE = "float16"  # the awq kernel runs in fp16 only; both rows use it so the comparison is fair
 # The study ran vLLM 0.12.0, whose SchedulerConfig.async_scheduling defaults to False; vLLM 0.20 turns it on
@@ -98,17 +93,9 @@ def sampling_kwargs(workload: Workload, args: argparse.Namespace) -> dict[str, A
     """Keyword arguments of vllm.SamplingParams (output_kind by member name): exactly N tokens (max_tokens = min_tokens
     = N, ignore_eos), greedy (the seed changes nothing but is recorded), no detokenization."""
     n = workload.output_len
-    return {
-        "n": 1,
-        "temperature": 0.0,
-        "max_tokens": n,
-        "min_tokens": n,
-        "ignore_eos": True,
-        "seed": int(_opt(args, "seed", workload.seed)),
-        "detokenize": False,
-        "output_kind": OUTPUT_KIND,
-    }
+    return dict(n=1, temperature=0.0, max_tokens=n, min_tokens=n, ignore_eos=True,
+                seed=int(_opt(args, "seed", workload.seed)), detokenize=False, output_kind=OUTPUT_KIND)
 
 
 def backend_label(quantization: str) -> str:
-    return LABELS[quantization]
+    return f"vLLM ({quantization})"

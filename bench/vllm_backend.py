@@ -1,13 +1,10 @@
 """vLLM backend of the shared benchmark (contract: bench/api.py): in-process V1 AsyncLLM, streamed DELTA outputs.
 
-One engine per row: quantization "awq" or "awq_marlin" passed explicitly, fp16, prefix caching off, stats on
-(bench/vllm_args.py). Every request, warm-up included, is the same prompt token ids, greedy, exactly output_len
-tokens, under its own id. The client clock (time.perf_counter) is read just before the stream is first iterated
-(that step submits the request) and on every streamed output, with its token count: with DELTA outputs a slow
-consumer gets tokens merged, so ITL samples are the gaps between outputs (as vLLM's serving benchmark counts them)
-and the merges are reported. RequestOutput.metrics is stored raw in Measurement.engine; its clocks are never mixed
-with the client's (core/engine_samples.py). Ctrl-C aborts the in-flight request (closing its stream) and shuts the
-engine down. torch and vllm are imported inside functions, so this is tested without them (tests/host).
+One engine per row, its arguments from bench/vllm_args.py. The client clock (time.perf_counter) is read when the
+stream is first iterated (that submits the request) and on every streamed output, with its token count: a slow
+consumer gets tokens merged, so ITL samples are the gaps between outputs and the merges are reported.
+RequestOutput.metrics is stored raw in Measurement.engine; its clocks are never mixed with the client's
+(core/engine_samples.py). torch and vllm are imported inside functions, so this is tested without them (tests/host).
 """
 from __future__ import annotations
 
@@ -24,15 +21,15 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
 from core.errors import BenchError
+from bench.provenance import installed_version
 from bench.scenario import run_scenario
+from bench.workload import require_gpu
 from bench.vllm_args import (DTYPE, backend_label, check_checkpoint, engine_kwargs, max_position_check,
                               quantization_of, sampling_kwargs, variant_of)
 from core.engine_samples import (ENGINE_CLOCK_NOTE, EngineSamples, EngineTimestamps, engine_tpot_ms,
                                  queued_to_first_token_ms)
 from core.results import Backend, Workload
 from core.rules import check_capability, read_config, refuse_cpu_for_vllm, vllm_series
-
-Clock = Callable[[], float]
 
 # RequestStateStats fields copied per measured iteration (vLLM 0.12.0, vllm/v1/metrics/stats.py): raw only.
 ENGINE_FIELDS = tuple(EngineTimestamps.model_fields)
@@ -60,11 +57,8 @@ class StreamRecord:
         return sum(1 for k in self.tokens_per_yield if k > 1)
 
 
-async def consume_stream(
-    start: Callable[[], AsyncIterator[Any]],
-    request_id: str,
-    clock: Clock = time.perf_counter,
-) -> StreamRecord:
+async def consume_stream(start: Callable[[], AsyncIterator[Any]], request_id: str,
+                         clock: Callable[[], float] = time.perf_counter) -> StreamRecord:
     """Submit one request (start() returns AsyncLLM.generate's stream, which submits on first iteration) and
     read the client clock on every output that carries tokens. Leaving early closes the stream: vLLM aborts it."""
     stream = start()
@@ -171,9 +165,7 @@ def make_sampling_params(kwargs: dict[str, Any]):
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    kw = dict(kwargs)
-    kw["output_kind"] = RequestOutputKind[kw["output_kind"]]
-    return SamplingParams(**kw)
+    return SamplingParams(**{**kwargs, "output_kind": RequestOutputKind[kwargs["output_kind"]]})
 
 
 def make_prompt(prompt_ids: list[int]):
@@ -265,25 +257,13 @@ def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str,
 def gpu_capability() -> tuple[Optional[tuple[int, int]], str]:
     import torch
 
-    if not torch.cuda.is_available():
-        raise BenchError(
-            "The vLLM backend needs an NVIDIA GPU, but torch sees none (torch.cuda.is_available() is False; torch "
-            f"{torch.__version__}, CUDA build {torch.version.cuda}). With Docker, check that the NVIDIA runtime is "
-            "installed (`docker info` lists an nvidia runtime) and the container was started with GPUs; locally, "
-            "that the driver works (`nvidia-smi`)."
-        )
+    require_gpu("The vLLM backend needs an NVIDIA GPU")
     cap = torch.cuda.get_device_capability(0)
     return (int(cap[0]), int(cap[1])), torch.cuda.get_device_name(0)
 
 
 def _log(msg: str) -> None:
     print(f"[vllm backend] {msg}", file=sys.stderr, flush=True)
-
-
-def _cancel_requested() -> bool:
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling and cancelling())
 
 
 def _engine_start_error(e: Exception, ekw: dict[str, Any], model: ResolvedModel) -> BenchError:
@@ -326,7 +306,8 @@ async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], 
     except Exception as e:
         # Ctrl-C reaches vLLM's engine-core process too, which may die before our task sees the
         # cancellation: report an interrupt, not an engine failure.
-        if _cancel_requested():
+        cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Task.cancelling: Python >= 3.11
+        if cancelling and cancelling():
             raise asyncio.CancelledError() from e
         if engine is None:
             raise on_start_error(e) from e
@@ -334,29 +315,6 @@ async def run_session(make_engine: Callable[[], Any], describe: Callable[[Any], 
     finally:
         if engine is not None:
             engine.shutdown()
-
-
-async def _measure_async(workload: Workload, model: ResolvedModel, prompt_ids: list[int],
-                         ekw: dict[str, Any], skw: dict[str, Any],
-                         progress: IterationProgress) -> tuple[list[StreamRecord], dict[str, Any]]:
-    engine_args = make_engine_args(ekw)
-    sampling = make_sampling_params(skw)
-    prompt = make_prompt(prompt_ids)
-
-    def describe(engine: Any) -> dict[str, Any]:
-        resolved = resolved_settings(engine.vllm_config)
-        if resolved.get("quantization") not in (None, ekw["quantization"]):
-            raise BenchError(
-                f"vLLM was asked for quantization={ekw['quantization']} but resolved {resolved['quantization']}; "
-                "the row would not measure the kernel it names, so it stops here."
-            )
-        return resolved
-
-    _log(f"starting AsyncLLM for {model.model_id} (quantization={ekw['quantization']}, "
-         f"enforce_eager={ekw['enforce_eager']}, async_scheduling={ekw['async_scheduling']}, "
-         f"max_model_len={ekw['max_model_len']})")
-    return await run_session(lambda: start_engine(engine_args), describe, prompt, sampling,
-                             workload, progress, lambda e: _engine_start_error(e, ekw, model))
 
 
 def start_engine(engine_args: Any) -> Any:
@@ -403,18 +361,13 @@ def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:
     q = quantization_of(args)
     refuse_cpu_for_vllm(getattr(args, "device", None))
     capability, gpu_name = gpu_capability()
-    check_capability(q, capability, gpu_name, vllm_series(installed_vllm_version()))
+    check_capability(q, capability, gpu_name, vllm_series(vllm_version()))
     return capability, gpu_name
 
 
-def installed_vllm_version() -> Optional[str]:
-    """The installed vllm's version from its metadata (no import: preflight stays cheap)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vllm")
-    except PackageNotFoundError:
-        return None
+def vllm_version() -> Optional[str]:
+    """From the package metadata, without importing vllm: preflight stays cheap."""
+    return installed_version("vllm")
 
 
 def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], args: argparse.Namespace,
@@ -429,13 +382,22 @@ def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], arg
     if len(prompt_ids) != workload.input_len:
         raise BenchError(f"internal: {len(prompt_ids)} prompt token ids for input_len {workload.input_len}.")
 
+    engine_args, sampling, prompt = make_engine_args(ekw), make_sampling_params(skw), make_prompt(prompt_ids)
+
+    def describe(engine: Any) -> dict[str, Any]:
+        resolved = resolved_settings(engine.vllm_config)
+        if resolved.get("quantization") not in (None, ekw["quantization"]):
+            raise BenchError(
+                f"vLLM was asked for quantization={ekw['quantization']} but resolved {resolved['quantization']}; "
+                "the row would not measure the kernel it names, so it stops here."
+            )
+        return resolved
+
+    _log(f"starting AsyncLLM for {model.model_id} (quantization={ekw['quantization']}, "
+         f"enforce_eager={ekw['enforce_eager']}, async_scheduling={ekw['async_scheduling']}, "
+         f"max_model_len={ekw['max_model_len']})")
     # asyncio.run: on Ctrl-C the main task is cancelled (the finally blocks abort the in-flight
     # request and shut the engine down) and KeyboardInterrupt is raised from here.
-    records, resolved = asyncio.run(_measure_async(workload, model, prompt_ids, ekw, skw, progress))
+    records, resolved = asyncio.run(run_session(lambda: start_engine(engine_args), describe, prompt, sampling,
+                                                workload, progress, lambda e: _engine_start_error(e, ekw, model)))
     return assemble_measurement(records, workload, ekw, skw, resolved, vllm_version(), capability)
-
-
-def vllm_version() -> str:
-    import vllm
-
-    return str(vllm.__version__)

@@ -1,5 +1,5 @@
 """One workload for every backend: model resolution (local folder, synthetic config or hub id, checked before any
-weight is read), the prompt token ids, the device, the result's Workload. torch only in `resolve_device`.
+weight is read), the prompt token ids, the device, the result's Workload. torch only in the device functions.
 """
 from __future__ import annotations
 
@@ -24,29 +24,32 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KIT_CACHE_DIR") or Path.home() / ".cache" / "awq-kit")
 
 
-def resolve_device(name: Optional[str]) -> str:
+def require_gpu(what: str, hint: str = "") -> None:
+    """A BenchError saying how to make the GPU visible, unless torch sees one."""
     import torch
 
-    if name in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise BenchError(
-            "--device cuda, but torch sees no GPU here (torch.cuda.is_available() is False; torch "
-            f"{torch.__version__}, CUDA build {torch.version.cuda}). With Docker, check that the NVIDIA runtime is "
-            "installed (`docker info` lists an nvidia runtime); locally, that the driver works (`nvidia-smi`). For a "
-            "CPU run, pass --device cpu."
+            f"{what}, but torch sees no GPU here (torch.cuda.is_available() is False; torch {torch.__version__}, "
+            f"CUDA build {torch.version.cuda}). With Docker, check that the NVIDIA runtime is installed (`docker info` "
+            "lists an nvidia runtime) and the container was started with GPUs; locally, that the driver works "
+            f"(`nvidia-smi`).{hint}"
         )
+
+
+def resolve_device(name: Optional[str]) -> str:
+    if name in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        require_gpu("--device cuda", " For a CPU run, pass --device cpu.")
     return name
 
 
 def special_token_ids(config: dict[str, Any]) -> set[int]:
-    ids: set[int] = set()
-    for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
-        v = config.get(key)
-        for x in (v if isinstance(v, list) else [v]):
-            if isinstance(x, int):
-                ids.add(x)
-    return ids
+    values = [config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")]
+    return {x for v in values for x in (v if isinstance(v, list) else [v]) if isinstance(x, int)}
 
 
 def regular_vocab_limit(config: dict[str, Any], extra_special: Iterable[int] = ()) -> int:
@@ -107,9 +110,8 @@ def _resolve_synthetic(args: argparse.Namespace, cache: Path, progress: bool) ->
     from bench import synthetic
 
     name, config, _gen = synthetic.load_config(args.synthetic)
-    where = f"--synthetic {args.synthetic}"
-    require_awq(config, where)
-    check_lengths(config, args.input_len, args.output_len, where)  # before generating gigabytes
+    # load_config has checked the AWQ config; the lengths are checked before generating gigabytes.
+    check_lengths(config, args.input_len, args.output_len, f"--synthetic {args.synthetic}")
     name, path = synthetic.ensure_synthetic(args.synthetic, cache, seed=args.synthetic_seed, progress=progress)
     return ResolvedModel(path=str(path), model_id=f"synthetic:{name}", source="synthetic", synthetic_config=name,
                          config=config)
@@ -145,11 +147,8 @@ def _hub_error(model_id: str, revision: Optional[str], err: BaseException) -> Be
 
 
 def _resolve_hub(args: argparse.Namespace) -> ResolvedModel:
-    try:
-        from huggingface_hub import hf_hub_download, snapshot_download
-    except ImportError as e:  # pragma: no cover - both images ship it
-        raise BenchError("huggingface_hub is not installed in this environment, so hub ids cannot be resolved. "
-                         "Use the stack's image or lock, or pass a local folder / --synthetic.") from e
+    from huggingface_hub import hf_hub_download, snapshot_download  # both stacks' locks ship it
+
     model_id, revision = args.model, args.revision
     try:
         config_path = Path(hf_hub_download(model_id, "config.json", revision=revision))
@@ -168,17 +167,7 @@ def _resolve_hub(args: argparse.Namespace) -> ResolvedModel:
 
 
 def build_workload(args: argparse.Namespace, model: ResolvedModel) -> Workload:
-    return Workload(
-        model=model.model_id,
-        revision=model.revision,
-        resolved_revision=model.resolved_revision,
-        model_source=model.source,  # type: ignore[arg-type]
-        synthetic=model.source == "synthetic",
-        synthetic_config=model.synthetic_config,
-        input_len=args.input_len,
-        output_len=args.output_len,
-        batch_size=1,
-        warmup=args.warmup,
-        iterations=args.iters,
-        seed=args.seed,
-    )
+    return Workload(model=model.model_id, revision=model.revision, resolved_revision=model.resolved_revision,
+                    model_source=model.source, synthetic=model.source == "synthetic",  # type: ignore[arg-type]
+                    synthetic_config=model.synthetic_config, input_len=args.input_len, output_len=args.output_len,
+                    batch_size=1, warmup=args.warmup, iterations=args.iters, seed=args.seed)

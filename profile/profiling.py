@@ -36,26 +36,14 @@ def awq_path_from_events(event_names: set[str], module_state: str) -> str:
     return f"{module_state} (no AWQ kernel seen in the profile)"
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn: Callable[[], object], device: str) -> float:
     """Wall time of fn in ms, with the device drained before both clock reads."""
-    _sync(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync()
     return (time.perf_counter() - t0) * 1e3
-
-
-def profile_call(fn: Callable[[], object], device: str):
-    """Run fn once under torch.profiler; returns (profiler, wall_ms)."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with profile(activities=activities, profile_memory=True) as prof:
-        wall_ms = timed(fn, device)
-    return prof, wall_ms
 
 
 def split_table(text: str) -> tuple[str, list[str]]:
@@ -67,24 +55,15 @@ def split_table(text: str) -> tuple[str, list[str]]:
 
 
 def _row(avg, device: str) -> ProfileRow:
-    on_gpu = device == "cuda"
+    gpu = device == "cuda"
     return ProfileRow(
-        name=avg.key,
-        calls=avg.count,
-        self_cpu_us=float(avg.self_cpu_time_total),
-        cpu_total_us=float(avg.cpu_time_total),
-        self_device_us=float(avg.self_device_time_total) if on_gpu else None,
-        device_total_us=float(avg.device_time_total) if on_gpu else None,
-        cpu_mem_bytes=int(avg.cpu_memory_usage),
-        self_cpu_mem_bytes=int(avg.self_cpu_memory_usage),
-        device_mem_bytes=int(avg.device_memory_usage) if on_gpu else None,
-        self_device_mem_bytes=int(avg.self_device_memory_usage) if on_gpu else None,
-    )
-
-
-def sort_key(device: str) -> str:
-    # The seed sorts by self CUDA time; a CPU-only run has no device column to sort by.
-    return "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+        name=avg.key, calls=avg.count,
+        self_cpu_us=float(avg.self_cpu_time_total), cpu_total_us=float(avg.cpu_time_total),
+        self_device_us=float(avg.self_device_time_total) if gpu else None,
+        device_total_us=float(avg.device_time_total) if gpu else None,
+        cpu_mem_bytes=int(avg.cpu_memory_usage), self_cpu_mem_bytes=int(avg.self_cpu_memory_usage),
+        device_mem_bytes=int(avg.device_memory_usage) if gpu else None,
+        self_device_mem_bytes=int(avg.self_device_memory_usage) if gpu else None)
 
 
 def export_trace(prof, path: Path) -> str:
@@ -133,9 +112,10 @@ def table_self_device_total_us(averages) -> float:
 def phase_from_profiler(prof, *, label: str, description: str, device: str, wall_ms: float,
                         trace_path: Optional[Path], num_layers: int) -> ProfilePhase:
     averages = prof.key_averages()
-    table_text = averages.table(sort_by=sort_key(device), row_limit=ROW_LIMIT)
-    table, totals = split_table(table_text)
-    attr = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    # The seed sorts by self CUDA time; a CPU-only run has no device column to sort by.
+    sort_by, attr = (("self_cuda_time_total", "self_device_time_total") if device == "cuda"
+                     else ("self_cpu_time_total", "self_cpu_time_total"))
+    table, totals = split_table(averages.table(sort_by=sort_by, row_limit=ROW_LIMIT))
     ordered = sorted(averages, key=lambda a: getattr(a, attr), reverse=True)
     rows = [_row(a, device) for a in ordered[:STORED_ROWS]]
     awq_avg = next((a for a in averages if a.key == AWQ_FUNCTION), None)
@@ -144,17 +124,9 @@ def phase_from_profiler(prof, *, label: str, description: str, device: str, wall
     path = awq_path_from_events({a.key for a in averages}, awq_kernel_state())
     self_cpu = float(sum(a.self_cpu_time_total for a in averages))
     self_dev = table_self_device_total_us(averages) if device == "cuda" else 0.0
-    return ProfilePhase(
-        label=label,
-        description=description,
-        table=table,
-        totals=totals,
-        rows=rows,
-        wall_ms=wall_ms,
-        trace_file=export_trace(prof, trace_path) if trace_path else None,
-        diagnosis=diagnose(rows, self_cpu, self_dev, wall_ms, device, path, num_layers),
-        awq_kernel_path=path,
-    )
+    return ProfilePhase(label=label, description=description, table=table, totals=totals, rows=rows, wall_ms=wall_ms,
+                        trace_file=export_trace(prof, trace_path) if trace_path else None, awq_kernel_path=path,
+                        diagnosis=diagnose(rows, self_cpu, self_dev, wall_ms, device, path, num_layers))
 
 
 def profile_prefill_and_decode(model, input_ids, device: str, *, warmup: int, trace_dir: Optional[Path],
@@ -166,12 +138,14 @@ def profile_prefill_and_decode(model, input_ids, device: str, *, warmup: int, tr
     """
     phases = []
     n = input_ids.shape[1]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
 
     def prefill():
         return model(input_ids=input_ids, use_cache=False)
 
     def profiled(label: str, fn: Callable[[], object], description: str) -> float:
-        prof, wall = profile_call(fn, device)
+        with profile(activities=activities, profile_memory=True) as prof:
+            wall = timed(fn, device)
         phases.append(phase_from_profiler(prof, label=label, description=description, device=device, wall_ms=wall,
                                           trace_path=trace_dir / f"{run_id}-{label}.trace.json" if trace_dir else None,
                                           num_layers=num_layers))

@@ -9,11 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-KIT_ROOT = HERE.parent
-for p in (str(KIT_ROOT), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+KIT_ROOT = Path(__file__).resolve().parent.parent
+if str(KIT_ROOT) not in sys.path:  # bench/ and core/; Python puts this script's folder (profiling.py) there itself
+    sys.path.insert(0, str(KIT_ROOT))
 
 import os  # noqa: E402
 import secrets  # noqa: E402
@@ -27,16 +25,6 @@ from core.results import Backend, ProfileResult, result_filename, write_result  
 
 def _log(msg: str) -> None:
     print(f"[profile] {msg}", file=sys.stderr, flush=True)
-
-
-def print_phase(phase, device_line: str) -> None:
-    """The seed's week-2 block: device line, the table verbatim, the totals as bullets."""
-    print(f"\n## {phase.label}: {phase.description}")
-    print(device_line)
-    print(phase.table, end="")
-    for line in phase.totals:
-        print(f"- {line}")
-    print(f"- Diagnosis: {phase.diagnosis}")
 
 
 def run(argv: list[str]) -> int:
@@ -81,35 +69,27 @@ def profile_run(args, triton_cache: str) -> int:
         model, input_ids, torch_device, warmup=args.warmup, trace_dir=trace_dir, run_id=run_id,
         num_layers=int(resolved.config.get("num_hidden_layers", 0)), on_step=_log)
     provenance = collect_provenance("hf", device)
-    notes = [
-        f"Profiler overhead on the warm prefill: profiled {overhead['profiled_warm_forward_ms']:.2f} ms vs "
-        f"unprofiled median {overhead['unprofiled_warm_forward_ms_median']:.2f} ms "
-        f"(x{overhead['profiler_overhead_ratio']:.2f}).",
-    ]
+    notes = [f"Profiler overhead on the warm prefill: profiled {overhead['profiled_warm_forward_ms']:.2f} ms vs "
+             f"unprofiled median {overhead['unprofiled_warm_forward_ms_median']:.2f} ms "
+             f"(x{overhead['profiler_overhead_ratio']:.2f})."]
     if resolved.source == "synthetic":
         notes.append(f"Synthetic weights (config {resolved.synthetic_config}): random int4 values, same shapes and "
                      "kernels.")
     if torch_device == "cpu":
         notes.append("CPU run: the table has CPU columns only and is sorted by self CPU time; not comparable with the "
                      "T4 table.")
-    result = ProfileResult(
-        run_id=run_id,
-        created_utc=now.isoformat(timespec="seconds"),
-        workload=workload,
-        backend=Backend(name="transformers", label="transformers", quantization="awq", dtype=info["dtype"],
-                        device=torch_device,
-                        settings={**{k: v for k, v in info.items() if k != "quantization_config"},
-                                  "grad_mode": "torch.inference_mode", "profiler_overhead": overhead,
-                                  "activities": ["CPU", "CUDA"] if torch_device == "cuda" else ["CPU"],
-                                  "profile_memory": True, "row_limit": 10, "triton_cache": triton_cache}),
-        phases=phases,
-        provenance=provenance,
-        notes=notes,
-    )
+    settings = {**{k: v for k, v in info.items() if k != "quantization_config"}, "grad_mode": "torch.inference_mode",
+                "profiler_overhead": overhead, "activities": ["CPU", "CUDA"] if torch_device == "cuda" else ["CPU"],
+                "profile_memory": True, "row_limit": 10, "triton_cache": triton_cache}
+    backend = Backend(name="transformers", label="transformers", quantization="awq", dtype=info["dtype"],
+                      device=torch_device, settings=settings)
+    result = ProfileResult(run_id=run_id, created_utc=now.isoformat(timespec="seconds"), workload=workload,
+                           backend=backend, phases=phases, provenance=provenance, notes=notes)
     path = write_result(result, Path(os.environ.get("KIT_RESULTS_DIR") or "results") / result_filename(result))
     line = f"- Device: {provenance.gpu.name}" if provenance.gpu else f"- Device: CPU ({provenance.platform})"
-    for phase in phases:
-        print_phase(phase, line)
+    for phase in phases:  # the seed's week-2 block: device line, the table verbatim, the totals as bullets
+        print(f"\n## {phase.label}: {phase.description}\n{line}\n{phase.table}", end="")
+        print("".join(f"- {total}\n" for total in phase.totals) + f"- Diagnosis: {phase.diagnosis}")
     _log(notes[0])
     _log(f"wrote {path}")
     return 0

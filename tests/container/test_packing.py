@@ -7,10 +7,19 @@ import pytest
 from bench import synthetic
 
 
+def unpack_awq_gemm(packed: np.ndarray) -> np.ndarray:
+    """Inverse of synthetic.pack_awq_gemm: int32 [R, N/8] -> uint8 [R, N] int4 values in natural column order."""
+    p = np.asarray(packed).view(np.uint32)
+    out = np.empty((p.shape[0], p.shape[1], 8), dtype=np.uint8)
+    for i, col in enumerate(synthetic.AWQ_ORDER):
+        out[:, :, col] = (p >> np.uint32(4 * i)) & np.uint32(0xF)
+    return out.reshape(p.shape[0], -1)
+
+
 def dequantize_awq_gemm(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray, group_size: int) -> np.ndarray:
     """(q - z) * s as float32 [K, N] (the transpose of nn.Linear.weight), from the packed tensors."""
-    q = synthetic.unpack_awq_gemm(qweight).astype(np.float32)
-    z = np.repeat(synthetic.unpack_awq_gemm(qzeros).astype(np.float32), group_size, axis=0)
+    q = unpack_awq_gemm(qweight).astype(np.float32)
+    z = np.repeat(unpack_awq_gemm(qzeros).astype(np.float32), group_size, axis=0)
     s = np.repeat(np.asarray(scales, dtype=np.float32), group_size, axis=0)
     return (q - z) * s
 
@@ -30,8 +39,8 @@ def test_pack_unpack_round_trip(quantized):
     q, z, _ = quantized
     packed = synthetic.pack_awq_gemm(q)
     assert packed.dtype == np.int32 and packed.shape == (K, N // 8)
-    assert np.array_equal(synthetic.unpack_awq_gemm(packed), q)
-    assert np.array_equal(synthetic.unpack_awq_gemm(synthetic.pack_awq_gemm(z)), z)
+    assert np.array_equal(unpack_awq_gemm(packed), q)
+    assert np.array_equal(unpack_awq_gemm(synthetic.pack_awq_gemm(z)), z)
 
 
 def test_pack_order_is_awq_gemm():
@@ -79,12 +88,12 @@ def test_generated_tensors_unpack_to_int4_and_scales_in_range(stack):
     cfg = synthetic.load_config("tiny")[1]
     specs = {s.kind: s for s in synthetic.tensor_specs(cfg)}
     qz = np.concatenate(list(synthetic.tensor_chunks(specs["qzeros"], seed=0))).reshape(specs["qzeros"].shape)
-    vals = synthetic.unpack_awq_gemm(qz)
+    vals = unpack_awq_gemm(qz)
     assert vals.max() <= 15 and len(np.unique(vals)) == 16
     sc = np.concatenate(list(synthetic.tensor_chunks(specs["scales"], seed=0)))
     assert sc.dtype == np.float16 and sc.min() >= np.float16(1e-3) * 0.999 and sc.max() <= np.float16(1e-2) * 1.001
     qw = np.concatenate(list(synthetic.tensor_chunks(specs["qweight"], seed=0)))
     assert qw.dtype == np.int32 and qw.size == int(np.prod(specs["qweight"].shape))
-    nibbles = synthetic.unpack_awq_gemm(qw.reshape(specs["qweight"].shape))
+    nibbles = unpack_awq_gemm(qw.reshape(specs["qweight"].shape))
     counts = np.bincount(nibbles.ravel(), minlength=16)
     assert counts.min() > 0.8 * counts.mean()  # uniform int4 values

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from bench.api import IterationProgress
-from bench.run import ProgressDisplay
+from bench.run import progress_display
 
 
 def _progress_threads() -> list[str]:
@@ -15,7 +15,7 @@ def _progress_threads() -> list[str]:
 def test_progress_updates_when_an_iteration_is_counted_and_starts_no_thread(capsys):
     threads_before = set(threading.enumerate())
     progress = IterationProgress(total=3, warmup_total=1)
-    with ProgressDisplay(progress):
+    with progress_display(progress):
         assert set(threading.enumerate()) == threads_before and not _progress_threads()
         progress.warmup_done += 1
         assert "warm-up 1/1" in capsys.readouterr().err  # at once, not at a later poll

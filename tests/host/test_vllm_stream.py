@@ -469,7 +469,7 @@ def test_measure_refuses_marlin_on_a_t4_before_building_an_engine(monkeypatch, t
     def no_engine(*a, **k):
         raise AssertionError("an engine must not be built")
 
-    monkeypatch.setattr(vllm_backend, "_measure_async", no_engine)
+    monkeypatch.setattr(vllm_backend, "make_engine_args", no_engine)
     model = SimpleNamespace(path=str(tmp_path), model_id="Qwen/Qwen3-8B-AWQ", config={})
     with pytest.raises(BenchError, match="awq_marlin kernel needs compute capability >= 8.0.*Tesla T4"):
         vllm_backend.measure(_workload(), model, list(range(32)), argparse.Namespace(quantization="awq_marlin"),
