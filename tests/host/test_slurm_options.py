@@ -74,7 +74,7 @@ def test_a_finished_job_is_read_from_sacct_when_there_is_accounting(tmp_path, sq
     sacct_script = sacct if sacct.startswith(("exit", "echo")) else f"echo '{sacct}'\n"
     tools = slurm.SlurmTools(sbatch="/bin/false", squeue=_fake(tmp_path, "squeue", f"echo '{squeue}'\n"),
                              scancel="/bin/true", sinfo="/bin/true", sacct=_fake(tmp_path, "sacct", sacct_script))
-    slurm._SACCT_USABLE.clear()
+    slurm._SACCT_DISABLED.clear()
     st = slurm.job_states(tools, ["12"])["12"]
     assert (st.state, st.exit_code, st.signal, st.source) == want, st
     if squeue == SQUEUE_TIMEOUT:
