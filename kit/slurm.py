@@ -369,14 +369,13 @@ def _rows(text: str, fields: Sequence[str], ids: Sequence[str]) -> Iterator[list
             yield [jid, (state.upper().split() or ["UNKNOWN"])[0], *rest]
 
 
+@dataclass
 class LogFollower:
     """tail -f for one log on a shared filesystem: new complete lines since the last call. The file may appear late
     (a pending job) or start over (a requeued job's log is truncated: read again from the start)."""
-
-    def __init__(self, path: PathLike, offset: int = 0):
-        self.path = Path(path)
-        self.offset = offset
-        self.partial = b""
+    path: PathLike
+    offset: int = 0
+    partial: bytes = b""
 
     def read(self, final: bool = False) -> list[str]:
         try:
@@ -396,13 +395,13 @@ class LogFollower:
         return [c.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for c in complete]
 
 
-def log_tail(path: PathLike, n: int = 20) -> list[str]:
-    """The last n lines of a log, of its last 256 KiB ([] when the file is missing or empty)."""
+def log_tail(path: PathLike) -> list[str]:
+    """The last 20 lines of a log, of its last 256 KiB ([] when the file is missing or empty)."""
     try:
         start = max(0, os.path.getsize(path) - 256 * 1024)
     except OSError:
         return []
-    return LogFollower(path, start).read(final=True)[-n:] if n > 0 else []
+    return LogFollower(path, start).read(final=True)[-20:]
 
 
 @dataclass(frozen=True)
