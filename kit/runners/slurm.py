@@ -404,7 +404,8 @@ def node_main(argv: list[str]) -> None:
     p.add_argument("--label")
     p.add_argument("--ca-bundle", type=Path)
     p.add_argument("--ledger", type=Path, help="the spec's ledger entry: the node records the job's outcome there")
-    p.add_argument("--interrupt-grace", dest="interrupt_grace_s", type=float, default=RunnerOptions.interrupt_grace_s,
+    p.add_argument("--interrupt-grace", dest="interrupt_grace_s", metavar="INTERRUPT_GRACE", type=float,
+                   default=RunnerOptions.interrupt_grace_s,
                    help="docker runner: seconds the container gets after SIGINT when the job is cancelled")
     ns = vars(p.parse_args(argv))  # the other options are RunnerOptions' fields
     step, ledger = ns.pop("step"), ns.pop("ledger")
