@@ -204,14 +204,11 @@ _PROBE_SCRIPT = ('tok=$1; shift; rc=0; while [ $# -gt 0 ] && [ "$1" != -- ]; do 
 def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: Optional[str] = None,
                   sbatch_args: Sequence[str] = (), timeout_s: float = 120,
                   executables: Sequence[PathLike] = ()) -> None:
-    """KitError unless a compute node sees `folders` as this machine does, and has each of `executables`. Of the
-    user's `sbatch_args` the probe takes those that say where and how it is charged (account, qos, constraint, ...),
-    not the GPU request, time limit or memory: it needs 1 CPU for seconds (only --opt=value spellings are filtered).
-
-    ONE job (`srun`, 1 CPU, 1 minute, on `partition`; it checks the one node it lands on) reads back a random token
-    written into `.kit-probe-<token>` in each folder and writes `.kit-probe-<token>.reply` beside it: a missing
-    path, a node-local folder of the same name and a read-only mount all fail; srun brings its output back even
-    when nothing is shared. Past `timeout_s` in the queue the probe is cancelled and nothing is concluded."""
+    """KitError unless a compute node sees `folders` as this machine does, and has each of `executables`: ONE job
+    (`srun`, 1 CPU, 1 minute; it checks the node it lands on) reads back a random token written into each folder
+    and writes a reply beside it, so a missing path, a node-local folder of the same name and a read-only mount all
+    fail; srun brings its output back even when nothing is shared. Of `sbatch_args` it takes those about where and
+    how it is charged, not the GPU, time or memory (--opt=value spellings only). Past `timeout_s` it is cancelled."""
     if not tools.srun:
         raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
                        f"the results folder ({', '.join(map(str, folders))}).")
@@ -329,9 +326,8 @@ def _wait_status(raw: str) -> tuple[Optional[int], Optional[int]]:
 
 
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
-    """{id: JobState} for every id. squeue knows finished jobs for MinJobAge seconds only (default 300; .ci/slurm-up
-    sets 600): an ended or forgotten one is read from sacct where the cluster keeps accounting (slurmdbd); without
-    it squeue's answer stands, and a job neither knows is UNKNOWN (source "missing"). SlurmError if squeue fails."""
+    """{id: JobState} for every id; an ended one from sacct where there is accounting (squeue forgets it after
+    MinJobAge), a job neither knows UNKNOWN (source "missing"). SlurmError if squeue fails."""
     ids = [str(i) for i in ids]
     if not ids:
         return {}
@@ -415,11 +411,10 @@ class Event:
 def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Event], None]] = None, *,
          log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
          timeout_s: Optional[float] = None, unreachable_s: float = 300) -> dict[str, JobState]:
-    """Follow jobs until each is terminal; returns {id: final JobState}. Each poll asks squeue about every unfinished
-    id (one call) and reads each job's new log lines (`log_paths`); `on_event` gets a state Event when a job's
-    state, reason or node changes and a log Event per new line, a terminal job's log read to its end before its
-    last state Event. Polls back off: poll_s, twice that, ... up to poll_max_s; poll_s again after news. A failing
-    squeue is retried for `unreachable_s`; past `timeout_s`, SlurmError."""
+    """Follow jobs until each is terminal (one squeue call per poll; the backing off is README's); returns {id: final
+    JobState}. `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line
+    of its log (`log_paths`), read to its end before a terminal job's last state Event. A failing squeue is retried
+    for `unreachable_s`; past `timeout_s`, SlurmError."""
     ids = [str(i) for i in ids]
     followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
     last: dict[str, JobState] = {}

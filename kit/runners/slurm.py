@@ -38,9 +38,8 @@ ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "CONFIGURING", "RUNNING", "CO
 
 
 class Option(NamedTuple):
-    """One Slurm option, declared once: its flag (--NAME), its help, argparse's keywords, and, with `sbatch_env`,
-    the sbatch option of the same name that sbatch otherwise reads from that variable: the kit passes it only when
-    given, so the cluster user's SBATCH_* settings apply."""
+    """One Slurm option: --NAME, its help, argparse's keywords; `sbatch_env`: sbatch reads the option of the same
+    name from that variable, so the kit passes it only when given."""
     name: str
     help: str
     sbatch_env: Optional[str] = None
@@ -91,8 +90,7 @@ class SlurmOptions(SimpleNamespace):
     """One attribute per Option.dest (None / False: not given; node_runner "docker" and gpu_types [] then)."""
 
     def sbatch_args(self) -> list[str]:
-        """The user's part of every job's sbatch arguments: the options given (one not given is left to its SBATCH_*
-        variable, which sbatch reads itself), then the --sbatch-args."""
+        """The user's part of every job's sbatch arguments: the options given, then the --sbatch-args."""
         return [f"--{o.name}={getattr(self, o.dest)}" for o in OPTIONS if o.sbatch_env and getattr(self, o.dest)] \
             + list(self.sbatch_arg or [])
 
