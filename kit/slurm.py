@@ -19,7 +19,6 @@ from core.files import atomic_write_text
 
 PathLike = Union[str, os.PathLike]
 
-COMMAND_TIMEOUT_S = 60
 # Terminal states (squeue/sacct long names). A job that is PREEMPTED and requeued goes back to PENDING instead.
 TERMINAL_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
@@ -27,6 +26,7 @@ TERMINAL_STATES = frozenset({
 })
 _SQUEUE_FIELDS = ("JobID", "State", "Reason", "NodeList", "Partition", "exit_code", "Name")  # Name last: may hold '|'
 _SACCT_FIELDS = ("JobIDRaw", "State", "ExitCode", "NodeList", "Partition", "JobName")
+_SACCT_DISABLED: set[str] = set()  # sacct commands that said the cluster keeps no accounting: not asked again
 _HINTS = {
     "FAILED": "the job's command exited with a non-zero status",
     "TIMEOUT": "it ran past its time limit (sbatch --time); give it a longer one",
@@ -40,6 +40,8 @@ _HINTS = {
 }
 _ALLOCATION_VARS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_STEP_ID", "SLURM_STEPID")
 _PROBE_VARS = ("ACCOUNT", "QOS", "RESERVATION", "CONSTRAINT", "WCKEY", "CLUSTERS")  # SBATCH_X -> srun's SLURM_X
+_NOT_FOR_PROBE = ("--gres", "--gpus", "--gpu", "--time", "--mem", "--cpus-per", "--ntasks", "--nodes", "--job-name",
+                  "--output", "--error", "--chdir", "--wrap", "--array")
 
 
 class SlurmError(KitError):
@@ -56,12 +58,9 @@ class SlurmTools:
     sacct: Optional[str] = None
     scontrol: Optional[str] = None
 
-    def run(self, tool: str, *args: str, timeout: float = COMMAND_TIMEOUT_S, check: bool = True,
+    def run(self, tool: str, *args: str, timeout: float = 60, check: bool = True,
             **kw) -> subprocess.CompletedProcess:
-        path = getattr(self, tool)
-        if not path:
-            raise SlurmError(f"`{tool}` is not on PATH, and the Slurm runner needs it for this; install Slurm's "
-                             "client commands (Debian: slurm-client) or load the cluster's slurm module.")
+        path = getattr(self, tool)  # the optional ones (srun, sacct, scontrol) are checked by their callers
         try:
             r = subprocess.run([path, *args], capture_output=True, text=True, timeout=timeout, **kw)
         except subprocess.TimeoutExpired:
@@ -78,8 +77,7 @@ class SlurmTools:
 def find_slurm(path: Optional[str] = None) -> SlurmTools:
     """The Slurm client commands on PATH (or `path`); KitError if sbatch is missing or the controller does not
     answer `sinfo`."""
-    found = {n: shutil.which(n, path=path) for n in ("sbatch", "squeue", "scancel", "sinfo", "srun", "sacct",
-                                                     "scontrol")}
+    found = {f.name: shutil.which(f.name, path=path) for f in dataclasses.fields(SlurmTools)}
     sbatch = found["sbatch"]
     if not sbatch:
         raise KitError("--runner slurm: there is no `sbatch` on PATH, so no job can be submitted from here. Run the kit"
@@ -142,22 +140,6 @@ def gres_arg(gpu_type: Optional[str]) -> str:
     return f"--gres=gpu:{gpu_type}:1" if gpu_type else "--gres=gpu:1"
 
 
-def resolve_partition(tools: SlurmTools, partition: Optional[str]) -> Partition:
-    """The named partition, or the cluster's default one when None; KitError naming the known ones otherwise."""
-    parts = partitions(tools)
-    known = ", ".join(f"{p.name}{' (default)' if p.default else ''}" for p in parts.values()) or "none"
-    if partition is None:
-        default = next((p for p in parts.values() if p.default), None)
-        if default is None:
-            raise KitError(f"--runner slurm: the cluster has no default partition, so the kit needs one named "
-                           f"(--partition); the partitions `sinfo` shows are: {known}.")
-        return default
-    if partition not in parts:
-        raise KitError(f"--runner slurm: unknown partition {partition!r}: the partitions `sinfo` shows are: {known}. "
-                       "Pick one of them with --partition (or leave it out for the cluster's default).")
-    return parts[partition]
-
-
 def check_gpu_types(part: Partition, gpu_types: Sequence[Optional[str]]) -> list[str]:
     """One paragraph per requested GPU type (None: any GPU) that the partition's nodes do not offer."""
     gres_text = ", ".join(part.gres) or "none"
@@ -182,11 +164,19 @@ def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[
 
 
 def preflight(tools: SlurmTools, *, partition: Optional[str] = None, gpu_types: Sequence[Optional[str]] = (None,),
-              sbatch_args: Sequence[str] = (), visible_dirs: Sequence[PathLike] = ()) -> Partition:
-    """Everything checked before submitting (KitError: one paragraph per problem): the partition, the GPU types
-    (None = any GPU; () for a CPU-only job) and `sbatch --test-only` of each with `sbatch_args`, all instant; then
-    `visible_dirs` with ONE probe job (check_visible: seconds on an idle partition)."""
-    part = resolve_partition(tools, partition)
+              sbatch_args: Sequence[str] = ()) -> Partition:
+    """The partition (None: the cluster's default), the GPU types (None = any GPU; () for a CPU-only job) and
+    `sbatch --test-only` of each with `sbatch_args`, all instant; KitError with one paragraph per problem."""
+    parts = partitions(tools)
+    known = ", ".join(f"{p.name}{' (default)' if p.default else ''}" for p in parts.values()) or "none"
+    name = partition or next((p.name for p in parts.values() if p.default), None)
+    if name is None:
+        raise KitError(f"--runner slurm: the cluster has no default partition, so the kit needs one named "
+                       f"(--partition); the partitions `sinfo` shows are: {known}.")
+    if name not in parts:
+        raise KitError(f"--runner slurm: unknown partition {name!r}: the partitions `sinfo` shows are: {known}. "
+                       "Pick one of them with --partition (or leave it out for the cluster's default).")
+    part = parts[name]
     problems = [] if part.available else [
         f"--runner slurm: partition {part.name!r} is not up (`sinfo -p {part.name}` shows it down, drained or "
         "inactive), so jobs would wait there indefinitely. Pick another one with --partition, or ask the cluster's "
@@ -200,17 +190,7 @@ def preflight(tools: SlurmTools, *, partition: Optional[str] = None, gpu_types: 
                             f"{why}. (Checked with `sbatch --test-only`; nothing was submitted.)")
     if problems:
         raise KitError("\n\n".join(problems))
-    if visible_dirs:
-        check_visible(tools, visible_dirs, partition=part.name, sbatch_args=probe_args(sbatch_args))
     return part
-
-
-def probe_args(sbatch_args: Sequence[str]) -> list[str]:
-    """The user's sbatch arguments that also apply to the visibility probe (account, qos, constraint, ...), not
-    the GPU request, time limit or memory: it needs 1 CPU for seconds. Only --opt=value spellings are filtered."""
-    drop = ("--gres", "--gpus", "--gpu", "--time", "--mem", "--cpus-per", "--ntasks", "--nodes", "--job-name",
-            "--output", "--error", "--chdir", "--wrap", "--array")
-    return [a for a in sbatch_args if not a.startswith(drop)]
 
 
 # sh -c SCRIPT sh TOKEN PROBE1 REPLY1 PROBE2 REPLY2 ... -- EXE1 EXE2 ...
@@ -224,12 +204,11 @@ _PROBE_SCRIPT = ('tok=$1; shift; rc=0; while [ $# -gt 0 ] && [ "$1" != -- ]; do 
 def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: Optional[str] = None,
                   sbatch_args: Sequence[str] = (), timeout_s: float = 120,
                   executables: Sequence[PathLike] = ()) -> None:
-    """KitError unless a compute node sees `folders` as this machine does, and has each of `executables`.
-
-    ONE job (`srun`, 1 CPU, 1 minute, on `partition`; it checks the one node it lands on) reads back a random token
-    written into `.kit-probe-<token>` in each folder and writes `.kit-probe-<token>.reply` beside it: a missing
-    path, a node-local folder of the same name and a read-only mount all fail; srun brings its output back even
-    when nothing is shared. Past `timeout_s` in the queue the probe is cancelled and nothing is concluded."""
+    """KitError unless a compute node sees `folders` as this machine does, and has each of `executables`: ONE job
+    (`srun`, 1 CPU, 1 minute; it checks the node it lands on) reads back a random token written into each folder
+    and writes a reply beside it, so a missing path, a node-local folder of the same name and a read-only mount all
+    fail; srun brings its output back even when nothing is shared. Of `sbatch_args` it takes those about where and
+    how it is charged, not the GPU, time or memory (--opt=value spellings only). Past `timeout_s` it is cancelled."""
     if not tools.srun:
         raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
                        f"the results folder ({', '.join(map(str, folders))}).")
@@ -245,7 +224,8 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                 raise KitError(f"--runner slurm: cannot write into {folder} on this machine ({e.strerror}), so the "
                                "jobs could not deliver results there either; pick a folder you can write.") from None
         args = ["--job-name", f"kit-probe-{token}", "--nodes=1", "--ntasks=1", "--time=1", "--chdir=/", "--quiet",
-                *([f"--partition={partition}"] if partition else []), *sbatch_args, "sh", "-c", _PROBE_SCRIPT, "sh",
+                *([f"--partition={partition}"] if partition else []),
+                *(a for a in sbatch_args if not a.startswith(_NOT_FOR_PROBE)), "sh", "-c", _PROBE_SCRIPT, "sh",
                 token, *(str(p) for _f, probe, reply in probes for p in (probe, reply)), "--", *map(str, executables)]
         # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
         # otherwise start a step of that job, on its node, not on the partition asked for.
@@ -296,8 +276,7 @@ def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: Path
     log_path = Path(log_path).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     script = log_path.with_suffix(".sbatch")
-    atomic_write_text(script, script_text if script_text.startswith("#!") else "#!/bin/bash\n" + script_text,
-                      mode=0o755)
+    atomic_write_text(script, ("" if script_text.startswith("#!") else "#!/bin/bash\n") + script_text, mode=0o755)
     out = str(log_path).replace("%", "%%")  # sbatch expands %j, %N, ... in --output
     args = ["--parsable", f"--job-name={job_name}", f"--output={out}",
             f"--chdir={Path(workdir).resolve() if workdir else log_path.parent}", *sbatch_args, str(script)]
@@ -337,11 +316,6 @@ class JobState:
             ("reason", self.reason or None), ("node", self.node or None)) if v is not None])
 
 
-def _state_word(s: str) -> str:
-    s = s.strip().upper()
-    return s.split()[0] if s else "UNKNOWN"  # sacct: 'CANCELLED by 0'
-
-
 def _wait_status(raw: str) -> tuple[Optional[int], Optional[int]]:
     """squeue's exit_code is the raw wait status: 768 -> (3, None), 15 -> (0, 15)."""
     try:
@@ -351,15 +325,9 @@ def _wait_status(raw: str) -> tuple[Optional[int], Optional[int]]:
     return (st >> 8) & 0xFF, (st & 0x7F) or None
 
 
-def _clean(s: str) -> str:
-    s = s.strip()
-    return "" if s in ("None", "(null)", "N/A") else s
-
-
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
-    """{id: JobState} for every id. squeue knows finished jobs for MinJobAge seconds only (default 300; .ci/slurm-up
-    sets 600): an ended or forgotten one is read from sacct where the cluster keeps accounting (slurmdbd); without
-    it squeue's answer stands, and a job neither knows is UNKNOWN (source "missing"). SlurmError if squeue fails."""
+    """{id: JobState} for every id; an ended one from sacct where there is accounting (squeue forgets it after
+    MinJobAge), a job neither knows UNKNOWN (source "missing"). SlurmError if squeue fails."""
     ids = [str(i) for i in ids]
     if not ids:
         return {}
@@ -368,56 +336,42 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
     if r.returncode != 0 and "Invalid job id" not in r.stderr:
         raise SlurmError(f"`squeue -j {','.join(ids)}` failed (exit code {r.returncode}): {one_line(r.stderr)}")
     found: dict[str, JobState] = {}
-    for jid, state, reason, node, part, raw, name in _rows(r.stdout, len(_SQUEUE_FIELDS), ids):
-        state = _state_word(state)
+    for jid, state, reason, node, part, raw, name in _rows(r.stdout, _SQUEUE_FIELDS, ids):
         code, sig = _wait_status(raw) if state in TERMINAL_STATES or state == "COMPLETING" else (None, None)
-        found[jid] = JobState(jid, state, code, sig, _clean(reason), _clean(node), part, name.removesuffix("|"))
+        found[jid] = JobState(jid, state, code, sig, reason, node, part, name.removesuffix("|"))
     ended = [i for i in ids if i not in found or found[i].terminal]
-    for jid, st in (_sacct_states(tools, ended) if ended else {}).items():
-        if jid not in found:
-            found[jid] = st
-        elif st.terminal:  # sacct lags behind squeue for a moment after the end; squeue's reason is kept
-            found[jid] = dataclasses.replace(st, reason=found[jid].reason)
+    if ended and tools.sacct and tools.sacct not in _SACCT_DISABLED:
+        r = tools.run("sacct", "-n", "-P", "-X", "-j", ",".join(ended), "--format", ",".join(_SACCT_FIELDS),
+                      check=False)
+        if r.returncode != 0 and "accounting storage is disabled" in (r.stderr + r.stdout).lower():
+            _SACCT_DISABLED.add(tools.sacct)
+        rows = _rows(r.stdout, _SACCT_FIELDS, ended) if r.returncode == 0 else []
+        for jid, state, exit_code, node, part, name in rows:
+            m = re.fullmatch(r"(\d+):(\d+)", exit_code)
+            code, sig = (int(m.group(1)), int(m.group(2)) or None) if m else (None, None)
+            if state in TERMINAL_STATES or jid not in found:  # sacct lags behind squeue for a moment after the end
+                found[jid] = JobState(jid, state, code if state in TERMINAL_STATES else None, sig,
+                                      found[jid].reason if jid in found else "", node, part, name, "sacct")
     return {i: found.get(i) or JobState(i, "UNKNOWN", reason="not known to squeue, and no accounting (sacct) to ask",
                                         source="missing") for i in ids}
 
 
-def _rows(text: str, n: int, ids: Sequence[str]) -> Iterator[list[str]]:
-    """squeue's or sacct's |-separated lines about `ids`, as n fields each."""
-    for parts in (line.split("|", n - 1) for line in text.splitlines()):
-        if len(parts) == n and parts[0].strip() in ids:
-            yield [p.strip() for p in parts]
+def _rows(text: str, fields: Sequence[str], ids: Sequence[str]) -> Iterator[list[str]]:
+    """squeue's or sacct's |-separated lines about `ids`, one value per field ('' for None, (null), N/A), the state
+    (second) as its first word (sacct: 'CANCELLED by 0')."""
+    for parts in (line.split("|", len(fields) - 1) for line in text.splitlines()):
+        if len(parts) == len(fields) and parts[0].strip() in ids:
+            jid, state, *rest = ("" if p.strip() in ("None", "(null)", "N/A") else p.strip() for p in parts)
+            yield [jid, (state.upper().split() or ["UNKNOWN"])[0], *rest]
 
 
-_SACCT_USABLE: dict[str, bool] = {}
-
-
-def _sacct_states(tools: SlurmTools, ids: list[str]) -> dict[str, JobState]:
-    if not tools.sacct or _SACCT_USABLE.get(tools.sacct) is False:
-        return {}
-    r = tools.run("sacct", "-n", "-P", "-X", "-j", ",".join(ids), "--format", ",".join(_SACCT_FIELDS), check=False)
-    if r.returncode != 0:
-        if "accounting storage is disabled" in (r.stderr + r.stdout).lower():
-            _SACCT_USABLE[tools.sacct] = False
-        return {}
-    out = {}
-    for jid, state, exit_code, node, part, name in _rows(r.stdout, len(_SACCT_FIELDS), ids):
-        m = re.fullmatch(r"(\d+):(\d+)", exit_code)
-        code, sig = (int(m.group(1)), int(m.group(2)) or None) if m else (None, None)
-        state = _state_word(state)
-        out[jid] = JobState(jid, state, code if state in TERMINAL_STATES else None, sig, "", _clean(node), part,
-                            name, "sacct")
-    return out
-
-
+@dataclass
 class LogFollower:
     """tail -f for one log on a shared filesystem: new complete lines since the last call. The file may appear late
     (a pending job) or start over (a requeued job's log is truncated: read again from the start)."""
-
-    def __init__(self, path: PathLike, offset: int = 0):
-        self.path = Path(path)
-        self.offset = offset
-        self.partial = b""
+    path: PathLike
+    offset: int = 0
+    partial: bytes = b""
 
     def read(self, final: bool = False) -> list[str]:
         try:
@@ -437,13 +391,13 @@ class LogFollower:
         return [c.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for c in complete]
 
 
-def log_tail(path: PathLike, n: int = 20) -> list[str]:
-    """The last n lines of a log, of its last 256 KiB ([] when the file is missing or empty)."""
+def log_tail(path: PathLike) -> list[str]:
+    """The last 20 lines of a log, of its last 256 KiB ([] when the file is missing or empty)."""
     try:
         start = max(0, os.path.getsize(path) - 256 * 1024)
     except OSError:
         return []
-    return LogFollower(path, start).read(final=True)[-n:] if n > 0 else []
+    return LogFollower(path, start).read(final=True)[-20:]
 
 
 @dataclass(frozen=True)
@@ -456,14 +410,11 @@ class Event:
 
 def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Event], None]] = None, *,
          log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
-         timeout_s: Optional[float] = None, unreachable_s: float = 300,
-         cancel_on_interrupt: bool = False) -> dict[str, JobState]:
-    """Follow jobs until each is terminal; returns {id: final JobState}. Each poll asks squeue about every unfinished
-    id (one call) and reads each job's new log lines (`log_paths`); `on_event` gets a state Event when a job's
-    state, reason or node changes and a log Event per new line, a terminal job's log read to its end before its
-    last state Event. Polls back off: poll_s, twice that, ... up to poll_max_s; poll_s again after news. A failing
-    squeue is retried for `unreachable_s`; past `timeout_s`, SlurmError. Ctrl-C: with cancel_on_interrupt the
-    unfinished jobs are scancel'ed before it propagates."""
+         timeout_s: Optional[float] = None, unreachable_s: float = 300) -> dict[str, JobState]:
+    """Follow jobs until each is terminal (one squeue call per poll; the backing off is README's); returns {id: final
+    JobState}. `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line
+    of its log (`log_paths`), read to its end before a terminal job's last state Event. A failing squeue is retried
+    for `unreachable_s`; past `timeout_s`, SlurmError."""
     ids = [str(i) for i in ids]
     followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
     last: dict[str, JobState] = {}
@@ -471,45 +422,40 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
     emit = on_event or (lambda e: None)
     t0 = last_ok = time.monotonic()
     interval = poll_s
-    try:
-        while True:
-            todo = [i for i in ids if i not in done]
-            news = False
-            try:
-                states = job_states(tools, todo)
-                last_ok = time.monotonic()
-            except SlurmError:
-                if time.monotonic() - last_ok > unreachable_s:
-                    raise
-                states = {}
-            for i in todo:
-                st = states.get(i) or last.get(i)  # the last known state while squeue does not answer
-                if st is None:
-                    continue
-                prev = last.get(i)
-                changed = prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node)
-                last[i] = st
-                if changed and not st.terminal:
-                    emit(Event("state", i, st))
-                lines = followers[i].read(final=st.terminal) if i in followers else []
-                for line in lines:
-                    emit(Event("log", i, st, line))
-                if st.terminal:  # after the last lines of its log
-                    emit(Event("state", i, st))
-                    done[i] = st
-                news = news or changed or bool(lines)
-            if len(done) == len(ids):
-                return {i: done[i] for i in ids}
-            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
-                running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in ids if i not in done)
-                raise SlurmError(f"--runner slurm: gave up waiting after {timeout_s:.0f}s for job(s) {running}; "
-                                 "they are still in the queue (scancel them, or look again later).")
-            interval = poll_s if news else min(interval * 2, max(poll_s, poll_max_s))
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        if cancel_on_interrupt:
-            cancel(tools, [i for i in ids if i not in done])
-        raise
+    while True:
+        todo = [i for i in ids if i not in done]
+        news = False
+        try:
+            states = job_states(tools, todo)
+            last_ok = time.monotonic()
+        except SlurmError:
+            if time.monotonic() - last_ok > unreachable_s:
+                raise
+            states = {}
+        for i in todo:
+            st = states.get(i) or last.get(i)  # the last known state while squeue does not answer
+            if st is None:
+                continue
+            prev = last.get(i)
+            changed = prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node)
+            last[i] = st
+            if changed and not st.terminal:
+                emit(Event("state", i, st))
+            lines = followers[i].read(final=st.terminal) if i in followers else []
+            for line in lines:
+                emit(Event("log", i, st, line))
+            if st.terminal:  # after the last lines of its log
+                emit(Event("state", i, st))
+                done[i] = st
+            news = news or changed or bool(lines)
+        if len(done) == len(ids):
+            return {i: done[i] for i in ids}
+        if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+            running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in ids if i not in done)
+            raise SlurmError(f"--runner slurm: gave up waiting after {timeout_s:.0f}s for job(s) {running}; "
+                             "they are still in the queue (scancel them, or look again later).")
+        interval = poll_s if news else min(interval * 2, max(poll_s, poll_max_s))
+        time.sleep(interval)
 
 
 def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30) -> dict[str, JobState]:

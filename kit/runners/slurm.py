@@ -1,9 +1,7 @@
-"""Slurm runner (`--runner slurm`): each step, for each GPU type, becomes ONE sbatch job (README "Running on a Slurm
-cluster"). Host side, `run_slurm`: preflight, the ledger `<results>/.slurm/<spec hash>.json` (no second job for the
-same spec without --again), submit, follow, cancel on Ctrl-C. Node side, `node_main`: what the job script execs
-(`python -m kit step ...` in the checkout), the step run with `run_step`, SIGTERM handled like Ctrl-C, the outcome
-recorded in the ledger, so a later submission knows it without sacct.
-"""
+"""Slurm runner (`--runner slurm`, README "Running on a Slurm cluster"): each step, for each GPU type, is ONE sbatch
+job. Host side, `run_slurm`: preflight, the ledger `<results>/.slurm/<spec hash>.json` (no second job for a spec
+without --again), submit, follow, cancel on Ctrl-C. Node side, `node_main`: what the job script execs, the step run
+with `run_step`, SIGTERM handled like Ctrl-C, the outcome recorded in the ledger (a later run needs no sacct)."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +23,8 @@ from core.errors import KitError
 from core.files import atomic_write_text
 from core.workload import Parser
 from kit import KIT_ROOT, slurm
-from kit.runners import RunnerOptions, Step, run_step
+from kit.runners import run_step
+from kit.runners.base import RunnerOptions, Step
 
 LEDGER_DIR = ".slurm"  # under the results folder; hidden, so report assembly ignores it
 GPU_TYPE_ENV = "KIT_SLURM_GPU_TYPE"
@@ -39,9 +38,8 @@ ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "CONFIGURING", "RUNNING", "CO
 
 
 class Option(NamedTuple):
-    """One Slurm option, declared once: its flag (--NAME), its help, argparse's keywords, and, with `sbatch_env`,
-    the sbatch option of the same name that sbatch otherwise reads from that variable: the kit passes it only when
-    given, so the cluster user's SBATCH_* settings apply."""
+    """One Slurm option: --NAME, its help, argparse's keywords; `sbatch_env`: sbatch reads the option of the same
+    name from that variable, so the kit passes it only when given."""
     name: str
     help: str
     sbatch_env: Optional[str] = None
@@ -92,8 +90,7 @@ class SlurmOptions(SimpleNamespace):
     """One attribute per Option.dest (None / False: not given; node_runner "docker" and gpu_types [] then)."""
 
     def sbatch_args(self) -> list[str]:
-        """The user's part of every job's sbatch arguments: the options given (one not given is left to its SBATCH_*
-        variable, which sbatch reads itself), then the --sbatch-args."""
+        """The user's part of every job's sbatch arguments: the options given, then the --sbatch-args."""
         return [f"--{o.name}={getattr(self, o.dest)}" for o in OPTIONS if o.sbatch_env and getattr(self, o.dest)] \
             + list(self.sbatch_arg or [])
 
@@ -138,10 +135,6 @@ class Job:
     adopted: bool = False  # submitted by an earlier run, followed by this one
 
     @property
-    def where(self) -> str:
-        return self.gpu_type or ("any GPU" if self.wants_gpu else "CPU")
-
-    @property
     def kind(self) -> str:  # in the log prefix and the file and job names
         return self.gpu_type or ("gpu" if self.wants_gpu else "cpu")
 
@@ -151,7 +144,8 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.step.description or short_name(self.step)} on {self.where}"
+        return f"{self.step.description or short_name(self.step)} on " \
+            f"{self.gpu_type or ('any GPU' if self.wants_gpu else 'CPU')}"
 
 
 def spec_of(step: Step, gpu_type: Optional[str], results_dir: Path) -> tuple[str, dict]:
@@ -235,13 +229,6 @@ def job_script(job: Job, opts: RunnerOptions, sopts: SlurmOptions, *, grace_s: f
     ]) + "\n"
 
 
-def kill_wait_s(tools: slurm.SlurmTools) -> float:
-    """The cluster's KillWait: how long a cancelled job has between SIGTERM and SIGKILL (Slurm's default 30)."""
-    r = tools.run("scontrol", "show", "config", check=False) if tools.scontrol else None
-    m = re.search(r"^KillWait\s*=\s*(\d+)", r.stdout or "", re.M) if r else None
-    return float(m.group(1)) if m else 30.0
-
-
 def _say(command: str, text: str, *, err: bool = False) -> None:
     print(f"[{command}] {text}", file=sys.stderr if err else sys.stdout, flush=True)
 
@@ -292,11 +279,12 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
         folders = [opts.results_dir, opts.output_dir] + ([KIT_ROOT] if os.access(KIT_ROOT, os.W_OK) else [])
         executables = [sys.executable] + ([opts.python] if opts.python and os.sep in opts.python
                                           and sopts.node_runner == "local" else [])
-        slurm.check_visible(tools, folders, partition=part.name, sbatch_args=slurm.probe_args(user_args),
-                            executables=executables)
-        # A cancelled job's kit has KillWait between SIGTERM and SIGKILL to stop its container: a third of it
-        # (less 2 s) for the container after its SIGINT, as much again for `docker stop`.
-        grace_s = max(1.0, (kill_wait_s(tools) - 2.0) / 3.0)
+        slurm.check_visible(tools, folders, partition=part.name, sbatch_args=user_args, executables=executables)
+        # A cancelled job's kit has the cluster's KillWait (Slurm's default: 30 s) between SIGTERM and SIGKILL to stop
+        # its container: a third of it (less 2 s) for the container after its SIGINT, as much again for `docker stop`.
+        config = tools.run("scontrol", "show", "config", check=False).stdout if tools.scontrol else ""
+        m = re.search(r"^KillWait\s*=\s*(\d+)", config, re.M)
+        grace_s = max(1.0, (float(m.group(1) if m else 30) - 2.0) / 3.0)
     _say(command, f"--runner slurm: partition {part.name}, {len(jobs)} job(s), node runner {sopts.node_runner}")
     followed: list[Job] = []
     refused: list[str] = []  # specs sbatch refused: the other jobs go on
@@ -402,44 +390,37 @@ def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest:
         _say(command, f"job {job.job_id} ({job.label}): {st.summary() if st else 'state unknown'}{done}", err=True)
 
 
-def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
-    raise KeyboardInterrupt
-
-
 def node_main(argv: list[str]) -> None:
     """`python -m kit step --runner docker|local --step JSON ...`: one step, run where this process runs (what a
     Slurm job of `--runner slurm` executes on its node)."""
     p = Parser(prog="python -m kit step", description="Run one step here (the node side of --runner slurm).")
     p.add_argument("--runner", choices=("docker", "local"), required=True)
-    p.add_argument("--step", required=True, help="the step as JSON (kit.runners.Step.to_json)")
+    p.add_argument("--step", type=Step.from_json, required=True, help="the step as JSON (kit.runners.Step.to_json)")
     p.add_argument("--python")
     p.add_argument("--results-dir", type=Path, required=True)
     p.add_argument("--output-dir", type=Path, required=True)
     p.add_argument("--label")
     p.add_argument("--ca-bundle", type=Path)
     p.add_argument("--ledger", type=Path, help="the spec's ledger entry: the node records the job's outcome there")
-    p.add_argument("--interrupt-grace", type=float, default=None,
+    p.add_argument("--interrupt-grace", dest="interrupt_grace_s", metavar="INTERRUPT_GRACE", type=float,
+                   default=RunnerOptions.interrupt_grace_s,
                    help="docker runner: seconds the container gets after SIGINT when the job is cancelled")
-    ns = p.parse_args(argv)
-    step = Step.from_json(ns.step)
-    opts = RunnerOptions(runner=ns.runner, python=ns.python, results_dir=ns.results_dir.resolve(),
-                         output_dir=ns.output_dir.resolve(), label=ns.label,
-                         ca_bundle=ns.ca_bundle.resolve() if ns.ca_bundle else None)
-    if ns.interrupt_grace is not None:
-        opts.interrupt_grace_s = ns.interrupt_grace
+    ns = vars(p.parse_args(argv))  # the other options are RunnerOptions' fields
+    step, ledger = ns.pop("step"), ns.pop("ledger")
+    opts = RunnerOptions(**{k: v.resolve() if isinstance(v, Path) else v for k, v in ns.items()})
     # Slurm cancels, times out and preempts a job with SIGTERM to every process of it: handled like Ctrl-C.
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.default_int_handler)
     job_id = os.environ.get("SLURM_JOB_ID")
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     gpus = os.environ.get("SLURM_JOB_GPUS")
-    if ns.runner == "docker" and gpus:
+    if opts.runner == "docker" and gpus:
         # The container is not in the job's cgroup: docker --gpus all shows it every GPU of the node, so it gets
         # the job's GPUs by their node-wide index (SLURM_JOB_GPUS), not CUDA_VISIBLE_DEVICES as set in the job.
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     print(f"[slurm] job {job_id or '(none)'} on node {node}, partition {os.environ.get('SLURM_JOB_PARTITION', '?')}, "
           f"GPU type {os.environ.get(GPU_TYPE_ENV) or ('any' if gpus else 'none')}"
-          f"{f' (GPU {gpus})' if gpus else ''}: {step.description or short_name(step)}, {ns.runner} runner",
+          f"{f' (GPU {gpus})' if gpus else ''}: {step.description or short_name(step)}, {opts.runner} runner",
           flush=True)
     outcome: dict[str, Any] = {"state": "FAILED", "exit_code": 1}
     try:
@@ -452,9 +433,9 @@ def node_main(argv: list[str]) -> None:
         outcome = {"state": "FAILED", "exit_code": e.exit_code}
         raise
     finally:
-        if ns.ledger and job_id:
+        if ledger and job_id:
             try:
-                update_ledger(ns.ledger, {**outcome, "node": node, "recorded_by": f"node {node}",
+                update_ledger(ledger, {**outcome, "node": node, "recorded_by": f"node {node}",
                                           "ended_utc": _utc_now()}, only_job=job_id)
             except OSError as e:
-                print(f"[slurm] could not record the outcome in {ns.ledger}: {e}", file=sys.stderr, flush=True)
+                print(f"[slurm] could not record the outcome in {ledger}: {e}", file=sys.stderr, flush=True)

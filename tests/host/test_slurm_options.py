@@ -74,7 +74,7 @@ def test_a_finished_job_is_read_from_sacct_when_there_is_accounting(tmp_path, sq
     sacct_script = sacct if sacct.startswith(("exit", "echo")) else f"echo '{sacct}'\n"
     tools = slurm.SlurmTools(sbatch="/bin/false", squeue=_fake(tmp_path, "squeue", f"echo '{squeue}'\n"),
                              scancel="/bin/true", sinfo="/bin/true", sacct=_fake(tmp_path, "sacct", sacct_script))
-    slurm._SACCT_USABLE.clear()
+    slurm._SACCT_DISABLED.clear()
     st = slurm.job_states(tools, ["12"])["12"]
     assert (st.state, st.exit_code, st.signal, st.source) == want, st
     if squeue == SQUEUE_TIMEOUT:
@@ -126,10 +126,11 @@ def test_jobs_per_step_and_gpu_type(tmp_path):
     assert jobs[0].key != jobs[1].key and jobs[0].ledger.parent == tmp_path / "results" / ".slurm"
     o, steps = options(["--runner", "slurm", *CPU])
     (cpu,) = sr.plan_jobs(steps, opts, o)
-    assert (cpu.gpu_type, cpu.wants_gpu, cpu.where) == (None, False, "CPU")
+    assert (cpu.gpu_type, cpu.wants_gpu, cpu.label) == (None, False, "transformers + autoawq bench on CPU")
     o, steps = options(["--runner", "slurm", "--synthetic", "tiny"])  # a GPU workload: any GPU
     (gpu,) = sr.plan_jobs(steps, opts, o)
-    assert (gpu.wants_gpu, gpu.where, gpu.prefix) == (True, "any GPU", "[transformers/gpu]")
+    assert (gpu.wants_gpu, gpu.label, gpu.prefix) == (True, "transformers + autoawq bench on any GPU",
+                                                      "[transformers/gpu]")
     ns, steps = plan("bench-vllm", ["--runner", "slurm", "--synthetic", "tiny", "--vllm", "0.20"])
     assert [sr.short_name(s) for s in steps] == ["vllm-0.20-awq", "vllm-0.20-awq_marlin"]
     ns, (prof,) = plan("profile", ["--runner", "slurm", *CPU])

@@ -41,8 +41,8 @@ def test_partitions_as_sinfo_shows_them(tools):
     assert set(parts) >= {"debug", "urgent"}
     assert parts["debug"].default and not parts["urgent"].default
     assert parts["debug"].gres == ("gpu:fakea:1", "gpu:fakeb:1") and parts["debug"].gpu_count() == 2
-    assert slurm.resolve_partition(tools, None).name == "debug"
-    assert slurm.resolve_partition(tools, "urgent").name == "urgent"
+    assert slurm.preflight(tools, gpu_types=()).name == "debug"
+    assert slurm.preflight(tools, partition="urgent", gpu_types=()).name == "urgent"
 
 
 def test_unknown_partition(tools):
@@ -84,8 +84,8 @@ def test_results_folder_visible(tools, tmp_path):
     logs = tmp_path / "logs"
     slurm.check_visible(tools, [results, logs], partition="debug", timeout_s=60)
     assert list(results.iterdir()) == [] and list(logs.iterdir()) == []  # the probe cleaned up
-    # and as part of the whole preflight
-    slurm.preflight(tools, gpu_types=["fakea"], visible_dirs=[results], sbatch_args=["--time=10"])
+    # the user's GPU request and time limit are not the probe's: it needs 1 CPU for seconds
+    slurm.check_visible(tools, [results], partition="debug", sbatch_args=["--gres=gpu:fakea:2", "--time=10"])
 
 
 def test_results_folder_the_node_cannot_see(tools, tmp_path):
