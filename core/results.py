@@ -1,7 +1,5 @@
-"""The results format: one versioned JSON file per run (docs/results-format.md).
-
-The container side builds a `Result` and `write_result` checks and writes it atomically; the host side reads it
-back with `load_result`. Pure python + pydantic: no torch, no numpy.
+"""The results format (docs/results-format.md): one versioned JSON file per run, checked and written atomically by
+the container side (`write_result`), read back by the host side (`load_result`). Pure python + pydantic, no numpy.
 """
 from __future__ import annotations
 
@@ -153,21 +151,15 @@ class Roofline(Strict):
 
 
 class BenchSamples(Strict):
-    """Raw per-iteration samples, client clock, milliseconds."""
+    """Raw per-iteration samples, client clock, milliseconds; docs/results-format.md says what each list holds
+    (itl_ms: one gap per streamed output after the first, ITL statistics are computed over these gaps)."""
 
     ttft_ms: list[float] = Field(min_length=1)  # a bench result needs at least one measured iteration
     tpot_ms: list[float] = Field(min_length=1)
     e2e_ms: list[float]
-    # Per iteration, one gap per streamed output after the first (transformers: one output per token, so
-    # output_len - 1 gaps). ITL statistics are computed over these gaps, as vLLM's serving benchmark does.
     itl_ms: list[list[float]]
-    # Per iteration, how many tokens each streamed output carried, the first output included (so one more
-    # entry than itl_ms[i], summing to output_len). None: one token per output (transformers).
-    tokens_per_output: Optional[list[list[int]]] = None
-    # vLLM only: the engine's own timestamps, raw (core/engine_samples.py derives every interval on read).
-    engine: Optional[EngineSamples] = None
-    # transformers: the harness-overhead baseline, per iteration: the instrumented generate() (clock start to its
-    # return, one sync after) and a bare generate() right after it with the same inputs (no streamer, synced).
+    tokens_per_output: Optional[list[list[int]]] = None  # None: one token per output (transformers)
+    engine: Optional[EngineSamples] = None  # vLLM only
     instrumented_generate_ms: Optional[list[float]] = None
     bare_generate_ms: Optional[list[float]] = None
 
