@@ -1,12 +1,10 @@
-"""vLLM's own timestamps of each measured request, stored raw; every interval is computed from them on read.
-
-A stored derived value could disagree with its own timestamps and still be printed, so a result stores only what
-vLLM's RequestStateStats held. The functions here derive the intervals the report and the bench's log show, and
-`engine_problems` says where timestamps contradict themselves or the client samples. Pure python + pydantic.
+"""vLLM's own timestamps of each measured request, stored raw (a stored derived value could disagree with them):
+the intervals the report and the bench's log show are derived here, and `engine_problems` says where timestamps
+contradict themselves or the client samples. Pure python + pydantic.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,12 +27,14 @@ ENGINE_DECODE_SPAN_SLACK_MS = 5.0
 ENGINE_NESTED_SLACK_MS = 1.0
 
 
-class _Strict(BaseModel):
-    # Unknown keys are an error: a typo in a writer must not silently drop data, nor a derived value creep back in.
+class Strict(BaseModel):
+    """Unknown keys are an error: a typo in a writer must not silently drop data, nor a derived value creep back in.
+    The base of every stored model; `class M(Strict, frozen=True)` for an immutable one (the published data)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class EngineTimestamps(_Strict):
+class EngineTimestamps(Strict):
     """One measured request's RequestStateStats, as read: raw timestamps and counts, nothing derived."""
 
     arrival_time: Optional[float] = Field(None, description="time.time() seconds in the frontend process")
@@ -47,31 +47,22 @@ class EngineTimestamps(_Strict):
     is_corrupted: Optional[bool] = None
 
 
-class EngineSamples(_Strict):
+class EngineSamples(Strict):
     """vLLM only: the engine's own timestamps per measured iteration (None: vLLM returned no metrics for it)."""
 
     clock: str = Field(description="what the fields are and which clock read each (ENGINE_CLOCK_NOTE)")
     iterations: list[Optional[EngineTimestamps]]
 
 
-def _ms(start_s: float, end_s: float) -> float:
-    return (end_s - start_s) * 1e3
+def _interval_ms(start: str, end: str) -> Callable[[EngineTimestamps], float]:
+    """end - start of one request, two engine-core timestamps, in milliseconds."""
+    return lambda e: (getattr(e, end) - getattr(e, start)) * 1e3
 
 
-def queued_to_scheduled_ms(e: EngineTimestamps) -> float:
-    return _ms(e.queued_ts, e.scheduled_ts)
-
-
-def scheduled_to_first_token_ms(e: EngineTimestamps) -> float:
-    return _ms(e.scheduled_ts, e.first_token_ts)
-
-
-def queued_to_first_token_ms(e: EngineTimestamps) -> float:
-    return _ms(e.queued_ts, e.first_token_ts)
-
-
-def first_to_last_token_ms(e: EngineTimestamps) -> float:
-    return _ms(e.first_token_ts, e.last_token_ts)
+queued_to_scheduled_ms = _interval_ms("queued_ts", "scheduled_ts")
+scheduled_to_first_token_ms = _interval_ms("scheduled_ts", "first_token_ts")
+queued_to_first_token_ms = _interval_ms("queued_ts", "first_token_ts")
+first_to_last_token_ms = _interval_ms("first_token_ts", "last_token_ts")
 
 
 def engine_tpot_ms(e: EngineTimestamps) -> Optional[float]:
@@ -80,32 +71,21 @@ def engine_tpot_ms(e: EngineTimestamps) -> Optional[float]:
     return first_to_last_token_ms(e) / (n - 1) if n > 1 else None
 
 
-def first_token_latency_ms(e: EngineTimestamps) -> float:
-    return e.first_token_latency * 1e3
-
-
 def frontend_ms(e: EngineTimestamps) -> float:
     """first_token_latency - queued -> first token: arrival -> queued plus first token -> frontend (IPC, output
     processing). A difference of two intervals on two clocks, never of two timestamps."""
-    return first_token_latency_ms(e) - queued_to_first_token_ms(e)
+    return e.first_token_latency * 1e3 - queued_to_first_token_ms(e)
 
 
 def client_side_ms(client_ttft_ms: float, e: EngineTimestamps) -> float:
     """Client TTFT - first_token_latency: submission -> arrival plus frontend -> client (stream delivery)."""
-    return client_ttft_ms - first_token_latency_ms(e)
+    return client_ttft_ms - e.first_token_latency * 1e3
 
 
 def tpot_gap_pct(client_tpot_ms: float, e: EngineTimestamps) -> Optional[float]:
     """How much longer the client's TPOT is than the engine core's, in % of the engine's."""
     engine = engine_tpot_ms(e)
     return 100.0 * (client_tpot_ms - engine) / engine if engine else None
-
-
-def tpot_allowance_ms(e: EngineTimestamps) -> Optional[float]:
-    """The most client and engine TPOT of one iteration may differ (ENGINE_TPOT_TOLERANCE_PCT, span slack)."""
-    engine = engine_tpot_ms(e)
-    return None if engine is None else max(engine * ENGINE_TPOT_TOLERANCE_PCT / 100.0,
-                                           ENGINE_DECODE_SPAN_SLACK_MS / (e.num_generation_tokens - 1))
 
 
 def _field(i: int, name: str = "") -> str:
@@ -130,19 +110,21 @@ def _order_problems(i: int, e: EngineTimestamps) -> list[str]:
 
 
 def _client_problems(i: int, e: EngineTimestamps, client_ttft_ms: float, client_tpot_ms: float) -> list[str]:
-    out, allowance, engine_tpot = [], tpot_allowance_ms(e), engine_tpot_ms(e)
-    if engine_tpot is not None and abs(client_tpot_ms - engine_tpot) > allowance:
+    out, engine_tpot, latency, n = [], engine_tpot_ms(e), e.first_token_latency * 1e3, e.num_generation_tokens
+    # Client and engine TPOT may differ by the tolerance in %, or by the span slack spread over the decode steps.
+    if engine_tpot is not None and abs(client_tpot_ms - engine_tpot) > max(
+            engine_tpot * ENGINE_TPOT_TOLERANCE_PCT / 100.0, ENGINE_DECODE_SPAN_SLACK_MS / (n - 1)):
         out.append(f"{_field(i)} gives an engine TPOT of {engine_tpot:.4f} ms ((last_token_ts - first_token_ts) / "
                    f"(num_generation_tokens - 1)), but samples.tpot_ms[{i}] is {client_tpot_ms:.4f} ms: the same "
                    f"decode steps agree within {ENGINE_TPOT_TOLERANCE_PCT:g}% (or {ENGINE_DECODE_SPAN_SLACK_MS:g} ms "
                    "over the decode span)")
-    if first_token_latency_ms(e) > client_ttft_ms + ENGINE_NESTED_SLACK_MS:
-        out.append(f"{_field(i, 'first_token_latency')} is {first_token_latency_ms(e):.4f} ms, longer than "
+    if latency > client_ttft_ms + ENGINE_NESTED_SLACK_MS:
+        out.append(f"{_field(i, 'first_token_latency')} is {latency:.4f} ms, longer than "
                    f"samples.ttft_ms[{i}] {client_ttft_ms:.4f} ms by more than {ENGINE_NESTED_SLACK_MS:g} ms, but the "
                    "client submits before the frontend sees the request and reads the first token after it")
-    if queued_to_first_token_ms(e) > first_token_latency_ms(e) + ENGINE_NESTED_SLACK_MS:
+    if queued_to_first_token_ms(e) > latency + ENGINE_NESTED_SLACK_MS:
         out.append(f"{_field(i)} gives queued -> first token {queued_to_first_token_ms(e):.4f} ms, longer than its "
-                   f"first_token_latency {first_token_latency_ms(e):.4f} ms by more than {ENGINE_NESTED_SLACK_MS:g} "
+                   f"first_token_latency {latency:.4f} ms by more than {ENGINE_NESTED_SLACK_MS:g} "
                    "ms, but the engine core's interval lies inside the frontend's")
     return out
 

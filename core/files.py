@@ -37,10 +37,6 @@ def atomic_path(path: Path, mode: Optional[int] = None) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: Optional[int] = None) -> None:
-    with atomic_path(path, mode) as tmp:
-        tmp.write_bytes(data)
-
-
 def atomic_write_text(path: Path, text: str, mode: Optional[int] = None) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), mode)
+    with atomic_path(path, mode) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))

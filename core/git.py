@@ -10,12 +10,9 @@ from core import ROOT
 
 
 def kit_git_state(root: Path = ROOT) -> tuple[Optional[str], Optional[bool]]:
-    """(commit, dirty) of the kit: KIT_GIT_COMMIT / KIT_GIT_DIRTY when whoever started the kit set them, else the
-    checkout's; (None, None) outside git.
-
-    The declared state wins over the checkout's own .git: a copy of the working tree (a GPU machine that received
-    the files, not the history) may carry a stale .git whose HEAD is not the code that runs.
-    """
+    """(commit, dirty) of the kit: KIT_GIT_COMMIT / KIT_GIT_DIRTY when whoever started the kit set them (a copy of
+    the working tree, as a GPU machine receives, may carry a stale .git), else the checkout's; (None, None) outside
+    git."""
     if commit := os.environ.get("KIT_GIT_COMMIT"):
         dirty = os.environ.get("KIT_GIT_DIRTY")
         return commit, None if dirty is None else dirty == "1"

@@ -1,8 +1,5 @@
-"""The stacks' hashed locks, images/<stack>/requirements.lock: the one place where versions are written.
-
-Standard library only. The host (image titles, help texts, sample results) and the container side (provenance,
-the study's vLLM version) read versions here; the container sees the same files, the kit's checkout is mounted
-at /kit.
+"""The stacks' hashed locks, images/<stack>/requirements.lock: the one place where versions are written, read here
+by the host and by the container side (the kit's checkout is mounted at /kit). Standard library only.
 """
 from __future__ import annotations
 

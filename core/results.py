@@ -1,29 +1,27 @@
-"""The results format: one versioned JSON file per run (docs/results-format.md).
-
-The container side builds a `Result` and `write_result` checks and writes it atomically; the host side reads it
-back with `load_result`. Pure python + pydantic: no torch, no numpy.
+"""The results format (docs/results-format.md): one versioned JSON file per run, checked and written atomically by
+the container side (`write_result`), read back by the host side (`load_result`). Pure python + pydantic, no numpy.
 """
 from __future__ import annotations
 
 import json
 import math
 import statistics
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, Field, ValidationError
 
-from core.engine_samples import EngineSamples, _Strict, engine_problems  # _Strict: unknown keys are an error
+from core.engine_samples import EngineSamples, Strict, engine_problems
 from core.files import atomic_write_text
 
 # 2: samples.engine is typed (EngineSamples) and holds raw timestamps only; version 1 stored derived intervals
 # beside them. tools/migrate_results.py converts a version 1 file.
 SCHEMA_VERSION = 2
-MIGRATION_COMMAND = "python tools/migrate_results.py"
 FORMAT_NAME = "awq-kit-result"
 
 
-class Stats(_Strict):
+class Stats(Strict):
     """Summary statistics of one sample list, in milliseconds."""
 
     n: int = Field(ge=0)
@@ -36,7 +34,7 @@ class Stats(_Strict):
     max: float
 
 
-class Workload(_Strict):
+class Workload(Strict):
     """What was run. Identical for every backend of one comparison."""
 
     model: str = Field(description="hub id, or the local path / synthetic config name")
@@ -53,7 +51,7 @@ class Workload(_Strict):
     seed: int
 
 
-class Backend(_Strict):
+class Backend(Strict):
     """Which engine ran and how it was configured."""
 
     name: Literal["transformers", "vllm"]
@@ -65,7 +63,7 @@ class Backend(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
-class GPU(_Strict):
+class GPU(Strict):
     name: str
     memory_total_mib: Optional[int] = None
     driver: Optional[str] = None
@@ -74,7 +72,7 @@ class GPU(_Strict):
     uuid: Optional[str] = Field(None, description="nvidia-ml-py's GPU UUID: tells one card from another of a model")
 
 
-class HostRecord(_Strict):
+class HostRecord(Strict):
     """The machine a run measured on: what moves a launch-bound row besides the GPU."""
 
     cpu_model: Optional[str] = Field(None, description="/proc/cpuinfo 'model name'")
@@ -83,7 +81,7 @@ class HostRecord(_Strict):
     boot_id: Optional[str] = Field(None, description="/proc/sys/kernel/random/boot_id: one boot of the machine")
 
 
-class GPUState(_Strict):
+class GPUState(Strict):
     """The GPU's clocks and limits at one moment (nvidia-ml-py), read, never set."""
 
     sm_clock_mhz: Optional[int] = None
@@ -94,7 +92,7 @@ class GPUState(_Strict):
     pstate: Optional[int] = None
 
 
-class LaunchProbe(_Strict):
+class LaunchProbe(Strict):
     """Kernel-launch latency measured right before the measured iterations, on the same GPU."""
 
     empty_kernel_launch_us: float = Field(gt=0, description="median per launch of 1,000 empty kernels, one sync")
@@ -102,7 +100,7 @@ class LaunchProbe(_Strict):
     method: str
 
 
-class RunConditions(_Strict):
+class RunConditions(Strict):
     """What the GPU and host looked like around the measured iterations of one run."""
 
     gpu_start: Optional[GPUState] = Field(None, description="right before the first measured iteration")
@@ -111,7 +109,7 @@ class RunConditions(_Strict):
     notes: list[str] = Field(default_factory=list, description="why a part is missing (no nvidia-ml-py, CPU run)")
 
 
-class SlurmJob(_Strict):
+class SlurmJob(Strict):
     """The Slurm job a result was measured in (`--runner slurm`), read from the job's environment."""
 
     job_id: str = Field(description="SLURM_JOB_ID")
@@ -120,7 +118,7 @@ class SlurmJob(_Strict):
     gpu_type: Optional[str] = Field(None, description="the GPU type asked for (--gpu-types); None: any GPU, or none")
 
 
-class Provenance(_Strict):
+class Provenance(Strict):
     kit_commit: Optional[str] = None
     kit_dirty: Optional[bool] = None
     runner: Literal["docker", "local"]
@@ -139,7 +137,7 @@ class Provenance(_Strict):
     host: Optional[HostRecord] = Field(None, description="the measuring machine (None in older results)")
 
 
-class Roofline(_Strict):
+class Roofline(Strict):
     """Inputs of the memory-bandwidth floor for one decode step at batch 1."""
 
     bytes_per_decode_step: int = Field(gt=0)
@@ -152,34 +150,28 @@ class Roofline(_Strict):
         return self.bytes_per_decode_step / (self.bandwidth_gb_s * 1e9) * 1e3 if self.bandwidth_gb_s else None
 
 
-class BenchSamples(_Strict):
-    """Raw per-iteration samples, client clock, milliseconds."""
+class BenchSamples(Strict):
+    """Raw per-iteration samples, client clock, milliseconds; docs/results-format.md says what each list holds
+    (itl_ms: one gap per streamed output after the first, ITL statistics are computed over these gaps)."""
 
     ttft_ms: list[float] = Field(min_length=1)  # a bench result needs at least one measured iteration
     tpot_ms: list[float] = Field(min_length=1)
     e2e_ms: list[float]
-    # Per iteration, one gap per streamed output after the first (transformers: one output per token, so
-    # output_len - 1 gaps). ITL statistics are computed over these gaps, as vLLM's serving benchmark does.
     itl_ms: list[list[float]]
-    # Per iteration, how many tokens each streamed output carried, the first output included (so one more
-    # entry than itl_ms[i], summing to output_len). None: one token per output (transformers).
-    tokens_per_output: Optional[list[list[int]]] = None
-    # vLLM only: the engine's own timestamps, raw (core/engine_samples.py derives every interval on read).
-    engine: Optional[EngineSamples] = None
-    # transformers: the harness-overhead baseline, per iteration: the instrumented generate() (clock start to its
-    # return, one sync after) and a bare generate() right after it with the same inputs (no streamer, synced).
+    tokens_per_output: Optional[list[list[int]]] = None  # None: one token per output (transformers)
+    engine: Optional[EngineSamples] = None  # vLLM only
     instrumented_generate_ms: Optional[list[float]] = None
     bare_generate_ms: Optional[list[float]] = None
 
 
-class BenchSummary(_Strict):
+class BenchSummary(Strict):
     ttft_ms: Stats
     tpot_ms: Stats
     itl_ms: Stats
     e2e_ms: Stats
 
 
-class ProfileRow(_Strict):
+class ProfileRow(Strict):
     """One row of torch.profiler's key_averages(); times in microseconds, memory in bytes."""
 
     name: str
@@ -194,7 +186,7 @@ class ProfileRow(_Strict):
     self_device_mem_bytes: Optional[int] = None
 
 
-class ProfilePhase(_Strict):
+class ProfilePhase(Strict):
     label: Literal["cold", "warm", "decode"]
     description: str
     table: str = Field(description="key_averages().table(...) text, verbatim")
@@ -206,7 +198,7 @@ class ProfilePhase(_Strict):
     awq_kernel_path: Optional[str] = None
 
 
-class _ResultHead(_Strict):
+class _ResultHead(Strict):
     """The fields every result starts with, in this order (a subclass narrows `kind`)."""
     format: Literal["awq-kit-result"] = FORMAT_NAME
     schema_version: Literal[2] = SCHEMA_VERSION
@@ -238,22 +230,12 @@ Result = BenchResult | ProfileResult
 _BY_KIND: dict[str, type[BaseModel]] = {"bench": BenchResult, "profile": ProfileResult}
 
 
-def _percentile(sorted_xs: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default 'linear' method)."""
-    if len(sorted_xs) == 1:
-        return sorted_xs[0]
-    pos = (len(sorted_xs) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_xs) - 1)
-    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
-
-
 def summarize(samples: list[float]) -> Stats:
-    if not samples:
-        raise ValueError("cannot summarize an empty sample list")
     xs = sorted(float(x) for x in samples)
-    return Stats(n=len(xs), median=statistics.median(xs), mean=statistics.fmean(xs), p90=_percentile(xs, 0.90),
-                 p99=_percentile(xs, 0.99), std=statistics.pstdev(xs) if len(xs) > 1 else 0.0, min=xs[0], max=xs[-1])
+    # "inclusive": linear interpolation between closest ranks, numpy's default percentile
+    q = statistics.quantiles(xs, n=100, method="inclusive") if len(xs) > 1 else xs * 99
+    return Stats(n=len(xs), median=statistics.median(xs), mean=statistics.fmean(xs), p90=q[89], p99=q[98],
+                 std=statistics.pstdev(xs), min=xs[0], max=xs[-1])
 
 
 def harness_overhead_text(instrumented_ms: Optional[list[float]], bare_ms: Optional[list[float]]) -> Optional[str]:
@@ -269,84 +251,55 @@ def harness_overhead_text(instrumented_ms: Optional[list[float]], bare_ms: Optio
             f"{diffs[0]:+.3f} to {diffs[-1]:+.3f} ms ({pcts[0]:+.3f}% to {pcts[-1]:+.3f}%), n={len(pairs)}")
 
 
-_PER_ITERATION = ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms", "tokens_per_output", "instrumented_generate_ms",
-                  "bare_generate_ms")
-
-
 def _close(a: float, b: float) -> bool:
     # JSON keeps floats exactly; the tolerance (ms) only absorbs adding the same numbers in another order.
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
 
 
-def _count_problems(r: BenchResult) -> list[str]:
-    n = r.workload.iterations
-    out = [f"field 'samples.{name}' has {len(v)} entries, but workload.iterations is {n} (one per measured iteration)"
-           for name in _PER_ITERATION if (v := getattr(r.samples, name)) is not None and len(v) != n]
-    if (r.samples.bare_generate_ms is None) != (r.samples.instrumented_generate_ms is None):
+def bench_inconsistencies(r: BenchResult) -> list[str]:
+    """Where a bench result contradicts itself: one phrase per problem, naming the field and what was expected.
+    The counts are checked first: the per-iteration checks pair lists by index."""
+    s, n, iterations = r.samples, r.workload.output_len, r.workload.iterations
+    out = [f"field 'samples.{name}' has {len(v)} entries, but workload.iterations is {iterations} (one per measured "
+           "iteration)" for name in BenchSamples.model_fields  # every list but engine has one entry per iteration
+           if name != "engine" and (v := getattr(s, name)) is not None and len(v) != iterations]
+    if (s.bare_generate_ms is None) != (s.instrumented_generate_ms is None):
         out.append("fields 'samples.bare_generate_ms' and 'samples.instrumented_generate_ms' come as a pair, but "
                    "only one of them is present")
-    return out
-
-
-def _gap_problems(r: BenchResult) -> list[str]:
-    """itl_ms[i]: one gap per streamed output after the first; the outputs carry output_len tokens in all."""
-    n, out = r.workload.output_len, []
-    for i, gaps in enumerate(r.samples.itl_ms):
-        outputs = r.samples.tokens_per_output[i] if r.samples.tokens_per_output is not None else None
-        if outputs is None:
-            if len(gaps) != n - 1:
-                out.append(f"field 'samples.itl_ms[{i}]' has {len(gaps)} gaps, but output_len {n} tokens, one per "
-                           f"output (samples.tokens_per_output is null), give {n - 1}")
-            continue
-        if sum(outputs) != n or any(k < 1 for k in outputs):
+    if out:
+        return out
+    # itl_ms[i]: one gap per streamed output after the first, the outputs carrying output_len tokens in all;
+    # e2e = TTFT + the sum of the gaps; TPOT = (e2e - TTFT) / (N - 1); generate() returns after its last token.
+    for i, (ttft, tpot, e2e, gaps, outputs, wall) in enumerate(zip(
+            s.ttft_ms, s.tpot_ms, s.e2e_ms, s.itl_ms, s.tokens_per_output or repeat(None),
+            s.instrumented_generate_ms or repeat(None))):
+        if outputs is None and len(gaps) != n - 1:
+            out.append(f"field 'samples.itl_ms[{i}]' has {len(gaps)} gaps, but output_len {n} tokens, one per "
+                       f"output (samples.tokens_per_output is null), give {n - 1}")
+        elif outputs is not None and (sum(outputs) != n or any(k < 1 for k in outputs)):
             out.append(f"field 'samples.tokens_per_output[{i}]' is {outputs[:8]}{'...' if len(outputs) > 8 else ''}, "
                        f"but the outputs of an iteration carry at least one token each and output_len {n} in all")
-        elif len(gaps) != len(outputs) - 1:
+        elif outputs is not None and len(gaps) != len(outputs) - 1:
             out.append(f"field 'samples.itl_ms[{i}]' has {len(gaps)} gaps, but samples.tokens_per_output[{i}] lists "
                        f"{len(outputs)} outputs, which give {len(outputs) - 1}")
-    return out
-
-
-def _timing_problems(r: BenchResult) -> list[str]:
-    """Per iteration: e2e = TTFT + the sum of its gaps; TPOT = (e2e - TTFT) / (N - 1)."""
-    s, n, out = r.samples, r.workload.output_len, []
-    for i, (ttft, tpot, e2e, gaps) in enumerate(zip(s.ttft_ms, s.tpot_ms, s.e2e_ms, s.itl_ms)):
         if not _close(e2e, ttft + math.fsum(gaps)):
             out.append(f"field 'samples.e2e_ms[{i}]' is {e2e!r}, but ttft_ms[{i}] + the sum of itl_ms[{i}] is "
                        f"{ttft + math.fsum(gaps)!r}")
-        want = (e2e - ttft) / (n - 1) if n > 1 else 0.0
-        if not _close(tpot, want):
+        if not _close(tpot, want := (e2e - ttft) / (n - 1) if n > 1 else 0.0):
             out.append(f"field 'samples.tpot_ms[{i}]' is {tpot!r}, but (e2e_ms[{i}] - ttft_ms[{i}]) / (output_len - 1) "
                        f"is {want!r}")
-    for i, (e2e, wall) in enumerate(zip(s.e2e_ms, s.instrumented_generate_ms or [])):
-        if wall < e2e and not _close(wall, e2e):
+        if wall is not None and wall < e2e and not _close(wall, e2e):
             out.append(f"field 'samples.instrumented_generate_ms[{i}]' is {wall!r}, shorter than e2e_ms[{i}] {e2e!r}, "
                        "but generate() returns after its last token")
-    return out
-
-
-def _summary_problems(r: BenchResult) -> list[str]:
-    """summary = summarize(samples), field by field; ITL over all gaps of all iterations."""
-    s = r.samples
-    expected = {"ttft_ms": s.ttft_ms, "tpot_ms": s.tpot_ms, "e2e_ms": s.e2e_ms,
-                "itl_ms": [g for gaps in s.itl_ms for g in gaps] or [0.0]}
-    out = []
-    for name, values in expected.items():
+    # summary = summarize(samples), field by field; ITL over all gaps of all iterations
+    for name in BenchSummary.model_fields:
+        values = ([g for gaps in s.itl_ms for g in gaps] or [0.0]) if name == "itl_ms" else getattr(s, name)
         want, have = summarize(values), getattr(r.summary, name)
         for stat in Stats.model_fields:
             a, b = getattr(have, stat), getattr(want, stat)
             if not (a == b if stat == "n" else _close(a, b)):
                 out.append(f"field 'summary.{name}.{stat}' is {a!r}, but the {stat} of samples.{name} is {b!r}")
-    return out
-
-
-def bench_inconsistencies(r: BenchResult) -> list[str]:
-    """Where a bench result contradicts itself: one phrase per problem, naming the field and what was expected.
-    The counts are checked first: the per-iteration checks pair lists by index."""
-    return _count_problems(r) or (_gap_problems(r) + _timing_problems(r) + _summary_problems(r)
-                                  + engine_problems(r.samples.engine, r.workload.iterations, r.samples.ttft_ms,
-                                                    r.samples.tpot_ms))
-
+    return out + engine_problems(s.engine, iterations, s.ttft_ms, s.tpot_ms)
 
 
 class ResultFileError(Exception):
@@ -401,14 +354,12 @@ def load_result(path: Path) -> Result:
     if path.suffix != ".json":
         raise NotAResultFile(f"{path}: not a .json file")
     try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ResultFileError(f"{path}: cannot be read ({e}). Check its permissions or remove it.") from e
-    try:
-        data = json.loads(raw)
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ResultFileError(f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); it may be "
                               "truncated. Re-run the session that produced it or remove the file.") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultFileError(f"{path}: cannot be read ({e}). Check its permissions or remove it.") from e
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise NotAResultFile(f"{path}: JSON without \"format\": \"{FORMAT_NAME}\"")
     version = data.get("schema_version")
@@ -416,8 +367,8 @@ def load_result(path: Path) -> Result:
         raise ResultFileError(
             f"{path}: field 'schema_version' is 1, but this kit reads version {SCHEMA_VERSION} (version 1 stored "
             "intervals derived from the vLLM engine timestamps beside them; version 2 stores the timestamps only). "
-            f"Convert it with `{MIGRATION_COMMAND} {path}`, which recomputes those intervals, checks them against "
-            "the stored ones and rewrites the file.")
+            f"Convert it with `python tools/migrate_results.py {path}`, which recomputes those intervals, checks "
+            "them against the stored ones and rewrites the file.")
     if version != SCHEMA_VERSION:
         raise ResultFileError(
             f"{path}: field 'schema_version' is {version!r}, but this kit reads version {SCHEMA_VERSION}. "

@@ -1,8 +1,5 @@
-"""The checks every step applies, each written once with its one message.
-
-The host applies them before anything long starts (a GPU's capability in preflight, the options in the spec),
-the container side again where only it can (the checkpoint's config.json, the GPU torch sees). Standard library
-only.
+"""The checks every step applies, each written once with its one message: on the host before anything long starts,
+in the container again where only it can (the checkpoint's config.json, the GPU torch sees). Standard library only.
 """
 from __future__ import annotations
 
@@ -117,24 +114,19 @@ def check_capability(quantization: str, capability: Optional[tuple[int, int]], g
     table = MIN_CAPABILITY_BY_SERIES[series]
     need = table[quantization]
     if capability is None:
-        raise KitError(
-            f"Could not read the compute capability of {gpu_name}, so the {quantization} kernel's requirement "
-            f"(compute capability >= {need[0]}.{need[1]}) cannot be checked. Check that torch sees the GPU "
-            "(`python -c 'import torch; print(torch.cuda.get_device_capability())'`)."
-        )
+        raise KitError(f"Could not read the compute capability of {gpu_name}, so the {quantization} kernel's "
+                       f"requirement (compute capability >= {need[0]}.{need[1]}) cannot be checked. Check that torch "
+                       "sees the GPU (`python -c 'import torch; print(torch.cuda.get_device_capability())'`).")
     have = (int(capability[0]), int(capability[1]))
     if have >= need:
         return
-    if quantization == "awq_marlin" and need > table["awq"]:
-        raise KitError(
-            f"vLLM {series}'s awq_marlin kernel needs compute capability >= {need[0]}.{need[1]} (Ampere or newer: "
-            f"A100, A10, L4, H100, RTX 30xx and later), but {gpu_name} is {have[0]}.{have[1]} (a T4 is 7.5). The "
-            "awq_marlin row cannot run on this GPU with this vLLM; run only the awq row here (`--quantization awq`, "
-            "which needs 7.5), use vLLM 0.20 (`--vllm 0.20`, whose marlin runs from 7.5 on), or an Ampere-or-newer "
-            "GPU. The published awq_marlin numbers were taken on an A100-SXM4-80GB."
-        )
-    raise KitError(
-        f"vLLM {series}'s {quantization} kernel needs compute capability >= {need[0]}.{need[1]} (Turing or newer: "
-        f"T4, A100, L4, H100 ...), but {gpu_name} is {have[0]}.{have[1]}. Neither vLLM AWQ row can run on this GPU; "
-        "use a newer one."
-    )
+    if quantization == "awq_marlin" and need > table["awq"]:  # only marlin is out of reach: say what still runs
+        era, advice = "Ampere or newer: A100, A10, L4, H100, RTX 30xx and later", (
+            " (a T4 is 7.5). The awq_marlin row cannot run on this GPU with this vLLM; run only the awq row here "
+            "(`--quantization awq`, which needs 7.5), use vLLM 0.20 (`--vllm 0.20`, whose marlin runs from 7.5 on), or "
+            "an Ampere-or-newer GPU. The published awq_marlin numbers were taken on an A100-SXM4-80GB.")
+    else:
+        era = "Turing or newer: T4, A100, L4, H100 ..."
+        advice = ". Neither vLLM AWQ row can run on this GPU; use a newer one."
+    raise KitError(f"vLLM {series}'s {quantization} kernel needs compute capability >= {need[0]}.{need[1]} ({era}), "
+                   f"but {gpu_name} is {have[0]}.{have[1]}{advice}")

@@ -1,12 +1,8 @@
-"""The workload spec: one typed value, parsed and checked once, handed from the host to the container as data.
+"""The workload spec: one typed value, parsed and checked once on the host (`check_spec`), handed to the container
+side as `--workload JSON`; started by hand, the container's entry points parse the same options with the same checks.
 
-The host parses its command line with the parser built here, checks the spec once (`check_spec`) and passes it to
-the container side as `--workload JSON`; started by hand, the container's entry points parse the same options with
-the same checks. Standard library only.
-
-Defaults follow `vllm bench latency` (vLLM 0.12.0): input 32 tokens, output 128 tokens, 10 warm-up runs,
-30 measured iterations, at batch size 1 (vLLM's own default batch is 8; the study is batch 1). The published
-study does not state its lengths, so these are a choice, printed in every report.
+Defaults follow `vllm bench latency` (vLLM 0.12.0), at batch size 1 (vLLM's own default batch is 8; the study is
+batch 1). The published study does not state its lengths, so these are a choice, printed in every report.
 """
 from __future__ import annotations
 
@@ -23,10 +19,6 @@ from core.errors import KitError
 from core.rules import QUANTIZATIONS, check_max_model_len, refuse_cpu_for_vllm
 
 DEFAULT_MODEL = "Qwen/Qwen3-8B-AWQ"
-DEFAULT_INPUT_LEN = 32  # vllm bench latency --input-len
-DEFAULT_OUTPUT_LEN = 128  # vllm bench latency --output-len
-DEFAULT_WARMUP = 10  # vllm bench latency --num-iters-warmup
-DEFAULT_ITERS = 30  # vllm bench latency --num-iters
 BACKENDS = ("transformers", "vllm")
 CONFIG_DIR = ROOT / "bench" / "configs"  # the synthetic generator's named configs (data, read here by name)
 
@@ -39,10 +31,10 @@ class WorkloadSpec:
     revision: Optional[str] = None
     synthetic: Optional[str] = None  # a named config or a config.json path
     synthetic_seed: int = 0
-    input_len: int = DEFAULT_INPUT_LEN
-    output_len: int = DEFAULT_OUTPUT_LEN
-    warmup: int = DEFAULT_WARMUP
-    iters: int = DEFAULT_ITERS
+    input_len: int = 32  # vllm bench latency --input-len
+    output_len: int = 128  # vllm bench latency --output-len
+    warmup: int = 10  # vllm bench latency --num-iters-warmup
+    iters: int = 30  # vllm bench latency --num-iters
     seed: int = 0
     device: str = "auto"  # auto | cuda | cpu; the container resolves auto once
     # vLLM engine
@@ -127,15 +119,15 @@ def add_workload_args(p: argparse.ArgumentParser, *, vllm: bool = False, profile
                         "config.json path, generated once into $KIT_CACHE_DIR/synthetic/<config>-<seed>/")
     g.add_argument("--synthetic-seed", type=_at_least("--synthetic-seed", 0), default=0,
                    help="weight seed of the synthetic checkpoint (default 0)")
-    g.add_argument("--input-len", type=_at_least("--input-len", 1), default=DEFAULT_INPUT_LEN,
-                   help=f"prompt tokens (default {DEFAULT_INPUT_LEN}, as vllm bench latency)")
-    g.add_argument("--output-len", type=_at_least("--output-len", 2), default=DEFAULT_OUTPUT_LEN,
-                   help=f"generated tokens, exactly, EOS ignored (default {DEFAULT_OUTPUT_LEN}, as vllm bench latency; "
+    g.add_argument("--input-len", type=_at_least("--input-len", 1), default=WorkloadSpec.input_len,
+                   help="prompt tokens (default %(default)s, as vllm bench latency)")
+    g.add_argument("--output-len", type=_at_least("--output-len", 2), default=WorkloadSpec.output_len,
+                   help="generated tokens, exactly, EOS ignored (default %(default)s, as vllm bench latency; "
                         "at least 2 so that TPOT exists)")
-    g.add_argument("--warmup", type=_at_least("--warmup", 0), default=DEFAULT_WARMUP,
-                   help=f"un-timed runs of the same shapes (default {DEFAULT_WARMUP}, as vllm bench latency)")
-    g.add_argument("--iters", type=_at_least("--iters", 1), default=DEFAULT_ITERS,
-                   help=f"measured iterations (default {DEFAULT_ITERS}, as vllm bench latency)")
+    g.add_argument("--warmup", type=_at_least("--warmup", 0), default=WorkloadSpec.warmup,
+                   help="un-timed runs of the same shapes (default %(default)s, as vllm bench latency)")
+    g.add_argument("--iters", type=_at_least("--iters", 1), default=WorkloadSpec.iters,
+                   help="measured iterations (default %(default)s, as vllm bench latency)")
     g.add_argument("--seed", type=int, default=0, help="seed of the prompt token ids (default 0)")
     g.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="cuda or cpu (default auto: cuda when torch sees a GPU); CPU results are labelled as such")
@@ -182,7 +174,9 @@ def check_spec(spec: WorkloadSpec, backend: Optional[str]) -> WorkloadSpec:
                            "config.json with an AWQ quantization_config.")
     elif not spec.model:
         spec = spec.replace(model=DEFAULT_MODEL)
-    if spec.model and looks_like_path(spec.model) and not Path(os.path.expanduser(spec.model)).exists():
+    local = spec.model and (spec.model.startswith(("/", "./", "../", "~")) or spec.model.count("/") > 1
+                            or os.sep != "/" and os.sep in spec.model)
+    if local and not Path(os.path.expanduser(spec.model)).exists():
         raise KitError(f"--model {spec.model!r}: no such local folder. Pass an existing checkpoint folder (with "
                        "config.json and *.safetensors), a hub id such as Qwen/Qwen3-8B-AWQ, or --synthetic "
                        "qwen3-8b-awq.")
@@ -193,10 +187,6 @@ def check_spec(spec: WorkloadSpec, backend: Optional[str]) -> WorkloadSpec:
         refuse_cpu_for_vllm(spec.device)
         check_max_model_len(spec.max_model_len, spec.input_len, spec.output_len)
     return spec
-
-
-def looks_like_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
 
 
 def add_spec_argument(p: argparse.ArgumentParser) -> None:

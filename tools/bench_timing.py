@@ -1,10 +1,7 @@
-"""Wall time of a warm `python -m kit report` (target: at most 2 s), and where it goes.
+"""Wall time of a warm `python -m kit report` (target: at most 2 s) and where it goes, on this checkout's results/
+and on sample results (tests/support/samples.py); `--nox` also times `nox -s report`. Prints, changes nothing.
 
-    python tools/bench_timing.py [--runs N] [--nox]
-
-Times `python -m kit report` in fresh interpreters on this checkout's results/ and on sample results
-(tests/support/samples.py), after one untimed warm-up, into a temp folder; then one run split into stages. --nox
-also times `nox -s report` (its venv reused). Prints the figures; changes nothing in the repo.
+Each case runs in fresh interpreters into a temp folder, after one untimed warm-up; then one run is split into stages.
 """
 from __future__ import annotations
 
@@ -61,7 +58,7 @@ def _timed(name: str, argvs: list[list[str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python tools/bench_timing.py", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python tools/bench_timing.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5, help="timed runs per case (default 5)")
     p.add_argument("--nox", action="store_true", help="also time `nox -s report` (needs nox on PATH)")
     ns = p.parse_args(argv)

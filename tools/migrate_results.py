@@ -30,17 +30,9 @@ V1_DERIVED = {"queued_to_scheduled_ms": es.queued_to_scheduled_ms,
               "queued_to_first_token_ms": es.queued_to_first_token_ms,
               "first_to_last_token_ms": es.first_to_last_token_ms, "tpot_ms": es.engine_tpot_ms}
 # Version 1's clock note described the stored *_ms values; a version 2 file gets the note that matches it.
-V1_ENGINE_CLOCK_NOTE = (
-    "vLLM RequestOutput.metrics (RequestStateStats) of each measured request. queued_ts, scheduled_ts, "
-    "first_token_ts and last_token_ts are time.monotonic() seconds read in the engine-core process; "
-    "arrival_time is time.time() in the frontend process and first_token_latency a frontend wall-clock "
-    "interval in seconds. The *_ms values are differences within the engine-core clock only. None of "
-    "these are comparable with the client-side samples (time.perf_counter in the benchmark process)."
-)
-
-
-class Refused(Exception):
-    """One paragraph: the file, the field, what was expected; nothing was written."""
+V1_ENGINE_CLOCK_NOTE = es.ENGINE_CLOCK_NOTE.replace(
+    "Intervals are computed on read, within one clock only.",
+    "The *_ms values are differences within the engine-core clock only.")
 
 
 def _agrees(stored: Any, recomputed: Optional[float]) -> bool:
@@ -50,34 +42,25 @@ def _agrees(stored: Any, recomputed: Optional[float]) -> bool:
     return isinstance(stored, (int, float)) and math.isclose(stored, recomputed, rel_tol=1e-9, abs_tol=1e-9)
 
 
-def _check_v1_intervals(path: Path, snaps: list[Optional[dict]], stamps: list[Optional[es.EngineTimestamps]]) -> None:
-    for i, (snap, e) in enumerate(zip(snaps, stamps)):
-        for name, derive in V1_DERIVED.items():
-            if e is not None and not _agrees(snap.get(name), recomputed := derive(e)):
-                raise Refused(f"{path}: field 'samples.engine.iterations[{i}].{name}' is {snap.get(name)!r}, but its "
-                              f"own timestamps give {recomputed!r}: the stored interval and the timestamps disagree, "
-                              "and version 2 would keep only the timestamps, so one of them was edited or written by "
-                              "a bug. Nothing was written; re-run the session that produced the file, or remove it.")
-
-
 def migrate_file(path: Path) -> str:
-    """Migrate one file in place; returns what happened (raises Refused)."""
+    """Migrate one file in place; returns what happened (raises ResultFileError: one paragraph, nothing written)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise Refused(f"{path}: cannot be read as JSON ({e}). Nothing was written; fix or remove the file.") from e
+        raise ResultFileError(f"{path}: cannot be read as JSON ({e}). Nothing was written; fix or remove the "
+                              "file.") from e
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         return "not a kit result, skipped"
     version, samples, v1_engine = data.get("schema_version"), data.get("samples"), None
     if version == SCHEMA_VERSION and "cuda_event_tpot_ms" not in (samples or {}):
         return f"already version {SCHEMA_VERSION}, left alone"
     if version not in (1, SCHEMA_VERSION):
-        raise Refused(f"{path}: field 'schema_version' is {version!r}, but this script converts version 1 to "
-                      f"{SCHEMA_VERSION}. Nothing was written; render it with the kit version that wrote it.")
-    model = _BY_KIND.get(data.get("kind"))
-    if model is None:
-        raise Refused(f"{path}: field 'kind' is {data.get('kind')!r}; expected one of {sorted(_BY_KIND)}. Nothing "
-                      "was written.")
+        raise ResultFileError(f"{path}: field 'schema_version' is {version!r}, but this script converts version 1 "
+                              f"to {SCHEMA_VERSION}. Nothing was written; render it with the kit version that wrote "
+                              "it.")
+    if (model := _BY_KIND.get(data.get("kind"))) is None:
+        raise ResultFileError(f"{path}: field 'kind' is {data.get('kind')!r}; expected one of {sorted(_BY_KIND)}. "
+                              "Nothing was written.")
     if data["kind"] == "bench" and isinstance(samples, dict):
         samples = {k: v for k, v in samples.items() if k != "cuda_event_tpot_ms"}
         if version == 1 and (v1_engine := samples.get("engine")) is not None:
@@ -89,13 +72,18 @@ def migrate_file(path: Path) -> str:
         data = dict(data, samples=samples)
     try:
         result = model.model_validate(dict(data, schema_version=SCHEMA_VERSION))
-        if v1_engine is not None:
-            _check_v1_intervals(path, v1_engine.get("iterations") or [], result.samples.engine.iterations)
+        v1_pairs = zip(v1_engine["iterations"], result.samples.engine.iterations) if v1_engine else ()
+        for i, (snap, e) in enumerate(v1_pairs):
+            for name, derive in V1_DERIVED.items():
+                if e is not None and not _agrees(snap.get(name), recomputed := derive(e)):
+                    raise ResultFileError(
+                        f"{path}: field 'samples.engine.iterations[{i}].{name}' is {snap.get(name)!r}, but its own "
+                        f"timestamps give {recomputed!r}: the stored interval and the timestamps disagree, and version "
+                        "2 would keep only the timestamps, so one of them was edited or written by a bug. Nothing was "
+                        "written; re-run the session that produced the file, or remove it.")
         write_result(result, path)
     except ValidationError as e:
-        raise Refused(_describe_validation_error(path, e) + " Nothing was written.") from e
-    except ResultFileError as e:
-        raise Refused(str(e)) from e
+        raise ResultFileError(_describe_validation_error(path, e) + " Nothing was written.") from e
     return f"migrated to version {SCHEMA_VERSION}"
 
 
@@ -109,7 +97,7 @@ def main(argv: list[str]) -> int:
     for path in [f for p in places for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]:
         try:
             print(f"{path}: {migrate_file(path)}")
-        except Refused as e:
+        except ResultFileError as e:
             refused += 1
             print(str(e), file=sys.stderr)
     if refused:

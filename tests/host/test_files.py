@@ -6,7 +6,7 @@ import os
 import pytest
 
 from core.errors import ONE_LINE_LIMIT, one_line
-from core.files import atomic_path, atomic_write_bytes, atomic_write_text
+from core.files import atomic_path, atomic_write_text
 
 
 def test_a_write_replaces_the_file_with_the_mode_umask_gives(tmp_path):
@@ -18,7 +18,7 @@ def test_a_write_replaces_the_file_with_the_mode_umask_gives(tmp_path):
     finally:
         os.umask(old)
     assert target.read_text() == "two" and (target.stat().st_mode & 0o777) == 0o640
-    atomic_write_bytes(target, b"#!/bin/sh\n", mode=0o755)
+    atomic_write_text(target, "#!/bin/sh\n", mode=0o755)
     assert (target.stat().st_mode & 0o777) == 0o755
     assert sorted(p.name for p in target.parent.iterdir()) == ["r.json"]
 

@@ -15,7 +15,7 @@ DOC = (KIT_ROOT / "docs" / "results-format.md").read_text(encoding="utf-8")
 def _models() -> dict[str, type[BaseModel]]:
     return {name: obj for module in (results, engine_samples) for name, obj in vars(module).items()
             if inspect.isclass(obj) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__
-            and not name.startswith("_")}
+            and not name.startswith("_") and obj is not engine_samples.Strict}  # Strict: the fieldless base
 
 
 def _sections() -> dict[str, str]:
