@@ -130,10 +130,6 @@ def _files_by_dist(wheelhouse: Path) -> dict[tuple[str, str], list[Path]]:
     return out
 
 
-def _pip(python: str, args: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([python, "-m", "pip", *args], text=True, **kw)
-
-
 def _pip_with_progress(args: list[str], total: int) -> subprocess.CompletedProcess:
     """pip (this interpreter's), one progress line per package it starts on; the whole output kept for errors."""
     lines, done = [], 0
@@ -187,15 +183,16 @@ def _build_sdists(no_wheel: list[Pin], bootstrap: list[Pin], dest: Path, index: 
         for pin in no_wheel:
             sdists = tmp / f"sdist-{pin.name}"
             with _requirements_file([pin]) as req:
-                r = _pip(sys.executable, ["download", *index, "--no-deps", "--no-binary=:all:", "--require-hashes",
-                                          "--progress-bar", "off", "-d", str(sdists), "-r", req],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                r = subprocess.run([sys.executable, "-m", "pip", "download", *index, "--no-deps", "--no-binary=:all:",
+                                    "--require-hashes", "--progress-bar", "off", "-d", str(sdists), "-r", req],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if r.returncode != 0:
                 raise KitError(_no_wheel_paragraph(pin, "it has no sdist either", r.stdout))
             sdist = next(sdists.iterdir())
             out = tmp / f"wheel-{pin.name}"
-            r = _pip(env_python, ["wheel", "--no-index", "--no-deps", "--no-build-isolation", "-w", str(out),
-                                  str(sdist)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            r = subprocess.run([env_python, "-m", "pip", "wheel", "--no-index", "--no-deps", "--no-build-isolation",
+                                "-w", str(out), str(sdist)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
             wheels = list(out.glob("*.whl")) if r.returncode == 0 else []
             if not wheels:
                 raise KitError(_no_wheel_paragraph(pin, f"building its sdist {sdist.name} failed", r.stdout))
@@ -211,9 +208,16 @@ def _build_sdists(no_wheel: list[Pin], bootstrap: list[Pin], dest: Path, index: 
 
 
 def _bootstrapped_venv(python: str, venv: Path, bootstrap: list[Pin], wheelhouse: Path) -> str:
-    """A venv with the bootstrap lock's pip, setuptools and wheel, installed from the wheelhouse with hashes."""
+    """A venv with the bootstrap lock's pip, setuptools and wheel, installed from the wheelhouse with hashes by the
+    lock's own pip run from its wheel (checked against the lock's hashes before it runs)."""
+    pip = next((p for p in bootstrap if p.name == "pip"), None)
+    named = _files_by_dist(wheelhouse).get((pip.name, pip.version), []) if pip else []
+    wheel = next((f for f in named if sha256_file(f) in pip.hashes), None)
+    if wheel is None:
+        raise KitError(f"{wheelhouse} holds no pip wheel with a hash the bootstrap lock pins: make it again.")
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
-    _bootstrap_pip(str(venv / "bin" / "python"), bootstrap, wheelhouse)
+    with _requirements_file(bootstrap) as req:
+        _offline_install(str(venv / "bin" / "python"), [str(wheel / "pip"), "install"], req, wheelhouse)
     return str(venv / "bin" / "python")
 
 
@@ -286,29 +290,15 @@ def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tup
             continue
         (altered if named else missing).append(
             f"{pin.name}=={pin.version}" + (f" ({', '.join(f.name for f in named)})" if named else ""))
-    if altered or missing:
-        parts = []
-        if altered:
-            parts.append("these files are there but their sha256 is not the one the lock (or the manifest, for a "
-                         "built wheel) pins, so they were altered or come from another lock: " + "; ".join(altered))
-        if missing:
-            parts.append("these packages have no file at all: " + "; ".join(missing))
+    parts = [f"{what}: " + "; ".join(pins) for what, pins in (
+        ("these files are there but their sha256 is not the one the lock (or the manifest, for a built wheel) pins, "
+         "so they were altered or come from another lock", altered), ("these packages have no file at all", missing))
+        if pins]
+    if parts:
         raise KitError(f"The wheelhouse {wheelhouse} does not match images/{stack}/'s locks: " + ". ".join(parts) +
                        f". Nothing was installed. Make it again where the index is reachable (`nox -s wheelhouse -- "
                        f"{stack}`) and copy the whole folder.")
     return files
-
-
-def _bootstrap_pip(python: str, bootstrap: list[Pin], wheelhouse: Path) -> None:
-    """Install the bootstrap lock into a venv that has no pip yet, with the lock's own pip run from its wheel
-    (checked against the lock's hashes before it runs)."""
-    pip = next((p for p in bootstrap if p.name == "pip"), None)
-    named = _files_by_dist(wheelhouse).get((pip.name, pip.version), []) if pip else []
-    wheel = next((f for f in named if sha256_file(f) in pip.hashes), None)
-    if wheel is None:
-        raise KitError(f"{wheelhouse} holds no pip wheel with a hash the bootstrap lock pins: make it again.")
-    with _requirements_file(bootstrap) as req:
-        _offline_install(python, [str(wheel / "pip"), "install"], req, wheelhouse)
 
 
 def _offline_install(python: str, pip: list[str], requirements: str, wheelhouse: Path, *extra: str) -> None:
@@ -357,7 +347,8 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
         main = [p for p in pins if p.lock == LOCKS[1]]
         with _requirements_file(main, {p: h for p, (_, h) in files.items()}) as req:
             _offline_install(venv_python, ["-m", "pip", "install"], req, wheelhouse, "--no-build-isolation")
-        check = _pip(venv_python, ["check"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        check = subprocess.run([venv_python, "-m", "pip", "check"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
         if check.returncode != 0:
             raise KitError(f"pip check failed in {venv}:\n{check.stdout.strip()}")
     print(f"venv: {venv} made from {wheelhouse} with no index, every hash checked, in {time.monotonic() - t0:.0f} s",

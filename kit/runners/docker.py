@@ -1,16 +1,6 @@
-"""Docker runner: one Step inside its stack's pinned image (`docker run --rm --init`), README "The Docker runner".
-
-The kit's checkout is mounted read-only at /kit (code is never baked into an image); results, output, the kit cache,
-the Hugging Face cache and vLLM's compile cache are host folders. The container runs as the invoking user (HOME=/tmp,
-USER set: torch inductor calls getpwuid()), so every file it writes belongs to them. HF_TOKEN goes by name only
-(``-e HF_TOKEN``): its value is never in argv, a log or an image.
-
-Ctrl-C: the docker CLI forwards SIGINT (tini, then the bench prints what finished); a container still up after a
-grace period gets `docker kill --signal INT`, then `docker stop`. Its output is shown live and kept in <output>/logs/.
-No container outlives the kit process that started it, even one killed without a chance to clean up: each carries
-the labels ``kit.runner=docker`` and ``kit.owner=<this process>``, a guard process (kit/runners/container_guard.py)
-removes it once the kit process is gone, and every run first removes kit-labelled containers whose owner process
-no longer exists on this machine (never one without the labels, nor one whose owner lives or is on another machine).
+"""Docker runner: one Step inside its stack's pinned image (`docker run --rm --init`). docs/images.md, "The Docker
+runner", describes the mounts (the checkout read-only at /kit: code is never baked), the invoking user, secrets passed
+by name only, Ctrl-C, and why no container outlives its kit process (the kit.owner label, the guard process, the sweep).
 """
 from __future__ import annotations
 
@@ -172,8 +162,7 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
     if is_vllm_stack(stack):
         env["VLLM_CACHE_ROOT"] = VLLM_CACHE_MOUNT
     if opts.ca_bundle:
-        for key in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            env[key] = CA_MOUNT
+        env.update(dict.fromkeys(("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"), CA_MOUNT))
     for key in SECRET_ENV:
         env.pop(key, None)  # never as KEY=value
     return env
@@ -191,12 +180,6 @@ def _ensure_dirs(step: Step, opts: RunnerOptions) -> None:
                            "(--results-dir, --output-dir, KIT_CACHE_DIR, HF_HOME).")
 
 
-def _container_running(client, name: str) -> bool:
-    r = subprocess.run([client.path, "inspect", "--format", "{{.State.Running}}", name],
-                       capture_output=True, text=True, env=client.env())
-    return r.returncode == 0 and r.stdout.strip() == "true"
-
-
 def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: float) -> int:
     """After Ctrl-C: let the container finish its interrupt handling, then insist. A second Ctrl-C kills it.
     grace_s: how long the container gets after the SIGINT (a Slurm job being cancelled has only KillWait)."""
@@ -204,20 +187,20 @@ def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: f
         deadline = time.monotonic() + min(2.0, grace_s)
         while proc.poll() is None and time.monotonic() < deadline:
             drain(0.2)
-        if proc.poll() is None and _container_running(client, name):
+        if proc.poll() is None and client.run("inspect", "--format", "{{.State.Running}}",
+                                              name).stdout.strip() == "true":
             print(f"\n[docker] interrupt: sending SIGINT to container {name}", file=sys.stderr, flush=True)
-            subprocess.run([client.path, "kill", "--signal", "INT", name], capture_output=True, env=client.env())
+            client.run("kill", "--signal", "INT", name)
         deadline = time.monotonic() + grace_s
         while proc.poll() is None and time.monotonic() < deadline:
             drain(0.5)
         if proc.poll() is None:
             print(f"[docker] container {name} still running after {grace_s:.0f}s: docker stop",
                   file=sys.stderr, flush=True)
-            subprocess.run([client.path, "stop", "--time", str(max(1, min(10, round(grace_s)))), name],
-                           capture_output=True, env=client.env())
+            client.run("stop", "--time", str(max(1, min(10, round(grace_s)))), name)
     except KeyboardInterrupt:
         print(f"\n[docker] second interrupt: killing container {name}", file=sys.stderr, flush=True)
-        subprocess.run([client.path, "kill", name], capture_output=True, env=client.env())
+        client.run("kill", name)
     try:
         return proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
@@ -298,12 +281,11 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
 
 def run_docker(step: Step, opts: RunnerOptions) -> None:
     rc = run_in_image(step, opts)
+    what = step.description or " ".join(step.argv)
     if rc == 125:
-        raise KitError(f"{step.description or ' '.join(step.argv)}: docker could not start the container (exit code "
-                       "125); docker's own message is printed above.")
+        raise KitError(f"{what}: docker could not start the container (exit code 125); docker's own message is "
+                       "printed above.")
     if rc != 0:
-        raise KitError(
-            f"{step.description or ' '.join(step.argv)} failed inside the {step.stack} image (exit code {rc}). Its "
-            f"own message is printed above and kept under {opts.output_dir / 'logs'}; nothing incomplete was written "
-            "to the results folder."
-        )
+        raise KitError(f"{what} failed inside the {step.stack} image (exit code {rc}). Its own message is printed "
+                       f"above and kept under {opts.output_dir / 'logs'}; nothing incomplete was written to the "
+                       "results folder.")
