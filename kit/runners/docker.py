@@ -16,7 +16,7 @@ from typing import Optional
 from core.errors import KitError
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT, preflight
-from kit.images import ensure_image, is_vllm_stack, vllm_series_of
+from kit.images import ensure_image, vllm_series_of
 from kit.runners.base import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
@@ -133,7 +133,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
         (opts.cache_dir, CACHE_MOUNT, "rw"),
         (opts.hf_home, HF_MOUNT, "rw"),
     ]
-    if is_vllm_stack(step.stack):
+    if vllm_series_of(step.stack):
         mounts.append((vllm_cache_dir(), VLLM_CACHE_MOUNT, "rw"))
     if opts.ca_bundle:
         mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
@@ -159,7 +159,7 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
     env["TRITON_CACHE_DIR"] = f"{CACHE_MOUNT}/triton"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # /kit is read-only
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA_VISIBLE_DEVICES then means nvidia-smi's numbers, as preflight does
-    if is_vllm_stack(stack):
+    if vllm_series_of(stack):
         env["VLLM_CACHE_ROOT"] = VLLM_CACHE_MOUNT
     if opts.ca_bundle:
         env.update(dict.fromkeys(("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"), CA_MOUNT))
@@ -170,7 +170,7 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
 
 def _ensure_dirs(step: Step, opts: RunnerOptions) -> None:
     dirs = [opts.results_dir, opts.output_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home]
-    if is_vllm_stack(step.stack):
+    if vllm_series_of(step.stack):
         dirs.append(vllm_cache_dir())
     for d in dirs:
         try:
