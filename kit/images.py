@@ -1,10 +1,8 @@
 """The pinned images: hashed locks (`nox -s lock`), content-hash tags, build-or-reuse (docs/images.md).
 
 The tag ``awq-kit-<stack>:<content hash>`` hashes the Dockerfile, the stack, its locks and the base-image override;
-the kit's code is mounted at run time, never baked, so a code-only change keeps the tag and every layer.
-Environment: KIT_BASE_IMAGE (another base than the Dockerfile's digest-pinned ubuntu:24.04), KIT_CA_BUNDLE (a PEM
-bundle, the BuildKit secret ``ca``; --ca-bundle wins), KIT_DOCKER (kit/docker_client.py), KIT_BUILD_VERBOSE=1
-(every build line, not just the steps).
+the kit's code is mounted at run time, never baked, so a code-only change keeps the tag and every layer. docs/images.md
+describes KIT_BASE_IMAGE, KIT_CA_BUNDLE and KIT_BUILD_VERBOSE.
 """
 from __future__ import annotations
 

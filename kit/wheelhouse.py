@@ -313,19 +313,6 @@ def _offline_install(python: str, pip: list[str], requirements: str, wheelhouse:
                        "--python with that version).")
 
 
-def _check_interpreter(python: str, lock_python: str, files: dict[Pin, tuple[Path, str]]) -> None:
-    """cp312 wheels need Python 3.12: say so before pip does, in one paragraph."""
-    r = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
-                       text=True)
-    have = r.stdout.strip()
-    tag = "cp" + lock_python.replace(".", "")
-    bound = sorted(f.name for f, _ in files.values() if f"-{tag}-" in f.name)
-    if have != lock_python and bound:
-        raise KitError(f"{python} is Python {have or '?'}, but the wheelhouse holds wheels built for Python "
-                       f"{lock_python} only ({bound[0]} and {len(bound) - 1} more). Pass --python with a Python "
-                       f"{lock_python} interpreter.")
-
-
 def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str, venv: Path) -> Path:
     """Make venv from the wheelhouse with no index at all; a half-made venv is removed. Returns its python."""
     wheelhouse = wheelhouse.resolve()
@@ -334,8 +321,15 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
                        "copy it to this host.")
     t0 = time.monotonic()
     files = resolve_files(stack, lock_dir, wheelhouse)
+    # cp312 wheels need Python 3.12: say so before pip does, in one paragraph.
     lock_python, _ = lock_target(lock_dir)
-    _check_interpreter(python, lock_python, files)
+    have = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                          text=True).stdout.strip()
+    bound = sorted(f.name for f, _ in files.values() if f"-cp{lock_python.replace('.', '')}-" in f.name)
+    if have != lock_python and bound:
+        raise KitError(f"{python} is Python {have or '?'}, but the wheelhouse holds wheels built for Python "
+                       f"{lock_python} only ({bound[0]} and {len(bound) - 1} more). Pass --python with a Python "
+                       f"{lock_python} interpreter.")
     print(f"venv: {len(files)} files of {wheelhouse} match images/{stack}/'s locks ({time.monotonic() - t0:.0f} s)",
           flush=True)
     pins = list(files)

@@ -118,12 +118,10 @@ def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadS
 
 
 def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_tag: str, env: dict[str, str], *,
-                       name: str, needs_gpu: bool, uid: Optional[int] = None, gid: Optional[int] = None) -> list[str]:
+                       name: str, needs_gpu: bool) -> list[str]:
     """The exact `docker run` argv (no secret values in it: those go by name)."""
-    uid = os.getuid() if uid is None else uid
-    gid = os.getgid() if gid is None else gid
     cmd = [client_path, "run", "--rm", "--init", "--name", name,
-           "--user", f"{uid}:{gid}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
+           "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
            "--workdir", KIT_MOUNT, "--label", RUNNER_LABEL, "--label", f"{OWNER_LABEL}={owner_tag() or ''}"]
     cmd += ["--gpus", "all", "--shm-size", SHM_SIZE] if needs_gpu else ["--shm-size", "1g"]
     mounts = [
@@ -166,18 +164,6 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
     for key in SECRET_ENV:
         env.pop(key, None)  # never as KEY=value
     return env
-
-
-def _ensure_dirs(step: Step, opts: RunnerOptions) -> None:
-    dirs = [opts.results_dir, opts.output_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home]
-    if vllm_series_of(step.stack):
-        dirs.append(vllm_cache_dir())
-    for d in dirs:
-        try:
-            Path(d).mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise KitError(f"cannot create {d} for the container's mounts ({e}). Choose writable folders "
-                           "(--results-dir, --output-dir, KIT_CACHE_DIR, HF_HOME).")
 
 
 def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: float) -> int:
@@ -266,7 +252,13 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
           f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
 
     tail = bytearray()
-    _ensure_dirs(step, opts)
+    for d in [opts.results_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home] + (
+            [vllm_cache_dir()] if vllm_series_of(step.stack) else []):
+        try:
+            Path(d).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise KitError(f"cannot create {d} for the container's mounts ({e}). Choose writable folders "
+                           "(--results-dir, --output-dir, KIT_CACHE_DIR, HF_HOME).")
     guard = start_container_guard(client, name)
     try:
         rc = _run_attached(client, name, cmd, log_path, tail, opts.interrupt_grace_s)
