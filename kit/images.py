@@ -250,24 +250,22 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     ran = len(steps) - cached
     seconds = time.monotonic() - t0
     if rc != 0:
-        hint = ""
         text = "\n".join(tail)
         if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
             hint = (" pip could not verify PyPI's certificate: behind a TLS-intercepting proxy pass its CA bundle "
                     "with --ca-bundle PATH or KIT_CA_BUNDLE=PATH (often /etc/ssl/certs/ca-certificates.crt); it "
                     "reaches the build as a BuildKit secret and never a layer.")
-        elif ("pull access denied" in text or "failed to resolve source metadata" in text
-              or "failed to do request" in text or "repository does not exist" in text):
-            if base_override:
-                hint = (f" The base image KIT_BASE_IMAGE={base} is neither a local image nor pullable. Check the "
-                        "name with `docker images`, or build a local base (docs/images.md: debootstrap + docker "
-                        "import), or unset KIT_BASE_IMAGE to use the Dockerfile's digest-pinned ubuntu:24.04.")
-            else:
-                hint = (f" The base image {base} could not be pulled. Without registry access, set KIT_BASE_IMAGE to "
-                        "a local Debian/Ubuntu image with python3 >= 3.10 (docs/images.md: debootstrap + docker "
-                        "import).")
+        elif any(m in text for m in ("pull access denied", "failed to resolve source metadata", "failed to do request",
+                                     "repository does not exist")):
+            hint = (f" The base image KIT_BASE_IMAGE={base} is neither a local image nor pullable. Check the name with "
+                    "`docker images`, or build a local base (docs/images.md: debootstrap + docker import), or unset "
+                    "KIT_BASE_IMAGE to use the Dockerfile's digest-pinned ubuntu:24.04." if base_override else
+                    f" The base image {base} could not be pulled. Without registry access, set KIT_BASE_IMAGE to a "
+                    "local Debian/Ubuntu image with python3 >= 3.10 (docs/images.md: debootstrap + docker import).")
         elif "no space left" in text:
             hint = " The disk is full: free space under the docker root (e.g. `docker builder prune`)."
+        else:
+            hint = ""
         raise KitError(f"building the {stack} image {tag} failed (exit code {rc}) after {seconds:.0f}s.{hint} "
                        f"Last lines:\n" + "\n".join(tail[-15:]) + f"\nFull log: {log_file}")
     image_id = inspect_image_id(docker, tag)

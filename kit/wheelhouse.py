@@ -89,13 +89,11 @@ def sha256_file(path: Path) -> str:
 @contextmanager
 def _requirements_file(pins: list[Pin], hashes: Optional[dict[Pin, str]] = None):
     """A temporary file of hashed requirement lines; `hashes` narrows a pin to the one file the wheelhouse holds."""
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
         f.writelines(f"{p.name}=={p.version} " + " ".join(f"--hash={h}" for h in ((hashes[p],) if hashes else p.hashes))
                      + "\n" for p in pins)
-    try:
+        f.flush()
         yield f.name
-    finally:
-        os.unlink(f.name)
 
 
 @contextmanager

@@ -83,13 +83,6 @@ def sweep_stale_containers(client) -> list[str]:
     return stale
 
 
-def start_container_guard(client, name: str) -> subprocess.Popen:
-    """A process, in its own session, that removes container `name` once this process closes the pipe or dies."""
-    return subprocess.Popen([sys.executable, "-m", "kit.runners.container_guard", client.path, name],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=KIT_ROOT, env=client.env(), start_new_session=True)
-
-
 def vllm_cache_dir() -> Path:
     return Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
 
@@ -259,7 +252,10 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
         except OSError as e:
             raise KitError(f"cannot create {d} for the container's mounts ({e}). Choose writable folders "
                            "(--results-dir, --output-dir, KIT_CACHE_DIR, HF_HOME).")
-    guard = start_container_guard(client, name)
+    # In its own session, the guard removes the container once this process closes the pipe or dies.
+    guard = subprocess.Popen([sys.executable, "-m", "kit.runners.container_guard", client.path, name],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             cwd=KIT_ROOT, env=client.env(), start_new_session=True)
     try:
         rc = _run_attached(client, name, cmd, log_path, tail, opts.interrupt_grace_s)
     finally:
