@@ -396,29 +396,25 @@ def images_main(argv: list[str]) -> None:
     ns = p.parse_args(argv)
     client = find_docker()
     check_daemon(client)  # disk per stack below: a --cold bench first removes the image
-    stacks = ns.stack or list(STACKS)
     rows = []
-    for stack in stacks:
+    for stack in ns.stack or STACKS:
         tag = current_tag(stack, client)
         if ns.action == "bench" and ns.cold:
-            subprocess.run([client.path, "rmi", "-f", tag], capture_output=True, env=client.env())
-            subprocess.run([client.path, "builder", "prune", "-af"], capture_output=True, env=client.env())
+            client.run("rmi", "-f", tag, timeout=None)
+            client.run("builder", "prune", "-af", timeout=None)
         if not inspect_image_id(client, tag):
             check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
         first = ensure_image(stack, client, ca_bundle=ns.ca_bundle, log_dir=ns.log_dir)
-        warm = None
+        warm = "-"
         if ns.action == "bench":
-            warm = ensure_image(stack, client, ca_bundle=ns.ca_bundle, log_dir=ns.log_dir, force_build=True)
-            if warm.image_id != first.image_id or warm.run_steps:
-                print(f"warning: the warm rebuild of {stack} re-ran {warm.run_steps} step(s)")
-        # build_seconds: None for a reused image
-        rows.append((stack, tag, first.image_id[:19], first.build_seconds, warm and warm.build_seconds,
-                     image_size_bytes(client, tag)))
-    print(f"\n{'stack':<6} {'tag':<30} {'id':<20} {'build (s)':>10} {'warm (s)':>9} {'size (GB)':>9}")
-    for stack, tag, iid, cold_s, warm_s, size in rows:
-        c = f"{cold_s:.1f}" if cold_s is not None else "reused"
-        w = f"{warm_s:.1f}" if warm_s is not None else "-"
-        print(f"{stack:<6} {tag:<30} {iid:<20} {c:>10} {w:>9} {(size or 0) / 1e9:>9.2f}")
+            rebuilt = ensure_image(stack, client, ca_bundle=ns.ca_bundle, log_dir=ns.log_dir, force_build=True)
+            warm = f"{rebuilt.build_seconds:.1f}"
+            if rebuilt.image_id != first.image_id or rebuilt.run_steps:
+                print(f"warning: the warm rebuild of {stack} re-ran {rebuilt.run_steps} step(s)")
+        cold = "reused" if first.build_seconds is None else f"{first.build_seconds:.1f}"
+        size = (image_size_bytes(client, tag) or 0) / 1e9
+        rows.append(f"{stack:<6} {tag:<30} {first.image_id[:19]:<20} {cold:>10} {warm:>9} {size:>9.2f}")
+    print(f"\n{'stack':<6} {'tag':<30} {'id':<20} {'build (s)':>10} {'warm (s)':>9} {'size (GB)':>9}", *rows, sep="\n")
 
 
 if __name__ == "__main__":
