@@ -141,13 +141,6 @@ def _pip_with_progress(args: list[str], total: int) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines))
 
 
-def _index_args(index_url: str, ca_bundle: Optional[Path]) -> list[str]:
-    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
-    args = ["--isolated", "--disable-pip-version-check", "--index-url", index_url]
-    cert = ca_bundle or os.environ.get("KIT_CA_BUNDLE") or os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    return args + (["--cert", str(cert)] if cert else [])
-
-
 def _download_wheels(pins: list[Pin], dest: Path, python: str, platform: str, index: list[str]) -> list[Pin]:
     """pip download every pin as a wheel for the lock's target; returns the pins that have no such wheel."""
     wanted, no_wheel = list(pins), []
@@ -234,7 +227,10 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
     pins = read_pins(lock_dir)
     python, platform = lock_target(lock_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    index = _index_args(index_url, ca_bundle)
+    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
+    index = ["--isolated", "--disable-pip-version-check", "--index-url", index_url]
+    cert = ca_bundle or os.environ.get("KIT_CA_BUNDLE") or os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    index += ["--cert", str(cert)] if cert else []
     t0 = time.monotonic()
     print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} "
           f"into {dest}", flush=True)
@@ -254,7 +250,9 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
     return path
 
 
-def _load_manifest(stack: str, lock_dir: Path, wheelhouse: Path) -> dict:
+def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tuple[Path, str]]:
+    """Each pin -> (the wheelhouse file whose sha256 the lock, or for a built wheel the manifest, names; that hash).
+    One paragraph for every missing or altered file."""
     path = wheelhouse / MANIFEST.format(stack=stack)
     if not path.is_file():
         raise KitError(f"{wheelhouse} has no {path.name}: it was not made for the {stack} stack. Make it where the "
@@ -268,13 +266,6 @@ def _load_manifest(stack: str, lock_dir: Path, wheelhouse: Path) -> dict:
         raise KitError(f"{path} was made from other locks than images/{stack}/{LOCKS[0]} and {LOCKS[1]} of this "
                        f"checkout (the lock changed since): make the wheelhouse again with `nox -s wheelhouse -- "
                        f"{stack}`.")
-    return manifest
-
-
-def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tuple[Path, str]]:
-    """Each pin -> (the wheelhouse file whose sha256 the lock, or for a built wheel the manifest, names; that hash).
-    One paragraph for every missing or altered file."""
-    manifest = _load_manifest(stack, lock_dir, wheelhouse)
     built = {b["name"]: b for b in manifest.get("built", [])}
     by_dist = _files_by_dist(wheelhouse)
     files, missing, altered = {}, [], []
