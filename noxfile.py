@@ -20,8 +20,8 @@ DEPS = PROJECT["dependencies"]
 TEST_DEPS = DEPS + PROJECT["optional-dependencies"]["test"]
 
 
-def _kit(session: nox.Session, command: str) -> None:
-    session.install("-q", *DEPS)
+def _kit(session: nox.Session, command: str, tools: tuple[str, ...] = ()) -> None:
+    session.install("-q", *DEPS, *tools)
     session.run("python", "-m", "kit", command, *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
 
 
@@ -33,18 +33,22 @@ def _session(name: str, doc: str, body) -> None:
     nox.session(name=name)(run)
 
 
-for _name, _command, _doc in (
-    ("report", "report",
+for _name, _command, _tools, _doc in (
+    ("report", "report", (),
      "Re-render reports/week1.md and reports/week2.md (+ plots) from results/ and the published data."),
-    ("bench-vllm", "bench-vllm", "Week-1 TTFT/TPOT with vLLM 0.12.0 (`-- --vllm 0.20`: 0.20.0), rows awq and "
-                                 "awq_marlin (pinned image; --runner local too)."),
-    ("bench-hf", "bench-hf", "Week-1 TTFT/TPOT with transformers 4.51.3 + autoawq 0.2.9 (pinned image; --runner "
-                             "local too)."),
-    ("profile-t4", "profile",
+    ("bench-vllm", "bench-vllm", (), "Week-1 TTFT/TPOT with vLLM 0.12.0 (`-- --vllm 0.20`: 0.20.0), rows awq and "
+                                     "awq_marlin (pinned image; --runner local too)."),
+    ("bench-hf", "bench-hf", (), "Week-1 TTFT/TPOT with transformers 4.51.3 + autoawq 0.2.9 (pinned image; --runner "
+                                 "local too)."),
+    ("profile-t4", "profile", (),
      "Week-2 torch.profiler table of the transformers + autoawq path: cold, warm and decode step."),
-    ("demo", "demo", "Whole pipeline on this CPU with a tiny synthetic checkpoint; writes only under demo/."),
+    ("demo", "demo", (), "Whole pipeline on this CPU with a tiny synthetic checkpoint; writes only under demo/."),
+    ("wheelhouse", "wheelhouse", ("pip",),
+     "Download every file of images/STACK/*.lock for the lock's Python/platform (hashes checked) into wheelhouse/."),
+    ("lock", "lock", ("uv",),
+     "Regenerate images/*/requirements.lock from requirements.in with uv (hashed, dated, Python 3.12)."),
 ):
-    _session(_name, _doc, functools.partial(_kit, command=_command))
+    _session(_name, _doc, functools.partial(_kit, command=_command, tools=_tools))
 
 
 @nox.session(name="venv")
@@ -53,20 +57,6 @@ def venv(session: nox.Session) -> None:
     if "--wheelhouse" not in session.posargs:  # offline: pip from the wheelhouse, no uv, no index
         session.install("-q", "uv")
     session.run("python", "-m", "kit", "venv", *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
-
-
-@nox.session(name="wheelhouse")
-def wheelhouse(session: nox.Session) -> None:
-    """Download every file of images/STACK/*.lock for the lock's Python/platform (hashes checked) into wheelhouse/."""
-    session.install("-q", *DEPS, "pip")
-    session.run("python", "-m", "kit", "wheelhouse", *session.posargs, interrupt_timeout=KIT_SHUTDOWN_S)
-
-
-@nox.session(name="lock")
-def lock(session: nox.Session) -> None:
-    """Regenerate images/*/requirements.lock from requirements.in with uv (hashed, dated, Python 3.12)."""
-    session.install("-q", *DEPS, "uv")
-    session.run("python", "-m", "kit", "lock", *session.posargs)
 
 
 # Tests: one session per suite; pytest's own summary is each one's result, its exit code the session's.

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 from kit import KIT_ROOT
 from core.errors import KitError
-from core.workload import Parser, WorkloadSpec, add_workload_args, specs_from_namespace
+from core.workload import Parser, add_workload_args, specs_from_namespace
 from kit.container_pytest import container_pytest_main
 from kit.demo import run_demo
 from kit.images import VLLM_STACKS, lock_main, resolve_ca_bundle, stack_title
@@ -35,13 +35,6 @@ def _runner_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not re-assemble reports/ after measuring")
     add_slurm_args(p)
     return p
-
-
-def _options(ns: argparse.Namespace) -> RunnerOptions:
-    # Only a --ca-bundle given here is mounted into the containers; KIT_CA_BUNDLE reaches the image builds alone.
-    return RunnerOptions(runner=ns.runner, python=ns.python, results_dir=ns.results_dir.resolve(),
-                         output_dir=ns.output_dir.resolve(), label=ns.label,
-                         ca_bundle=resolve_ca_bundle(ns.ca_bundle) if ns.ca_bundle else None)
 
 
 REPORTS_DIR_HELP = ("default: next to the results folder: reports/ beside a folder named results (the repo's "
@@ -82,17 +75,44 @@ def cmd_report(argv: list[str]) -> None:
     assemble(ns.results_dir, reports_dir_for(ns.results_dir, ns.reports_dir))
 
 
+BENCH = ("-m", "bench", "run", "--backend")
+
+
 def plan(command: str, argv: list[str]) -> tuple[argparse.Namespace, list[Step]]:
-    """The parsed runner options and the steps of a measuring command; the workload is checked here, once, before
-    anything long starts. Raises KitError with one paragraph."""
-    parser, backend, steps_for = PLANS[command]()
-    ns = parser.parse_args([a for a in argv if a != "--"])  # `python -m kit bench-hf [runner opts] -- [workload]`
-    return ns, steps_for(ns, specs_from_namespace(ns, backend))
+    """The parsed runner options and the steps of a measuring command (bench-hf, bench-vllm, profile); the workload
+    is checked here, once, before anything long starts. Raises KitError with one paragraph."""
+    if command == "bench-vllm":
+        p = _runner_parser("nox -s bench-vllm --", f"Week-1 TTFT/TPOT of {stack_title('vllm')} by default, "
+                                                    "one row per quantization.")
+        add_workload_args(p, vllm=True, quantization_default="awq,awq_marlin")
+        p.add_argument("--vllm", choices=tuple(VLLM_STACKS), default="0.12",
+                       help=f"vLLM stack: 0.12 ({stack_title('vllm')}, the study's; default) or 0.20 "
+                            f"({stack_title('vllm-0.20')}, for the version comparison); results of the two never "
+                            "share a cell")
+    elif command == "profile":
+        p = _runner_parser("nox -s profile-t4 --",
+                           "Week-2 torch.profiler table of the transformers + autoawq path (cold, warm, decode step).")
+        add_workload_args(p, profile=True)
+    else:
+        p = _runner_parser("nox -s bench-hf --", f"Week-1 TTFT/TPOT of {stack_title('hf')}.")
+        add_workload_args(p)
+    ns = p.parse_args([a for a in argv if a != "--"])  # `python -m kit bench-hf [runner opts] -- [workload]`
+    specs = specs_from_namespace(ns, "vllm" if command == "bench-vllm" else "transformers")
+    if command == "bench-vllm":
+        return ns, [Step(VLLM_STACKS[ns.vllm], BENCH + ("vllm",), spec, f"vLLM {ns.vllm} ({spec.quantization}) bench")
+                    for spec in specs]
+    if command == "profile":
+        return ns, [Step("hf", ("profile/run_profile.py",), spec, "torch.profiler of the transformers + autoawq path")
+                    for spec in specs]
+    return ns, [Step("hf", BENCH + ("transformers",), spec, "transformers + autoawq bench") for spec in specs]
 
 
 def _measure(command: str, argv: list[str]) -> None:
     ns, steps = plan(command, argv)
-    opts = _options(ns)
+    # Only a --ca-bundle given here is mounted into the containers; KIT_CA_BUNDLE reaches the image builds alone.
+    opts = RunnerOptions(runner=ns.runner, python=ns.python, results_dir=ns.results_dir.resolve(),
+                         output_dir=ns.output_dir.resolve(), label=ns.label,
+                         ca_bundle=resolve_ca_bundle(ns.ca_bundle) if ns.ca_bundle else None)
     slurm_opts = slurm_options(ns)  # None unless --runner slurm (KitError for Slurm options without it)
     before = _result_files(opts.results_dir)
     try:
@@ -135,56 +155,14 @@ def failure_summary(failures: dict[str, list[str]], n_steps: int) -> str:
     here only its first sentence: a host-wide cause (no GPU) is explained once, not once per step and again."""
     failed = sum(len(names) for names in failures.values())
     head = f"{failed} of {n_steps} steps failed" + (" (the others' results were written)" if failed < n_steps else "")
-    causes = [f"{'all' if len(names) == n_steps else ', '.join(names)}: {first_sentence(message)}"
-              for message, names in failures.items()]
+    causes = [f"{'all' if len(names) == n_steps else ', '.join(names)}: "
+              + message.split("\n", 1)[0].split(". ", 1)[0].rstrip(".") + "." for message, names in failures.items()]
     return f"{head}; each reason is explained above: " + " | ".join(causes)
-
-
-def first_sentence(message: str) -> str:
-    return message.split("\n", 1)[0].split(". ", 1)[0].rstrip(".") + "."
-
-
-BENCH = ("-m", "bench", "run", "--backend")
-PROFILER = ("profile/run_profile.py",)
-StepsFor = Callable[[argparse.Namespace, list[WorkloadSpec]], list[Step]]
-
-
-def _bench_hf() -> tuple[argparse.ArgumentParser, str, StepsFor]:
-    p = _runner_parser("nox -s bench-hf --", f"Week-1 TTFT/TPOT of {stack_title('hf')}.")
-    add_workload_args(p)
-    return p, "transformers", lambda ns, specs: [
-        Step("hf", BENCH + ("transformers",), spec, "transformers + autoawq bench") for spec in specs]
-
-
-def _bench_vllm() -> tuple[argparse.ArgumentParser, str, StepsFor]:
-    p = _runner_parser("nox -s bench-vllm --", f"Week-1 TTFT/TPOT of {stack_title('vllm')} by default, "
-                                                    "one row per quantization.")
-    add_workload_args(p, vllm=True, quantization_default="awq,awq_marlin")
-    p.add_argument("--vllm", choices=tuple(VLLM_STACKS), default="0.12",
-                   help=f"vLLM stack: 0.12 ({stack_title('vllm')}, the study's; default) or 0.20 "
-                        f"({stack_title('vllm-0.20')}, for the version comparison); results of the two never share "
-                        "a cell")
-    return p, "vllm", lambda ns, specs: [
-        Step(VLLM_STACKS[ns.vllm], BENCH + ("vllm",), spec, f"vLLM {ns.vllm} ({spec.quantization}) bench")
-        for spec in specs]
-
-
-def _profile() -> tuple[argparse.ArgumentParser, str, StepsFor]:
-    p = _runner_parser("nox -s profile-t4 --",
-                       "Week-2 torch.profiler table of the transformers + autoawq path (cold, warm, decode step).")
-    add_workload_args(p, profile=True)
-    return p, "transformers", lambda ns, specs: [
-        Step("hf", PROFILER, spec, "torch.profiler of the transformers + autoawq path") for spec in specs]
-
-
-PLANS = {"bench-hf": _bench_hf, "bench-vllm": _bench_vllm, "profile": _profile}
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "report": cmd_report,
-    "bench-hf": functools.partial(_measure, "bench-hf"),
-    "bench-vllm": functools.partial(_measure, "bench-vllm"),
-    "profile": functools.partial(_measure, "profile"),
+    **{command: functools.partial(_measure, command) for command in ("bench-hf", "bench-vllm", "profile")},
     "demo": run_demo,
     "lock": lock_main,
     "venv": venv_main,
@@ -210,18 +188,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in HOST_DEPENDENCIES:
             raise
-        print(f"\nerror: {missing_host_dependency(e.name)}", file=sys.stderr)
+        packages = HOST_DEPENDENCIES.values()
+        print(f"\nerror: `python -m kit` needs the host-side packages {', '.join(packages)} (no torch), and this "
+              f"interpreter ({sys.executable}) has no {e.name!r}. Run it through nox, which installs them into its own "
+              "venv (`nox -s report`, `nox -s bench-hf` ...), or install them here: "
+              f"`{sys.executable} -m pip install {' '.join(packages)}`.", file=sys.stderr)
         return 2
     return 0
 
 
 # import name -> pyproject.toml's [project] dependency (a host test keeps the two lists equal).
 HOST_DEPENDENCIES = {"pydantic": "pydantic", "tabulate": "tabulate", "matplotlib": "matplotlib", "PIL": "pillow"}
-
-
-def missing_host_dependency(module: str) -> str:
-    packages = HOST_DEPENDENCIES.values()
-    return (f"`python -m kit` needs the host-side packages {', '.join(packages)} (no torch), and this "
-            f"interpreter ({sys.executable}) has no {module!r}. Run it through nox, which installs them into its own "
-            "venv (`nox -s report`, `nox -s bench-hf` ...), or install them here: "
-            f"`{sys.executable} -m pip install {' '.join(packages)}`.")

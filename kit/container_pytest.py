@@ -15,19 +15,6 @@ from kit.runners.base import RunnerOptions, Step
 from kit.runners.docker import run_in_image
 
 
-def run_pytest_in_image(stack: str, pytest_args: list[str], *, ca_bundle: Path | None = None) -> int:
-    ca = resolve_ca_bundle(ca_bundle)
-    client = docker_preflight((stack,))
-    with tempfile.TemporaryDirectory(prefix=f"kit-pytest-{stack}-") as tmp:
-        # Logs (the build's, and pytest's whole output) under output/logs as for a bench; no result is written.
-        opts = RunnerOptions(runner="docker", results_dir=Path(tmp) / "results", ca_bundle=ca)
-        image = ensure_image(stack, client, ca_bundle=ca, log_dir=opts.output_dir / "logs")
-        # /kit is read-only: no .pytest_cache (and no bytecode: the runner sets PYTHONDONTWRITEBYTECODE).
-        argv = ("-m", "pytest", "-p", "no:cacheprovider", *pytest_args)
-        step = Step(stack, argv, description=f"pytest {' '.join(pytest_args)} in the {stack} image")
-        return run_in_image(step, opts, client=client, image=image)
-
-
 def container_pytest_main(argv: list[str]) -> None:
     kit_args, pytest_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     p = argparse.ArgumentParser(prog="python -m kit container-pytest",
@@ -38,4 +25,13 @@ def container_pytest_main(argv: list[str]) -> None:
     p.add_argument("stack", choices=STACKS)
     p.add_argument("--ca-bundle", type=Path, help="CA bundle for the image build (BuildKit secret); also KIT_CA_BUNDLE")
     ns = p.parse_args(kit_args)
-    raise SystemExit(run_pytest_in_image(ns.stack, pytest_args, ca_bundle=ns.ca_bundle))
+    ca = resolve_ca_bundle(ns.ca_bundle)
+    client = docker_preflight((ns.stack,))
+    with tempfile.TemporaryDirectory(prefix=f"kit-pytest-{ns.stack}-") as tmp:
+        # Logs (the build's, and pytest's whole output) under output/logs as for a bench; no result is written.
+        opts = RunnerOptions(runner="docker", results_dir=Path(tmp) / "results", ca_bundle=ca)
+        image = ensure_image(ns.stack, client, ca_bundle=ca, log_dir=opts.output_dir / "logs")
+        # /kit is read-only: no .pytest_cache (and no bytecode: the runner sets PYTHONDONTWRITEBYTECODE).
+        argv = ("-m", "pytest", "-p", "no:cacheprovider", *pytest_args)
+        step = Step(ns.stack, argv, description=f"pytest {' '.join(pytest_args)} in the {ns.stack} image")
+        raise SystemExit(run_in_image(step, opts, client=client, image=image))

@@ -1,6 +1,6 @@
 """`nox -s demo` / `python -m kit demo`: the whole pipeline on this CPU, in under a minute, touching only demo/.
 
-The bench and (when it exists) the profiler run through the local runner on the tiny synthetic checkpoint (made
+The bench and the profiler run through the local runner on the tiny synthetic checkpoint (made
 once into demo/cache/), then the reports are assembled from demo/results into demo/reports. The interpreter must
 have the hf stack (`nox -s venv -- hf`). Earlier demo results and reports are cleared first, so the report shows
 this run only; results/ and reports/ are never touched. Options: --python PATH, --demo-dir DIR, workload options.
@@ -21,7 +21,6 @@ DEMO_WORKLOAD = {"synthetic": "tiny", "device": "cpu", "input_len": 32, "output_
 # One thread: the tiny model is overhead-bound, and several OpenMP threads on a shared CPU spin against
 # each other (measured: ~13 ms/token with 1 thread vs 85-160 ms with 2 on a loaded 2-core machine).
 DEMO_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-PROFILER = KIT_ROOT / "profile" / "run_profile.py"
 
 
 def demo_parser() -> Parser:
@@ -42,13 +41,10 @@ def demo_workload(ns) -> WorkloadSpec:
     return spec
 
 
-def demo_steps(workload: WorkloadSpec, profiler: Path = PROFILER) -> list[Step]:
-    steps = [Step("hf", ("-m", "bench", "run", "--backend", "transformers"), workload,
-                  "bench: transformers + autoawq on CPU (tiny synthetic checkpoint)")]
-    if profiler.is_file():
-        steps.append(Step("hf", (str(profiler.relative_to(KIT_ROOT)),), workload,
-                          "profile: torch.profiler of the same model on CPU"))
-    return steps
+def demo_steps(workload: WorkloadSpec) -> list[Step]:
+    return [Step("hf", ("-m", "bench", "run", "--backend", "transformers"), workload,
+                 "bench: transformers + autoawq on CPU (tiny synthetic checkpoint)"),
+            Step("hf", ("profile/run_profile.py",), workload, "profile: torch.profiler of the same model on CPU")]
 
 
 def run_demo(argv: list[str]) -> dict[str, float]:
@@ -74,8 +70,6 @@ def run_demo(argv: list[str]) -> dict[str, float]:
         t0 = time.perf_counter()
         run_step(step, opts)
         timings[step.description.split(":")[0]] = time.perf_counter() - t0
-    if len(steps) == 1:
-        print("[demo] profile/run_profile.py not found: profiler step skipped", flush=True)
     print(f"[demo] step {len(steps) + 1}/{len(steps) + 1}: report", flush=True)
     t0 = time.perf_counter()
     from kit.report import assemble_reports  # matplotlib: only once the steps have run

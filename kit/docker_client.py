@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -27,12 +27,9 @@ class DockerClient:
     path: str
     version: str
     buildkit: str  # "builtin" (client < 23) or "buildx" (plugin present)
-    extra_env: tuple[tuple[str, str], ...] = field(default=(("DOCKER_BUILDKIT", "1"),))
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(dict(self.extra_env))
-        return env
+        return dict(os.environ, DOCKER_BUILDKIT="1")
 
     def run(self, *args: str, timeout: float = PROBE_TIMEOUT) -> subprocess.CompletedProcess:
         return subprocess.run([self.path, *args], capture_output=True, text=True, env=self.env(), timeout=timeout)
@@ -60,20 +57,8 @@ def buildkit_support(path: str, version: str) -> Optional[str]:
     """'buildx' if the buildx plugin answers, 'builtin' for clients < 23 (BuildKit built in), else None."""
     if _has_buildx(path):
         return "buildx"
-    try:
-        major = int(version.split(".")[0])
-    except ValueError:
-        return None
-    return "builtin" if major < 23 else None
-
-
-def _candidates() -> list[str]:
-    on_path = [os.path.join(d, "docker") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
-    found: dict[str, str] = {}  # real path -> the first name that leads to it
-    for c in on_path + list(FALLBACK_CLIENTS):
-        if os.path.isfile(c) and os.access(c, os.X_OK):
-            found.setdefault(os.path.realpath(c), c)
-    return list(found.values())
+    major = version.split(".")[0]
+    return "builtin" if major.isdigit() and int(major) < 23 else None
 
 
 def find_docker() -> DockerClient:
@@ -83,24 +68,29 @@ def find_docker() -> DockerClient:
     then the usual install locations (Debian's docker.io client at /usr/bin/docker has BuildKit built in).
     """
     forced = os.environ.get("KIT_DOCKER")
-    if forced:
-        path = forced if os.sep in forced else (shutil.which(forced) or forced)
-        version = _client_version(path)
-        if not version:
-            raise PreflightError(
-                f"No docker CLI: KIT_DOCKER={forced!r} is not a working docker client (`{path} --version` failed). "
-                "Point KIT_DOCKER at a docker client, or unset it to let the kit search PATH."
-            )
-        kind = buildkit_support(path, version)
-        if not kind:
-            raise PreflightError(_no_buildkit_paragraph([(path, version)]))
-        return DockerClient(path, version, kind)
-    return _find_docker_cached(os.environ.get("PATH", ""))
+    if not forced:
+        return _find_docker_cached(os.environ.get("PATH", ""))
+    path = forced if os.sep in forced else (shutil.which(forced) or forced)
+    version = _client_version(path)
+    if not version:
+        raise PreflightError(
+            f"No docker CLI: KIT_DOCKER={forced!r} is not a working docker client (`{path} --version` failed). "
+            "Point KIT_DOCKER at a docker client, or unset it to let the kit search PATH."
+        )
+    kind = buildkit_support(path, version)
+    if not kind:
+        raise PreflightError(_no_buildkit_paragraph([(path, version)]))
+    return DockerClient(path, version, kind)
 
 
 @functools.lru_cache(maxsize=8)
-def _find_docker_cached(_path_env: str) -> DockerClient:
-    candidates = _candidates()
+def _find_docker_cached(path_env: str) -> DockerClient:
+    on_path = [os.path.join(d, "docker") for d in path_env.split(os.pathsep) if d]
+    found: dict[str, str] = {}  # real path -> the first name that leads to it
+    for c in on_path + list(FALLBACK_CLIENTS):
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            found.setdefault(os.path.realpath(c), c)
+    candidates = list(found.values())
     if not candidates:
         raise PreflightError(
             "No docker CLI: `docker` is not on PATH (nor in /usr/bin or /usr/local/bin). The default runner builds "

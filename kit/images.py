@@ -1,10 +1,8 @@
 """The pinned images: hashed locks (`nox -s lock`), content-hash tags, build-or-reuse (docs/images.md).
 
 The tag ``awq-kit-<stack>:<content hash>`` hashes the Dockerfile, the stack, its locks and the base-image override;
-the kit's code is mounted at run time, never baked, so a code-only change keeps the tag and every layer.
-Environment: KIT_BASE_IMAGE (another base than the Dockerfile's digest-pinned ubuntu:24.04), KIT_CA_BUNDLE (a PEM
-bundle, the BuildKit secret ``ca``; --ca-bundle wins), KIT_DOCKER (kit/docker_client.py), KIT_BUILD_VERBOSE=1
-(every build line, not just the steps).
+the kit's code is mounted at run time, never baked, so a code-only change keeps the tag and every layer. docs/images.md
+describes KIT_BASE_IMAGE, KIT_CA_BUNDLE and KIT_BUILD_VERBOSE.
 """
 from __future__ import annotations
 
@@ -54,13 +52,12 @@ STACK_INFO = {
     # vLLM 0.20 is the first vLLM that runs on a CUDA 13 (torch 2.11) GPU host.
     "vllm-0.20": StackInfo(("vllm",), 22.0, "2026-11-28T00:00:00Z"),
 }
-_DISPLAY_NAMES = {"vllm": "vLLM"}
 
 
 def stack_title(stack: str) -> str:
     """"vLLM 0.12.0 (torch 2.9.0)": the stack's headline packages and its torch, at the versions its lock pins."""
     versions = lock_versions(stack, IMAGES_DIR.parent)
-    named = " + ".join(f"{_DISPLAY_NAMES.get(n, n)} {versions.get(n, '?')}" for n in STACK_INFO[stack].headline)
+    named = " + ".join(f"{'vLLM' if n == 'vllm' else n} {versions.get(n, '?')}" for n in STACK_INFO[stack].headline)
     return f"{named} (torch {versions.get('torch', '?')})"
 
 
@@ -68,12 +65,8 @@ def stack_title(stack: str) -> str:
 VLLM_STACKS = {"0.12": "vllm", "0.20": "vllm-0.20"}
 
 
-def is_vllm_stack(stack: str) -> bool:
-    return stack in VLLM_STACKS.values()
-
-
 def vllm_series_of(stack: str) -> Optional[str]:
-    """"vllm-0.20" -> "0.20"; None for a stack without vLLM."""
+    """"vllm-0.20" -> "0.20"; None (false) for a stack without vLLM."""
     return next((series for series, s in VLLM_STACKS.items() if s == stack), None)
 
 
@@ -210,7 +203,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     """
     base_override = os.environ.get("KIT_BASE_IMAGE")
     base = base_override or default_base_image(stack)
-    tag = image_tag(stack, base_identity(docker, base_override))
+    tag = current_tag(stack, docker)
     lh = lock_hash(stack)
     if not force_build:
         image_id = inspect_image_id(docker, tag)
@@ -257,24 +250,22 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     ran = len(steps) - cached
     seconds = time.monotonic() - t0
     if rc != 0:
-        hint = ""
         text = "\n".join(tail)
         if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
             hint = (" pip could not verify PyPI's certificate: behind a TLS-intercepting proxy pass its CA bundle "
                     "with --ca-bundle PATH or KIT_CA_BUNDLE=PATH (often /etc/ssl/certs/ca-certificates.crt); it "
                     "reaches the build as a BuildKit secret and never a layer.")
-        elif ("pull access denied" in text or "failed to resolve source metadata" in text
-              or "failed to do request" in text or "repository does not exist" in text):
-            if base_override:
-                hint = (f" The base image KIT_BASE_IMAGE={base} is neither a local image nor pullable. Check the "
-                        "name with `docker images`, or build a local base (docs/images.md: debootstrap + docker "
-                        "import), or unset KIT_BASE_IMAGE to use the Dockerfile's digest-pinned ubuntu:24.04.")
-            else:
-                hint = (f" The base image {base} could not be pulled. Without registry access, set KIT_BASE_IMAGE to "
-                        "a local Debian/Ubuntu image with python3 >= 3.10 (docs/images.md: debootstrap + docker "
-                        "import).")
+        elif any(m in text for m in ("pull access denied", "failed to resolve source metadata", "failed to do request",
+                                     "repository does not exist")):
+            hint = (f" The base image KIT_BASE_IMAGE={base} is neither a local image nor pullable. Check the name with "
+                    "`docker images`, or build a local base (docs/images.md: debootstrap + docker import), or unset "
+                    "KIT_BASE_IMAGE to use the Dockerfile's digest-pinned ubuntu:24.04." if base_override else
+                    f" The base image {base} could not be pulled. Without registry access, set KIT_BASE_IMAGE to a "
+                    "local Debian/Ubuntu image with python3 >= 3.10 (docs/images.md: debootstrap + docker import).")
         elif "no space left" in text:
             hint = " The disk is full: free space under the docker root (e.g. `docker builder prune`)."
+        else:
+            hint = ""
         raise KitError(f"building the {stack} image {tag} failed (exit code {rc}) after {seconds:.0f}s.{hint} "
                        f"Last lines:\n" + "\n".join(tail[-15:]) + f"\nFull log: {log_file}")
     image_id = inspect_image_id(docker, tag)
@@ -298,21 +289,17 @@ def uv_compile_command(uv: str, infile: str, outfile: str, exclude_newer: str = 
             "--index-url", INDEX_URL, "--no-config", "--no-header", "--quiet"]
 
 
-def recorded_command(infile: str, exclude_newer: str) -> str:
-    """The resolution's command line as the lock's header records it."""
-    args = uv_compile_command("uv", infile, "", exclude_newer)
-    return " ".join(a for a in args if a and a not in UNRECORDED_ARGS)
-
-
 def in_file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def lock_header(stack: str, infile: str, in_sha: str, uv_version: str) -> str:
     exclude_newer = STACK_INFO[stack].exclude_newer
+    # The resolution's command line, without the flags that do not change what it picks.
+    command = " ".join(a for a in uv_compile_command("uv", infile, "", exclude_newer) if a and a not in UNRECORDED_ARGS)
     return (
         f"# images/{stack}/{infile.replace('.in', '.lock')}: generated by `nox -s lock` from {infile}; do not edit.\n"
-        f"#   {recorded_command(infile, exclude_newer)}\n"
+        f"#   {command}\n"
         f"# kit-lock: in-sha256={in_sha} exclude-newer={exclude_newer} python={LOCK_PYTHON} "
         f"platform={LOCK_PLATFORM} ({uv_version})\n"
     )
@@ -409,32 +396,25 @@ def images_main(argv: list[str]) -> None:
     ns = p.parse_args(argv)
     client = find_docker()
     check_daemon(client)  # disk per stack below: a --cold bench first removes the image
-    stacks = ns.stack or list(STACKS)
     rows = []
-    for stack in stacks:
+    for stack in ns.stack or STACKS:
         tag = current_tag(stack, client)
-        cold_s = None
         if ns.action == "bench" and ns.cold:
-            subprocess.run([client.path, "rmi", "-f", tag], capture_output=True, env=client.env())
-            subprocess.run([client.path, "builder", "prune", "-af"], capture_output=True, env=client.env())
+            client.run("rmi", "-f", tag, timeout=None)
+            client.run("builder", "prune", "-af", timeout=None)
         if not inspect_image_id(client, tag):
             check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
         first = ensure_image(stack, client, ca_bundle=ns.ca_bundle, log_dir=ns.log_dir)
-        if first.built:
-            cold_s = first.build_seconds
-        warm_s = None
+        warm = "-"
         if ns.action == "bench":
-            warm = ensure_image(stack, client, ca_bundle=ns.ca_bundle, log_dir=ns.log_dir, force_build=True)
-            warm_s = warm.build_seconds
-            if warm.image_id != first.image_id or warm.run_steps:
-                print(f"warning: the warm rebuild of {stack} re-ran {warm.run_steps} step(s)")
-        size = image_size_bytes(client, tag)
-        rows.append((stack, tag, first.image_id[:19], cold_s, warm_s, size))
-    print(f"\n{'stack':<6} {'tag':<30} {'id':<20} {'build (s)':>10} {'warm (s)':>9} {'size (GB)':>9}")
-    for stack, tag, iid, cold_s, warm_s, size in rows:
-        c = f"{cold_s:.1f}" if cold_s is not None else "reused"
-        w = f"{warm_s:.1f}" if warm_s is not None else "-"
-        print(f"{stack:<6} {tag:<30} {iid:<20} {c:>10} {w:>9} {(size or 0) / 1e9:>9.2f}")
+            rebuilt = ensure_image(stack, client, ca_bundle=ns.ca_bundle, log_dir=ns.log_dir, force_build=True)
+            warm = f"{rebuilt.build_seconds:.1f}"
+            if rebuilt.image_id != first.image_id or rebuilt.run_steps:
+                print(f"warning: the warm rebuild of {stack} re-ran {rebuilt.run_steps} step(s)")
+        cold = "reused" if first.build_seconds is None else f"{first.build_seconds:.1f}"
+        size = (image_size_bytes(client, tag) or 0) / 1e9
+        rows.append(f"{stack:<6} {tag:<30} {first.image_id[:19]:<20} {cold:>10} {warm:>9} {size:>9.2f}")
+    print(f"\n{'stack':<6} {'tag':<30} {'id':<20} {'build (s)':>10} {'warm (s)':>9} {'size (GB)':>9}", *rows, sep="\n")
 
 
 if __name__ == "__main__":

@@ -89,13 +89,11 @@ def sha256_file(path: Path) -> str:
 @contextmanager
 def _requirements_file(pins: list[Pin], hashes: Optional[dict[Pin, str]] = None):
     """A temporary file of hashed requirement lines; `hashes` narrows a pin to the one file the wheelhouse holds."""
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
         f.writelines(f"{p.name}=={p.version} " + " ".join(f"--hash={h}" for h in ((hashes[p],) if hashes else p.hashes))
                      + "\n" for p in pins)
-    try:
+        f.flush()
         yield f.name
-    finally:
-        os.unlink(f.name)
 
 
 @contextmanager
@@ -130,10 +128,6 @@ def _files_by_dist(wheelhouse: Path) -> dict[tuple[str, str], list[Path]]:
     return out
 
 
-def _pip(python: str, args: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([python, "-m", "pip", *args], text=True, **kw)
-
-
 def _pip_with_progress(args: list[str], total: int) -> subprocess.CompletedProcess:
     """pip (this interpreter's), one progress line per package it starts on; the whole output kept for errors."""
     lines, done = [], 0
@@ -145,13 +139,6 @@ def _pip_with_progress(args: list[str], total: int) -> subprocess.CompletedProce
                 done += 1
                 print(f"wheelhouse: [{done}/{total}] {line.split()[1]}", flush=True)
     return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines))
-
-
-def _index_args(index_url: str, ca_bundle: Optional[Path]) -> list[str]:
-    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
-    args = ["--isolated", "--disable-pip-version-check", "--index-url", index_url]
-    cert = ca_bundle or os.environ.get("KIT_CA_BUNDLE") or os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    return args + (["--cert", str(cert)] if cert else [])
 
 
 def _download_wheels(pins: list[Pin], dest: Path, python: str, platform: str, index: list[str]) -> list[Pin]:
@@ -187,15 +174,16 @@ def _build_sdists(no_wheel: list[Pin], bootstrap: list[Pin], dest: Path, index: 
         for pin in no_wheel:
             sdists = tmp / f"sdist-{pin.name}"
             with _requirements_file([pin]) as req:
-                r = _pip(sys.executable, ["download", *index, "--no-deps", "--no-binary=:all:", "--require-hashes",
-                                          "--progress-bar", "off", "-d", str(sdists), "-r", req],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                r = subprocess.run([sys.executable, "-m", "pip", "download", *index, "--no-deps", "--no-binary=:all:",
+                                    "--require-hashes", "--progress-bar", "off", "-d", str(sdists), "-r", req],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if r.returncode != 0:
                 raise KitError(_no_wheel_paragraph(pin, "it has no sdist either", r.stdout))
             sdist = next(sdists.iterdir())
             out = tmp / f"wheel-{pin.name}"
-            r = _pip(env_python, ["wheel", "--no-index", "--no-deps", "--no-build-isolation", "-w", str(out),
-                                  str(sdist)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            r = subprocess.run([env_python, "-m", "pip", "wheel", "--no-index", "--no-deps", "--no-build-isolation",
+                                "-w", str(out), str(sdist)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
             wheels = list(out.glob("*.whl")) if r.returncode == 0 else []
             if not wheels:
                 raise KitError(_no_wheel_paragraph(pin, f"building its sdist {sdist.name} failed", r.stdout))
@@ -211,9 +199,16 @@ def _build_sdists(no_wheel: list[Pin], bootstrap: list[Pin], dest: Path, index: 
 
 
 def _bootstrapped_venv(python: str, venv: Path, bootstrap: list[Pin], wheelhouse: Path) -> str:
-    """A venv with the bootstrap lock's pip, setuptools and wheel, installed from the wheelhouse with hashes."""
+    """A venv with the bootstrap lock's pip, setuptools and wheel, installed from the wheelhouse with hashes by the
+    lock's own pip run from its wheel (checked against the lock's hashes before it runs)."""
+    pip = next((p for p in bootstrap if p.name == "pip"), None)
+    named = _files_by_dist(wheelhouse).get((pip.name, pip.version), []) if pip else []
+    wheel = next((f for f in named if sha256_file(f) in pip.hashes), None)
+    if wheel is None:
+        raise KitError(f"{wheelhouse} holds no pip wheel with a hash the bootstrap lock pins: make it again.")
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
-    _bootstrap_pip(str(venv / "bin" / "python"), bootstrap, wheelhouse)
+    with _requirements_file(bootstrap) as req:
+        _offline_install(str(venv / "bin" / "python"), [str(wheel / "pip"), "install"], req, wheelhouse)
     return str(venv / "bin" / "python")
 
 
@@ -232,7 +227,10 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
     pins = read_pins(lock_dir)
     python, platform = lock_target(lock_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    index = _index_args(index_url, ca_bundle)
+    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
+    index = ["--isolated", "--disable-pip-version-check", "--index-url", index_url]
+    cert = ca_bundle or os.environ.get("KIT_CA_BUNDLE") or os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    index += ["--cert", str(cert)] if cert else []
     t0 = time.monotonic()
     print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} "
           f"into {dest}", flush=True)
@@ -252,7 +250,9 @@ def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path
     return path
 
 
-def _load_manifest(stack: str, lock_dir: Path, wheelhouse: Path) -> dict:
+def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tuple[Path, str]]:
+    """Each pin -> (the wheelhouse file whose sha256 the lock, or for a built wheel the manifest, names; that hash).
+    One paragraph for every missing or altered file."""
     path = wheelhouse / MANIFEST.format(stack=stack)
     if not path.is_file():
         raise KitError(f"{wheelhouse} has no {path.name}: it was not made for the {stack} stack. Make it where the "
@@ -266,13 +266,6 @@ def _load_manifest(stack: str, lock_dir: Path, wheelhouse: Path) -> dict:
         raise KitError(f"{path} was made from other locks than images/{stack}/{LOCKS[0]} and {LOCKS[1]} of this "
                        f"checkout (the lock changed since): make the wheelhouse again with `nox -s wheelhouse -- "
                        f"{stack}`.")
-    return manifest
-
-
-def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tuple[Path, str]]:
-    """Each pin -> (the wheelhouse file whose sha256 the lock, or for a built wheel the manifest, names; that hash).
-    One paragraph for every missing or altered file."""
-    manifest = _load_manifest(stack, lock_dir, wheelhouse)
     built = {b["name"]: b for b in manifest.get("built", [])}
     by_dist = _files_by_dist(wheelhouse)
     files, missing, altered = {}, [], []
@@ -286,29 +279,15 @@ def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tup
             continue
         (altered if named else missing).append(
             f"{pin.name}=={pin.version}" + (f" ({', '.join(f.name for f in named)})" if named else ""))
-    if altered or missing:
-        parts = []
-        if altered:
-            parts.append("these files are there but their sha256 is not the one the lock (or the manifest, for a "
-                         "built wheel) pins, so they were altered or come from another lock: " + "; ".join(altered))
-        if missing:
-            parts.append("these packages have no file at all: " + "; ".join(missing))
+    parts = [f"{what}: " + "; ".join(pins) for what, pins in (
+        ("these files are there but their sha256 is not the one the lock (or the manifest, for a built wheel) pins, "
+         "so they were altered or come from another lock", altered), ("these packages have no file at all", missing))
+        if pins]
+    if parts:
         raise KitError(f"The wheelhouse {wheelhouse} does not match images/{stack}/'s locks: " + ". ".join(parts) +
                        f". Nothing was installed. Make it again where the index is reachable (`nox -s wheelhouse -- "
                        f"{stack}`) and copy the whole folder.")
     return files
-
-
-def _bootstrap_pip(python: str, bootstrap: list[Pin], wheelhouse: Path) -> None:
-    """Install the bootstrap lock into a venv that has no pip yet, with the lock's own pip run from its wheel
-    (checked against the lock's hashes before it runs)."""
-    pip = next((p for p in bootstrap if p.name == "pip"), None)
-    named = _files_by_dist(wheelhouse).get((pip.name, pip.version), []) if pip else []
-    wheel = next((f for f in named if sha256_file(f) in pip.hashes), None)
-    if wheel is None:
-        raise KitError(f"{wheelhouse} holds no pip wheel with a hash the bootstrap lock pins: make it again.")
-    with _requirements_file(bootstrap) as req:
-        _offline_install(python, [str(wheel / "pip"), "install"], req, wheelhouse)
 
 
 def _offline_install(python: str, pip: list[str], requirements: str, wheelhouse: Path, *extra: str) -> None:
@@ -323,19 +302,6 @@ def _offline_install(python: str, pip: list[str], requirements: str, wheelhouse:
                        "--python with that version).")
 
 
-def _check_interpreter(python: str, lock_python: str, files: dict[Pin, tuple[Path, str]]) -> None:
-    """cp312 wheels need Python 3.12: say so before pip does, in one paragraph."""
-    r = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
-                       text=True)
-    have = r.stdout.strip()
-    tag = "cp" + lock_python.replace(".", "")
-    bound = sorted(f.name for f, _ in files.values() if f"-{tag}-" in f.name)
-    if have != lock_python and bound:
-        raise KitError(f"{python} is Python {have or '?'}, but the wheelhouse holds wheels built for Python "
-                       f"{lock_python} only ({bound[0]} and {len(bound) - 1} more). Pass --python with a Python "
-                       f"{lock_python} interpreter.")
-
-
 def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str, venv: Path) -> Path:
     """Make venv from the wheelhouse with no index at all; a half-made venv is removed. Returns its python."""
     wheelhouse = wheelhouse.resolve()
@@ -344,8 +310,15 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
                        "copy it to this host.")
     t0 = time.monotonic()
     files = resolve_files(stack, lock_dir, wheelhouse)
+    # cp312 wheels need Python 3.12: say so before pip does, in one paragraph.
     lock_python, _ = lock_target(lock_dir)
-    _check_interpreter(python, lock_python, files)
+    have = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                          text=True).stdout.strip()
+    bound = sorted(f.name for f, _ in files.values() if f"-cp{lock_python.replace('.', '')}-" in f.name)
+    if have != lock_python and bound:
+        raise KitError(f"{python} is Python {have or '?'}, but the wheelhouse holds wheels built for Python "
+                       f"{lock_python} only ({bound[0]} and {len(bound) - 1} more). Pass --python with a Python "
+                       f"{lock_python} interpreter.")
     print(f"venv: {len(files)} files of {wheelhouse} match images/{stack}/'s locks ({time.monotonic() - t0:.0f} s)",
           flush=True)
     pins = list(files)
@@ -357,7 +330,8 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
         main = [p for p in pins if p.lock == LOCKS[1]]
         with _requirements_file(main, {p: h for p, (_, h) in files.items()}) as req:
             _offline_install(venv_python, ["-m", "pip", "install"], req, wheelhouse, "--no-build-isolation")
-        check = _pip(venv_python, ["check"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        check = subprocess.run([venv_python, "-m", "pip", "check"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
         if check.returncode != 0:
             raise KitError(f"pip check failed in {venv}:\n{check.stdout.strip()}")
     print(f"venv: {venv} made from {wheelhouse} with no index, every hash checked, in {time.monotonic() - t0:.0f} s",

@@ -96,7 +96,4 @@ def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_d
         env["KIT_GIT_DIRTY"] = "1" if dirty else "0"
     if opts.label:
         env["KIT_LABEL"] = opts.label
-    for key, value in (image or {}).items():
-        env[key] = value
-    env.update(opts.extra_env)
-    return env
+    return {**env, **(image or {}), **opts.extra_env}

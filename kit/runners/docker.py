@@ -1,16 +1,6 @@
-"""Docker runner: one Step inside its stack's pinned image (`docker run --rm --init`), README "The Docker runner".
-
-The kit's checkout is mounted read-only at /kit (code is never baked into an image); results, output, the kit cache,
-the Hugging Face cache and vLLM's compile cache are host folders. The container runs as the invoking user (HOME=/tmp,
-USER set: torch inductor calls getpwuid()), so every file it writes belongs to them. HF_TOKEN goes by name only
-(``-e HF_TOKEN``): its value is never in argv, a log or an image.
-
-Ctrl-C: the docker CLI forwards SIGINT (tini, then the bench prints what finished); a container still up after a
-grace period gets `docker kill --signal INT`, then `docker stop`. Its output is shown live and kept in <output>/logs/.
-No container outlives the kit process that started it, even one killed without a chance to clean up: each carries
-the labels ``kit.runner=docker`` and ``kit.owner=<this process>``, a guard process (kit/runners/container_guard.py)
-removes it once the kit process is gone, and every run first removes kit-labelled containers whose owner process
-no longer exists on this machine (never one without the labels, nor one whose owner lives or is on another machine).
+"""Docker runner: one Step inside its stack's pinned image (`docker run --rm --init`). docs/images.md, "The Docker
+runner", describes the mounts (the checkout read-only at /kit: code is never baked), the invoking user, secrets passed
+by name only, Ctrl-C, and why no container outlives its kit process (the kit.owner label, the guard process, the sweep).
 """
 from __future__ import annotations
 
@@ -26,7 +16,7 @@ from typing import Optional
 from core.errors import KitError
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT, preflight
-from kit.images import ensure_image, is_vllm_stack, vllm_series_of
+from kit.images import ensure_image, vllm_series_of
 from kit.runners.base import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
@@ -93,13 +83,6 @@ def sweep_stale_containers(client) -> list[str]:
     return stale
 
 
-def start_container_guard(client, name: str) -> subprocess.Popen:
-    """A process, in its own session, that removes container `name` once this process closes the pipe or dies."""
-    return subprocess.Popen([sys.executable, "-m", "kit.runners.container_guard", client.path, name],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=KIT_ROOT, env=client.env(), start_new_session=True)
-
-
 def vllm_cache_dir() -> Path:
     return Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
 
@@ -128,12 +111,10 @@ def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadS
 
 
 def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_tag: str, env: dict[str, str], *,
-                       name: str, needs_gpu: bool, uid: Optional[int] = None, gid: Optional[int] = None) -> list[str]:
+                       name: str, needs_gpu: bool) -> list[str]:
     """The exact `docker run` argv (no secret values in it: those go by name)."""
-    uid = os.getuid() if uid is None else uid
-    gid = os.getgid() if gid is None else gid
     cmd = [client_path, "run", "--rm", "--init", "--name", name,
-           "--user", f"{uid}:{gid}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
+           "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
            "--workdir", KIT_MOUNT, "--label", RUNNER_LABEL, "--label", f"{OWNER_LABEL}={owner_tag() or ''}"]
     cmd += ["--gpus", "all", "--shm-size", SHM_SIZE] if needs_gpu else ["--shm-size", "1g"]
     mounts = [
@@ -143,7 +124,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
         (opts.cache_dir, CACHE_MOUNT, "rw"),
         (opts.hf_home, HF_MOUNT, "rw"),
     ]
-    if is_vllm_stack(step.stack):
+    if vllm_series_of(step.stack):
         mounts.append((vllm_cache_dir(), VLLM_CACHE_MOUNT, "rw"))
     if opts.ca_bundle:
         mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
@@ -169,32 +150,13 @@ def container_env(opts: RunnerOptions, image_env: dict[str, str], stack: str) ->
     env["TRITON_CACHE_DIR"] = f"{CACHE_MOUNT}/triton"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # /kit is read-only
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA_VISIBLE_DEVICES then means nvidia-smi's numbers, as preflight does
-    if is_vllm_stack(stack):
+    if vllm_series_of(stack):
         env["VLLM_CACHE_ROOT"] = VLLM_CACHE_MOUNT
     if opts.ca_bundle:
-        for key in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            env[key] = CA_MOUNT
+        env.update(dict.fromkeys(("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"), CA_MOUNT))
     for key in SECRET_ENV:
         env.pop(key, None)  # never as KEY=value
     return env
-
-
-def _ensure_dirs(step: Step, opts: RunnerOptions) -> None:
-    dirs = [opts.results_dir, opts.output_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home]
-    if is_vllm_stack(step.stack):
-        dirs.append(vllm_cache_dir())
-    for d in dirs:
-        try:
-            Path(d).mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise KitError(f"cannot create {d} for the container's mounts ({e}). Choose writable folders "
-                           "(--results-dir, --output-dir, KIT_CACHE_DIR, HF_HOME).")
-
-
-def _container_running(client, name: str) -> bool:
-    r = subprocess.run([client.path, "inspect", "--format", "{{.State.Running}}", name],
-                       capture_output=True, text=True, env=client.env())
-    return r.returncode == 0 and r.stdout.strip() == "true"
 
 
 def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: float) -> int:
@@ -204,20 +166,20 @@ def _stop_container(client, name: str, proc: subprocess.Popen, drain, grace_s: f
         deadline = time.monotonic() + min(2.0, grace_s)
         while proc.poll() is None and time.monotonic() < deadline:
             drain(0.2)
-        if proc.poll() is None and _container_running(client, name):
+        if proc.poll() is None and client.run("inspect", "--format", "{{.State.Running}}",
+                                              name).stdout.strip() == "true":
             print(f"\n[docker] interrupt: sending SIGINT to container {name}", file=sys.stderr, flush=True)
-            subprocess.run([client.path, "kill", "--signal", "INT", name], capture_output=True, env=client.env())
+            client.run("kill", "--signal", "INT", name)
         deadline = time.monotonic() + grace_s
         while proc.poll() is None and time.monotonic() < deadline:
             drain(0.5)
         if proc.poll() is None:
             print(f"[docker] container {name} still running after {grace_s:.0f}s: docker stop",
                   file=sys.stderr, flush=True)
-            subprocess.run([client.path, "stop", "--time", str(max(1, min(10, round(grace_s)))), name],
-                           capture_output=True, env=client.env())
+            client.run("stop", "--time", str(max(1, min(10, round(grace_s)))), name)
     except KeyboardInterrupt:
         print(f"\n[docker] second interrupt: killing container {name}", file=sys.stderr, flush=True)
-        subprocess.run([client.path, "kill", name], capture_output=True, env=client.env())
+        client.run("kill", name)
     try:
         return proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
@@ -283,8 +245,17 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
           f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
 
     tail = bytearray()
-    _ensure_dirs(step, opts)
-    guard = start_container_guard(client, name)
+    for d in [opts.results_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home] + (
+            [vllm_cache_dir()] if vllm_series_of(step.stack) else []):
+        try:
+            Path(d).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise KitError(f"cannot create {d} for the container's mounts ({e}). Choose writable folders "
+                           "(--results-dir, --output-dir, KIT_CACHE_DIR, HF_HOME).")
+    # In its own session, the guard removes the container once this process closes the pipe or dies.
+    guard = subprocess.Popen([sys.executable, "-m", "kit.runners.container_guard", client.path, name],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             cwd=KIT_ROOT, env=client.env(), start_new_session=True)
     try:
         rc = _run_attached(client, name, cmd, log_path, tail, opts.interrupt_grace_s)
     finally:
@@ -298,12 +269,11 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
 
 def run_docker(step: Step, opts: RunnerOptions) -> None:
     rc = run_in_image(step, opts)
+    what = step.description or " ".join(step.argv)
     if rc == 125:
-        raise KitError(f"{step.description or ' '.join(step.argv)}: docker could not start the container (exit code "
-                       "125); docker's own message is printed above.")
+        raise KitError(f"{what}: docker could not start the container (exit code 125); docker's own message is "
+                       "printed above.")
     if rc != 0:
-        raise KitError(
-            f"{step.description or ' '.join(step.argv)} failed inside the {step.stack} image (exit code {rc}). Its "
-            f"own message is printed above and kept under {opts.output_dir / 'logs'}; nothing incomplete was written "
-            "to the results folder."
-        )
+        raise KitError(f"{what} failed inside the {step.stack} image (exit code {rc}). Its own message is printed "
+                       f"above and kept under {opts.output_dir / 'logs'}; nothing incomplete was written to the "
+                       "results folder.")

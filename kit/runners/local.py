@@ -44,10 +44,9 @@ def check_stack(python: str, stack: str, env: dict[str, str]) -> None:
 
 def run_local(step: Step, opts: RunnerOptions) -> None:
     python = resolve_python(opts, step.stack)
-    env = dict(os.environ)
-    env.update(child_env(opts, results_dir=str(opts.results_dir), output_dir=str(opts.output_dir),
-                         cache_dir=str(opts.cache_dir), runner="local"))
-    env["KIT_STACK"] = step.stack  # provenance compares the environment with images/<stack>/requirements.lock
+    env = {**os.environ, **child_env(opts, results_dir=str(opts.results_dir), output_dir=str(opts.output_dir),
+                                     cache_dir=str(opts.cache_dir), runner="local"),
+           "KIT_STACK": step.stack}  # provenance compares the environment with images/<stack>/requirements.lock
     env["PYTHONPATH"] = os.pathsep.join([str(KIT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     check_stack(python, step.stack, env)
     for d in (opts.results_dir, opts.output_dir, opts.cache_dir):

@@ -276,12 +276,10 @@ def test_demo_workload_and_steps(tmp_path):
     assert (spec.output_len, spec.iters, spec.synthetic, spec.device) == (16, 2, "tiny", "cpu")
     assert spec.warmup == DEMO_WORKLOAD["warmup"]
     assert demo_workload(demo_parser().parse_args(["--model", str(tmp_path)])).synthetic is None
-    steps = demo_steps(spec, profiler=tmp_path / "missing.py")
-    assert len(steps) == 1 and steps[0].argv == ("-m", "bench", "run", "--backend", "transformers")
-    assert not steps[0].needs_gpu and steps[0].workload == spec
-    real = demo_steps(spec)
-    if (REPO_ROOT / "profile" / "run_profile.py").is_file():
-        assert real[1].argv[0] == "profile/run_profile.py"
+    steps = demo_steps(spec)
+    assert [s.argv for s in steps] == [("-m", "bench", "run", "--backend", "transformers"), ("profile/run_profile.py",)]
+    assert (REPO_ROOT / steps[1].argv[0]).is_file()
+    assert not any(s.needs_gpu for s in steps) and all(s.workload == spec for s in steps)
     assert DEMO_WORKLOAD["device"] == "cpu"
 
 

@@ -25,8 +25,7 @@ def _cmd(tmp_path, stack="hf", workload=WorkloadSpec(), ca=None, **env):
                          cache_dir=tmp_path / "cache", hf_home=tmp_path / "hf", ca_bundle=ca)
     step = Step(stack, ("-m", "bench", "run"), workload)
     return docker_run_command("docker", step, opts, "awq-kit-hf:0123456789abcdef",
-                              container_env(opts, IMAGE_ENV, stack), name="n", needs_gpu=step.needs_gpu,
-                              uid=1234, gid=5678)
+                              container_env(opts, IMAGE_ENV, stack), name="n", needs_gpu=step.needs_gpu)
 
 
 def test_run_argv(tmp_path, monkeypatch):
@@ -35,7 +34,7 @@ def test_run_argv(tmp_path, monkeypatch):
     cmd = _cmd(tmp_path)
     joined = " ".join(cmd)
     assert cmd[:4] == ["docker", "run", "--rm", "--init"]
-    assert "--user 1234:5678" in joined and "-e HOME=/tmp" in joined and "-e USER=" in joined
+    assert f"--user {os.getuid()}:{os.getgid()}" in joined and "-e HOME=/tmp" in joined and "-e USER=" in joined
     assert "--gpus all --shm-size 8g" in joined
     assert f"type=bind,source={KIT_ROOT},target=/kit,readonly" in joined
     assert f"source={tmp_path / 'results'},target=/results" in joined and "target=/hf-cache" in joined
