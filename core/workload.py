@@ -77,27 +77,22 @@ class Parser(argparse.ArgumentParser):
         raise KitError(f"{self.prog}: {message}. Run `{self.prog} --help` for the options and their defaults.")
 
 
-def _at_least(name: str, minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def _number(name: str, convert: Callable[[str], float], ok: Callable[[float], bool], want: str) -> Callable:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
+            kind = "a whole number" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{name} must be {want}, got {value}")
         return value
 
     return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
+def _at_least(name: str, minimum: int) -> Callable[[str], int]:
+    return _number(name, int, lambda v: v >= minimum, f"at least {minimum}")
 
 
 def _quantizations(text: str) -> tuple[str, ...]:
@@ -140,7 +135,8 @@ def add_workload_args(p: argparse.ArgumentParser, *, vllm: bool = False, profile
                                              if quantization_default else ""))
         v.add_argument("--enforce-eager", action="store_true", help="disable torch.compile and CUDA graphs")
         v.add_argument("--max-model-len", type=_at_least("--max-model-len", 2), help="default: input-len + output-len")
-        v.add_argument("--gpu-memory-utilization", type=_fraction, default=0.9, help="default 0.9")
+        fraction = _number("--gpu-memory-utilization", float, lambda x: 0 < x <= 1, "in (0, 1]")
+        v.add_argument("--gpu-memory-utilization", type=fraction, default=0.9, help="default 0.9")
         v.add_argument("--async-scheduling", choices=("on", "off"), default="off",
                        help="vLLM's async scheduling, always passed explicitly (default off: vLLM 0.12.0's default, "
                             "the study's version; vLLM 0.20 turns it on when unset)")
