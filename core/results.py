@@ -1,6 +1,5 @@
 """The results format (docs/results-format.md): one versioned JSON file per run, checked and written atomically by
-the container side (`write_result`), read back by the host side (`load_result`). Pure python + pydantic, no numpy.
-"""
+the container side (`write_result`), read back by the host side (`load_result`)."""
 from __future__ import annotations
 
 import json

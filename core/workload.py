@@ -1,8 +1,5 @@
-"""The workload spec: one typed value, parsed and checked once on the host (`check_spec`), handed to the container
-side as `--workload JSON`; started by hand, the container's entry points parse the same options with the same checks.
-
-Defaults follow `vllm bench latency` (vLLM 0.12.0), at batch size 1 (vLLM's own default batch is 8; the study is
-batch 1). The published study does not state its lengths, so these are a choice, printed in every report.
+"""The workload spec and its one parser (docs/design.md, "One workload spec, parsed once"). Standard library only:
+`python -m kit` must explain a missing host package instead of failing on import. Defaults: README, "Workload options".
 """
 from __future__ import annotations
 
@@ -114,15 +111,13 @@ def add_workload_args(p: argparse.ArgumentParser, *, vllm: bool = False, profile
                         "config.json path, generated once into $KIT_CACHE_DIR/synthetic/<config>-<seed>/")
     g.add_argument("--synthetic-seed", type=_at_least("--synthetic-seed", 0), default=0,
                    help="weight seed of the synthetic checkpoint (default 0)")
-    g.add_argument("--input-len", type=_at_least("--input-len", 1), default=WorkloadSpec.input_len,
-                   help="prompt tokens (default %(default)s, as vllm bench latency)")
-    g.add_argument("--output-len", type=_at_least("--output-len", 2), default=WorkloadSpec.output_len,
-                   help="generated tokens, exactly, EOS ignored (default %(default)s, as vllm bench latency; "
-                        "at least 2 so that TPOT exists)")
-    g.add_argument("--warmup", type=_at_least("--warmup", 0), default=WorkloadSpec.warmup,
-                   help="un-timed runs of the same shapes (default %(default)s, as vllm bench latency)")
-    g.add_argument("--iters", type=_at_least("--iters", 1), default=WorkloadSpec.iters,
-                   help="measured iterations (default %(default)s, as vllm bench latency)")
+    for flag, minimum, what in (("--input-len", 1, "prompt tokens"),
+                                ("--output-len", 2, "generated tokens, exactly, EOS ignored; at least 2 so that TPOT "
+                                                    "exists"),
+                                ("--warmup", 0, "un-timed runs of the same shapes"),
+                                ("--iters", 1, "measured iterations")):
+        g.add_argument(flag, type=_at_least(flag, minimum), default=getattr(WorkloadSpec, flag[2:].replace("-", "_")),
+                       help=f"{what} (default %(default)s, as vllm bench latency)")
     g.add_argument("--seed", type=int, default=0, help="seed of the prompt token ids (default 0)")
     g.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="cuda or cpu (default auto: cuda when torch sees a GPU); CPU results are labelled as such")

@@ -8,7 +8,6 @@ version 2). A file that fails is refused with one paragraph and left untouched; 
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
