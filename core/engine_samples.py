@@ -1,7 +1,5 @@
-"""vLLM's own timestamps of each measured request, stored raw (a stored derived value could disagree with them):
-the intervals the report and the bench's log show are derived here, and `engine_problems` says where timestamps
-contradict themselves or the client samples. Pure python + pydantic.
-"""
+"""vLLM's own timestamps of each measured request, stored raw (a stored derived value could disagree with them): the
+intervals derived from them, and `engine_problems`, where they contradict themselves or the client samples."""
 from __future__ import annotations
 
 from typing import Callable, Optional

@@ -1,7 +1,5 @@
-"""One error type for everything a user can cause or meet, on either side: its message is one actionable paragraph
-(what went wrong, what to do about it); `python -m kit`, `python -m bench` and profile/run_profile.py print it
-without a traceback and exit with its code.
-"""
+"""One error type for everything a user can cause or meet, on either side: one actionable paragraph, printed by the
+entry points without a traceback."""
 
 
 class KitError(Exception):
@@ -17,9 +15,7 @@ BenchError = KitError  # the container side's name for it: the same class, so ei
 ONE_LINE_LIMIT = 500
 
 
-def one_line(text: str, limit: int = ONE_LINE_LIMIT) -> str:
-    """`text` on one line (whitespace runs collapsed), cut at `limit` with '...'; '(no message)' when empty."""
-    text = " ".join((text or "").split())
-    if not text:
-        return "(no message)"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def one_line(text: str) -> str:
+    """`text` on one line (whitespace runs collapsed), cut at ONE_LINE_LIMIT with '...'; '(no message)' when empty."""
+    text = " ".join((text or "").split()) or "(no message)"
+    return text if len(text) <= ONE_LINE_LIMIT else text[: ONE_LINE_LIMIT - 3] + "..."

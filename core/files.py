@@ -1,7 +1,4 @@
-"""Writing a file so that no reader ever sees half of it: a temp file in the same folder, fsync, rename.
-
-The one implementation for both sides (results, reports, Slurm scripts, profiler traces). Standard library only.
-"""
+"""Writing a file so that no reader ever sees half of it: a temp file in the same folder, fsync, rename."""
 from __future__ import annotations
 
 import os

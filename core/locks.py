@@ -1,6 +1,4 @@
-"""The stacks' hashed locks, images/<stack>/requirements.lock: the one place where versions are written, read here
-by the host and by the container side (the kit's checkout is mounted at /kit). Standard library only.
-"""
+"""The stacks' hashed locks, images/<stack>/requirements.lock: the one place where versions are written."""
 from __future__ import annotations
 
 import re

@@ -1,6 +1,5 @@
 """The results format (docs/results-format.md): one versioned JSON file per run, checked and written atomically by
-the container side (`write_result`), read back by the host side (`load_result`). Pure python + pydantic, no numpy.
-"""
+the container side (`write_result`), read back by the host side (`load_result`)."""
 from __future__ import annotations
 
 import json
@@ -336,13 +335,31 @@ def write_result(result: Result, path: Path) -> Path:
     return path
 
 
-def _describe_validation_error(path: Path, err: ValidationError) -> str:
-    problems = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        problems.append(f"field '{loc}': {e['msg']} (got {e.get('input')!r:.80})")
-    return _paragraph(path, "not a valid kit result", problems,
-                      "Fix or remove the file (re-run the session that produced it) and try again.")
+def read_result_data(path: Path) -> dict[str, Any]:
+    """The JSON object of a results file whose "format" is ours (NotAResultFile otherwise), nothing else checked."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ResultFileError(f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); it may be "
+                              "truncated. Re-run the session that produced it or remove the file.") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultFileError(f"{path}: cannot be read ({e}). Check its permissions or remove it.") from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise NotAResultFile(f"{path}: JSON without \"format\": \"{FORMAT_NAME}\"")
+    return data
+
+
+def validate_result(path: Path, data: dict[str, Any]) -> Result:
+    """`data` as the model of its kind; ResultFileError names the fields that do not fit."""
+    if (model := _BY_KIND.get(data.get("kind"))) is None:
+        raise ResultFileError(f"{path}: field 'kind' is {data.get('kind')!r}; expected one of {sorted(_BY_KIND)}.")
+    try:
+        return model.model_validate(data)  # type: ignore[return-value]
+    except ValidationError as err:
+        problems = [f"field '{'.'.join(str(x) for x in e['loc']) or '(top level)'}': {e['msg']} "
+                    f"(got {e.get('input')!r:.80})" for e in err.errors()]
+        raise ResultFileError(_paragraph(path, "not a valid kit result", problems, "Fix or remove the file (re-run "
+                                         "the session that produced it) and try again.")) from err
 
 
 def load_result(path: Path) -> Result:
@@ -353,15 +370,7 @@ def load_result(path: Path) -> Result:
     path = Path(path)
     if path.suffix != ".json":
         raise NotAResultFile(f"{path}: not a .json file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ResultFileError(f"{path}: is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); it may be "
-                              "truncated. Re-run the session that produced it or remove the file.") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ResultFileError(f"{path}: cannot be read ({e}). Check its permissions or remove it.") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise NotAResultFile(f"{path}: JSON without \"format\": \"{FORMAT_NAME}\"")
+    data = read_result_data(path)
     version = data.get("schema_version")
     if version == 1:
         raise ResultFileError(
@@ -373,12 +382,7 @@ def load_result(path: Path) -> Result:
         raise ResultFileError(
             f"{path}: field 'schema_version' is {version!r}, but this kit reads version {SCHEMA_VERSION}. "
             "Re-run the session with this kit, or render it with the kit version that wrote it.")
-    if (model := _BY_KIND.get(data.get("kind"))) is None:
-        raise ResultFileError(f"{path}: field 'kind' is {data.get('kind')!r}; expected one of {sorted(_BY_KIND)}.")
-    try:
-        result = model.model_validate(data)
-    except ValidationError as e:
-        raise ResultFileError(_describe_validation_error(path, e)) from e
+    result = validate_result(path, data)
     _refuse_inconsistent(result, path, "A report would show numbers its own samples do not support. Re-run the "
                                        "session that produced the file, or remove it.")
     return result

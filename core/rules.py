@@ -1,6 +1,4 @@
-"""The checks every step applies, each written once with its one message: on the host before anything long starts,
-in the container again where only it can (the checkpoint's config.json, the GPU torch sees). Standard library only.
-"""
+"""The checks every step applies, each once with its one message (docs/design.md, "Each rule once")."""
 from __future__ import annotations
 
 import json

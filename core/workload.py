@@ -1,8 +1,5 @@
-"""The workload spec: one typed value, parsed and checked once on the host (`check_spec`), handed to the container
-side as `--workload JSON`; started by hand, the container's entry points parse the same options with the same checks.
-
-Defaults follow `vllm bench latency` (vLLM 0.12.0), at batch size 1 (vLLM's own default batch is 8; the study is
-batch 1). The published study does not state its lengths, so these are a choice, printed in every report.
+"""The workload spec and its one parser (docs/design.md, "One workload spec, parsed once"). Standard library only:
+`python -m kit` must explain a missing host package instead of failing on import. Defaults: README, "Workload options".
 """
 from __future__ import annotations
 
@@ -77,27 +74,22 @@ class Parser(argparse.ArgumentParser):
         raise KitError(f"{self.prog}: {message}. Run `{self.prog} --help` for the options and their defaults.")
 
 
-def _at_least(name: str, minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def _number(name: str, convert: Callable[[str], float], ok: Callable[[float], bool], want: str) -> Callable:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
+            kind = "a whole number" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{name} must be {want}, got {value}")
         return value
 
     return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
+def _at_least(name: str, minimum: int) -> Callable[[str], int]:
+    return _number(name, int, lambda v: v >= minimum, f"at least {minimum}")
 
 
 def _quantizations(text: str) -> tuple[str, ...]:
@@ -119,15 +111,13 @@ def add_workload_args(p: argparse.ArgumentParser, *, vllm: bool = False, profile
                         "config.json path, generated once into $KIT_CACHE_DIR/synthetic/<config>-<seed>/")
     g.add_argument("--synthetic-seed", type=_at_least("--synthetic-seed", 0), default=0,
                    help="weight seed of the synthetic checkpoint (default 0)")
-    g.add_argument("--input-len", type=_at_least("--input-len", 1), default=WorkloadSpec.input_len,
-                   help="prompt tokens (default %(default)s, as vllm bench latency)")
-    g.add_argument("--output-len", type=_at_least("--output-len", 2), default=WorkloadSpec.output_len,
-                   help="generated tokens, exactly, EOS ignored (default %(default)s, as vllm bench latency; "
-                        "at least 2 so that TPOT exists)")
-    g.add_argument("--warmup", type=_at_least("--warmup", 0), default=WorkloadSpec.warmup,
-                   help="un-timed runs of the same shapes (default %(default)s, as vllm bench latency)")
-    g.add_argument("--iters", type=_at_least("--iters", 1), default=WorkloadSpec.iters,
-                   help="measured iterations (default %(default)s, as vllm bench latency)")
+    for flag, minimum, what in (("--input-len", 1, "prompt tokens"),
+                                ("--output-len", 2, "generated tokens, exactly, EOS ignored; at least 2 so that TPOT "
+                                                    "exists"),
+                                ("--warmup", 0, "un-timed runs of the same shapes"),
+                                ("--iters", 1, "measured iterations")):
+        g.add_argument(flag, type=_at_least(flag, minimum), default=getattr(WorkloadSpec, flag[2:].replace("-", "_")),
+                       help=f"{what} (default %(default)s, as vllm bench latency)")
     g.add_argument("--seed", type=int, default=0, help="seed of the prompt token ids (default 0)")
     g.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="cuda or cpu (default auto: cuda when torch sees a GPU); CPU results are labelled as such")
@@ -140,7 +130,8 @@ def add_workload_args(p: argparse.ArgumentParser, *, vllm: bool = False, profile
                                              if quantization_default else ""))
         v.add_argument("--enforce-eager", action="store_true", help="disable torch.compile and CUDA graphs")
         v.add_argument("--max-model-len", type=_at_least("--max-model-len", 2), help="default: input-len + output-len")
-        v.add_argument("--gpu-memory-utilization", type=_fraction, default=0.9, help="default 0.9")
+        fraction = _number("--gpu-memory-utilization", float, lambda x: 0 < x <= 1, "in (0, 1]")
+        v.add_argument("--gpu-memory-utilization", type=fraction, default=0.9, help="default 0.9")
         v.add_argument("--async-scheduling", choices=("on", "off"), default="off",
                        help="vLLM's async scheduling, always passed explicitly (default off: vLLM 0.12.0's default, "
                             "the study's version; vLLM 0.20 turns it on when unset)")

@@ -8,7 +8,6 @@ version 2). A file that fails is refused with one paragraph and left untouched; 
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -17,11 +16,9 @@ from typing import Any, Optional
 KIT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(KIT_ROOT))
 
-from pydantic import ValidationError  # noqa: E402  (core's one dependency)
-
 from core import engine_samples as es  # noqa: E402
-from core.results import (_BY_KIND, FORMAT_NAME, SCHEMA_VERSION, ResultFileError,  # noqa: E402
-                          _describe_validation_error, write_result)
+from core.results import (SCHEMA_VERSION, NotAResultFile, ResultFileError, read_result_data,  # noqa: E402
+                          validate_result, write_result)
 
 DEFAULT_PLACES = (KIT_ROOT / "results", KIT_ROOT / "docs" / "runs")
 # Version 1's derived engine fields and how version 2 computes each on read.
@@ -45,11 +42,8 @@ def _agrees(stored: Any, recomputed: Optional[float]) -> bool:
 def migrate_file(path: Path) -> str:
     """Migrate one file in place; returns what happened (raises ResultFileError: one paragraph, nothing written)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultFileError(f"{path}: cannot be read as JSON ({e}). Nothing was written; fix or remove the "
-                              "file.") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        data = read_result_data(path)
+    except NotAResultFile:
         return "not a kit result, skipped"
     version, samples, v1_engine = data.get("schema_version"), data.get("samples"), None
     if version == SCHEMA_VERSION and "cuda_event_tpot_ms" not in (samples or {}):
@@ -58,10 +52,7 @@ def migrate_file(path: Path) -> str:
         raise ResultFileError(f"{path}: field 'schema_version' is {version!r}, but this script converts version 1 "
                               f"to {SCHEMA_VERSION}. Nothing was written; render it with the kit version that wrote "
                               "it.")
-    if (model := _BY_KIND.get(data.get("kind"))) is None:
-        raise ResultFileError(f"{path}: field 'kind' is {data.get('kind')!r}; expected one of {sorted(_BY_KIND)}. "
-                              "Nothing was written.")
-    if data["kind"] == "bench" and isinstance(samples, dict):
+    if data.get("kind") == "bench" and isinstance(samples, dict):
         samples = {k: v for k, v in samples.items() if k != "cuda_event_tpot_ms"}
         if version == 1 and (v1_engine := samples.get("engine")) is not None:
             clock = v1_engine.get("clock")
@@ -70,20 +61,16 @@ def migrate_file(path: Path) -> str:
             samples["engine"] = dict(v1_engine, iterations=raw,
                                      clock=es.ENGINE_CLOCK_NOTE if clock == V1_ENGINE_CLOCK_NOTE else clock)
         data = dict(data, samples=samples)
-    try:
-        result = model.model_validate(dict(data, schema_version=SCHEMA_VERSION))
-        v1_pairs = zip(v1_engine["iterations"], result.samples.engine.iterations) if v1_engine else ()
-        for i, (snap, e) in enumerate(v1_pairs):
-            for name, derive in V1_DERIVED.items():
-                if e is not None and not _agrees(snap.get(name), recomputed := derive(e)):
-                    raise ResultFileError(
-                        f"{path}: field 'samples.engine.iterations[{i}].{name}' is {snap.get(name)!r}, but its own "
-                        f"timestamps give {recomputed!r}: the stored interval and the timestamps disagree, and version "
-                        "2 would keep only the timestamps, so one of them was edited or written by a bug. Nothing was "
-                        "written; re-run the session that produced the file, or remove it.")
-        write_result(result, path)
-    except ValidationError as e:
-        raise ResultFileError(_describe_validation_error(path, e) + " Nothing was written.") from e
+    result = validate_result(path, dict(data, schema_version=SCHEMA_VERSION))
+    for i, (snap, e) in enumerate(zip(v1_engine["iterations"], result.samples.engine.iterations) if v1_engine else ()):
+        for name, derive in V1_DERIVED.items():
+            if e is not None and not _agrees(snap.get(name), recomputed := derive(e)):
+                raise ResultFileError(
+                    f"{path}: field 'samples.engine.iterations[{i}].{name}' is {snap.get(name)!r}, but its own "
+                    f"timestamps give {recomputed!r}: the stored interval and the timestamps disagree, and version "
+                    "2 would keep only the timestamps, so one of them was edited or written by a bug. Nothing was "
+                    "written; re-run the session that produced the file, or remove it.")
+    write_result(result, path)
     return f"migrated to version {SCHEMA_VERSION}"
 
 
@@ -101,8 +88,8 @@ def main(argv: list[str]) -> int:
             refused += 1
             print(str(e), file=sys.stderr)
     if refused:
-        print(f"migrate_results: {refused} file(s) refused (above); the others were converted or left alone.",
-              file=sys.stderr)
+        print(f"migrate_results: {refused} file(s) refused (above) and left untouched; the others were converted "
+              "or left alone.", file=sys.stderr)
     return 1 if refused else 0
 
 
