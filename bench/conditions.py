@@ -57,11 +57,6 @@ def _guarded(read: Callable[[], T]) -> Optional[T]:
         return None
 
 
-def _pstate(nvml: Any, handle: Any) -> Optional[int]:
-    value = int(nvml.nvmlDeviceGetPerformanceState(handle))
-    return None if value == NVML_PSTATE_UNKNOWN else value
-
-
 def read_gpu_state(nvml: Any, handle: Any) -> GPUState:
     """Every field of GPUState from an initialised NVML: MHz, watts (NVML reports milliwatts), °C, P-state."""
     return GPUState(
@@ -70,7 +65,8 @@ def read_gpu_state(nvml: Any, handle: Any) -> GPUState:
         power_limit_w=_guarded(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000),
         power_draw_w=_guarded(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000),
         temperature_c=_guarded(lambda: int(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))),
-        pstate=_guarded(lambda: _pstate(nvml, handle)),
+        pstate=_guarded(lambda: None if (p := int(nvml.nvmlDeviceGetPerformanceState(handle))) == NVML_PSTATE_UNKNOWN
+                        else p),
     )
 
 

@@ -15,9 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
+from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing, run_scenario, run_sync
 from core.errors import BenchError
-from bench.scenario import run_scenario, run_sync
 from core.results import Backend
 from core.rules import require_awq
 
@@ -40,11 +39,7 @@ def _import_awq_gemm():
 def awq_kernel_state() -> str:
     """The path WQLinearMMFunction will take, from autoawq's module state: awq_ext | triton | naive."""
     gemm = _import_awq_gemm()
-    if gemm.awq_ext is not None:
-        return "awq_ext"
-    if gemm.TRITON_AVAILABLE:
-        return "triton"
-    return "naive"
+    return "awq_ext" if gemm.awq_ext is not None else "triton" if gemm.TRITON_AVAILABLE else "naive"
 
 
 def force_naive_awq() -> None:
@@ -323,7 +318,6 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
                      "weights) then flip. Every run still generated exactly the workload's output length.")
     backend = Backend(name="transformers", label="transformers", quantization="awq (autoawq WQLinear_GEMM)",
                       dtype=info["dtype"], device="cpu" if on_cpu else "cuda", settings=settings)
-    return Measurement(ttft_ms=[r["ttft_ms"] for r in recs], tpot_ms=[r["tpot_ms"] for r in recs],
-                       e2e_ms=[r["e2e_ms"] for r in recs], itl_ms=[r["itl_ms"] for r in recs], backend=backend,
+    return Measurement(**{f: [r[f] for r in recs] for f in ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms")}, backend=backend,
                        notes=notes, instrumented_generate_ms=[r["generate_ms"] for r in recs],
                        bare_generate_ms=[r["bare_ms"] for r in recs])

@@ -99,14 +99,9 @@ def table_self_device_total_us(averages) -> float:
     """
     from torch.autograd import DeviceType
 
-    total = 0.0
-    for a in averages:
-        if a.device_type == DeviceType.CPU:
-            if getattr(a, "is_legacy", False):
-                total += a.self_device_time_total
-        elif not getattr(a, "is_user_annotation", False):
-            total += a.self_device_time_total
-    return float(total)
+    return float(sum(a.self_device_time_total for a in averages
+                     if (getattr(a, "is_legacy", False) if a.device_type == DeviceType.CPU
+                         else not getattr(a, "is_user_annotation", False))))
 
 
 def phase_from_profiler(prof, *, label: str, description: str, device: str, wall_ms: float,
