@@ -42,14 +42,6 @@ def awq_kernel_state() -> str:
     return "awq_ext" if gemm.awq_ext is not None else "triton" if gemm.TRITON_AVAILABLE else "naive"
 
 
-def force_naive_awq() -> None:
-    """Make autoawq take its naive dequantize + matmul path (CPU)."""
-    gemm = _import_awq_gemm()
-    gemm.awq_ext = None
-    gemm.TRITON_AVAILABLE = False
-    gemm.user_has_been_warned = True  # the "naive (slow) implementation" warning: recorded instead
-
-
 # autoawq's module-level entry points, and the labels their calls are counted under.
 AWQ_ENTRY_POINTS = {"dequantize_gemm": "naive.dequantize_gemm", "awq_gemm_triton": "triton.awq_gemm",
                     "awq_dequantize_triton": "triton.awq_dequantize"}
@@ -85,18 +77,13 @@ def observe_awq_calls() -> Iterator[dict[str, int]]:
             setattr(gemm, attr, fn)
 
 
-def describe_awq_path(counts: dict[str, int]) -> str:
-    if counts.get("awq_ext.gemm_forward_cuda") or counts.get("awq_ext.dequantize_weights_cuda"):
-        return "awq_ext"
-    if counts.get("triton.awq_gemm") and counts.get("triton.awq_dequantize"):
-        return "triton (GEMM kernel below 1024 tokens, dequantize + matmul at or above)"
-    if counts.get("triton.awq_gemm"):
-        return "triton: awq_gemm_kernel"
-    if counts.get("triton.awq_dequantize"):
-        return "triton: awq_dequantize_kernel + matmul"
-    if counts.get("naive.dequantize_gemm"):
-        return "naive: dequantize_gemm + torch.matmul"
-    return "none observed"
+# The path that ran, from the calls counted (all of them seen), most specific first.
+AWQ_PATHS = (("awq_ext", ("awq_ext.gemm_forward_cuda",)), ("awq_ext", ("awq_ext.dequantize_weights_cuda",)),
+             ("triton (GEMM kernel below 1024 tokens, dequantize + matmul at or above)",
+              ("triton.awq_gemm", "triton.awq_dequantize")),
+             ("triton: awq_gemm_kernel", ("triton.awq_gemm",)),
+             ("triton: awq_dequantize_kernel + matmul", ("triton.awq_dequantize",)),
+             ("naive: dequantize_gemm + torch.matmul", ("naive.dequantize_gemm",)))
 
 
 def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
@@ -180,7 +167,8 @@ def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) 
                              ">= 7.5.") from e
         loader = "AutoModelForCausalLM.from_pretrained(torch_dtype=float16, device_map={'': %r})" % device
     else:
-        force_naive_awq()
+        gemm.awq_ext, gemm.TRITON_AVAILABLE = None, False  # autoawq's naive dequantize + matmul path
+        gemm.user_has_been_warned = True  # the "naive (slow) implementation" warning: recorded instead
         loaded = _load_cpu(path, config, progress)
         loader = ("CPU recipe: from_config on meta + transformers.integrations.awq.replace_with_awq_linear("
                   "AwqConfig(version='gemm')) + strict safetensors load; autoawq naive path forced")
@@ -286,7 +274,7 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
 
     recs = run_sync(run_scenario(timed_pair, workload.warmup, workload.iterations, progress))
     deterministic = all(t == tokens[0] for t in tokens)
-    path = describe_awq_path(observed)
+    path = next((label for label, calls in AWQ_PATHS if all(observed.get(c) for c in calls)), "none observed")
     on_cpu = dev == "cpu"
     if on_cpu and not path.startswith("naive"):
         raise BenchError(f"On CPU autoawq ran {path!r} instead of its naive path; the kit forces the naive path on "

@@ -4,6 +4,7 @@ weight is read), the prompt token ids, the device, the result's Workload. torch 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -61,22 +62,14 @@ def regular_vocab_limit(config: dict[str, Any], extra_special: Iterable[int] = (
     return min(high) if high else vocab
 
 
-def _tokenizer_special_ids(model_dir: Optional[str]) -> set[int]:
-    """Added (special) token ids from tokenizer_config.json, when the checkpoint ships one."""
-    if not model_dir:
-        return set()
-    try:
-        tc = json.loads((Path(model_dir) / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return set()
-    return {int(k) for k in (tc.get("added_tokens_decoder") or {}) if str(k).isdigit()}
-
-
 def prompt_token_ids(config: dict[str, Any], input_len: int, seed: int, model_dir: Optional[str] = None) -> list[int]:
     """input_len ids drawn uniformly from the ordinary vocabulary (never a special or added token), from `seed`
     alone: Python's random.Random seeded with a string gives the same ids on any platform and Python, so the
     transformers and vLLM images produce identical prompts."""
-    specials = special_token_ids(config) | _tokenizer_special_ids(model_dir)
+    specials = special_token_ids(config)
+    with contextlib.suppress(OSError, json.JSONDecodeError):  # the added tokens, when the checkpoint ships them
+        tc = json.loads((Path(model_dir) / "tokenizer_config.json").read_text(encoding="utf-8")) if model_dir else {}
+        specials |= {int(k) for k in (tc.get("added_tokens_decoder") or {}) if str(k).isdigit()}
     limit = regular_vocab_limit(config, specials)
     rng = random.Random(f"awq-kit-prompt-ids:{seed}")
     ids: list[int] = []

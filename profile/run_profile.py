@@ -18,7 +18,6 @@ import secrets  # noqa: E402
 import tempfile  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 
-from core.errors import BenchError  # noqa: E402
 from core.workload import Parser, add_spec_argument, add_workload_args, parse_spec  # noqa: E402
 from core.results import Backend, ProfileResult, result_filename, write_result  # noqa: E402
 
@@ -95,16 +94,7 @@ def profile_run(args, triton_cache: str) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    try:
-        return run(argv)
-    except BenchError as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        _log("interrupted: no profile result was written.")
-        return 130
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from bench.__main__ import report_errors
+
+    raise SystemExit(report_errors(run, sys.argv[1:], "[profile] interrupted: no profile result was written."))
