@@ -13,14 +13,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing, run_scenario, run_sync
 from core.errors import BenchError
 from core.results import Backend
 from core.rules import require_awq
-
-GRAD_MODE = "torch.inference_mode"
 
 
 def _import_awq_gemm():
@@ -285,7 +283,7 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
         "awq_calls_first_generate": observed,
         "checkpoint_quantization_config": info["quantization_config"],  # as read from config.json
         **{k: info[k] for k in ("awq_kernel_state", "awq_linear_layers", "loader", "load_s", "attn_implementation")},
-        "grad_mode": GRAD_MODE,
+        "grad_mode": "torch.inference_mode",  # generate_timed's
         "generation": {"max_new_tokens": workload.output_len, "min_new_tokens": workload.output_len,
                        "do_sample": False, "num_beams": 1, "use_cache": True, "cache": "DynamicCache"},
         "timing": ("time.perf_counter() at TimingStreamer.put() per generated token"

@@ -141,7 +141,7 @@ def run(argv: list[str]) -> int:
             backend.preflight(args)
         device = "cuda" if backend_name == "vllm" else resolve_device(args.device)  # resolved once, here
         args = args.replace(device=device)
-        resolved = resolve_model(args, progress=True)
+        resolved = resolve_model(args)
         prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)
         workload = build_workload(args, resolved)
         _log(f"{backend_name}: {resolved.model_id} ({resolved.source}"

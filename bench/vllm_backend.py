@@ -356,13 +356,9 @@ def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:
     q = quantization_of(args)
     refuse_cpu_for_vllm(getattr(args, "device", None))
     capability, gpu_name = gpu_capability()
-    check_capability(q, capability, gpu_name, vllm_series(vllm_version()))
+    # the version from the package metadata, without importing vllm: preflight stays cheap
+    check_capability(q, capability, gpu_name, vllm_series(installed_version("vllm")))
     return capability, gpu_name
-
-
-def vllm_version() -> Optional[str]:
-    """From the package metadata, without importing vllm: preflight stays cheap."""
-    return installed_version("vllm")
 
 
 def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], args: argparse.Namespace,
@@ -395,4 +391,4 @@ def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], arg
     # request and shut the engine down) and KeyboardInterrupt is raised from here.
     records, resolved = asyncio.run(run_session(lambda: start_engine(engine_args), describe, prompt, sampling,
                                                 workload, progress, lambda e: _engine_start_error(e, ekw, model)))
-    return assemble_measurement(records, workload, ekw, skw, resolved, vllm_version(), capability)
+    return assemble_measurement(records, workload, ekw, skw, resolved, installed_version("vllm"), capability)

@@ -20,11 +20,6 @@ from core.results import Workload
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.tiktoken"]
 
 
-def cache_dir() -> Path:
-    """$KIT_CACHE_DIR (set by every runner), else ~/.cache/awq-kit."""
-    return Path(os.environ.get("KIT_CACHE_DIR") or Path.home() / ".cache" / "awq-kit")
-
-
 def require_gpu(what: str, hint: str = "") -> None:
     """A BenchError saying how to make the GPU visible, unless torch sees one."""
     import torch
@@ -84,10 +79,18 @@ def check_lengths(config: dict[str, Any], input_len: int, output_len: int, where
     check_context(config, input_len + output_len, f"--input-len {input_len} + --output-len {output_len}", where)
 
 
-def resolve_model(args: argparse.Namespace, *, cache: Optional[Path] = None, progress: bool = True) -> ResolvedModel:
+def resolve_model(args: argparse.Namespace) -> ResolvedModel:
     """Local path, synthetic config or hub id -> a checkpoint on local disk. Checks before weights are read."""
     if getattr(args, "synthetic", None):
-        return _resolve_synthetic(args, cache or cache_dir(), progress)
+        from bench import synthetic
+
+        name, config, _gen = synthetic.load_config(args.synthetic)
+        # load_config has checked the AWQ config; the lengths are checked before generating gigabytes.
+        check_lengths(config, args.input_len, args.output_len, f"--synthetic {args.synthetic}")
+        cache = Path(os.environ.get("KIT_CACHE_DIR") or Path.home() / ".cache" / "awq-kit")  # set by every runner
+        name, path = synthetic.ensure_synthetic(args.synthetic, cache, seed=args.synthetic_seed)
+        return ResolvedModel(path=str(path), model_id=f"synthetic:{name}", source="synthetic", synthetic_config=name,
+                             config=config)
     model = os.path.expanduser(args.model)
     if Path(model).is_dir():
         config = read_config(Path(model), f"--model {args.model}")
@@ -97,17 +100,6 @@ def resolve_model(args: argparse.Namespace, *, cache: Optional[Path] = None, pro
             print(f"note: --revision {args.revision} ignored for the local folder {model}", file=sys.stderr)
         return ResolvedModel(path=str(Path(model).resolve()), model_id=args.model, source="local", config=config)
     return _resolve_hub(args)
-
-
-def _resolve_synthetic(args: argparse.Namespace, cache: Path, progress: bool) -> ResolvedModel:
-    from bench import synthetic
-
-    name, config, _gen = synthetic.load_config(args.synthetic)
-    # load_config has checked the AWQ config; the lengths are checked before generating gigabytes.
-    check_lengths(config, args.input_len, args.output_len, f"--synthetic {args.synthetic}")
-    name, path = synthetic.ensure_synthetic(args.synthetic, cache, seed=args.synthetic_seed, progress=progress)
-    return ResolvedModel(path=str(path), model_id=f"synthetic:{name}", source="synthetic", synthetic_config=name,
-                         config=config)
 
 
 def _hub_error(model_id: str, revision: Optional[str], err: BaseException) -> BenchError:

@@ -54,7 +54,7 @@ def profile_run(args, triton_cache: str) -> int:
         # Without a CUDA driver, kineto logs "ERROR ... gpuGetDeviceCount failed with code 35" when the profiler
         # starts: harmless on a CPU run (no device to trace), so its log is silenced there; GPU runs keep it.
         os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    resolved = resolve_model(args, progress=True)
+    resolved = resolve_model(args)
     workload = build_workload(args, resolved)
     prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)
     _log(f"loading {resolved.model_id} on {device}")
