@@ -9,6 +9,7 @@ that contradicts itself, which is then not written); Ctrl-C exits 130 and writes
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from core.errors import BenchError
 from core.results import ResultFileError
@@ -16,24 +17,27 @@ from core.results import ResultFileError
 USAGE = "usage: python -m bench {run,synth} [options]  (python -m bench run --help lists the workload options)"
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "synth"):
-        print(USAGE, file=sys.stderr)
-        return 2
+def report_errors(command: Callable[[list[str]], int], argv: list[str], interrupted: str) -> int:
+    """command(argv) with the errors above as one paragraph, and Ctrl-C as `interrupted` (also the profiler's)."""
     try:
-        if argv[0] == "run":
-            from bench.run import run
-
-            return run(argv[1:])
-        from bench.synthetic import synth_main
-
-        return synth_main(argv[1:])
+        return command(argv)
     except (BenchError, ResultFileError) as e:  # ResultFileError: the result contradicted itself, nothing written
         print(f"\nerror: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:
-        print("\ninterrupted; nothing partial was written.", file=sys.stderr)
+        print(f"\n{interrupted}", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "synth"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    if argv[0] == "run":
+        from bench.run import run as command
+    else:
+        from bench.synthetic import synth_main as command
+    return report_errors(command, argv[1:], "interrupted; nothing partial was written.")
 
 
 if __name__ == "__main__":

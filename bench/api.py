@@ -1,16 +1,22 @@
-"""The contract between the shared bench driver (bench/run.py) and each backend module. Torch-free.
+"""The contract between the shared bench driver (bench/run.py) and each backend module, and the one measurement
+loop of every backend. Torch-free.
 
 A backend module exposes `measure(workload, model: ResolvedModel, prompt_ids, args, progress: IterationProgress)
--> Measurement`: it runs its one timed request under bench/scenario.py's loop; the driver turns the Measurement into a
-core.results.BenchResult (summary statistics, provenance, roofline) and writes it atomically.
+-> Measurement`: it supplies `async request(warmup, i) -> record` (one timed iteration) to run_scenario, which owns
+warm-up, measured iterations, progress and Ctrl-C (it propagates from wherever it lands; nothing partial is returned);
+the driver turns the Measurement into a core.results.BenchResult (summary statistics, provenance, roofline) and writes
+it atomically. vLLM awaits the loop under asyncio.run; a synchronous backend (plain calls inside `async def`) uses
+run_sync.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Coroutine, Optional, TypeVar
 
 from core.engine_samples import EngineSamples
 from core.results import Backend
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,7 +51,7 @@ class Measurement:
 
 @dataclass
 class IterationProgress:
-    """Iterations done, shared with the driver (Ctrl-C says how many finished). Only bench/scenario.py's loop counts;
+    """Iterations done, shared with the driver (Ctrl-C says how many finished). Only run_scenario counts;
     each count runs `listener` (the display) between iterations. The loop calls `before_measured` and `after_measured`
     around the measured iterations: the driver reads the GPU's conditions there (bench/conditions.py)."""
 
@@ -81,3 +87,34 @@ def derive_token_timing(t_submit: float, output_times: list[float],
     n = sum(counts)
     tpot = (e2e - ttft) / (n - 1) if n > 1 else 0.0
     return ttft, gaps, e2e, tpot
+
+
+async def run_scenario(request: Callable[[bool, int], Awaitable[T]], warmup: int, iterations: int,
+                       progress: IterationProgress) -> list[T]:
+    progress.warmup_total, progress.total = warmup, iterations
+    for i in range(warmup):
+        await request(True, i)
+        progress.warmup_done += 1  # the progress display updates here, between requests
+    if progress.before_measured is not None:
+        progress.before_measured()  # the driver's conditions probe: outside every timed request
+    records = []
+    for i in range(iterations):
+        records.append(await request(False, i))
+        progress.done += 1
+    if progress.after_measured is not None:
+        progress.after_measured()
+    return records
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a synchronous backend's scenario) to its end, without an event loop.
+
+    Not asyncio.run: its SIGINT handler only cancels the task at its next suspension, which blocking code never
+    reaches. Here Ctrl-C raises KeyboardInterrupt where it lands, as in plain synchronous code.
+    """
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a synchronous backend's request awaited something that suspends; run it under asyncio.run")

@@ -1,22 +1,33 @@
-"""The GPU's clocks and limits around the measured iterations (nvidia-ml-py), read, never set.
+"""The GPU's clocks and limits around the measured iterations (nvidia-ml-py), read, never set, and the kernel-launch
+latency of this GPU (`python -m bench.conditions`: one JSON line), host wall time (METHOD).
 
-At batch 1 the week-1 rows are launch- and host-bound, so clocks move them. The driver reads the launch probe and the
-GPU state right before the first measured iteration and the state again after the last. Nothing here may fail a
-bench: a failed query leaves its field None, an unreadable part a note. Only pynvml is imported (lazily), never
-torch, so the backend's CUDA context is untouched.
+At batch 1 the week-1 rows are launch- and host-bound: a decode step is many small kernels, so clocks and how fast
+the host launches them move a row as much as the GPU does. The driver reads the launch probe (in a child interpreter,
+bench/roofline.run_child) and the GPU state right before the first measured iteration and the state again after the
+last. Nothing here may fail a bench: a failed query leaves its field None, an unreadable part a note. Only pynvml is
+imported (lazily) in this process, never torch, so the backend's CUDA context is untouched.
 """
 from __future__ import annotations
 
+import json
 import os
+import statistics
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
-from bench.launch_probe import launch_probe_subprocess
-from core.results import GPUState, RunConditions
+from bench.roofline import run_child
+from core.results import GPUState, LaunchProbe, RunConditions
 from core.rules import names_gpu, visible_entry
 
 T = TypeVar("T")
 NVML_PSTATE_UNKNOWN = 32  # nvmlDeviceGetPerformanceState's "unknown"
+LAUNCHES, REPEATS, WARMUP_LAUNCHES = 1000, 5, 200
+GRAPH_REPLAYS, GRAPH_WARMUP = 200, 20
+METHOD = (f"child process; host wall time: torch.cuda._sleep(0) x{LAUNCHES} then one synchronize, per launch, "
+          f"median of {REPEATS} repeats after {WARMUP_LAUNCHES} warm-up launches; one replay + synchronize of a "
+          f"CUDA graph of a 1-element add_, median of {GRAPH_REPLAYS} after {GRAPH_WARMUP} warm-up replays")
+TIMEOUT_S = 60
 
 
 def nvml_text(value: Any) -> str:
@@ -57,11 +68,6 @@ def _guarded(read: Callable[[], T]) -> Optional[T]:
         return None
 
 
-def _pstate(nvml: Any, handle: Any) -> Optional[int]:
-    value = int(nvml.nvmlDeviceGetPerformanceState(handle))
-    return None if value == NVML_PSTATE_UNKNOWN else value
-
-
 def read_gpu_state(nvml: Any, handle: Any) -> GPUState:
     """Every field of GPUState from an initialised NVML: MHz, watts (NVML reports milliwatts), °C, P-state."""
     return GPUState(
@@ -70,7 +76,8 @@ def read_gpu_state(nvml: Any, handle: Any) -> GPUState:
         power_limit_w=_guarded(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000),
         power_draw_w=_guarded(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000),
         temperature_c=_guarded(lambda: int(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))),
-        pstate=_guarded(lambda: _pstate(nvml, handle)),
+        pstate=_guarded(lambda: None if (p := int(nvml.nvmlDeviceGetPerformanceState(handle))) == NVML_PSTATE_UNKNOWN
+                        else p),
     )
 
 
@@ -109,3 +116,78 @@ class ConditionsRecorder:
             self.conditions.notes.append(f"GPU state at the {when} not read (nvidia-ml-py): {why}")
         return state
 
+
+def empty_kernel_launch_us(torch) -> float:
+    for _ in range(WARMUP_LAUNCHES):
+        torch.cuda._sleep(0)
+    torch.cuda.synchronize()
+    per_launch = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(LAUNCHES):
+            torch.cuda._sleep(0)
+        torch.cuda.synchronize()
+        per_launch.append((time.perf_counter() - start) / LAUNCHES * 1e6)
+    return statistics.median(per_launch)
+
+
+def graph_replay_us(torch) -> float:
+    x = torch.zeros(1, device="cuda")
+    side = torch.cuda.Stream()  # torch's docs: warm up on a side stream before capture
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            x.add_(1)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        x.add_(1)
+    for _ in range(GRAPH_WARMUP):
+        graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(GRAPH_REPLAYS):
+        start = time.perf_counter()
+        graph.replay()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e6)
+    return statistics.median(times)
+
+
+def measure() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device visible to torch")
+    out = {"empty_kernel_launch_us": empty_kernel_launch_us(torch), "graph_replay_us": None, "method": METHOD,
+           "notes": []}
+    try:
+        out["graph_replay_us"] = graph_replay_us(torch)
+    except Exception as e:  # the launch number stands on its own
+        out["notes"].append(f"CUDA graph replay not measured: {type(e).__name__}: {e}")
+    return out
+
+
+def parse_probe_output(stdout: str) -> tuple[LaunchProbe, list[str]]:
+    """The child's last stdout line -> (LaunchProbe, notes). Raises ValueError on anything else."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise ValueError("the probe printed nothing")
+    data = json.loads(lines[-1])
+    notes = list(data.pop("notes", []))
+    return LaunchProbe.model_validate(data), notes
+
+
+def launch_probe_subprocess(timeout: float = TIMEOUT_S) -> tuple[Optional[LaunchProbe], list[str]]:
+    """(probe, notes) from a child on the same GPU (it inherits CUDA_VISIBLE_DEVICES), or (None, [why])."""
+    stdout, why = run_child("bench.conditions", what="launch probe not taken", timeout=timeout)
+    if stdout is None:
+        return None, [why]
+    try:
+        return parse_probe_output(stdout)
+    except ValueError as e:  # json.JSONDecodeError and pydantic's ValidationError are ValueErrors
+        return None, [f"launch probe not taken: unreadable output ({e})"]
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure()))

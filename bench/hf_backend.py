@@ -13,15 +13,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
-from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
+from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing, run_scenario, run_sync
 from core.errors import BenchError
-from bench.scenario import run_scenario, run_sync
 from core.results import Backend
 from core.rules import require_awq
-
-GRAD_MODE = "torch.inference_mode"
 
 
 def _import_awq_gemm():
@@ -40,19 +37,7 @@ def _import_awq_gemm():
 def awq_kernel_state() -> str:
     """The path WQLinearMMFunction will take, from autoawq's module state: awq_ext | triton | naive."""
     gemm = _import_awq_gemm()
-    if gemm.awq_ext is not None:
-        return "awq_ext"
-    if gemm.TRITON_AVAILABLE:
-        return "triton"
-    return "naive"
-
-
-def force_naive_awq() -> None:
-    """Make autoawq take its naive dequantize + matmul path (CPU)."""
-    gemm = _import_awq_gemm()
-    gemm.awq_ext = None
-    gemm.TRITON_AVAILABLE = False
-    gemm.user_has_been_warned = True  # the "naive (slow) implementation" warning: recorded instead
+    return "awq_ext" if gemm.awq_ext is not None else "triton" if gemm.TRITON_AVAILABLE else "naive"
 
 
 # autoawq's module-level entry points, and the labels their calls are counted under.
@@ -90,18 +75,13 @@ def observe_awq_calls() -> Iterator[dict[str, int]]:
             setattr(gemm, attr, fn)
 
 
-def describe_awq_path(counts: dict[str, int]) -> str:
-    if counts.get("awq_ext.gemm_forward_cuda") or counts.get("awq_ext.dequantize_weights_cuda"):
-        return "awq_ext"
-    if counts.get("triton.awq_gemm") and counts.get("triton.awq_dequantize"):
-        return "triton (GEMM kernel below 1024 tokens, dequantize + matmul at or above)"
-    if counts.get("triton.awq_gemm"):
-        return "triton: awq_gemm_kernel"
-    if counts.get("triton.awq_dequantize"):
-        return "triton: awq_dequantize_kernel + matmul"
-    if counts.get("naive.dequantize_gemm"):
-        return "naive: dequantize_gemm + torch.matmul"
-    return "none observed"
+# The path that ran, from the calls counted (all of them seen), most specific first.
+AWQ_PATHS = (("awq_ext", ("awq_ext.gemm_forward_cuda",)), ("awq_ext", ("awq_ext.dequantize_weights_cuda",)),
+             ("triton (GEMM kernel below 1024 tokens, dequantize + matmul at or above)",
+              ("triton.awq_gemm", "triton.awq_dequantize")),
+             ("triton: awq_gemm_kernel", ("triton.awq_gemm",)),
+             ("triton: awq_dequantize_kernel + matmul", ("triton.awq_dequantize",)),
+             ("naive: dequantize_gemm + torch.matmul", ("naive.dequantize_gemm",)))
 
 
 def _load_cpu(path: Path, config_dict: dict[str, Any], progress: bool):
@@ -185,7 +165,8 @@ def load_awq_model(model: ResolvedModel, device: str, *, progress: bool = True) 
                              ">= 7.5.") from e
         loader = "AutoModelForCausalLM.from_pretrained(torch_dtype=float16, device_map={'': %r})" % device
     else:
-        force_naive_awq()
+        gemm.awq_ext, gemm.TRITON_AVAILABLE = None, False  # autoawq's naive dequantize + matmul path
+        gemm.user_has_been_warned = True  # the "naive (slow) implementation" warning: recorded instead
         loaded = _load_cpu(path, config, progress)
         loader = ("CPU recipe: from_config on meta + transformers.integrations.awq.replace_with_awq_linear("
                   "AwqConfig(version='gemm')) + strict safetensors load; autoawq naive path forced")
@@ -291,7 +272,7 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
 
     recs = run_sync(run_scenario(timed_pair, workload.warmup, workload.iterations, progress))
     deterministic = all(t == tokens[0] for t in tokens)
-    path = describe_awq_path(observed)
+    path = next((label for label, calls in AWQ_PATHS if all(observed.get(c) for c in calls)), "none observed")
     on_cpu = dev == "cpu"
     if on_cpu and not path.startswith("naive"):
         raise BenchError(f"On CPU autoawq ran {path!r} instead of its naive path; the kit forces the naive path on "
@@ -302,7 +283,7 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
         "awq_calls_first_generate": observed,
         "checkpoint_quantization_config": info["quantization_config"],  # as read from config.json
         **{k: info[k] for k in ("awq_kernel_state", "awq_linear_layers", "loader", "load_s", "attn_implementation")},
-        "grad_mode": GRAD_MODE,
+        "grad_mode": "torch.inference_mode",  # generate_timed's
         "generation": {"max_new_tokens": workload.output_len, "min_new_tokens": workload.output_len,
                        "do_sample": False, "num_beams": 1, "use_cache": True, "cache": "DynamicCache"},
         "timing": ("time.perf_counter() at TimingStreamer.put() per generated token"
@@ -323,7 +304,6 @@ def measure(workload, model: ResolvedModel, prompt_ids: list[int], args, progres
                      "weights) then flip. Every run still generated exactly the workload's output length.")
     backend = Backend(name="transformers", label="transformers", quantization="awq (autoawq WQLinear_GEMM)",
                       dtype=info["dtype"], device="cpu" if on_cpu else "cuda", settings=settings)
-    return Measurement(ttft_ms=[r["ttft_ms"] for r in recs], tpot_ms=[r["tpot_ms"] for r in recs],
-                       e2e_ms=[r["e2e_ms"] for r in recs], itl_ms=[r["itl_ms"] for r in recs], backend=backend,
+    return Measurement(**{f: [r[f] for r in recs] for f in ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms")}, backend=backend,
                        notes=notes, instrumented_generate_ms=[r["generate_ms"] for r in recs],
                        bare_generate_ms=[r["bare_ms"] for r in recs])

@@ -20,8 +20,6 @@ LIBRARIES = ("torch", "transformers", "autoawq", "autoawq-kernels", "triton", "v
              "huggingface-hub", "accelerate", "numpy", "flashinfer-python", "xformers", "nvidia-ml-py")
 
 KIT_ROOT = Path(__file__).resolve().parent.parent
-CPUINFO = Path("/proc/cpuinfo")
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def installed_version(name: str) -> Optional[str]:
@@ -95,7 +93,8 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def host_record(cpuinfo: Path = CPUINFO, boot_id: Path = BOOT_ID) -> HostRecord:
+def host_record(cpuinfo: Path = Path("/proc/cpuinfo"), boot_id: Path = Path("/proc/sys/kernel/random/boot_id")
+                ) -> HostRecord:
     """The measuring machine: at batch 1 its CPU moves the launch-bound rows as much as the GPU does."""
     return HostRecord(cpu_model=cpu_model(_read_text(cpuinfo)), cpu_cores=os.cpu_count(),
                       hostname=platform.node() or None, boot_id=_read_text(boot_id).strip() or None)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from core.errors import BenchError
-from core.results import Roofline
 
 KIT_ROOT = Path(__file__).resolve().parent.parent
 BANDWIDTH_METHOD = ("device-to-device torch copy_ of {size} MiB, bytes read + written, CUDA events, "
@@ -138,13 +137,6 @@ def measure_bandwidth_subprocess(timeout: float = 300) -> tuple[Optional[float],
         return None, why
     data = json.loads(stdout.strip().splitlines()[-1])
     return data["bandwidth_gb_s"], data["method"]
-
-
-def build_roofline(model_dir: Path, config: dict[str, Any], input_len: int, output_len: int,
-                   bandwidth_gb_s: Optional[float] = None, method: Optional[str] = None) -> Roofline:
-    total, breakdown = decode_step_bytes(model_dir, config, input_len, output_len)
-    return Roofline(bytes_per_decode_step=total, bytes_breakdown=breakdown, bandwidth_gb_s=bandwidth_gb_s,
-                    bandwidth_method=method if bandwidth_gb_s else None)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

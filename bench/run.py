@@ -19,8 +19,9 @@ from typing import Iterator, Optional
 from bench.api import IterationProgress, Measurement
 from core.errors import BenchError
 from core.workload import BACKENDS, Parser, add_spec_argument, add_workload_args, parse_spec
-from core.results import (BenchResult, BenchSamples, BenchSummary, ResultFileError, RunConditions, atomic_write_text,
-                          dump_result, harness_overhead_text, result_filename, summarize, write_result)
+from core.results import (BenchResult, BenchSamples, BenchSummary, ResultFileError, Roofline, RunConditions,
+                          atomic_write_text, dump_result, harness_overhead_text, result_filename, summarize,
+                          write_result)
 
 BACKEND_MODULES = {"transformers": "bench.hf_backend", "vllm": "bench.vllm_backend"}
 STACKS = {"transformers": "hf", "vllm": "vllm"}
@@ -106,9 +107,7 @@ def build_result(workload, measurement: Measurement, provenance, roofline, notes
     return BenchResult(
         run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}", created_utc=now.isoformat(timespec="seconds"),
         workload=workload, backend=m.backend,
-        samples=BenchSamples(ttft_ms=m.ttft_ms, tpot_ms=m.tpot_ms, e2e_ms=m.e2e_ms, itl_ms=m.itl_ms,
-                             tokens_per_output=m.tokens_per_output, engine=m.engine,
-                             instrumented_generate_ms=m.instrumented_generate_ms, bare_generate_ms=m.bare_generate_ms),
+        samples=BenchSamples(**{name: getattr(m, name) for name in BenchSamples.model_fields}),
         summary=BenchSummary(ttft_ms=summarize(m.ttft_ms), tpot_ms=summarize(m.tpot_ms),
                              itl_ms=summarize([g for gaps in m.itl_ms for g in gaps]), e2e_ms=summarize(m.e2e_ms)),
         provenance=provenance, roofline=roofline, conditions=conditions, notes=notes + list(m.notes),
@@ -142,7 +141,7 @@ def run(argv: list[str]) -> int:
             backend.preflight(args)
         device = "cuda" if backend_name == "vllm" else resolve_device(args.device)  # resolved once, here
         args = args.replace(device=device)
-        resolved = resolve_model(args, progress=True)
+        resolved = resolve_model(args)
         prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)
         workload = build_workload(args, resolved)
         _log(f"{backend_name}: {resolved.model_id} ({resolved.source}"
@@ -167,10 +166,11 @@ def run(argv: list[str]) -> int:
     _check_measurement(measurement, args.iters, args.output_len)
 
     from bench.provenance import collect_provenance
-    from bench.roofline import build_roofline
+    from bench.roofline import decode_step_bytes
 
-    roofline = build_roofline(Path(resolved.path), resolved.config, args.input_len, args.output_len, bandwidth,
-                              method)
+    total, breakdown = decode_step_bytes(Path(resolved.path), resolved.config, args.input_len, args.output_len)
+    roofline = Roofline(bytes_per_decode_step=total, bytes_breakdown=breakdown, bandwidth_gb_s=bandwidth,
+                        bandwidth_method=method if bandwidth else None)
     notes = []
     if resolved.source == "synthetic":
         notes.append(f"Synthetic weights (config {resolved.synthetic_config}, weight seed {args.synthetic_seed}): "

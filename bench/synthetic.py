@@ -1,8 +1,5 @@
-"""Synthetic AWQ checkpoints: Hugging Face format, random packed int4 weights, the real model's config.
-
-`python -m bench synth --config qwen3-8b-awq --out DIR` writes config.json, generation_config.json, safetensors
-shards laid out as save_pretrained does (5 GB, at least 2) with their index, and last a completion marker (MARKER).
-transformers and vLLM read it like the real checkpoint (given prompt token ids: no tokenizer is written).
+"""Synthetic AWQ checkpoints (`python -m bench synth`; README, "Synthetic weights"): shards laid out as
+save_pretrained does (5 GB, at least 2) with their index, and last a completion marker (MARKER). No tokenizer.
 
 Tensors are in AWQ GEMM format (FIELD-NOTES): qweight int32 [K, N/8], qzeros int32 [K/G, N/8], scales fp16
 [K/G, N], eight int4 values per int32 in AWQ_ORDER. Uniform int4 values make qweight uniform random 32-bit words,
@@ -106,15 +103,9 @@ def _linear_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """(in_features K, out_features N) of the seven quantized linears of one layer."""
     h, heads, kv, hd = attention_dims(config)
     inter = int(config["intermediate_size"])
-    return {
-        "self_attn.q_proj": (h, heads * hd),
-        "self_attn.k_proj": (h, kv * hd),
-        "self_attn.v_proj": (h, kv * hd),
-        "self_attn.o_proj": (heads * hd, h),
-        "mlp.gate_proj": (h, inter),
-        "mlp.up_proj": (h, inter),
-        "mlp.down_proj": (inter, h),
-    }
+    return {"self_attn.q_proj": (h, heads * hd), "self_attn.k_proj": (h, kv * hd), "self_attn.v_proj": (h, kv * hd),
+            "self_attn.o_proj": (heads * hd, h),
+            "mlp.gate_proj": (h, inter), "mlp.up_proj": (h, inter), "mlp.down_proj": (inter, h)}
 
 
 @dataclass(frozen=True)
@@ -215,8 +206,6 @@ def tensor_chunks(spec: TensorSpec, seed: int, chunk_bytes: int = CHUNK_BYTES) -
             yield np.zeros(n, dtype="<f2")
         elif spec.kind == "norm":
             yield np.ones(n, dtype="<f2")
-        else:  # pragma: no cover - specs are built above
-            raise ValueError(spec.kind)
 
 
 def _write(f, data) -> None:

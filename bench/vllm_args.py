@@ -81,12 +81,8 @@ def engine_kwargs(model_dir: str | Path, workload: Workload, args: argparse.Name
 def variant_of(engine_kw: dict[str, Any]) -> list[str]:
     """How a row's engine settings differ from the study's vLLM 0.12.0 defaults (torch.compile + CUDA graphs, async
     scheduling off); empty for the study's own. The report fills week-1 cells only with empty variants."""
-    out = []
-    if engine_kw.get("enforce_eager"):
-        out.append("enforce_eager (no CUDA graphs, no torch.compile)")
-    if engine_kw.get("async_scheduling"):
-        out.append("async scheduling on")
-    return out
+    return [text for key, text in (("enforce_eager", "enforce_eager (no CUDA graphs, no torch.compile)"),
+                                   ("async_scheduling", "async scheduling on")) if engine_kw.get(key)]
 
 
 def sampling_kwargs(workload: Workload, args: argparse.Namespace) -> dict[str, Any]:
@@ -95,7 +91,3 @@ def sampling_kwargs(workload: Workload, args: argparse.Namespace) -> dict[str, A
     n = workload.output_len
     return dict(n=1, temperature=0.0, max_tokens=n, min_tokens=n, ignore_eos=True,
                 seed=int(_opt(args, "seed", workload.seed)), detokenize=False, output_kind=OUTPUT_KIND)
-
-
-def backend_label(quantization: str) -> str:
-    return f"vLLM ({quantization})"

@@ -1,10 +1,7 @@
 """vLLM backend of the shared benchmark (contract: bench/api.py): in-process V1 AsyncLLM, streamed DELTA outputs.
 
-One engine per row, its arguments from bench/vllm_args.py. The client clock (time.perf_counter) is read when the
-stream is first iterated (that submits the request) and on every streamed output, with its token count: a slow
-consumer gets tokens merged, so ITL samples are the gaps between outputs and the merges are reported.
-RequestOutput.metrics is stored raw in Measurement.engine; its clocks are never mixed with the client's
-(core/engine_samples.py). torch and vllm are imported inside functions, so this is tested without them (tests/host).
+One engine per row, its arguments from bench/vllm_args.py; how the client and engine clocks are read and kept apart:
+README, "Clocks". torch and vllm are imported inside functions, so this is tested without them (tests/host).
 """
 from __future__ import annotations
 
@@ -19,12 +16,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Optional
 
-from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing
+from bench.api import IterationProgress, Measurement, ResolvedModel, derive_token_timing, run_scenario
 from core.errors import BenchError
 from bench.provenance import installed_version
-from bench.scenario import run_scenario
 from bench.workload import require_gpu
-from bench.vllm_args import (DTYPE, backend_label, check_checkpoint, engine_kwargs, max_position_check,
+from bench.vllm_args import (DTYPE, check_checkpoint, engine_kwargs, max_position_check,
                               quantization_of, sampling_kwargs, variant_of)
 from core.engine_samples import (ENGINE_CLOCK_NOTE, EngineSamples, EngineTimestamps, engine_tpot_ms,
                                  queued_to_first_token_ms)
@@ -236,8 +232,7 @@ def build_settings(ekw: dict[str, Any], skw: dict[str, Any], resolved: dict[str,
         "quantization_asked": ekw["quantization"],
         "async_scheduling_asked": ekw["async_scheduling"],
         "compilation_mode": comp.get("mode", "NONE" if value["enforce_eager"] else "vLLM default (not readable)"),
-        "cudagraph_mode": comp.get("cudagraph_mode"),
-        "cudagraph_capture_sizes": comp.get("cudagraph_capture_sizes"),
+        **{name: comp.get(name) for name in ("cudagraph_mode", "cudagraph_capture_sizes")},
         # Empty: the study's configuration (CUDA graphs, async scheduling off); else how this run differs.
         "variant": variant_of({**ekw, "enforce_eager": value["enforce_eager"],
                                "async_scheduling": value["async_scheduling"]}),
@@ -349,7 +344,7 @@ def assemble_measurement(records: list[StreamRecord], workload: Workload, ekw: d
     settings = build_settings(ekw, skw, resolved, version)
     settings["gpu_capability"] = f"{capability[0]}.{capability[1]}"
     settings["stream_merges"] = merge_counts(records)
-    backend = Backend(name="vllm", label=backend_label(q), quantization=q, dtype=DTYPE, device="cuda",
+    backend = Backend(name="vllm", label=f"vLLM ({q})", quantization=q, dtype=DTYPE, device="cuda",
                       settings=settings)
     return Measurement(ttft_ms=ttft, tpot_ms=tpot, e2e_ms=e2e, itl_ms=itl, tokens_per_output=per_output,
                        backend=backend, engine=engine, notes=notes)
@@ -361,13 +356,9 @@ def preflight(args: argparse.Namespace) -> tuple[tuple[int, int], str]:
     q = quantization_of(args)
     refuse_cpu_for_vllm(getattr(args, "device", None))
     capability, gpu_name = gpu_capability()
-    check_capability(q, capability, gpu_name, vllm_series(vllm_version()))
+    # the version from the package metadata, without importing vllm: preflight stays cheap
+    check_capability(q, capability, gpu_name, vllm_series(installed_version("vllm")))
     return capability, gpu_name
-
-
-def vllm_version() -> Optional[str]:
-    """From the package metadata, without importing vllm: preflight stays cheap."""
-    return installed_version("vllm")
 
 
 def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], args: argparse.Namespace,
@@ -400,4 +391,4 @@ def measure(workload: Workload, model: ResolvedModel, prompt_ids: list[int], arg
     # request and shut the engine down) and KeyboardInterrupt is raised from here.
     records, resolved = asyncio.run(run_session(lambda: start_engine(engine_args), describe, prompt, sampling,
                                                 workload, progress, lambda e: _engine_start_error(e, ekw, model)))
-    return assemble_measurement(records, workload, ekw, skw, resolved, vllm_version(), capability)
+    return assemble_measurement(records, workload, ekw, skw, resolved, installed_version("vllm"), capability)

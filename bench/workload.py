@@ -4,6 +4,7 @@ weight is read), the prompt token ids, the device, the result's Workload. torch 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -17,11 +18,6 @@ from core.rules import check_context, read_config, require_awq
 from core.results import Workload
 
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.tiktoken"]
-
-
-def cache_dir() -> Path:
-    """$KIT_CACHE_DIR (set by every runner), else ~/.cache/awq-kit."""
-    return Path(os.environ.get("KIT_CACHE_DIR") or Path.home() / ".cache" / "awq-kit")
 
 
 def require_gpu(what: str, hint: str = "") -> None:
@@ -61,22 +57,14 @@ def regular_vocab_limit(config: dict[str, Any], extra_special: Iterable[int] = (
     return min(high) if high else vocab
 
 
-def _tokenizer_special_ids(model_dir: Optional[str]) -> set[int]:
-    """Added (special) token ids from tokenizer_config.json, when the checkpoint ships one."""
-    if not model_dir:
-        return set()
-    try:
-        tc = json.loads((Path(model_dir) / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return set()
-    return {int(k) for k in (tc.get("added_tokens_decoder") or {}) if str(k).isdigit()}
-
-
 def prompt_token_ids(config: dict[str, Any], input_len: int, seed: int, model_dir: Optional[str] = None) -> list[int]:
     """input_len ids drawn uniformly from the ordinary vocabulary (never a special or added token), from `seed`
     alone: Python's random.Random seeded with a string gives the same ids on any platform and Python, so the
     transformers and vLLM images produce identical prompts."""
-    specials = special_token_ids(config) | _tokenizer_special_ids(model_dir)
+    specials = special_token_ids(config)
+    with contextlib.suppress(OSError, json.JSONDecodeError):  # the added tokens, when the checkpoint ships them
+        tc = json.loads((Path(model_dir) / "tokenizer_config.json").read_text(encoding="utf-8")) if model_dir else {}
+        specials |= {int(k) for k in (tc.get("added_tokens_decoder") or {}) if str(k).isdigit()}
     limit = regular_vocab_limit(config, specials)
     rng = random.Random(f"awq-kit-prompt-ids:{seed}")
     ids: list[int] = []
@@ -91,10 +79,18 @@ def check_lengths(config: dict[str, Any], input_len: int, output_len: int, where
     check_context(config, input_len + output_len, f"--input-len {input_len} + --output-len {output_len}", where)
 
 
-def resolve_model(args: argparse.Namespace, *, cache: Optional[Path] = None, progress: bool = True) -> ResolvedModel:
+def resolve_model(args: argparse.Namespace) -> ResolvedModel:
     """Local path, synthetic config or hub id -> a checkpoint on local disk. Checks before weights are read."""
     if getattr(args, "synthetic", None):
-        return _resolve_synthetic(args, cache or cache_dir(), progress)
+        from bench import synthetic
+
+        name, config, _gen = synthetic.load_config(args.synthetic)
+        # load_config has checked the AWQ config; the lengths are checked before generating gigabytes.
+        check_lengths(config, args.input_len, args.output_len, f"--synthetic {args.synthetic}")
+        cache = Path(os.environ.get("KIT_CACHE_DIR") or Path.home() / ".cache" / "awq-kit")  # set by every runner
+        name, path = synthetic.ensure_synthetic(args.synthetic, cache, seed=args.synthetic_seed)
+        return ResolvedModel(path=str(path), model_id=f"synthetic:{name}", source="synthetic", synthetic_config=name,
+                             config=config)
     model = os.path.expanduser(args.model)
     if Path(model).is_dir():
         config = read_config(Path(model), f"--model {args.model}")
@@ -104,17 +100,6 @@ def resolve_model(args: argparse.Namespace, *, cache: Optional[Path] = None, pro
             print(f"note: --revision {args.revision} ignored for the local folder {model}", file=sys.stderr)
         return ResolvedModel(path=str(Path(model).resolve()), model_id=args.model, source="local", config=config)
     return _resolve_hub(args)
-
-
-def _resolve_synthetic(args: argparse.Namespace, cache: Path, progress: bool) -> ResolvedModel:
-    from bench import synthetic
-
-    name, config, _gen = synthetic.load_config(args.synthetic)
-    # load_config has checked the AWQ config; the lengths are checked before generating gigabytes.
-    check_lengths(config, args.input_len, args.output_len, f"--synthetic {args.synthetic}")
-    name, path = synthetic.ensure_synthetic(args.synthetic, cache, seed=args.synthetic_seed, progress=progress)
-    return ResolvedModel(path=str(path), model_id=f"synthetic:{name}", source="synthetic", synthetic_config=name,
-                         config=config)
 
 
 def _hub_error(model_id: str, revision: Optional[str], err: BaseException) -> BenchError:

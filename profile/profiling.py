@@ -66,13 +66,6 @@ def _row(avg, device: str) -> ProfileRow:
         self_device_mem_bytes=int(avg.self_device_memory_usage) if gpu else None)
 
 
-def export_trace(prof, path: Path) -> str:
-    """Chrome trace written via temp file + rename; returns the path relative to the output folder."""
-    with atomic_path(path) as tmp:
-        prof.export_chrome_trace(str(tmp))
-    return f"{path.parent.name}/{path.name}"  # e.g. traces/<run>-cold.trace.json under KIT_OUTPUT_DIR
-
-
 def diagnose(rows: list[ProfileRow], self_cpu_total_us: float, self_device_total_us: float,
              wall_ms: float, device: str, awq_path: str, num_layers: int) -> str:
     awq = next((r for r in rows if r.name == AWQ_FUNCTION), None)
@@ -99,14 +92,9 @@ def table_self_device_total_us(averages) -> float:
     """
     from torch.autograd import DeviceType
 
-    total = 0.0
-    for a in averages:
-        if a.device_type == DeviceType.CPU:
-            if getattr(a, "is_legacy", False):
-                total += a.self_device_time_total
-        elif not getattr(a, "is_user_annotation", False):
-            total += a.self_device_time_total
-    return float(total)
+    return float(sum(a.self_device_time_total for a in averages
+                     if (getattr(a, "is_legacy", False) if a.device_type == DeviceType.CPU
+                         else not getattr(a, "is_user_annotation", False))))
 
 
 def phase_from_profiler(prof, *, label: str, description: str, device: str, wall_ms: float,
@@ -124,8 +112,13 @@ def phase_from_profiler(prof, *, label: str, description: str, device: str, wall
     path = awq_path_from_events({a.key for a in averages}, awq_kernel_state())
     self_cpu = float(sum(a.self_cpu_time_total for a in averages))
     self_dev = table_self_device_total_us(averages) if device == "cuda" else 0.0
+    if trace_path:  # a Chrome trace, via temp file + rename
+        with atomic_path(trace_path) as tmp:
+            prof.export_chrome_trace(str(tmp))
     return ProfilePhase(label=label, description=description, table=table, totals=totals, rows=rows, wall_ms=wall_ms,
-                        trace_file=export_trace(prof, trace_path) if trace_path else None, awq_kernel_path=path,
+                        # relative to KIT_OUTPUT_DIR, e.g. traces/<run>-cold.trace.json
+                        trace_file=f"{trace_path.parent.name}/{trace_path.name}" if trace_path else None,
+                        awq_kernel_path=path,
                         diagnosis=diagnose(rows, self_cpu, self_dev, wall_ms, device, path, num_layers))
 
 

@@ -18,7 +18,6 @@ import secrets  # noqa: E402
 import tempfile  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 
-from core.errors import BenchError  # noqa: E402
 from core.workload import Parser, add_spec_argument, add_workload_args, parse_spec  # noqa: E402
 from core.results import Backend, ProfileResult, result_filename, write_result  # noqa: E402
 
@@ -55,7 +54,7 @@ def profile_run(args, triton_cache: str) -> int:
         # Without a CUDA driver, kineto logs "ERROR ... gpuGetDeviceCount failed with code 35" when the profiler
         # starts: harmless on a CPU run (no device to trace), so its log is silenced there; GPU runs keep it.
         os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    resolved = resolve_model(args, progress=True)
+    resolved = resolve_model(args)
     workload = build_workload(args, resolved)
     prompt_ids = prompt_token_ids(resolved.config, args.input_len, args.seed, resolved.path)
     _log(f"loading {resolved.model_id} on {device}")
@@ -95,16 +94,7 @@ def profile_run(args, triton_cache: str) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    try:
-        return run(argv)
-    except BenchError as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        _log("interrupted: no profile result was written.")
-        return 130
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from bench.__main__ import report_errors
+
+    raise SystemExit(report_errors(run, sys.argv[1:], "[profile] interrupted: no profile result was written."))

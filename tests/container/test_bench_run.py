@@ -156,7 +156,7 @@ def test_measure_counts_warmup_and_iterations(loaded):
     assert not hasattr(m, "cuda_event_tpot_ms")
 
 
-def test_each_measured_generate_is_followed_by_the_same_generate_bare(loaded, monkeypatch):
+def test_each_measured_generate_is_followed_by_a_bare_twin(loaded, monkeypatch):
     """A spy around the real model's generate(): the baseline runs the same inputs, generation config and grad
     mode as the measured run right before it, without streamer or logits processor; progress counts the pair."""
     import argparse

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from bench import conditions, launch_probe
+from bench import conditions
 from bench.conditions import ConditionsRecorder, gpu_state_or_why, nvml_handle
 from bench.provenance import collect_provenance, cpu_model, host_record
 from core.results import GPUState, LaunchProbe
@@ -237,7 +237,7 @@ def test_recorder_survives_a_raising_probe_and_no_nvml(all_gpus_visible):
 def test_probe_output_is_parsed_into_a_launch_probe_and_notes():
     line = json.dumps({"empty_kernel_launch_us": 2.5, "graph_replay_us": None, "method": "m",
                        "notes": ["CUDA graph replay not measured: x"]})
-    probe, notes = launch_probe.parse_probe_output("torch warning\n" + line + "\n")
+    probe, notes = conditions.parse_probe_output("torch warning\n" + line + "\n")
     assert probe.empty_kernel_launch_us == 2.5 and probe.graph_replay_us is None
     assert notes == ["CUDA graph replay not measured: x"]
 
@@ -245,12 +245,12 @@ def test_probe_output_is_parsed_into_a_launch_probe_and_notes():
 @pytest.mark.parametrize("stdout", ["", "not json", json.dumps({"empty_kernel_launch_us": -1, "method": "m"})])
 def test_unreadable_probe_output_raises_value_error(stdout):
     with pytest.raises(ValueError):
-        launch_probe.parse_probe_output(stdout)
+        conditions.parse_probe_output(stdout)
 
 
 def test_probe_child_that_fails_gives_none_and_the_reason_never_an_exception():
     """A real child interpreter; the host venv has no torch, so the probe fails as it would without a GPU stack."""
-    probe, notes = launch_probe.launch_probe_subprocess(timeout=60)
+    probe, notes = conditions.launch_probe_subprocess(timeout=60)
     assert probe is None and len(notes) == 1 and notes[0].startswith("launch probe not taken:")
     assert "torch" in notes[0]
 

@@ -1,4 +1,4 @@
-"""bench/scenario.py, the one measurement loop, with scripted requests (no torch, no engine).
+"""bench/api.py's run_scenario, the one measurement loop, with scripted requests (no torch, no engine).
 
 Both ways a backend runs it: under asyncio.run (vLLM: requests that await a stream) and under run_sync (transformers:
 requests that block), Ctrl-C included."""
@@ -9,9 +9,8 @@ import signal
 
 import pytest
 
-from bench.api import IterationProgress
+from bench.api import IterationProgress, run_scenario, run_sync
 from core.errors import BenchError
-from bench.scenario import run_scenario, run_sync
 from signals import sigint_raises_keyboard_interrupt
 
 

@@ -660,7 +660,7 @@ def _fake_engine_measure(monkeypatch, tmp_path, asked: str, resolved: str):
     engine = FakeAsyncLLM(clock, n=6)
     engine.vllm_config = SimpleNamespace(model_config=_FakeModelConfig(quantization=resolved))
     monkeypatch.setattr(vllm_backend, "gpu_capability", lambda: ((9, 0), "NVIDIA H200"))
-    monkeypatch.setattr(vllm_backend, "vllm_version", lambda: "0.12.0")
+    monkeypatch.setattr(vllm_backend, "installed_version", lambda name: "0.12.0")
     monkeypatch.setattr(vllm_backend, "start_engine", lambda engine_args: engine)
     monkeypatch.setattr(vllm_backend, "make_engine_args", dict)
     monkeypatch.setattr(vllm_backend, "make_sampling_params", dict)
