@@ -24,14 +24,11 @@ ROWS = ((AWQ, "awq"), (MARLIN, "awq_marlin"))
 PerIteration = Callable[[float, float, EngineTimestamps], Optional[float]]
 
 
-def engine_iterations(r: BenchResult) -> list[Optional[EngineTimestamps]]:
-    return list(r.samples.engine.iterations) if r.samples.engine else []
-
-
 def _per_iteration(r: BenchResult, f: PerIteration) -> list[float]:
     """f for every iteration that has engine timestamps."""
+    engine = r.samples.engine.iterations if r.samples.engine else []
     values = (f(ttft, tpot, stamps) if stamps else None
-              for ttft, tpot, stamps in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine_iterations(r)))
+              for ttft, tpot, stamps in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine))
     return [v for v in values if v is not None]
 
 
@@ -75,7 +72,8 @@ def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str])
     against the study cell's value (how much of the row is CUDA graphs, how much the scheduler's mode moves it)."""
     per_configuration = [runs for _, runs in group.configurations(label)]
     base = group.cells.get(label)
-    engine = any(engine_iterations(run.result) for runs in per_configuration for run in runs)
+    engine = any(run.result.samples.engine and run.result.samples.engine.iterations
+                 for runs in per_configuration for run in runs)
     rows = []
     for runs in per_configuration:
         for run in runs:
@@ -117,12 +115,9 @@ def published_ratios(published: PublishedWeek1) -> Optional[tuple[float, float]]
 
 def cell_floor_pct(group: Group, label: str) -> str:
     """The cell's share of the floor: the median of its runs' shares (each run measured its own bandwidth)."""
-    shares = []
-    for run in group.cells[label].runs if label in group.cells else ():
-        r: BenchResult = run.result  # type: ignore[assignment]
-        floor, tpot = r.roofline.floor_ms if r.roofline else None, r.summary.tpot_ms.median
-        if floor and tpot > 0:
-            shares.append(floor / tpot * 100.0)
+    results = [run.result for run in group.cells[label].runs] if label in group.cells else []
+    shares = [r.roofline.floor_ms / r.summary.tpot_ms.median * 100.0 for r in results  # type: ignore[union-attr]
+              if r.roofline and r.roofline.floor_ms and r.summary.tpot_ms.median > 0]
     return f"{statistics.median(shares):.1f}%" if shares else DASH
 
 

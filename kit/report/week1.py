@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from core.results import BenchResult, harness_overhead_text
+from core.results import BenchResult, GPUState, harness_overhead_text
 from kit.report.common import (
-    DASH, METRICS, STACK_LIBRARIES, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, gb, group_runs,
-    hosts_text, label_order, ms, pipe_table, plural, ratio, spread_ms, stack_of, stack_words, text, torch_deviation,
-    vllm_version_of,
+    DASH, METRICS, STACK_LIBRARIES, WITHIN_SPREAD, Cell, Footnotes, Group, Inputs, Loaded, backend_text, created_key,
+    gb, group_runs, hosts_text, label_order, ms, pipe_table, plural, python_version, ratio, spread_ms, stack_of,
+    stack_words, text, torch_deviation, vllm_version_of, workload_text,
 )
-from kit.report.conditions import conditions_table
-from kit.report.provenance import Footnotes, backend_text, python_version, workload_text
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
 from kit.report.vllm_rows import clock_check_text, configurations_table, key_comparison, render_same_lease
 
@@ -142,7 +140,7 @@ def _comparison_rows(g: Group, labels: Sequence[str], published: PublishedWeek1)
     return rows
 
 
-def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1, plot: str) -> str:
+def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1) -> str:
     out = ["## Reproduced vs published", "",
            text("week1.comparison", workload=published.workload, within=WITHIN_SPREAD, device=published.device), ""]
     if not groups:
@@ -152,7 +150,7 @@ def render_comparison(groups: Sequence[Group], labels: Sequence[str], published:
                 pipe_table(["Backend", "Metric", "Reproduced", "Published", "Ratio", "Comparison"],
                            _comparison_rows(g, labels, published), align="llrrrl"), ""]
     out += [key_comparison(groups, labels, published), "", render_same_lease(groups, published), "",
-            f"![Week 1: median TTFT and TPOT per backend, reproduced vs published]({plot})"]
+            "![Week 1: median TTFT and TPOT per backend, reproduced vs published](week1.png)"]
     return "\n".join(out)
 
 
@@ -226,6 +224,59 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
     return "\n".join(out)
 
 
+# Run conditions: what moved a launch-bound row. Host and GPU conditions (CPU, card, clocks, power limit, launch
+# probe) of several runs of ONE configuration, one column per run, oldest first. "—": not recorded by the run; "not
+# recorded": a result from before the kit recorded it.
+NOT_RECORDED = "not recorded"
+SHORT_ID = 8  # enough characters of a boot id or GPU uuid to tell two apart in a column
+
+
+def _or_dash(value: object) -> str:
+    return DASH if value is None else str(value)
+
+
+def _short(value: Optional[str]) -> str:
+    if not value:
+        return DASH
+    return value[:SHORT_ID + len("GPU-")] if value.startswith("GPU-") else value[:SHORT_ID]
+
+
+def _start_end(start: Optional[GPUState], end: Optional[GPUState], field: str) -> str:
+    """'start → end', one value when both agree, '—' for a side not read."""
+    a, b = (None if state is None else getattr(state, field) for state in (start, end))
+    if a is None and b is None:
+        return DASH
+    return f"{a:g}" if a == b else f"{DASH if a is None else f'{a:g}'} → {DASH if b is None else f'{b:g}'}"
+
+
+ROWS = ("Created (UTC)", "Host CPU", "Logical CPUs", "Hostname", "Boot id", "GPU uuid",
+        "SM clock, MHz (start → end)", "Memory clock, MHz (start → end)", "Power limit, W",
+        "Empty-kernel launch, µs", "CUDA graph replay, µs", "TTFT median", "TPOT median")
+
+
+def _column(r: BenchResult) -> list[str]:
+    h, c = r.provenance.host, r.conditions
+    host = [NOT_RECORDED] * 4 if h is None else [_or_dash(h.cpu_model), _or_dash(h.cpu_cores), _or_dash(h.hostname),
+                                                 _short(h.boot_id)]
+    uuid = r.provenance.gpu.uuid if r.provenance.gpu else None
+    # NOT_RECORDED: made before the kit recorded the card's uuid (with the host)
+    uuid_cell = NOT_RECORDED if uuid is None and h is None else _short(uuid)
+    if c is None:
+        gpu = [NOT_RECORDED] * 5
+    else:
+        probe = c.launch_probe
+        gpu = [*(_start_end(c.gpu_start, c.gpu_end, f) for f in ("sm_clock_mhz", "mem_clock_mhz", "power_limit_w")),
+               DASH if probe is None else f"{probe.empty_kernel_launch_us:.2f}",
+               DASH if probe is None or probe.graph_replay_us is None else f"{probe.graph_replay_us:.2f}"]
+    return [r.created_utc, *host, uuid_cell, *gpu, ms(r.summary.ttft_ms.median), ms(r.summary.tpot_ms.median)]
+
+
+def conditions_table(results: Sequence[BenchResult]) -> str:
+    """One column per run (oldest first, headed by its run id), one row per condition; see the module doc."""
+    runs = sorted(results, key=lambda r: (created_key(r.created_utc), r.run_id))
+    return pipe_table(["Run", *(f"`{r.run_id}`" for r in runs)], zip(ROWS, *map(_column, runs)))
+
+
 def runs_per_configuration(g: Group) -> list[tuple[str, list[Loaded]]]:
     """(title, runs) of every configuration of the group with two or more GPU runs: per backend label, the study
     configuration's runs (the cell's), then each variant's. Their run conditions are shown side by side."""
@@ -264,7 +315,7 @@ def _tables(inputs: Inputs, published: Published) -> tuple[list[Group], list[str
     return groups, label_order({*(c.label for c in published.week1.columns), *(l for g in groups for l in g.labels)})
 
 
-def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") -> str:
+def render_week1(inputs: Inputs, published: Published) -> str:
     groups, labels = _tables(inputs, published)
     notes = Footnotes("w1-")
     parts = [TITLE, ""]
@@ -278,7 +329,7 @@ def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") 
             parts.append(render_group(g, labels))
         parts += ["", f"## Published ({published.week1.device})", "", published_block(published.week1), "",
                   f"Workload of the published study: {published.week1.workload}."]
-    parts += ["", render_comparison(groups, labels, published.week1, plot),
+    parts += ["", render_comparison(groups, labels, published.week1),
               "", render_details(groups, labels, notes),
               "", text("week1.definitions"), "",
               text("week1.how_built", within=WITHIN_SPREAD, dash=DASH), *inputs.lines("benchmark", inputs.bench)]

@@ -6,10 +6,9 @@ from typing import Any, Sequence
 
 from core.results import ProfilePhase, ProfileResult
 from kit.report.common import (
-    GroupKey, Inputs, Loaded, group_key, library_version, newest_first, stack_words, text, torch_deviation,
-    version_key,
+    Footnotes, GroupKey, Inputs, Loaded, backend_text, group_key, library_version, newest_first, stack_words, text,
+    torch_deviation, version_key, workload_text,
 )
-from kit.report.provenance import Footnotes, backend_text, workload_text
 from kit.report.published import Published, PublishedWeek2, is_same_gpu
 
 TITLE = "# Week 2. Profiling"
@@ -106,7 +105,7 @@ def render_runs(groups: Sequence[ProfileGroup], week2: PublishedWeek2, notes: Fo
     return "\n".join(out)
 
 
-def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") -> str:
+def render_week2(inputs: Inputs, published: Published) -> str:
     week2 = published.week2
     groups = profile_groups(inputs.profile)
     notes = Footnotes("w2-")
@@ -126,7 +125,7 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
     parts += ["", f"## Published ({week2.device})" if phases else text(
         "week2.nothing_reproduced", phases=" with profiled phases" if groups else "", device=week2.device),
               "", published_block(week2)]
-    parts += ["", f"The published table is {week2.what}.", "", text("week2.top_operators", plot=plot)]
+    parts += ["", f"The published table is {week2.what}.", "", text("week2.top_operators")]
     if groups:
         parts += ["", render_runs(groups, week2, notes)]
     parts += ["", text("week2.how_built"), *inputs.lines("profile", inputs.profile)]
