@@ -226,38 +226,6 @@ def stack_words(result: Result) -> str:
     return ", ".join(f"{lib} {version}" for lib, version in stack_of(result))
 
 
-@dataclass(frozen=True, order=True)
-class ConfigurationKey:
-    """Runs that measure the same thing: one table (GPU model, workload, vLLM version), one backend row, one stack,
-    one engine configuration. Every run of a configuration counts; none supersedes another."""
-
-    group: GroupKey
-    label: str
-    stack: tuple[tuple[str, str], ...]
-    variant: tuple[str, ...]  # empty: the study's configuration
-
-
-def runs_by_configuration(runs: Iterable[Loaded]) -> dict[ConfigurationKey, list[Loaded]]:
-    """Per configuration, the list of its runs, newest first. A table holds one vLLM version; runs without one
-    (transformers) join each vLLM version's table of their GPU and workload, or get a table of their own when there
-    is none."""
-    by_key: dict[GroupKey, list[Loaded]] = {}
-    for run in runs:
-        by_key.setdefault(group_key(run.result), []).append(run)
-    for key in [k for k in by_key if not k.vllm]:
-        siblings = [k for k in by_key if k.vllm and k.without_vllm() == key]
-        for sibling in siblings:
-            by_key[sibling].extend(by_key[key])
-        if siblings:
-            del by_key[key]
-    out: dict[ConfigurationKey, list[Loaded]] = {}
-    for key, table_runs in by_key.items():
-        for run in table_runs:
-            r = run.result
-            out.setdefault(ConfigurationKey(key, r.backend.label, stack_of(r), variant_of(r)), []).append(run)
-    return {k: newest_first(v) for k, v in sorted(out.items())}
-
-
 class Spread:
     """One metric over a configuration's runs: the median of the run medians and their range."""
 
@@ -298,9 +266,9 @@ def hosts_text(runs: Sequence[Loaded]) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One configuration's runs (newest first) and what a week-1 cell shows of them."""
+    """The runs (newest first) of a backend row's study configuration on one stack, and what a week-1 cell shows."""
 
-    key: ConfigurationKey
+    stack: tuple[tuple[str, str], ...]
     runs: tuple[Loaded, ...]
 
     @property
@@ -316,9 +284,9 @@ class Group:
     key: GroupKey
     cells: dict[str, Cell]  # backend label -> the study configuration's runs on the table's stack (the cell)
     # backend label -> the study configuration on other stacks (e.g. a stand-in torch): listed, never in a cell
-    other_stacks: dict[str, list[Cell]] = field(default_factory=dict)
+    other_stacks: dict[str, list[Cell]]
     # backend label -> variant (e.g. async scheduling on) -> its runs, newest first: listed, never in a cell
-    variants: dict[str, dict[tuple[str, ...], list[Loaded]]] = field(default_factory=dict)
+    variants: dict[str, dict[tuple[str, ...], list[Loaded]]]
 
     @property
     def labels(self) -> list[str]:
@@ -331,29 +299,42 @@ class Group:
 
 
 def group_runs(runs: Iterable[Loaded]) -> list[Group]:
-    """One group per (device, input_len, output_len, batch_size, vLLM version); in each, per backend label, the cell
-    (every run of the study's configuration on one stack), the study configuration on other stacks, and the variant
-    configurations (listed beside it)."""
-    groups: dict[GroupKey, Group] = {}
-    study: dict[GroupKey, dict[str, list[Cell]]] = {}
-    for ckey, runs_ in runs_by_configuration(runs).items():
-        group = groups.setdefault(ckey.group, Group(ckey.group, {}))
-        if ckey.variant:
-            group.variants.setdefault(ckey.label, {}).setdefault(ckey.variant, []).extend(runs_)
-        else:
-            study.setdefault(ckey.group, {}).setdefault(ckey.label, []).append(Cell(ckey, tuple(runs_)))
-    for gkey, group in groups.items():
-        by_label = study.get(gkey, {})
+    """One group per table (device, input_len, output_len, batch_size, vLLM version); runs without a vLLM version
+    (transformers) join each vLLM version's table of their GPU and workload, or get a table of their own when there is
+    none. In each, per backend label, the cell (every run of the study's configuration on one stack), the study
+    configuration on other stacks, and the variant configurations (listed beside it); runs newest first."""
+    by_key: dict[GroupKey, list[Loaded]] = {}
+    for run in runs:
+        by_key.setdefault(group_key(run.result), []).append(run)
+    for key in [k for k in by_key if not k.vllm]:
+        if siblings := [k for k in by_key if k.vllm and k.without_vllm() == key]:
+            for sibling in siblings:
+                by_key[sibling].extend(by_key[key])
+            del by_key[key]
+    groups = []
+    for gkey in sorted(by_key):
+        # A configuration: runs that measure the same thing (backend row, stack, engine variant; empty: the study's).
+        # Every run of a configuration counts; none supersedes another.
+        configurations: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], list[Loaded]] = {}
+        for run in by_key[gkey]:
+            r = run.result
+            configurations.setdefault((r.backend.label, stack_of(r), variant_of(r)), []).append(run)
+        study: dict[str, list[Cell]] = {}
+        variants: dict[str, dict[tuple[str, ...], list[Loaded]]] = {}
+        for (label, stack, variant), runs_ in sorted(configurations.items()):
+            if variant:
+                variants.setdefault(label, {}).setdefault(variant, []).extend(runs_)
+            else:
+                study.setdefault(label, []).append(Cell(stack, tuple(newest_first(runs_))))
         # one backend on several stacks: the cell takes the study's locked torch (no torch deviation), then the most
         # runs, then the newest run
-        group.cells = {l: min(by_label[l], key=lambda c: (
+        cells = {l: min(study[l], key=lambda c: (
             torch_deviation(c.newest.result) is not None, -len(c.runs),
-            tuple(-x for x in created_key(c.newest.result.created_utc)[:2]), c.key)) for l in label_order(by_label)}
-        group.other_stacks = {l: [c for c in cells if c is not group.cells[l]] for l, cells in by_label.items()
-                              if len(cells) > 1}
-        group.variants = {l: {v: newest_first(runs_) for v, runs_ in sorted(group.variants[l].items())}
-                          for l in label_order(group.variants)}
-    return [groups[k] for k in sorted(groups)]
+            tuple(-x for x in created_key(c.newest.result.created_utc)[:2]), c.stack)) for l in label_order(study)}
+        other_stacks = {l: [c for c in cs if c is not cells[l]] for l, cs in study.items() if len(cs) > 1}
+        groups.append(Group(gkey, cells, other_stacks, {
+            l: {v: newest_first(runs_) for v, runs_ in sorted(variants[l].items())} for l in label_order(variants)}))
+    return groups
 
 
 def python_version(text: str) -> str:

@@ -14,18 +14,16 @@ from kit.report.vllm_rows import clock_check_text, configurations_table, key_com
 
 TITLE = "# Week 1. Benchmark"
 
-# One column of the seed's table: (label, model or None when nothing was reproduced, TTFT cell, TPOT cell).
-Column = tuple[str, Optional[str], str, str]
+# One column of the seed's table: (label, model, TTFT cell, TPOT cell).
+Column = tuple[str, str, str, str]
 
 
 def render_block(device: str, columns: Sequence[Column], stacks: Sequence[tuple[str, Sequence[tuple[str, str]]]]
                  ) -> str:
     """The table, a blank line, the Device / versions bullets: byte for byte the seed's layout."""
-    table = pipe_table(["**Backend**", *(c[0] for c in columns)], [
-        ["**Model**", *(c[1] or DASH for c in columns)],
-        ["**TTFT**", *(c[2] for c in columns)],
-        ["**TPOT**", *(c[3] for c in columns)],
-    ])
+    labels, *rows = zip(*columns)
+    table = pipe_table(["**Backend**", *labels], [[name, *row] for name, row in zip(
+        ("**Model**", "**TTFT**", "**TPOT**"), rows)])
     bullets = [f"- Device: {device}"]
     for stack, versions in stacks:
         bullets.append(f"- {stack}")
@@ -57,19 +55,12 @@ def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, st
     return out
 
 
-def _and(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def cell_stack_words(cell: Cell) -> str:
-    """The stack a cell ran on, with its torch deviation from the pins when it has one."""
+def other_stack_words(cell: Cell) -> str:
+    """The stack a cell of another stack ran on (with its torch deviation from the pins), then its TTFT and TPOT."""
     deviation = torch_deviation(cell.newest.result)
-    return stack_words(cell.newest.result) + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
-
-
-def cell_words(cell: Cell) -> str:
     ttft, tpot = (spread_ms(cell.spread(m)) for m in METRICS)
-    return f"TTFT {ttft}, TPOT {tpot}" + ("" if len(cell.runs) > 1 else " (1 run)")
+    return (stack_words(cell.newest.result) + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
+            + f": TTFT {ttft}, TPOT {tpot}" + ("" if len(cell.runs) > 1 else " (1 run)"))
 
 
 def render_group(group: Group, labels: Sequence[str]) -> str:
@@ -78,7 +69,7 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
     for label in labels:
         cell = group.cells.get(label)
         if cell is None:
-            columns.append((label, None, DASH, DASH))
+            columns.append((label, DASH, DASH, DASH))
         else:
             w = cell.newest.result.workload
             columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model,
@@ -95,10 +86,11 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
         counts = "; ".join(f"{', '.join(cells)} ({hosts})" for hosts, cells in by_hosts.items())
         out.append(f"- Runs per cell: {counts}. A cell of several runs shows the median of their medians (min–max of "
                    "the run medians, runs); Details lists each run")
-    out += [f"- Also measured, not in the cell: {label} on {cell_stack_words(other)}: {cell_words(other)}"
+    out += [f"- Also measured, not in the cell: {label} on {other_stack_words(other)}"
             for label in labels for other in group.other_stacks.get(label, [])]
     if missing := [l for l in labels if l not in group.cells]:
-        out.append(f"\nNothing has been reproduced for {_and(missing)} on {group.key.device} with this workload: "
+        names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+        out.append(f"\nNothing has been reproduced for {names} on {group.key.device} with this workload: "
                    f"{'its cells show' if len(missing) == 1 else 'their cells show'} \"{DASH}\".")
     return "\n".join(out)
 
@@ -125,18 +117,16 @@ def _comparison_rows(g: Group, labels: Sequence[str], published: PublishedWeek1)
     rows = []
     for label in labels:
         cell, p = g.cells.get(label), pub.get(label)
-        for metric in ("TTFT", "TPOT"):
-            p_value = None if p is None else getattr(p, f"{metric.lower()}_ms")
+        for metric, field in zip(("TTFT", "TPOT"), METRICS):
+            p_value = None if p is None else getattr(p, field)
             if cell is None:
                 rows.append([label, metric, DASH, ms(p_value), DASH, "nothing reproduced"])
-                continue
-            spread = cell.spread(f"{metric.lower()}_ms")
-            if p_value is None:
-                rows.append([label, metric, spread_ms(spread), DASH, DASH, "not in the published study"])
-                continue
-            words = comparison_words(cell.newest, published)
-            rows.append([label, metric, spread_ms(spread), ms(p_value), ratio(spread.median, p_value),
-                         f"{WITHIN_SPREAD}; {words}" if spread.contains(p_value) else words])
+            elif p_value is None:
+                rows.append([label, metric, spread_ms(cell.spread(field)), DASH, DASH, "not in the published study"])
+            else:
+                spread, words = cell.spread(field), comparison_words(cell.newest, published)
+                rows.append([label, metric, spread_ms(spread), ms(p_value), ratio(spread.median, p_value),
+                             f"{WITHIN_SPREAD}; {words}" if spread.contains(p_value) else words])
     return rows
 
 
@@ -216,8 +206,8 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
                 out += _run_details(cell, label, notes)
             out += _configurations(g, label, notes, heading=cell is None)
             for other in g.other_stacks.get(label, []):  # the study configuration on another stack
-                out += [f"- Also measured on another stack, not in the cell: {cell_stack_words(other)}: "
-                        f"{cell_words(other)}:", *(f"  - {run_line(run, notes)}" for run in other.runs)]
+                out += [f"- Also measured on another stack, not in the cell: {other_stack_words(other)}:",
+                        *(f"  - {run_line(run, notes)}" for run in other.runs)]
         for title, runs in runs_per_configuration(g):
             out += ["", f"#### {title}: run conditions", "", text("week1.run_conditions", n=len(runs)), "",
                     conditions_table([run.result for run in runs])]  # type: ignore[misc]
@@ -343,8 +333,7 @@ def plot_args(inputs: Inputs, published: Published) -> list[Any]:
     groups, labels = _tables(inputs, published)
     by_label = {c.label: c for c in pub.columns}
     series: list[Any] = [(f"published, {pub.device}",
-                          [by_label[l].ttft_ms if l in by_label else None for l in labels],
-                          [by_label[l].tpot_ms if l in by_label else None for l in labels])]
+                          *([getattr(by_label[l], m) if l in by_label else None for l in labels] for m in METRICS))]
     for g in groups:
         k = g.key
         name = f"reproduced, {k.device}, in {k.input_len} / out {k.output_len} tokens" + (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kit.report import assemble_reports
 from kit.report.common import (
-    Loaded, Spread, WITHIN_SPREAD, group_runs, load_inputs, ratio_within_spread, runs_by_configuration,
+    Loaded, Spread, WITHIN_SPREAD, group_runs, load_inputs, ratio_within_spread,
 )
 
 H200 = "NVIDIA H200"
@@ -40,9 +40,9 @@ def test_a_cell_of_several_runs_is_the_median_of_their_medians_with_range_runs_a
     assert "- Runs per cell: vLLM (awq_marlin) 4 (2 hosts + 1 run without a host record)." in w1
     # The grouping a conditions table can use: one configuration, its four runs, newest first.
     inputs = load_inputs(res, note=lambda _: None)
-    [(key, runs)] = runs_by_configuration(inputs.bench).items()
-    assert key.label == "vLLM (awq_marlin)" and key.variant == ()
-    assert [r.result.summary.ttft_ms.median for r in runs] == [30.0, 9.0, 12.0, 8.0]
+    [group] = group_runs(inputs.bench)
+    assert list(group.cells) == ["vLLM (awq_marlin)"] and not group.variants and not group.other_stacks
+    assert [r.result.summary.ttft_ms.median for r in group.cells["vLLM (awq_marlin)"].runs] == [30.0, 9.0, 12.0, 8.0]
 
 
 def test_hosts_not_recorded_are_said_so(tmp_path, make_bench_result, write_result_file):
