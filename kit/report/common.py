@@ -28,12 +28,8 @@ METRICS = ("ttft_ms", "tpot_ms")
 STACK_LIBRARIES = {"vllm": ("torch", "vllm"), "transformers": ("torch", "autoawq", "transformers")}
 
 
-def _sections(path: Path) -> dict[str, str]:
-    parts = re.split(r"^<!-- ([\w.]+) -->$", path.read_text(encoding="utf-8"), flags=re.M)
-    return {name: body.strip("\n") for name, body in zip(parts[1::2], parts[2::2])}
-
-
-TEXT = _sections(Path(__file__).with_name("text.md"))
+_PARTS = re.split(r"^<!-- ([\w.]+) -->$", Path(__file__).with_name("text.md").read_text(encoding="utf-8"), flags=re.M)
+TEXT = {name: body.strip("\n") for name, body in zip(_PARTS[1::2], _PARTS[2::2])}  # text.md's sections by name
 
 
 def text(name: str, **values: object) -> str:
@@ -179,8 +175,7 @@ def variant_of(result: Result) -> tuple[str, ...]:
     """How the run's engine configuration departs from the study's (empty: none). Results without settings.variant
     predate it: enforce_eager was then the one departure the kit could be asked for."""
     settings = result.backend.settings
-    recorded = settings.get("variant")
-    if recorded is None:
+    if (recorded := settings.get("variant")) is None:
         recorded = ["enforce_eager (no CUDA graphs, no torch.compile)"] if settings.get("enforce_eager") else []
     return tuple(recorded)
 
@@ -234,21 +229,9 @@ class Spread:
         self.median, self.lo, self.hi = statistics.median(self.values), min(self.values), max(self.values)
         self.measured = len(self.values) >= 2  # a run-to-run spread exists only with two or more runs
 
-    @classmethod
-    def of(cls, runs: Iterable[Loaded], metric: str) -> Spread:
-        """metric: "ttft_ms" or "tpot_ms" (any summary field)."""
-        return cls([getattr(r.result.summary, metric).median for r in runs])
-
     def contains(self, value: float) -> bool:
         """The run-to-run rule: value lies within [min, max] of the run medians (needs two or more runs)."""
         return self.measured and self.lo <= value <= self.hi
-
-
-def ratio_within_spread(a: Spread, b: Spread, compared: float) -> bool:
-    """The run-to-run rule for a ratio of two cells: at least one cell has two or more runs, and the compared value
-    (the published ratio, or 1 between two versions) lies within [a.lo / b.hi, a.hi / b.lo], the least and the most
-    the ratio can be, run against run."""
-    return (a.measured or b.measured) and b.lo > 0 and a.lo / b.hi <= compared <= a.hi / b.lo
 
 
 def hosts_text(runs: Sequence[Loaded]) -> str:
@@ -276,7 +259,8 @@ class Cell:
         return self.runs[0]
 
     def spread(self, metric: str) -> Spread:
-        return Spread.of(self.runs, metric)
+        """metric: "ttft_ms" or "tpot_ms" (any summary field)."""
+        return Spread([getattr(r.result.summary, metric).median for r in self.runs])
 
 
 @dataclass
@@ -402,8 +386,7 @@ class Footnotes:
         self.prefix, self.texts = prefix, {}  # file name -> footnote text
 
     def ref(self, loaded: Loaded) -> str:
-        if loaded.name not in self.texts:
-            self.texts[loaded.name] = provenance_text(loaded)
+        self.texts.setdefault(loaded.name, provenance_text(loaded))
         return f"[^{self.prefix}{list(self.texts).index(loaded.name) + 1}]"
 
     def lines(self) -> list[str]:

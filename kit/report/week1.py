@@ -164,8 +164,7 @@ def floor_text(result: BenchResult) -> str:
 
 
 def _stats_table(result: BenchResult) -> str:
-    s = result.summary
-    cols = [s.ttft_ms, s.tpot_ms, s.itl_ms, s.e2e_ms]
+    cols = [getattr(result.summary, m) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")]
     rows = [[attr, *(f"{getattr(c, attr):.2f}" for c in cols)]
             for attr in ("median", "p90", "p99", "mean", "std", "min", "max")]
     rows.append(["n", *(str(c.n) for c in cols)])
@@ -221,10 +220,6 @@ NOT_RECORDED = "not recorded"
 SHORT_ID = 8  # enough characters of a boot id or GPU uuid to tell two apart in a column
 
 
-def _or_dash(value: object) -> str:
-    return DASH if value is None else str(value)
-
-
 def _short(value: Optional[str]) -> str:
     if not value:
         return DASH
@@ -246,8 +241,8 @@ ROWS = ("Created (UTC)", "Host CPU", "Logical CPUs", "Hostname", "Boot id", "GPU
 
 def _column(r: BenchResult) -> list[str]:
     h, c = r.provenance.host, r.conditions
-    host = [NOT_RECORDED] * 4 if h is None else [_or_dash(h.cpu_model), _or_dash(h.cpu_cores), _or_dash(h.hostname),
-                                                 _short(h.boot_id)]
+    host = [NOT_RECORDED] * 4 if h is None else [*(DASH if v is None else str(v) for v in (
+        h.cpu_model, h.cpu_cores, h.hostname)), _short(h.boot_id)]
     uuid = r.provenance.gpu.uuid if r.provenance.gpu else None
     # NOT_RECORDED: made before the kit recorded the card's uuid (with the host)
     uuid_cell = NOT_RECORDED if uuid is None and h is None else _short(uuid)

@@ -1,8 +1,7 @@
 """reports/week2.md: profiler tables in the seed's format, one block per reproduced phase, and the published one."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from core.results import ProfilePhase, ProfileResult
 from kit.report.common import (
@@ -46,8 +45,7 @@ def ordered_phases(result: ProfileResult) -> list[ProfilePhase]:
                                                 p.label))
 
 
-@dataclass(frozen=True)
-class ProfileGroup:
+class ProfileGroup(NamedTuple):
     """Profile runs of one GPU, workload, backend and torch version (the torch that ran), newest first."""
 
     key: GroupKey
@@ -91,20 +89,6 @@ def _device_words(result: ProfileResult, week2: PublishedWeek2) -> str:
     return f"a different GPU ({name} vs {week2.device}): not a reproduction of the published table"
 
 
-def render_runs(groups: Sequence[ProfileGroup], week2: PublishedWeek2, notes: Footnotes) -> str:
-    out = ["## Runs"]
-    for g in groups:
-        run = g.shown
-        result: ProfileResult = run.result  # type: ignore[assignment]
-        out += ["", f"### {g.key.device}, {g.key.workload_title}, {g.label}, torch {g.torch}{notes.ref(run)}", "",
-                f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}",
-                f"- Device: {_device_words(result, week2)}", f"- Workload: {workload_text(result)}",
-                f"- Backend: {backend_text(result)}", stack_line(result), *(f"- Note: {n}" for n in result.notes)]
-        out += [f"- Earlier run of the same GPU, workload and torch (its phases are not shown): "
-                f"`{old.name}` (created {old.result.created_utc}){notes.ref(old)}" for old in g.runs[1:]]
-    return "\n".join(out)
-
-
 def render_week2(inputs: Inputs, published: Published) -> str:
     week2 = published.week2
     groups = profile_groups(inputs.profile)
@@ -127,7 +111,16 @@ def render_week2(inputs: Inputs, published: Published) -> str:
               "", published_block(week2)]
     parts += ["", f"The published table is {week2.what}.", "", text("week2.top_operators")]
     if groups:
-        parts += ["", render_runs(groups, week2, notes)]
+        parts += ["", "## Runs"]
+    for g in groups:
+        run = g.shown
+        result: ProfileResult = run.result  # type: ignore[assignment]
+        parts += ["", f"### {g.key.device}, {g.key.workload_title}, {g.label}, torch {g.torch}{notes.ref(run)}", "",
+                  f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}",
+                  f"- Device: {_device_words(result, week2)}", f"- Workload: {workload_text(result)}",
+                  f"- Backend: {backend_text(result)}", stack_line(result), *(f"- Note: {n}" for n in result.notes)]
+        parts += [f"- Earlier run of the same GPU, workload and torch (its phases are not shown): "
+                  f"`{old.name}` (created {old.result.created_utc}){notes.ref(old)}" for old in g.runs[1:]]
     parts += ["", text("week2.how_built"), *inputs.lines("profile", inputs.profile)]
     return "\n".join(parts + notes.lines()) + "\n"
 

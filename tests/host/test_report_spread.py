@@ -6,8 +6,9 @@ from pathlib import Path
 
 from kit.report import assemble_reports
 from kit.report.common import (
-    Loaded, Spread, WITHIN_SPREAD, group_runs, load_inputs, ratio_within_spread,
+    Loaded, Spread, WITHIN_SPREAD, group_runs, load_inputs,
 )
+from kit.report.vllm_rows import quotient_cell
 
 H200 = "NVIDIA H200"
 V20 = {"vllm": "0.20.0", "torch": "2.11.0"}
@@ -78,9 +79,9 @@ def test_within_run_to_run_spread_appears_only_when_the_published_value_is_insid
 
 def test_ratio_of_two_cells_within_spread_rule():
     awq, marlin = Spread((34.0, 36.0)), Spread((8.0, 12.0))
-    assert ratio_within_spread(awq, marlin, 4.0)  # 34/12 = 2.83 .. 36/8 = 4.5
-    assert not ratio_within_spread(awq, marlin, 6.9)
-    assert not ratio_within_spread(Spread((34.0,)), Spread((8.0,)), 34.0 / 8.0)  # no spread measured
+    assert quotient_cell(awq, marlin, 4.0) == f"3.5× (2.8–4.5×; {WITHIN_SPREAD})"  # 34/12 = 2.83 .. 36/8 = 4.5
+    assert quotient_cell(awq, marlin, 6.9) == "3.5× (2.8–4.5×)"
+    assert quotient_cell(Spread((34.0,)), Spread((8.0,)), 34.0 / 8.0) == "4.2×"  # no spread measured
     assert not Spread((5.0,)).contains(5.0) and Spread((4.0, 6.0)).contains(5.0)
 
 
