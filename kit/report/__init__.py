@@ -66,8 +66,7 @@ def plot(name: str, inputs: Inputs, published: Published, previous: Optional[Pat
 
 
 def render_reports(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> dict[str, bytes]:
-    """All report files, in memory: {file name: bytes}, in OUTPUTS' order. PNGs in `previous` (the reports folder)
-    whose key matches are reused."""
+    """All report files in memory, {name: bytes} in OUTPUTS' order; a PNG in `previous` with the same key is reused."""
     from importlib import import_module
 
     files = {}

@@ -149,9 +149,6 @@ class GroupKey:
     def title(self) -> str:
         return f"{self.device}, {self.workload_title}" + (f", vLLM {self.vllm}" if self.vllm else "")
 
-    def without_vllm(self) -> GroupKey:
-        return replace(self, vllm="")
-
 
 def library_version(libraries: dict[str, Optional[str]], name: str) -> Optional[str]:
     return next((value for key, value in libraries.items() if key.lower() == name.lower()), None)
@@ -191,7 +188,6 @@ def created_key(created_utc: str) -> tuple[int, float, str]:
 
 
 def newest_first(runs: Iterable[Loaded]) -> list[Loaded]:
-    """By created_utc, then by file name."""
     return sorted(runs, key=lambda run: (created_key(run.result.created_utc), run.name), reverse=True)
 
 
@@ -291,7 +287,7 @@ def group_runs(runs: Iterable[Loaded]) -> list[Group]:
     for run in runs:
         by_key.setdefault(group_key(run.result), []).append(run)
     for key in [k for k in by_key if not k.vllm]:
-        if siblings := [k for k in by_key if k.vllm and k.without_vllm() == key]:
+        if siblings := [k for k in by_key if k.vllm and replace(k, vllm="") == key]:
             for sibling in siblings:
                 by_key[sibling].extend(by_key[key])
             del by_key[key]

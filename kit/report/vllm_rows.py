@@ -6,6 +6,7 @@ compared only within one lease (one boot, one card): two leases a day apart can 
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
 from core import engine_samples as es
@@ -148,7 +149,7 @@ def comparable_leases(groups: Sequence[Group]) -> dict[Lease, Versions]:
                 p = run.result.provenance
                 boot, uuid = p.host.boot_id if p.host else None, p.gpu.uuid if p.gpu else None
                 if boot and uuid:  # else it pairs with nothing
-                    lease = (boot, uuid, g.key.without_vllm())
+                    lease = (boot, uuid, replace(g.key, vllm=""))
                     by_lease.setdefault(lease, {}).setdefault(g.key.vllm, {}).setdefault(label, []).append(run)
     out = {}
     for lease, versions in sorted(by_lease.items()):

@@ -14,13 +14,10 @@ from kit.report.vllm_rows import clock_check_text, configurations_table, key_com
 
 TITLE = "# Week 1. Benchmark"
 
-# One column of the seed's table: (label, model, TTFT cell, TPOT cell).
-Column = tuple[str, str, str, str]
-
-
-def render_block(device: str, columns: Sequence[Column], stacks: Sequence[tuple[str, Sequence[tuple[str, str]]]]
-                 ) -> str:
-    """The table, a blank line, the Device / versions bullets: byte for byte the seed's layout."""
+def render_block(device: str, columns: Sequence[tuple[str, str, str, str]],
+                 stacks: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> str:
+    """The table of columns (label, model, TTFT cell, TPOT cell), a blank line, the Device / versions bullets: byte
+    for byte the seed's layout."""
     labels, *rows = zip(*columns)
     table = pipe_table(["**Backend**", *labels], [[name, *row] for name, row in zip(
         ("**Model**", "**TTFT**", "**TPOT**"), rows)])
@@ -65,7 +62,7 @@ def other_stack_words(cell: Cell) -> str:
 
 def render_group(group: Group, labels: Sequence[str]) -> str:
     """One reproduced table in the seed's format, then what the seed's bullets do not say."""
-    columns: list[Column] = []
+    columns: list[tuple[str, ...]] = []
     for label in labels:
         cell = group.cells.get(label)
         if cell is None:
@@ -96,8 +93,7 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
 
 
 def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
-    result = run.result
-    gpu = result.provenance.gpu
+    result, gpu = run.result, run.result.provenance.gpu
     if result.backend.device == "cpu":
         words = f"CPU run vs the published {week1.device}: not a reproduction"
     elif gpu is None:
@@ -213,9 +209,6 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
     return "\n".join(out)
 
 
-# Run conditions: what moved a launch-bound row. Host and GPU conditions (CPU, card, clocks, power limit, launch
-# probe) of several runs of ONE configuration, one column per run, oldest first. "—": not recorded by the run; "not
-# recorded": a result from before the kit recorded it.
 NOT_RECORDED = "not recorded"
 SHORT_ID = 8  # enough characters of a boot id or GPU uuid to tell two apart in a column
 
@@ -257,7 +250,9 @@ def _column(r: BenchResult) -> list[str]:
 
 
 def conditions_table(results: Sequence[BenchResult]) -> str:
-    """One column per run (oldest first, headed by its run id), one row per condition; see the module doc."""
+    """What moved a launch-bound row: host and GPU conditions (CPU, card, clocks, power limit, launch probe) of several
+    runs of ONE configuration, one column per run (oldest first, headed by its run id). "—": not recorded by the run;
+    "not recorded": a result from before the kit recorded it."""
     runs = sorted(results, key=lambda r: (created_key(r.created_utc), r.run_id))
     return pipe_table(["Run", *(f"`{r.run_id}`" for r in runs)], zip(ROWS, *map(_column, runs)))
 
@@ -286,8 +281,7 @@ def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> li
 
 
 def run_line(run: Loaded, notes: Footnotes) -> str:
-    r = run.result
-    host = r.provenance.host
+    r, host = run.result, run.result.provenance.host
     where = (f"host {host.hostname or 'not named'}" + (f", boot {host.boot_id[:8]}" if host.boot_id else "")
              if host else "host not recorded")
     return (f"`{run.name}` (created {r.created_utc}, {where}): TTFT {ms(r.summary.ttft_ms.median)}, "

@@ -132,11 +132,10 @@ def plot_args(inputs: Inputs, published: Published, n: int = 8) -> list[Any]:
     series = [(f"Published: {week2.device}", week2.top_ops_column, list(week2.top_ops[:n]))]
     for g in profile_groups(inputs.profile):
         for phase in ordered_phases(g.shown.result):  # type: ignore[arg-type]
-            rows = [r for r in phase.rows if r.name not in NOT_MODEL_WORK]
-            if any(r.self_device_us is not None for r in phase.rows):
-                column, ops = "self device time", [(r.name, (r.self_device_us or 0.0) / 1e3) for r in rows]
-            else:
-                column, ops = "self CPU time", [(r.name, r.self_cpu_us / 1e3) for r in rows]
-            series.append((f"{g.key.device}, {phase.label} ({g.key.input_len} in, torch {g.torch})", column,
+            device = any(r.self_device_us is not None for r in phase.rows)  # else a CPU run: self CPU time
+            ops = [(r.name, ((r.self_device_us or 0.0) if device else r.self_cpu_us) / 1e3) for r in phase.rows
+                   if r.name not in NOT_MODEL_WORK]
+            series.append((f"{g.key.device}, {phase.label} ({g.key.input_len} in, torch {g.torch})",
+                           "self device time" if device else "self CPU time",
                            sorted(ops, key=lambda kv: (-kv[1], kv[0]))[:n]))
     return [series, None if len(series) > 1 else "nothing reproduced yet: published table only"]
