@@ -23,7 +23,7 @@ _STAGES = r"""
 import sys, time
 t = [("start", time.perf_counter())]
 from pathlib import Path
-from kit.report import load_inputs, load_published, write_all, _week1_plot, _week2_plot
+from kit.report import load_inputs, load_published, plot, write_all
 from kit.report.week1 import render_week1
 from kit.report.week2 import render_week2
 t.append(("import kit.report (pydantic, models)", time.perf_counter()))
@@ -35,7 +35,7 @@ t.append(("render markdown", time.perf_counter()))
 import matplotlib.figure
 from matplotlib.backends import backend_agg
 t.append(("import matplotlib", time.perf_counter()))
-png = {"week1.png": _week1_plot(inputs, published), "week2.png": _week2_plot(inputs, published)}
+png = {"week1.png": plot("week1", inputs, published), "week2.png": plot("week2", inputs, published)}
 t.append(("render two PNGs", time.perf_counter()))
 write_all(Path(sys.argv[2]), {**md, **png})
 t.append(("write (temp files + rename)", time.perf_counter()))

@@ -9,7 +9,7 @@ import io
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from core.errors import KitError
 from core.files import atomic_path
@@ -19,7 +19,7 @@ from kit.report.published import Published, load_published
 OUTPUTS = ("week1.md", "week1.png", "week2.md", "week2.png")
 
 __all__ = ["OUTPUTS", "PLOT_KEY", "assemble_reports", "render_reports", "write_all", "load_inputs", "load_published",
-           "png_text_chunks"]
+           "plot", "png_text_chunks"]
 
 
 # Plots. Drawing the two PNGs (and importing matplotlib for it) costs about 2.4 s of a 2.9 s report on 2 cores, a
@@ -41,10 +41,13 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
         return {}
 
 
-def _plot(name: str, args: list[Any], previous: Optional[Path]) -> bytes:
-    """plots.<name>_png(*args), or the bytes of previous/<name>.png when they were drawn from the same args."""
+def plot(name: str, inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
+    """reports/<name>.png ("week1" or "week2"): drawn by plots.<name>_png from kit.report.<name>.plot_args, or the
+    bytes of previous/<name>.png when they were drawn from the same args."""
+    from importlib import import_module
     from importlib.metadata import PackageNotFoundError, version
 
+    args = import_module(f"kit.report.{name}").plot_args(inputs, published)
     try:
         mpl = version("matplotlib")
     except PackageNotFoundError:
@@ -62,30 +65,16 @@ def _plot(name: str, args: list[Any], previous: Optional[Path]) -> bytes:
     return getattr(plots, f"{name}_png")(*args, {PLOT_KEY: key})
 
 
-def _week1_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
-    from kit.report.week1 import plot_args
-
-    return _plot("week1", plot_args(inputs, published), previous)
-
-
-def _week2_plot(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> bytes:
-    from kit.report.week2 import plot_args
-
-    return _plot("week2", plot_args(inputs, published), previous)
-
-
 def render_reports(inputs: Inputs, published: Published, previous: Optional[Path] = None) -> dict[str, bytes]:
-    """All report files, in memory: {file name: bytes}. PNGs in `previous` (the reports folder) whose key matches
-    are reused."""
-    from kit.report.week1 import render_week1
-    from kit.report.week2 import render_week2
+    """All report files in memory, {name: bytes} in OUTPUTS' order; a PNG in `previous` with the same key is reused."""
+    from importlib import import_module
 
-    return {
-        "week1.md": render_week1(inputs, published, plot="week1.png").encode("utf-8"),
-        "week1.png": _week1_plot(inputs, published, previous),
-        "week2.md": render_week2(inputs, published, plot="week2.png").encode("utf-8"),
-        "week2.png": _week2_plot(inputs, published, previous),
-    }
+    files = {}
+    for name in ("week1", "week2"):
+        render = getattr(import_module(f"kit.report.{name}"), f"render_{name}")
+        files[f"{name}.md"] = render(inputs, published).encode("utf-8")
+        files[f"{name}.png"] = plot(name, inputs, published, previous)
+    return files
 
 
 def write_all(reports_dir: Path, files: dict[str, bytes]) -> list[Path]:

@@ -1,5 +1,6 @@
-"""Shared pieces of report assembly: loading results/, grouping runs, markdown helpers. Pure functions of their
-inputs: no clocks, no absolute paths in the output, fixed orderings."""
+"""Shared pieces of report assembly: loading results/, grouping runs, markdown helpers, what a report prints about a
+run (its provenance footnote, workload and backend lines). Pure functions of their inputs: no clocks, no absolute
+paths in the output, fixed orderings."""
 from __future__ import annotations
 
 import re
@@ -27,12 +28,8 @@ METRICS = ("ttft_ms", "tpot_ms")
 STACK_LIBRARIES = {"vllm": ("torch", "vllm"), "transformers": ("torch", "autoawq", "transformers")}
 
 
-def _sections(path: Path) -> dict[str, str]:
-    parts = re.split(r"^<!-- ([\w.]+) -->$", path.read_text(encoding="utf-8"), flags=re.M)
-    return {name: body.strip("\n") for name, body in zip(parts[1::2], parts[2::2])}
-
-
-TEXT = _sections(Path(__file__).with_name("text.md"))
+_PARTS = re.split(r"^<!-- ([\w.]+) -->$", Path(__file__).with_name("text.md").read_text(encoding="utf-8"), flags=re.M)
+TEXT = {name: body.strip("\n") for name, body in zip(_PARTS[1::2], _PARTS[2::2])}  # text.md's sections by name
 
 
 def text(name: str, **values: object) -> str:
@@ -152,9 +149,6 @@ class GroupKey:
     def title(self) -> str:
         return f"{self.device}, {self.workload_title}" + (f", vLLM {self.vllm}" if self.vllm else "")
 
-    def without_vllm(self) -> GroupKey:
-        return replace(self, vllm="")
-
 
 def library_version(libraries: dict[str, Optional[str]], name: str) -> Optional[str]:
     return next((value for key, value in libraries.items() if key.lower() == name.lower()), None)
@@ -178,8 +172,7 @@ def variant_of(result: Result) -> tuple[str, ...]:
     """How the run's engine configuration departs from the study's (empty: none). Results without settings.variant
     predate it: enforce_eager was then the one departure the kit could be asked for."""
     settings = result.backend.settings
-    recorded = settings.get("variant")
-    if recorded is None:
+    if (recorded := settings.get("variant")) is None:
         recorded = ["enforce_eager (no CUDA graphs, no torch.compile)"] if settings.get("enforce_eager") else []
     return tuple(recorded)
 
@@ -195,7 +188,6 @@ def created_key(created_utc: str) -> tuple[int, float, str]:
 
 
 def newest_first(runs: Iterable[Loaded]) -> list[Loaded]:
-    """By created_utc, then by file name."""
     return sorted(runs, key=lambda run: (created_key(run.result.created_utc), run.name), reverse=True)
 
 
@@ -225,38 +217,6 @@ def stack_words(result: Result) -> str:
     return ", ".join(f"{lib} {version}" for lib, version in stack_of(result))
 
 
-@dataclass(frozen=True, order=True)
-class ConfigurationKey:
-    """Runs that measure the same thing: one table (GPU model, workload, vLLM version), one backend row, one stack,
-    one engine configuration. Every run of a configuration counts; none supersedes another."""
-
-    group: GroupKey
-    label: str
-    stack: tuple[tuple[str, str], ...]
-    variant: tuple[str, ...]  # empty: the study's configuration
-
-
-def runs_by_configuration(runs: Iterable[Loaded]) -> dict[ConfigurationKey, list[Loaded]]:
-    """Per configuration, the list of its runs, newest first. A table holds one vLLM version; runs without one
-    (transformers) join each vLLM version's table of their GPU and workload, or get a table of their own when there
-    is none."""
-    by_key: dict[GroupKey, list[Loaded]] = {}
-    for run in runs:
-        by_key.setdefault(group_key(run.result), []).append(run)
-    for key in [k for k in by_key if not k.vllm]:
-        siblings = [k for k in by_key if k.vllm and k.without_vllm() == key]
-        for sibling in siblings:
-            by_key[sibling].extend(by_key[key])
-        if siblings:
-            del by_key[key]
-    out: dict[ConfigurationKey, list[Loaded]] = {}
-    for key, table_runs in by_key.items():
-        for run in table_runs:
-            r = run.result
-            out.setdefault(ConfigurationKey(key, r.backend.label, stack_of(r), variant_of(r)), []).append(run)
-    return {k: newest_first(v) for k, v in sorted(out.items())}
-
-
 class Spread:
     """One metric over a configuration's runs: the median of the run medians and their range."""
 
@@ -265,21 +225,9 @@ class Spread:
         self.median, self.lo, self.hi = statistics.median(self.values), min(self.values), max(self.values)
         self.measured = len(self.values) >= 2  # a run-to-run spread exists only with two or more runs
 
-    @classmethod
-    def of(cls, runs: Iterable[Loaded], metric: str) -> Spread:
-        """metric: "ttft_ms" or "tpot_ms" (any summary field)."""
-        return cls([getattr(r.result.summary, metric).median for r in runs])
-
     def contains(self, value: float) -> bool:
         """The run-to-run rule: value lies within [min, max] of the run medians (needs two or more runs)."""
         return self.measured and self.lo <= value <= self.hi
-
-
-def ratio_within_spread(a: Spread, b: Spread, compared: float) -> bool:
-    """The run-to-run rule for a ratio of two cells: at least one cell has two or more runs, and the compared value
-    (the published ratio, or 1 between two versions) lies within [a.lo / b.hi, a.hi / b.lo], the least and the most
-    the ratio can be, run against run."""
-    return (a.measured or b.measured) and b.lo > 0 and a.lo / b.hi <= compared <= a.hi / b.lo
 
 
 def hosts_text(runs: Sequence[Loaded]) -> str:
@@ -297,9 +245,9 @@ def hosts_text(runs: Sequence[Loaded]) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One configuration's runs (newest first) and what a week-1 cell shows of them."""
+    """The runs (newest first) of a backend row's study configuration on one stack, and what a week-1 cell shows."""
 
-    key: ConfigurationKey
+    stack: tuple[tuple[str, str], ...]
     runs: tuple[Loaded, ...]
 
     @property
@@ -307,7 +255,8 @@ class Cell:
         return self.runs[0]
 
     def spread(self, metric: str) -> Spread:
-        return Spread.of(self.runs, metric)
+        """metric: "ttft_ms" or "tpot_ms" (any summary field)."""
+        return Spread([getattr(r.result.summary, metric).median for r in self.runs])
 
 
 @dataclass
@@ -315,9 +264,9 @@ class Group:
     key: GroupKey
     cells: dict[str, Cell]  # backend label -> the study configuration's runs on the table's stack (the cell)
     # backend label -> the study configuration on other stacks (e.g. a stand-in torch): listed, never in a cell
-    other_stacks: dict[str, list[Cell]] = field(default_factory=dict)
+    other_stacks: dict[str, list[Cell]]
     # backend label -> variant (e.g. async scheduling on) -> its runs, newest first: listed, never in a cell
-    variants: dict[str, dict[tuple[str, ...], list[Loaded]]] = field(default_factory=dict)
+    variants: dict[str, dict[tuple[str, ...], list[Loaded]]]
 
     @property
     def labels(self) -> list[str]:
@@ -330,26 +279,112 @@ class Group:
 
 
 def group_runs(runs: Iterable[Loaded]) -> list[Group]:
-    """One group per (device, input_len, output_len, batch_size, vLLM version); in each, per backend label, the cell
-    (every run of the study's configuration on one stack), the study configuration on other stacks, and the variant
-    configurations (listed beside it)."""
-    groups: dict[GroupKey, Group] = {}
-    study: dict[GroupKey, dict[str, list[Cell]]] = {}
-    for ckey, runs_ in runs_by_configuration(runs).items():
-        group = groups.setdefault(ckey.group, Group(ckey.group, {}))
-        if ckey.variant:
-            group.variants.setdefault(ckey.label, {}).setdefault(ckey.variant, []).extend(runs_)
-        else:
-            study.setdefault(ckey.group, {}).setdefault(ckey.label, []).append(Cell(ckey, tuple(runs_)))
-    for gkey, group in groups.items():
-        by_label = study.get(gkey, {})
+    """One group per table (device, input_len, output_len, batch_size, vLLM version); runs without a vLLM version
+    (transformers) join each vLLM version's table of their GPU and workload, or get a table of their own when there is
+    none. In each, per backend label, the cell (every run of the study's configuration on one stack), the study
+    configuration on other stacks, and the variant configurations (listed beside it); runs newest first."""
+    by_key: dict[GroupKey, list[Loaded]] = {}
+    for run in runs:
+        by_key.setdefault(group_key(run.result), []).append(run)
+    for key in [k for k in by_key if not k.vllm]:
+        if siblings := [k for k in by_key if k.vllm and replace(k, vllm="") == key]:
+            for sibling in siblings:
+                by_key[sibling].extend(by_key[key])
+            del by_key[key]
+    groups = []
+    for gkey in sorted(by_key):
+        # A configuration: runs that measure the same thing (backend row, stack, engine variant; empty: the study's).
+        # Every run of a configuration counts; none supersedes another.
+        configurations: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], list[Loaded]] = {}
+        for run in by_key[gkey]:
+            r = run.result
+            configurations.setdefault((r.backend.label, stack_of(r), variant_of(r)), []).append(run)
+        study: dict[str, list[Cell]] = {}
+        variants: dict[str, dict[tuple[str, ...], list[Loaded]]] = {}
+        for (label, stack, variant), runs_ in sorted(configurations.items()):
+            if variant:
+                variants.setdefault(label, {}).setdefault(variant, []).extend(runs_)
+            else:
+                study.setdefault(label, []).append(Cell(stack, tuple(newest_first(runs_))))
         # one backend on several stacks: the cell takes the study's locked torch (no torch deviation), then the most
         # runs, then the newest run
-        group.cells = {l: min(by_label[l], key=lambda c: (
+        cells = {l: min(study[l], key=lambda c: (
             torch_deviation(c.newest.result) is not None, -len(c.runs),
-            tuple(-x for x in created_key(c.newest.result.created_utc)[:2]), c.key)) for l in label_order(by_label)}
-        group.other_stacks = {l: [c for c in cells if c is not group.cells[l]] for l, cells in by_label.items()
-                              if len(cells) > 1}
-        group.variants = {l: {v: newest_first(runs_) for v, runs_ in sorted(group.variants[l].items())}
-                          for l in label_order(group.variants)}
-    return [groups[k] for k in sorted(groups)]
+            tuple(-x for x in created_key(c.newest.result.created_utc)[:2]), c.stack)) for l in label_order(study)}
+        other_stacks = {l: [c for c in cs if c is not cells[l]] for l, cs in study.items() if len(cs) > 1}
+        groups.append(Group(gkey, cells, other_stacks, {
+            l: {v: newest_first(runs_) for v, runs_ in sorted(variants[l].items())} for l in label_order(variants)}))
+    return groups
+
+
+def python_version(text: str) -> str:
+    """'3.12.3 (main, ...) [GCC ...]' -> '3.12.3'; anything else is returned as recorded."""
+    m = re.match(r"\s*(\d+\.\d+(?:\.\d+)?\S*)", text)
+    return m.group(1) if m else text
+
+
+def provenance_text(loaded: Loaded) -> str:
+    """One line: everything needed to trust (or rerun) the numbers of one result file."""
+    r, p = loaded.result, loaded.result.provenance
+    dirty = {True: ", uncommitted changes", False: ", clean", None: ""}[p.kit_dirty]
+    parts = [f"file `{loaded.name}` (run {r.run_id}, created {r.created_utc})",
+             f"kit commit {p.kit_commit[:12]}{dirty}" if p.kit_commit else "kit commit not recorded"]
+    runner = f"runner {p.runner}"
+    if p.image_id or p.image_tag:
+        runner += ", image " + " ".join(x for x in (p.image_tag, p.image_id) if x)
+    if p.lock_hash:
+        runner += f", lock {p.lock_hash}"
+    if p.slurm:
+        s = p.slurm
+        runner += f", Slurm job {s.job_id}" + "".join(text for value, text in (
+            (s.node, f" on node {s.node}"), (s.partition, f", partition {s.partition}"),
+            (s.gpu_type, f", GPU type {s.gpu_type} requested")) if value)
+    libs = ", ".join(f"{k} {v if v is not None else 'not installed'}" for k, v in sorted(p.libraries.items()))
+    parts += [runner, f"libraries: {libs or 'none recorded'}"]
+    if p.deviations:
+        parts.append("deviations from the pins: " + "; ".join(p.deviations))
+    elif p.pins:
+        parts.append("no deviations from the pins")
+    parts.append(f"Python {python_version(p.python)} on {p.platform}")
+    g = p.gpu
+    parts.append("no GPU (CPU run)" if g is None else "GPU " + ", ".join([
+        g.name, *([f"{g.memory_total_mib} MiB"] if g.memory_total_mib is not None else []),
+        *([f"compute capability {g.compute_capability}"] if g.compute_capability else []),
+        f"driver {g.driver or 'not recorded'}", f"CUDA runtime {g.cuda_runtime or 'not recorded'}"]))
+    if p.label:
+        parts.append(f"label: {p.label}")
+    return "; ".join(parts) + "."
+
+
+def workload_text(result: Result) -> str:
+    w = result.workload
+    model = f"{w.model} ({w.model_source}"
+    if w.revision or w.resolved_revision:
+        model += f", revision {w.revision or 'default'}, resolved {w.resolved_revision or 'not recorded'}"
+    model += ")"
+    weights = "real weights" if not w.synthetic else "synthetic weights" + (
+        f" ({w.synthetic_config})" if w.synthetic_config else "")
+    return (f"{model}, {weights}; input {w.input_len} tokens, output {w.output_len} tokens "
+            f"(EOS ignored), batch {w.batch_size}; warm-up {w.warmup}, iterations {w.iterations}, seed {w.seed}")
+
+
+def backend_text(result: Result) -> str:
+    b = result.backend
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(b.settings.items()))
+    return (f"{b.name}, quantization {b.quantization}, dtype {b.dtype}, device {b.device}"
+            + (f"; settings: {settings}" if settings else ""))
+
+
+class Footnotes:
+    """Markdown footnotes numbered in order of first reference; one per results file."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.texts = prefix, {}  # file name -> footnote text
+
+    def ref(self, loaded: Loaded) -> str:
+        self.texts.setdefault(loaded.name, provenance_text(loaded))
+        return f"[^{self.prefix}{list(self.texts).index(loaded.name) + 1}]"
+
+    def lines(self) -> list[str]:
+        """A blank line, then the footnotes; nothing when there are none."""
+        return ["", *(f"[^{self.prefix}{i}]: {t}" for i, t in enumerate(self.texts.values(), 1))] if self.texts else []

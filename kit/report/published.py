@@ -4,19 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from kit import KIT_ROOT
+from core.engine_samples import Strict
 from core.errors import KitError
 
 PUBLISHED_PATH = KIT_ROOT / "reports" / "published.json"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PublishedColumn(_Strict):
+class PublishedColumn(Strict, frozen=True):
     label: str
     stack: str
     model: str
@@ -24,12 +21,12 @@ class PublishedColumn(_Strict):
     tpot_ms: float
 
 
-class PublishedStack(_Strict):
+class PublishedStack(Strict, frozen=True):
     name: str
     versions: list[tuple[str, str]]
 
 
-class PublishedWeek1(_Strict):
+class PublishedWeek1(Strict, frozen=True):
     device: str
     same_gpu_names: list[str] = Field(description="GPU names that count as the published GPU (after normalisation)")
     statistic: str
@@ -42,7 +39,7 @@ class PublishedWeek1(_Strict):
         return next((v for s in self.stacks for name, v in s.versions if name == library), None)
 
 
-class PublishedWeek2(_Strict):
+class PublishedWeek2(Strict, frozen=True):
     device: str
     same_gpu_names: list[str]
     what: str
@@ -56,7 +53,7 @@ class PublishedWeek2(_Strict):
         return "\n".join(self.table_lines)
 
 
-class Published(_Strict):
+class Published(Strict, frozen=True):
     about: str
     source: str
     week1: PublishedWeek1
@@ -78,10 +75,9 @@ def load_published(path: Optional[Path] = None) -> Published:
         raise KitError(f"{path}: the published study's data {what}. {restore}") from e
 
 
-def normalise_gpu_name(name: str) -> str:
-    """'NVIDIA A100-SXM4-80GB' and 'a100-sxm4-80gb' are the same GPU; 'Tesla T4' and 'T4' too."""
-    return " ".join(name.split()).lower().removeprefix("nvidia ").removeprefix("tesla ")
-
-
 def is_same_gpu(reproduced_name: Optional[str], published_names: list[str]) -> bool:
-    return bool(reproduced_name) and normalise_gpu_name(reproduced_name) in map(normalise_gpu_name, published_names)
+    """'NVIDIA A100-SXM4-80GB' and 'a100-sxm4-80gb' are the same GPU; 'Tesla T4' and 'T4' too."""
+    def normalised(name: str) -> str:
+        return " ".join(name.split()).lower().removeprefix("nvidia ").removeprefix("tesla ")
+
+    return bool(reproduced_name) and normalised(reproduced_name) in map(normalised, published_names)

@@ -6,14 +6,14 @@ compared only within one lease (one boot, one card): two leases a day apart can 
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
 from core import engine_samples as es
 from core.engine_samples import EngineTimestamps
 from core.results import BenchResult
 from kit.report.common import (
-    DASH, METRICS, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, ratio_within_spread,
-    spread_ms, text, variant_of, version_key,
+    DASH, METRICS, WITHIN_SPREAD, Group, GroupKey, Loaded, Spread, ms, pipe_table, spread_ms, text, version_key,
 )
 from kit.report.published import PublishedWeek1
 
@@ -24,33 +24,26 @@ ROWS = ((AWQ, "awq"), (MARLIN, "awq_marlin"))
 PerIteration = Callable[[float, float, EngineTimestamps], Optional[float]]
 
 
-def engine_iterations(r: BenchResult) -> list[Optional[EngineTimestamps]]:
-    return list(r.samples.engine.iterations) if r.samples.engine else []
-
-
 def _per_iteration(r: BenchResult, f: PerIteration) -> list[float]:
     """f for every iteration that has engine timestamps."""
+    engine = r.samples.engine.iterations if r.samples.engine else []
     values = (f(ttft, tpot, stamps) if stamps else None
-              for ttft, tpot, stamps in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine_iterations(r)))
+              for ttft, tpot, stamps in zip(r.samples.ttft_ms, r.samples.tpot_ms, engine))
     return [v for v in values if v is not None]
 
 
 def clock_check_text(r: BenchResult) -> Optional[str]:
     """The harness overhead against the engine's clocks, per iteration; None without engine timestamps."""
-    tpot_pct = _per_iteration(r, lambda _ttft, tpot, stamps: es.tpot_gap_pct(tpot, stamps))
-    ttft_ms = _per_iteration(r, lambda ttft, _tpot, stamps: es.client_side_ms(ttft, stamps))
-    if not tpot_pct and not ttft_ms:
-        return None
     parts = []
-    if tpot_pct:
+    if tpot_pct := _per_iteration(r, lambda _ttft, tpot, stamps: es.tpot_gap_pct(tpot, stamps)):
         parts.append(f"client TPOT vs the engine core's (last_token_ts − first_token_ts) / (N − 1): "
                      f"{min(tpot_pct):+.3f}% to {max(tpot_pct):+.3f}% per iteration (median "
                      f"{statistics.median(tpot_pct):+.3f}%, n={len(tpot_pct)})")
-    if ttft_ms:
+    if ttft_ms := _per_iteration(r, lambda ttft, _tpot, stamps: es.client_side_ms(ttft, stamps)):
         parts.append(f"client TTFT − the frontend's first_token_latency: median {statistics.median(ttft_ms):+.3f} ms "
                      f"({min(ttft_ms):+.3f} to {max(ttft_ms):+.3f} ms, n={len(ttft_ms)})")
     return "; ".join(parts) + (". The engine reads its own clocks, so these differences are the client's own share of "
-                                "each figure, printed whatever their sign")
+                                "each figure, printed whatever their sign") if parts else None
 
 
 # The stages of the time to first token (text.md's week1.configurations says what each spans, on which clocks):
@@ -73,13 +66,13 @@ def _stage_cells(r: BenchResult) -> list[str]:
 def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str]) -> str:
     """Every configuration measured for one vLLM row, one row per run: medians, the TTFT stages, and the change
     against the study cell's value (how much of the row is CUDA graphs, how much the scheduler's mode moves it)."""
-    per_configuration = [runs for _, runs in group.configurations(label)]
-    base = group.cells.get(label)
-    engine = any(engine_iterations(run.result) for runs in per_configuration for run in runs)
+    configurations, base = group.configurations(label), group.cells.get(label)
+    engine = any(run.result.samples.engine and run.result.samples.engine.iterations
+                 for _, runs in configurations for run in runs)
     rows = []
-    for runs in per_configuration:
+    for variant, runs in configurations:
         for run in runs:
-            s, variant = run.result.summary, variant_of(run.result)
+            s = run.result.summary
             name = ", ".join(variant) if variant else (
                 "study configuration (CUDA graphs, async scheduling off)" if run.result.backend.name == "vllm"
                 else "study configuration")
@@ -96,13 +89,14 @@ def configurations_table(group: Group, label: str, ref: Callable[[Loaded], str])
 
 
 def quotient_cell(a: Optional[Spread], b: Optional[Spread], compared: Optional[float]) -> str:
-    """a / b from the cells' values; with several runs, the ratio's range from the extremes and, when the compared
-    value (the published ratio) lies inside that range, the run-to-run label."""
+    """a / b from the cells' values; with several runs in either cell, the ratio's range [a.lo / b.hi, a.hi / b.lo]
+    (the least and the most it can be, run against run) and, when the compared value (the published ratio, or 1
+    between two versions) lies inside that range, the run-to-run label."""
     if a is None or b is None or b.median <= 0:
         return DASH
     out = f"{a.median / b.median:.1f}×"
     if a.measured or b.measured:
-        within = compared is not None and ratio_within_spread(a, b, compared)
+        within = compared is not None and b.lo > 0 and a.lo / b.hi <= compared <= a.hi / b.lo
         out += f" ({a.lo / b.hi:.1f}–{a.hi / b.lo:.1f}×" + (f"; {WITHIN_SPREAD}" if within else "") + ")"
     return out
 
@@ -117,12 +111,9 @@ def published_ratios(published: PublishedWeek1) -> Optional[tuple[float, float]]
 
 def cell_floor_pct(group: Group, label: str) -> str:
     """The cell's share of the floor: the median of its runs' shares (each run measured its own bandwidth)."""
-    shares = []
-    for run in group.cells[label].runs if label in group.cells else ():
-        r: BenchResult = run.result  # type: ignore[assignment]
-        floor, tpot = r.roofline.floor_ms if r.roofline else None, r.summary.tpot_ms.median
-        if floor and tpot > 0:
-            shares.append(floor / tpot * 100.0)
+    results = [run.result for run in group.cells[label].runs] if label in group.cells else []
+    shares = [r.roofline.floor_ms / r.summary.tpot_ms.median * 100.0 for r in results  # type: ignore[union-attr]
+              if r.roofline and r.roofline.floor_ms and r.summary.tpot_ms.median > 0]
     return f"{statistics.median(shares):.1f}%" if shares else DASH
 
 
@@ -154,18 +145,17 @@ def comparable_leases(groups: Sequence[Group]) -> dict[Lease, Versions]:
     by_lease: dict[Lease, dict[str, dict[str, list[Loaded]]]] = {}
     for g in groups:
         for label, _ in ROWS:
-            cells = [c for c in [g.cells.get(label), *g.other_stacks.get(label, [])] if c is not None]
-            for run in (r for c in cells for r in c.runs):
+            for run in (r for c in [g.cells.get(label), *g.other_stacks.get(label, [])] if c for r in c.runs):
                 p = run.result.provenance
                 boot, uuid = p.host.boot_id if p.host else None, p.gpu.uuid if p.gpu else None
                 if boot and uuid:  # else it pairs with nothing
-                    lease = (boot, uuid, g.key.without_vllm())
+                    lease = (boot, uuid, replace(g.key, vllm=""))
                     by_lease.setdefault(lease, {}).setdefault(g.key.vllm, {}).setdefault(label, []).append(run)
     out = {}
     for lease, versions in sorted(by_lease.items()):
         complete = {v: rows for v, rows in versions.items() if all(l in rows for l, _ in ROWS)}
         if len(complete) >= 2:
-            out[lease] = {v: {l: tuple(Spread.of(runs, m) for m in METRICS)
+            out[lease] = {v: {l: tuple(Spread([getattr(r.result.summary, m).median for r in runs]) for m in METRICS)
                               for l, runs in complete[v].items()} for v in sorted(complete, key=version_key)}
     return out
 

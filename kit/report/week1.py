@@ -3,31 +3,24 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from core.results import BenchResult, harness_overhead_text
+from core.results import BenchResult, GPUState, harness_overhead_text
 from kit.report.common import (
-    DASH, METRICS, STACK_LIBRARIES, WITHIN_SPREAD, Cell, Group, Inputs, Loaded, gb, group_runs,
-    hosts_text, label_order, ms, pipe_table, plural, ratio, spread_ms, stack_of, stack_words, text, torch_deviation,
-    vllm_version_of,
+    DASH, METRICS, STACK_LIBRARIES, WITHIN_SPREAD, Cell, Footnotes, Group, Inputs, Loaded, backend_text, created_key,
+    gb, group_runs, hosts_text, label_order, ms, pipe_table, plural, python_version, ratio, spread_ms, stack_of,
+    stack_words, text, torch_deviation, vllm_version_of, workload_text,
 )
-from kit.report.conditions import conditions_table
-from kit.report.provenance import Footnotes, backend_text, python_version, workload_text
 from kit.report.published import Published, PublishedWeek1, is_same_gpu
 from kit.report.vllm_rows import clock_check_text, configurations_table, key_comparison, render_same_lease
 
 TITLE = "# Week 1. Benchmark"
 
-# One column of the seed's table: (label, model or None when nothing was reproduced, TTFT cell, TPOT cell).
-Column = tuple[str, Optional[str], str, str]
-
-
-def render_block(device: str, columns: Sequence[Column], stacks: Sequence[tuple[str, Sequence[tuple[str, str]]]]
-                 ) -> str:
-    """The table, a blank line, the Device / versions bullets: byte for byte the seed's layout."""
-    table = pipe_table(["**Backend**", *(c[0] for c in columns)], [
-        ["**Model**", *(c[1] or DASH for c in columns)],
-        ["**TTFT**", *(c[2] for c in columns)],
-        ["**TPOT**", *(c[3] for c in columns)],
-    ])
+def render_block(device: str, columns: Sequence[tuple[str, str, str, str]],
+                 stacks: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> str:
+    """The table of columns (label, model, TTFT cell, TPOT cell), a blank line, the Device / versions bullets: byte
+    for byte the seed's layout."""
+    labels, *rows = zip(*columns)
+    table = pipe_table(["**Backend**", *labels], [[name, *row] for name, row in zip(
+        ("**Model**", "**TTFT**", "**TPOT**"), rows)])
     bullets = [f"- Device: {device}"]
     for stack, versions in stacks:
         bullets.append(f"- {stack}")
@@ -59,28 +52,21 @@ def stack_versions(runs: Sequence[Loaded]) -> list[tuple[str, list[tuple[str, st
     return out
 
 
-def _and(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def cell_stack_words(cell: Cell) -> str:
-    """The stack a cell ran on, with its torch deviation from the pins when it has one."""
+def other_stack_words(cell: Cell) -> str:
+    """The stack a cell of another stack ran on (with its torch deviation from the pins), then its TTFT and TPOT."""
     deviation = torch_deviation(cell.newest.result)
-    return stack_words(cell.newest.result) + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
-
-
-def cell_words(cell: Cell) -> str:
     ttft, tpot = (spread_ms(cell.spread(m)) for m in METRICS)
-    return f"TTFT {ttft}, TPOT {tpot}" + ("" if len(cell.runs) > 1 else " (1 run)")
+    return (stack_words(cell.newest.result) + (f" ({deviation}: a stand-in for the pinned torch)" if deviation else "")
+            + f": TTFT {ttft}, TPOT {tpot}" + ("" if len(cell.runs) > 1 else " (1 run)"))
 
 
 def render_group(group: Group, labels: Sequence[str]) -> str:
     """One reproduced table in the seed's format, then what the seed's bullets do not say."""
-    columns: list[Column] = []
+    columns: list[tuple[str, ...]] = []
     for label in labels:
         cell = group.cells.get(label)
         if cell is None:
-            columns.append((label, None, DASH, DASH))
+            columns.append((label, DASH, DASH, DASH))
         else:
             w = cell.newest.result.workload
             columns.append((label, f"{w.model} (synthetic)" if w.synthetic else w.model,
@@ -97,17 +83,17 @@ def render_group(group: Group, labels: Sequence[str]) -> str:
         counts = "; ".join(f"{', '.join(cells)} ({hosts})" for hosts, cells in by_hosts.items())
         out.append(f"- Runs per cell: {counts}. A cell of several runs shows the median of their medians (min–max of "
                    "the run medians, runs); Details lists each run")
-    out += [f"- Also measured, not in the cell: {label} on {cell_stack_words(other)}: {cell_words(other)}"
+    out += [f"- Also measured, not in the cell: {label} on {other_stack_words(other)}"
             for label in labels for other in group.other_stacks.get(label, [])]
     if missing := [l for l in labels if l not in group.cells]:
-        out.append(f"\nNothing has been reproduced for {_and(missing)} on {group.key.device} with this workload: "
+        names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+        out.append(f"\nNothing has been reproduced for {names} on {group.key.device} with this workload: "
                    f"{'its cells show' if len(missing) == 1 else 'their cells show'} \"{DASH}\".")
     return "\n".join(out)
 
 
 def comparison_words(run: Loaded, week1: PublishedWeek1) -> str:
-    result = run.result
-    gpu = result.provenance.gpu
+    result, gpu = run.result, run.result.provenance.gpu
     if result.backend.device == "cpu":
         words = f"CPU run vs the published {week1.device}: not a reproduction"
     elif gpu is None:
@@ -127,22 +113,20 @@ def _comparison_rows(g: Group, labels: Sequence[str], published: PublishedWeek1)
     rows = []
     for label in labels:
         cell, p = g.cells.get(label), pub.get(label)
-        for metric in ("TTFT", "TPOT"):
-            p_value = None if p is None else getattr(p, f"{metric.lower()}_ms")
+        for metric, field in zip(("TTFT", "TPOT"), METRICS):
+            p_value = None if p is None else getattr(p, field)
             if cell is None:
                 rows.append([label, metric, DASH, ms(p_value), DASH, "nothing reproduced"])
-                continue
-            spread = cell.spread(f"{metric.lower()}_ms")
-            if p_value is None:
-                rows.append([label, metric, spread_ms(spread), DASH, DASH, "not in the published study"])
-                continue
-            words = comparison_words(cell.newest, published)
-            rows.append([label, metric, spread_ms(spread), ms(p_value), ratio(spread.median, p_value),
-                         f"{WITHIN_SPREAD}; {words}" if spread.contains(p_value) else words])
+            elif p_value is None:
+                rows.append([label, metric, spread_ms(cell.spread(field)), DASH, DASH, "not in the published study"])
+            else:
+                spread, words = cell.spread(field), comparison_words(cell.newest, published)
+                rows.append([label, metric, spread_ms(spread), ms(p_value), ratio(spread.median, p_value),
+                             f"{WITHIN_SPREAD}; {words}" if spread.contains(p_value) else words])
     return rows
 
 
-def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1, plot: str) -> str:
+def render_comparison(groups: Sequence[Group], labels: Sequence[str], published: PublishedWeek1) -> str:
     out = ["## Reproduced vs published", "",
            text("week1.comparison", workload=published.workload, within=WITHIN_SPREAD, device=published.device), ""]
     if not groups:
@@ -152,7 +136,7 @@ def render_comparison(groups: Sequence[Group], labels: Sequence[str], published:
                 pipe_table(["Backend", "Metric", "Reproduced", "Published", "Ratio", "Comparison"],
                            _comparison_rows(g, labels, published), align="llrrrl"), ""]
     out += [key_comparison(groups, labels, published), "", render_same_lease(groups, published), "",
-            f"![Week 1: median TTFT and TPOT per backend, reproduced vs published]({plot})"]
+            "![Week 1: median TTFT and TPOT per backend, reproduced vs published](week1.png)"]
     return "\n".join(out)
 
 
@@ -176,8 +160,7 @@ def floor_text(result: BenchResult) -> str:
 
 
 def _stats_table(result: BenchResult) -> str:
-    s = result.summary
-    cols = [s.ttft_ms, s.tpot_ms, s.itl_ms, s.e2e_ms]
+    cols = [getattr(result.summary, m) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")]
     rows = [[attr, *(f"{getattr(c, attr):.2f}" for c in cols)]
             for attr in ("median", "p90", "p99", "mean", "std", "min", "max")]
     rows.append(["n", *(str(c.n) for c in cols)])
@@ -218,12 +201,60 @@ def render_details(groups: Sequence[Group], labels: Sequence[str], notes: Footno
                 out += _run_details(cell, label, notes)
             out += _configurations(g, label, notes, heading=cell is None)
             for other in g.other_stacks.get(label, []):  # the study configuration on another stack
-                out += [f"- Also measured on another stack, not in the cell: {cell_stack_words(other)}: "
-                        f"{cell_words(other)}:", *(f"  - {run_line(run, notes)}" for run in other.runs)]
+                out += [f"- Also measured on another stack, not in the cell: {other_stack_words(other)}:",
+                        *(f"  - {run_line(run, notes)}" for run in other.runs)]
         for title, runs in runs_per_configuration(g):
             out += ["", f"#### {title}: run conditions", "", text("week1.run_conditions", n=len(runs)), "",
                     conditions_table([run.result for run in runs])]  # type: ignore[misc]
     return "\n".join(out)
+
+
+NOT_RECORDED = "not recorded"
+SHORT_ID = 8  # enough characters of a boot id or GPU uuid to tell two apart in a column
+
+
+def _short(value: Optional[str]) -> str:
+    if not value:
+        return DASH
+    return value[:SHORT_ID + len("GPU-")] if value.startswith("GPU-") else value[:SHORT_ID]
+
+
+def _start_end(start: Optional[GPUState], end: Optional[GPUState], field: str) -> str:
+    """'start → end', one value when both agree, '—' for a side not read."""
+    a, b = (None if state is None else getattr(state, field) for state in (start, end))
+    if a is None and b is None:
+        return DASH
+    return f"{a:g}" if a == b else f"{DASH if a is None else f'{a:g}'} → {DASH if b is None else f'{b:g}'}"
+
+
+ROWS = ("Created (UTC)", "Host CPU", "Logical CPUs", "Hostname", "Boot id", "GPU uuid",
+        "SM clock, MHz (start → end)", "Memory clock, MHz (start → end)", "Power limit, W",
+        "Empty-kernel launch, µs", "CUDA graph replay, µs", "TTFT median", "TPOT median")
+
+
+def _column(r: BenchResult) -> list[str]:
+    h, c = r.provenance.host, r.conditions
+    host = [NOT_RECORDED] * 4 if h is None else [*(DASH if v is None else str(v) for v in (
+        h.cpu_model, h.cpu_cores, h.hostname)), _short(h.boot_id)]
+    uuid = r.provenance.gpu.uuid if r.provenance.gpu else None
+    # NOT_RECORDED: made before the kit recorded the card's uuid (with the host)
+    uuid_cell = NOT_RECORDED if uuid is None and h is None else _short(uuid)
+    if c is None:
+        gpu = [NOT_RECORDED] * 5
+    else:
+        probe = c.launch_probe
+        gpu = [*(_start_end(c.gpu_start, c.gpu_end, f) for f in ("sm_clock_mhz", "mem_clock_mhz", "power_limit_w")),
+               DASH if probe is None else f"{probe.empty_kernel_launch_us:.2f}",
+               DASH if probe is None or probe.graph_replay_us is None else f"{probe.graph_replay_us:.2f}"]
+    return [r.created_utc, *host, uuid_cell, *gpu, ms(r.summary.ttft_ms.median), ms(r.summary.tpot_ms.median)]
+
+
+def conditions_table(results: Sequence[BenchResult]) -> str:
+    """What moved a launch-bound row: host and GPU conditions (CPU, card, clocks, power limit, launch probe) of several
+    runs of ONE configuration, one column per run (oldest first, headed by its run id). "—": not recorded by the run;
+    "not recorded": a result from before the kit recorded it."""
+    runs = sorted(results, key=lambda r: (created_key(r.created_utc), r.run_id))
+    return pipe_table(["Run", *(f"`{r.run_id}`" for r in runs)], zip(ROWS, *map(_column, runs)))
 
 
 def runs_per_configuration(g: Group) -> list[tuple[str, list[Loaded]]]:
@@ -250,8 +281,7 @@ def _configurations(g: Group, label: str, notes: Footnotes, heading: bool) -> li
 
 
 def run_line(run: Loaded, notes: Footnotes) -> str:
-    r = run.result
-    host = r.provenance.host
+    r, host = run.result, run.result.provenance.host
     where = (f"host {host.hostname or 'not named'}" + (f", boot {host.boot_id[:8]}" if host.boot_id else "")
              if host else "host not recorded")
     return (f"`{run.name}` (created {r.created_utc}, {where}): TTFT {ms(r.summary.ttft_ms.median)}, "
@@ -264,7 +294,7 @@ def _tables(inputs: Inputs, published: Published) -> tuple[list[Group], list[str
     return groups, label_order({*(c.label for c in published.week1.columns), *(l for g in groups for l in g.labels)})
 
 
-def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") -> str:
+def render_week1(inputs: Inputs, published: Published) -> str:
     groups, labels = _tables(inputs, published)
     notes = Footnotes("w1-")
     parts = [TITLE, ""]
@@ -278,7 +308,7 @@ def render_week1(inputs: Inputs, published: Published, plot: str = "week1.png") 
             parts.append(render_group(g, labels))
         parts += ["", f"## Published ({published.week1.device})", "", published_block(published.week1), "",
                   f"Workload of the published study: {published.week1.workload}."]
-    parts += ["", render_comparison(groups, labels, published.week1, plot),
+    parts += ["", render_comparison(groups, labels, published.week1),
               "", render_details(groups, labels, notes),
               "", text("week1.definitions"), "",
               text("week1.how_built", within=WITHIN_SPREAD, dash=DASH), *inputs.lines("benchmark", inputs.bench)]
@@ -292,8 +322,7 @@ def plot_args(inputs: Inputs, published: Published) -> list[Any]:
     groups, labels = _tables(inputs, published)
     by_label = {c.label: c for c in pub.columns}
     series: list[Any] = [(f"published, {pub.device}",
-                          [by_label[l].ttft_ms if l in by_label else None for l in labels],
-                          [by_label[l].tpot_ms if l in by_label else None for l in labels])]
+                          *([getattr(by_label[l], m) if l in by_label else None for l in labels] for m in METRICS))]
     for g in groups:
         k = g.key
         name = f"reproduced, {k.device}, in {k.input_len} / out {k.output_len} tokens" + (

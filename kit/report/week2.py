@@ -1,15 +1,13 @@
 """reports/week2.md: profiler tables in the seed's format, one block per reproduced phase, and the published one."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from core.results import ProfilePhase, ProfileResult
 from kit.report.common import (
-    GroupKey, Inputs, Loaded, group_key, library_version, newest_first, stack_words, text, torch_deviation,
-    version_key,
+    Footnotes, GroupKey, Inputs, Loaded, backend_text, group_key, library_version, newest_first, stack_words, text,
+    torch_deviation, version_key, workload_text,
 )
-from kit.report.provenance import Footnotes, backend_text, workload_text
 from kit.report.published import Published, PublishedWeek2, is_same_gpu
 
 TITLE = "# Week 2. Profiling"
@@ -47,8 +45,7 @@ def ordered_phases(result: ProfileResult) -> list[ProfilePhase]:
                                                 p.label))
 
 
-@dataclass(frozen=True)
-class ProfileGroup:
+class ProfileGroup(NamedTuple):
     """Profile runs of one GPU, workload, backend and torch version (the torch that ran), newest first."""
 
     key: GroupKey
@@ -92,21 +89,7 @@ def _device_words(result: ProfileResult, week2: PublishedWeek2) -> str:
     return f"a different GPU ({name} vs {week2.device}): not a reproduction of the published table"
 
 
-def render_runs(groups: Sequence[ProfileGroup], week2: PublishedWeek2, notes: Footnotes) -> str:
-    out = ["## Runs"]
-    for g in groups:
-        run = g.shown
-        result: ProfileResult = run.result  # type: ignore[assignment]
-        out += ["", f"### {g.key.device}, {g.key.workload_title}, {g.label}, torch {g.torch}{notes.ref(run)}", "",
-                f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}",
-                f"- Device: {_device_words(result, week2)}", f"- Workload: {workload_text(result)}",
-                f"- Backend: {backend_text(result)}", stack_line(result), *(f"- Note: {n}" for n in result.notes)]
-        out += [f"- Earlier run of the same GPU, workload and torch (its phases are not shown): "
-                f"`{old.name}` (created {old.result.created_utc}){notes.ref(old)}" for old in g.runs[1:]]
-    return "\n".join(out)
-
-
-def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") -> str:
+def render_week2(inputs: Inputs, published: Published) -> str:
     week2 = published.week2
     groups = profile_groups(inputs.profile)
     notes = Footnotes("w2-")
@@ -126,9 +109,18 @@ def render_week2(inputs: Inputs, published: Published, plot: str = "week2.png") 
     parts += ["", f"## Published ({week2.device})" if phases else text(
         "week2.nothing_reproduced", phases=" with profiled phases" if groups else "", device=week2.device),
               "", published_block(week2)]
-    parts += ["", f"The published table is {week2.what}.", "", text("week2.top_operators", plot=plot)]
+    parts += ["", f"The published table is {week2.what}.", "", text("week2.top_operators")]
     if groups:
-        parts += ["", render_runs(groups, week2, notes)]
+        parts += ["", "## Runs"]
+    for g in groups:
+        run = g.shown
+        result: ProfileResult = run.result  # type: ignore[assignment]
+        parts += ["", f"### {g.key.device}, {g.key.workload_title}, {g.label}, torch {g.torch}{notes.ref(run)}", "",
+                  f"- Result: `{run.name}`, phases: {', '.join(p.label for p in ordered_phases(result)) or 'none'}",
+                  f"- Device: {_device_words(result, week2)}", f"- Workload: {workload_text(result)}",
+                  f"- Backend: {backend_text(result)}", stack_line(result), *(f"- Note: {n}" for n in result.notes)]
+        parts += [f"- Earlier run of the same GPU, workload and torch (its phases are not shown): "
+                  f"`{old.name}` (created {old.result.created_utc}){notes.ref(old)}" for old in g.runs[1:]]
     parts += ["", text("week2.how_built"), *inputs.lines("profile", inputs.profile)]
     return "\n".join(parts + notes.lines()) + "\n"
 
@@ -140,11 +132,10 @@ def plot_args(inputs: Inputs, published: Published, n: int = 8) -> list[Any]:
     series = [(f"Published: {week2.device}", week2.top_ops_column, list(week2.top_ops[:n]))]
     for g in profile_groups(inputs.profile):
         for phase in ordered_phases(g.shown.result):  # type: ignore[arg-type]
-            rows = [r for r in phase.rows if r.name not in NOT_MODEL_WORK]
-            if any(r.self_device_us is not None for r in phase.rows):
-                column, ops = "self device time", [(r.name, (r.self_device_us or 0.0) / 1e3) for r in rows]
-            else:
-                column, ops = "self CPU time", [(r.name, r.self_cpu_us / 1e3) for r in rows]
-            series.append((f"{g.key.device}, {phase.label} ({g.key.input_len} in, torch {g.torch})", column,
+            device = any(r.self_device_us is not None for r in phase.rows)  # else a CPU run: self CPU time
+            ops = [(r.name, ((r.self_device_us or 0.0) if device else r.self_cpu_us) / 1e3) for r in phase.rows
+                   if r.name not in NOT_MODEL_WORK]
+            series.append((f"{g.key.device}, {phase.label} ({g.key.input_len} in, torch {g.torch})",
+                           "self device time" if device else "self CPU time",
                            sorted(ops, key=lambda kv: (-kv[1], kv[0]))[:n]))
     return [series, None if len(series) > 1 else "nothing reproduced yet: published table only"]

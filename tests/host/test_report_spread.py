@@ -6,8 +6,9 @@ from pathlib import Path
 
 from kit.report import assemble_reports
 from kit.report.common import (
-    Loaded, Spread, WITHIN_SPREAD, group_runs, load_inputs, ratio_within_spread, runs_by_configuration,
+    Loaded, Spread, WITHIN_SPREAD, group_runs, load_inputs,
 )
+from kit.report.vllm_rows import quotient_cell
 
 H200 = "NVIDIA H200"
 V20 = {"vllm": "0.20.0", "torch": "2.11.0"}
@@ -40,9 +41,9 @@ def test_a_cell_of_several_runs_is_the_median_of_their_medians_with_range_runs_a
     assert "- Runs per cell: vLLM (awq_marlin) 4 (2 hosts + 1 run without a host record)." in w1
     # The grouping a conditions table can use: one configuration, its four runs, newest first.
     inputs = load_inputs(res, note=lambda _: None)
-    [(key, runs)] = runs_by_configuration(inputs.bench).items()
-    assert key.label == "vLLM (awq_marlin)" and key.variant == ()
-    assert [r.result.summary.ttft_ms.median for r in runs] == [30.0, 9.0, 12.0, 8.0]
+    [group] = group_runs(inputs.bench)
+    assert list(group.cells) == ["vLLM (awq_marlin)"] and not group.variants and not group.other_stacks
+    assert [r.result.summary.ttft_ms.median for r in group.cells["vLLM (awq_marlin)"].runs] == [30.0, 9.0, 12.0, 8.0]
 
 
 def test_hosts_not_recorded_are_said_so(tmp_path, make_bench_result, write_result_file):
@@ -78,9 +79,9 @@ def test_within_run_to_run_spread_appears_only_when_the_published_value_is_insid
 
 def test_ratio_of_two_cells_within_spread_rule():
     awq, marlin = Spread((34.0, 36.0)), Spread((8.0, 12.0))
-    assert ratio_within_spread(awq, marlin, 4.0)  # 34/12 = 2.83 .. 36/8 = 4.5
-    assert not ratio_within_spread(awq, marlin, 6.9)
-    assert not ratio_within_spread(Spread((34.0,)), Spread((8.0,)), 34.0 / 8.0)  # no spread measured
+    assert quotient_cell(awq, marlin, 4.0) == f"3.5× (2.8–4.5×; {WITHIN_SPREAD})"  # 34/12 = 2.83 .. 36/8 = 4.5
+    assert quotient_cell(awq, marlin, 6.9) == "3.5× (2.8–4.5×)"
+    assert quotient_cell(Spread((34.0,)), Spread((8.0,)), 34.0 / 8.0) == "4.2×"  # no spread measured
     assert not Spread((5.0,)).contains(5.0) and Spread((4.0, 6.0)).contains(5.0)
 
 

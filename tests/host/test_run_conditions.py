@@ -14,10 +14,8 @@ from bench import conditions
 from bench.conditions import ConditionsRecorder, gpu_state_or_why, nvml_handle
 from bench.provenance import collect_provenance, cpu_model, host_record
 from core.results import GPUState, LaunchProbe
-from kit.report.common import Loaded, group_runs
-from kit.report.provenance import Footnotes
-from kit.report.conditions import NOT_RECORDED, conditions_table
-from kit.report.week1 import render_details, runs_per_configuration
+from kit.report.common import Footnotes, Loaded, group_runs
+from kit.report.week1 import NOT_RECORDED, conditions_table, render_details, runs_per_configuration
 
 
 def gpu_state(index, nvml):
