@@ -107,9 +107,6 @@ class Partition:
     def gpu_types(self) -> set[str]:
         return {t for (n, t, _c) in map(parse_gres, self.gres) if n == "gpu" and t}
 
-    def gpu_count(self) -> int:
-        return sum(c for (n, _t, c) in map(parse_gres, self.gres) if n == "gpu")
-
 
 def split_gres(text: str) -> list[str]:
     """Split sinfo's %G column at commas outside parentheses: 'gpu:a:4(S:0,1),gpu:b:1' -> two items."""
@@ -143,7 +140,7 @@ def gres_arg(gpu_type: Optional[str]) -> str:
 def check_gpu_types(part: Partition, gpu_types: Sequence[Optional[str]]) -> list[str]:
     """One paragraph per requested GPU type (None: any GPU) that the partition's nodes do not offer."""
     gres_text = ", ".join(part.gres) or "none"
-    if gpu_types and part.gpu_count() == 0:
+    if gpu_types and not sum(c for (n, _t, c) in map(parse_gres, part.gres) if n == "gpu"):
         return [f"--runner slurm: partition {part.name!r} has no GPUs (the generic resources of its nodes: "
                 f"{gres_text}), so no job asking for {gres_arg(gpu_types[0])} can run there. Pick a partition with "
                 "GPUs (`sinfo -o '%P %G'` lists them)."]
@@ -318,11 +315,7 @@ class JobState:
 
 def _wait_status(raw: str) -> tuple[Optional[int], Optional[int]]:
     """squeue's exit_code is the raw wait status: 768 -> (3, None), 15 -> (0, 15)."""
-    try:
-        st = int(raw)
-    except ValueError:
-        return None, None
-    return (st >> 8) & 0xFF, (st & 0x7F) or None
+    return ((int(raw) >> 8) & 0xFF, (int(raw) & 0x7F) or None) if raw.isdigit() else (None, None)
 
 
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 from core.errors import KitError
 from core.files import atomic_write_text
@@ -31,23 +31,7 @@ GPU_TYPE_ENV = "KIT_SLURM_GPU_TYPE"
 POLL_S = float(os.environ.get("KIT_SLURM_POLL_S", "2"))  # the first interval between two looks at the queue;
 POLL_MAX_S = float(os.environ.get("KIT_SLURM_POLL_MAX_S", "30"))  # doubled after each look that saw nothing new
 CANCEL_WAIT_S = 120.0
-# Ledger states after which the same spec is not submitted again (without --again).
-DONE_OK = "COMPLETED"
-ACTIVE_STATES = frozenset({"SUBMITTED", "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
-                           "RESIZING", "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
-
-
-class Option(NamedTuple):
-    """One Slurm option: --NAME, its help, argparse's keywords; `sbatch_env`: sbatch reads the option of the same
-    name from that variable, so the kit passes it only when given."""
-    name: str
-    help: str
-    sbatch_env: Optional[str] = None
-    kw: dict = {}
-
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
+ENDED = slurm.TERMINAL_STATES | {"INTERRUPTED"}  # ledger states of a job that ended (INTERRUPTED: the node's word)
 
 
 def _type_list(text: str) -> list[str]:
@@ -57,50 +41,51 @@ def _type_list(text: str) -> list[str]:
     return types
 
 
-OPTIONS = (
-    Option("partition", "partition to submit to (default: $SBATCH_PARTITION, else the cluster's default)",
-           "SBATCH_PARTITION"),
-    Option("account", "account to charge (default: $SBATCH_ACCOUNT, else yours)", "SBATCH_ACCOUNT"),
-    Option("time", "time limit of each job (MINUTES, HH:MM:SS, D-HH:MM:SS; default: $SBATCH_TIMELIMIT, else the "
-                   "partition's)", "SBATCH_TIMELIMIT"),
-    Option("constraint", "node features the jobs need (default: $SBATCH_CONSTRAINT)", "SBATCH_CONSTRAINT"),
-    Option("sbatch-arg", "extra sbatch argument, repeatable, written with = (--sbatch-arg=--qos=high); after the "
-                         "kit's own, so they win", kw={"action": "append", "metavar": "ARG"}),
-    Option("gpu-types", "the GPU-type matrix: one job per step and type, --gres=gpu:TYPE:1 (e.g. a100,h100,t4); "
-                        "default: one job on any GPU (--gres=gpu:1), or no GPU for a --device cpu workload",
-           kw={"type": _type_list, "metavar": "A,B,..."}),
-    Option("node-runner", "how the job runs the step on its node: docker (the pinned image; default) or local "
-                          "(--python, else .venv-<stack>/ in the checkout)", kw={"choices": ("docker", "local")}),
-    Option("again", "submit even when the same spec already has a pending, running or completed job",
-           kw={"action": "store_true"}),
-    Option("no-wait", "print the job ids and their logs, and return; `nox -s report` assembles what arrived",
-           kw={"action": "store_true"}),
-)
+# --NAME: its help and argparse's keywords.
+OPTIONS = {
+    "partition": ("partition to submit to (default: $SBATCH_PARTITION, else the cluster's default)", {}),
+    "account": ("account to charge (default: $SBATCH_ACCOUNT, else yours)", {}),
+    "time": ("time limit of each job (MINUTES, HH:MM:SS, D-HH:MM:SS; default: $SBATCH_TIMELIMIT, else the "
+             "partition's)", {}),
+    "constraint": ("node features the jobs need (default: $SBATCH_CONSTRAINT)", {}),
+    "sbatch-arg": ("extra sbatch argument, repeatable, written with = (--sbatch-arg=--qos=high); after the kit's "
+                   "own, so they win", {"action": "append", "metavar": "ARG"}),
+    "gpu-types": ("the GPU-type matrix: one job per step and type, --gres=gpu:TYPE:1 (e.g. a100,h100,t4); default: "
+                  "one job on any GPU (--gres=gpu:1), or no GPU for a --device cpu workload",
+                  {"type": _type_list, "metavar": "A,B,..."}),
+    "node-runner": ("how the job runs the step on its node: docker (the pinned image; default) or local (--python, "
+                    "else .venv-<stack>/ in the checkout)", {"choices": ("docker", "local")}),
+    "again": ("submit even when the same spec already has a pending, running or completed job",
+              {"action": "store_true"}),
+    "no-wait": ("print the job ids and their logs, and return; `nox -s report` assembles what arrived",
+                {"action": "store_true"}),
+}
+# sbatch reads these from its own SBATCH_* variables, so the kit passes them only when given.
+SBATCH_OPTIONS = ("partition", "account", "time", "constraint")
 
 
 def add_slurm_args(p: argparse.ArgumentParser) -> None:
     """The Slurm options of the measuring commands (kit/cli.py `_runner_parser`)."""
     g = p.add_argument_group("--runner slurm (sbatch's own input variables, SBATCH_PARTITION, SBATCH_ACCOUNT, "
                              "SBATCH_TIMELIMIT, SBATCH_QOS, ..., apply to what is not given here)")
-    for o in OPTIONS:
-        g.add_argument(f"--{o.name}", help=o.help, **o.kw)
+    for name, (text, kw) in OPTIONS.items():
+        g.add_argument(f"--{name}", help=text, **kw)
 
 
 class SlurmOptions(SimpleNamespace):
-    """One attribute per Option.dest (None / False: not given; node_runner "docker" and gpu_types [] then)."""
+    """One attribute per option (None / False: not given; node_runner "docker" and gpu_types [] then)."""
 
     def sbatch_args(self) -> list[str]:
         """The user's part of every job's sbatch arguments: the options given, then the --sbatch-args."""
-        return [f"--{o.name}={getattr(self, o.dest)}" for o in OPTIONS if o.sbatch_env and getattr(self, o.dest)] \
-            + list(self.sbatch_arg or [])
+        return [f"--{n}={getattr(self, n)}" for n in SBATCH_OPTIONS if getattr(self, n)] + (self.sbatch_arg or [])
 
 
 def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
     """The Slurm options of a parsed command line; None for another runner, where giving one is an error (it would
     be silently ignored)."""
-    values = {o.dest: getattr(ns, o.dest, None) for o in OPTIONS}
+    values = {d: getattr(ns, d, None) for d in (n.replace("-", "_") for n in OPTIONS)}
     if ns.runner != "slurm":
-        given = [f"--{o.name}" for o in OPTIONS if values[o.dest]]
+        given = [f"--{d.replace('_', '-')}" for d, v in values.items() if v]
         if given:
             raise KitError(f"{', '.join(given)} only apply to --runner slurm, and this run uses --runner "
                            f"{ns.runner}. Add --runner slurm, or leave them out.")
@@ -191,7 +176,7 @@ def previous_job(tools: slurm.SlurmTools, job: Job, again: bool = False) -> tupl
     jid, state = str(entry["job_id"]), str(entry.get("state") or "SUBMITTED")
     if again:
         return "submit", entry, f"--again: submitting it again (previous job {jid}, {entry.get('state', '?')})"
-    if state in ACTIVE_STATES:
+    if state not in ENDED:
         live = slurm.job_states(tools, [jid])[jid]
         if live.source == "missing":
             return "submit", entry, (f"previous job {jid} is no longer known to Slurm and recorded no outcome: "
@@ -199,11 +184,11 @@ def previous_job(tools: slurm.SlurmTools, job: Job, again: bool = False) -> tupl
         state = live.state
         update_ledger(job.ledger, {"state": state, "node": live.node or entry.get("node"),
                                    **({"exit_code": live.exit_code} if live.terminal else {})}, only_job=jid)
-        if state in ACTIVE_STATES:
+        if state not in ENDED:
             where = f" on node {live.node}" if live.node else ""
             return "follow", entry, f"already {state.lower()}: job {jid}{where}, submitted " \
                                     f"{entry.get('submitted_utc', '?')}"
-    if state == DONE_OK:
+    if state == "COMPLETED":
         when = entry.get("ended_utc") or entry.get("updated_utc", "?")
         return "skip", entry, f"already completed: job {jid} (COMPLETED, {when}); --again runs it again"
     return "submit", entry, f"previous job {jid} ended {state}: submitting it again"
@@ -287,7 +272,8 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
         grace_s = max(1.0, (float(m.group(1) if m else 30) - 2.0) / 3.0)
     _say(command, f"--runner slurm: partition {part.name}, {len(jobs)} job(s), node runner {sopts.node_runner}")
     followed: list[Job] = []
-    refused: list[str] = []  # specs sbatch refused: the other jobs go on
+    failures: list[str] = []  # one line per job that did not complete (sbatch refused it: the other jobs go on)
+    latest: dict[str, slurm.JobState] = {}  # the last state seen of each job followed, for Ctrl-C
     try:
         for job, what, entry, why in decisions:
             if why:
@@ -303,51 +289,43 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
                 if len(decisions) == 1:
                     raise
                 _say(command, f"{job.label}: not submitted: {e}", err=True)
-                refused.append(f"{job.label} (not submitted: sbatch refused it)")
+                failures.append(f"{job.label} (not submitted: sbatch refused it)")
                 continue
             _say(command, f"submitted job {job.job_id}: {job.label}; log {job.log}")
             followed.append(job)
+        if followed and not sopts.no_wait:
+            _follow(command, tools, followed, failures, latest)
     except KeyboardInterrupt:
-        _interrupted(command, tools, followed, {})  # what was submitted before the Ctrl-C is cancelled
+        _interrupted(command, tools, followed, latest)  # this run's jobs are cancelled
         raise
-    if not followed and not refused:
+    if not followed and not failures:
         _say(command, "nothing to run: every job of this spec has completed (--again runs them again)")
-    elif sopts.no_wait:
+    elif sopts.no_wait and followed:
         ids = ",".join(j.job_id for j in followed)
         report = "nox -s report" + (f" -- --results-dir {opts.results_dir}"
                                     if opts.results_dir != (KIT_ROOT / "results").resolve() else "")
-        if followed:
-            _say(command, f"not waiting (--no-wait): job(s) {ids}; logs under {opts.output_dir / 'slurm'}. Follow "
-                          f"them with `squeue -j {ids}`; once they have ended, `{report}` assembles what arrived, and "
-                          "the same command again says what finished and resubmits what failed.")
-        _raise_failures(refused, len(jobs))
-    else:
-        _follow(command, tools, followed, refused, len(jobs))
-
-
-def _raise_failures(failures: list[str], total: int) -> None:
+        _say(command, f"not waiting (--no-wait): job(s) {ids}; logs under {opts.output_dir / 'slurm'}. Follow "
+                      f"them with `squeue -j {ids}`; once they have ended, `{report}` assembles what arrived, and "
+                      "the same command again says what finished and resubmits what failed.")
     if failures:
-        others = "; the others' results were written" if total > len(failures) else ""
-        raise KitError(f"{len(failures)} of {total} Slurm job(s) did not complete (each one's paragraph with its "
+        others = "; the others' results were written" if len(jobs) > len(failures) else ""
+        raise KitError(f"{len(failures)} of {len(jobs)} Slurm job(s) did not complete (each one's paragraph with its "
                        f"state, exit code and log tail is above{others}): {'; '.join(failures)}. Submitting the same "
                        "command again resubmits only these.")
 
 
-def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: list[str], total: int) -> None:
+def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: list[str],
+            latest: dict[str, slurm.JobState]) -> None:
+    """Follow the jobs to their end, `latest` their last states; a paragraph and a line in `failures` per failure."""
     by_id = {j.job_id: j for j in jobs}
-    latest: dict[str, slurm.JobState] = {}
 
     def on_event(e: slurm.Event) -> None:
         latest[e.job_id] = e.state
         text = f"job {e.job_id} {e.state.summary()}" if e.kind == "state" else e.line
         print(f"{by_id[e.job_id].prefix} {text}", flush=True)
 
-    try:
-        final = slurm.wait(tools, list(by_id), on_event, log_paths={j.job_id: j.log for j in jobs if j.log},
-                           poll_s=POLL_S, poll_max_s=POLL_MAX_S)
-    except KeyboardInterrupt:
-        _interrupted(command, tools, jobs, latest)
-        raise
+    final = slurm.wait(tools, list(by_id), on_event, log_paths={j.job_id: j.log for j in jobs if j.log},
+                       poll_s=POLL_S, poll_max_s=POLL_MAX_S)
     for job in jobs:
         st = final[job.job_id]
         _record(job, st)
@@ -359,7 +337,6 @@ def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: li
         failures.append(f"job {job.job_id} ({job.label}) {st.state}"
                         + (f" with exit code {st.exit_code}" if st.exit_code else "")
                         + (f" by signal {st.signal}" if st.signal else ""))
-    _raise_failures(failures, total)
 
 
 def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest: dict[str, slurm.JobState]) -> None:
@@ -422,20 +399,17 @@ def node_main(argv: list[str]) -> None:
           f"GPU type {os.environ.get(GPU_TYPE_ENV) or ('any' if gpus else 'none')}"
           f"{f' (GPU {gpus})' if gpus else ''}: {step.description or short_name(step)}, {opts.runner} runner",
           flush=True)
-    outcome: dict[str, Any] = {"state": "FAILED", "exit_code": 1}
+    state, code = "COMPLETED", 0
     try:
         run_step(step, opts)
-        outcome = {"state": DONE_OK, "exit_code": 0}
-    except KeyboardInterrupt:  # SIGTERM from Slurm (cancelled, timed out, preempted) or SIGINT
-        outcome = {"state": "INTERRUPTED", "exit_code": 130}
-        raise
-    except KitError as e:
-        outcome = {"state": "FAILED", "exit_code": e.exit_code}
+    except BaseException as e:  # KeyboardInterrupt: SIGTERM from Slurm (cancelled, timed out, preempted) or SIGINT
+        interrupted = isinstance(e, KeyboardInterrupt)
+        state, code = ("INTERRUPTED", 130) if interrupted else ("FAILED", getattr(e, "exit_code", 1))
         raise
     finally:
         if ledger and job_id:
             try:
-                update_ledger(ledger, {**outcome, "node": node, "recorded_by": f"node {node}",
-                                          "ended_utc": _utc_now()}, only_job=job_id)
+                update_ledger(ledger, {"state": state, "exit_code": code, "node": node, "recorded_by": f"node {node}",
+                                       "ended_utc": _utc_now()}, only_job=job_id)
             except OSError as e:
                 print(f"[slurm] could not record the outcome in {ledger}: {e}", file=sys.stderr, flush=True)

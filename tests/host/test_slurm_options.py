@@ -35,9 +35,9 @@ def test_one_declaration_gives_flags_and_sbatch_arguments():
                     "local", "--again", "--no-wait", *CPU])
     assert o.sbatch_args() == ["--partition=debug", "--account=proj", "--time=90", "--constraint=ib", "--qos=high"]
     assert (o.gpu_types, o.node_runner, o.again, o.no_wait) == (["t4", "l4"], "local", True, True)
-    assert [f"--{x.name}" for x in sr.OPTIONS] == ["--partition", "--account", "--time", "--constraint",
-                                                   "--sbatch-arg", "--gpu-types", "--node-runner", "--again",
-                                                   "--no-wait"]
+    assert [f"--{name}" for name in sr.OPTIONS] == ["--partition", "--account", "--time", "--constraint",
+                                                    "--sbatch-arg", "--gpu-types", "--node-runner", "--again",
+                                                    "--no-wait"]
 
 
 @pytest.mark.parametrize("var", ["SBATCH_PARTITION", "SBATCH_ACCOUNT", "SBATCH_TIMELIMIT", "SBATCH_CONSTRAINT"])
@@ -45,7 +45,7 @@ def test_an_option_not_given_is_not_passed_so_sbatch_reads_its_own_variable(monk
     monkeypatch.setenv(var, "from-env")
     o, _ = options(["--runner", "slurm", *CPU])
     assert o.sbatch_args() == [] and (o.gpu_types, o.node_runner, o.again, o.no_wait) == ([], "docker", False, False)
-    assert var in " ".join(x.help for x in sr.OPTIONS)  # --help says which variable applies
+    assert var in " ".join(text for text, _kw in sr.OPTIONS.values())  # --help says which variable applies
 
 
 def _fake(tmp_path: Path, name: str, script: str) -> str:
