@@ -2,7 +2,6 @@
 through Slurm's own commands on PATH. README "Running on a Slurm cluster" says what each means to the user."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
@@ -58,8 +57,7 @@ class SlurmTools:
     sacct: Optional[str] = None
     scontrol: Optional[str] = None
 
-    def run(self, tool: str, *args: str, timeout: float = 60, check: bool = True,
-            **kw) -> subprocess.CompletedProcess:
+    def run(self, tool: str, *args: str, timeout: float = 60, check: bool = True, **kw) -> subprocess.CompletedProcess:
         path = getattr(self, tool)  # the optional ones (srun, sacct, scontrol) are checked by their callers
         try:
             r = subprocess.run([path, *args], capture_output=True, text=True, timeout=timeout, **kw)
@@ -75,8 +73,7 @@ class SlurmTools:
 
 
 def find_slurm(path: Optional[str] = None) -> SlurmTools:
-    """The Slurm client commands on PATH (or `path`); KitError if sbatch is missing or the controller does not
-    answer `sinfo`."""
+    """The Slurm client commands on PATH (or `path`); KitError if one is missing or `sinfo` gets no answer."""
     found = {f.name: shutil.which(f.name, path=path) for f in dataclasses.fields(SlurmTools)}
     sbatch = found["sbatch"]
     if not sbatch:
@@ -151,8 +148,7 @@ def check_gpu_types(part: Partition, gpu_types: Sequence[Optional[str]]) -> list
 
 
 def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[str]:
-    """Ask the controller whether a job with these arguments could run (`sbatch --test-only`, nothing is queued):
-    None if yes, else Slurm's own reason (e.g. 'Requested node configuration is not available')."""
+    """`sbatch --test-only` (nothing is queued): None if the controller would run the job, else Slurm's reason."""
     r = tools.run("sbatch", "--test-only", *sbatch_args, "--wrap", "true", check=False)
     if r.returncode == 0:
         return None
@@ -199,31 +195,28 @@ _PROBE_SCRIPT = ('tok=$1; shift; rc=0; while [ $# -gt 0 ] && [ "$1" != -- ]; do 
 
 
 def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: Optional[str] = None,
-                  sbatch_args: Sequence[str] = (), timeout_s: float = 120,
-                  executables: Sequence[PathLike] = ()) -> None:
-    """KitError unless a compute node sees `folders` as this machine does, and has each of `executables`: ONE job
-    (`srun`, 1 CPU, 1 minute; it checks the node it lands on) reads back a random token written into each folder
-    and writes a reply beside it, so a missing path, a node-local folder of the same name and a read-only mount all
-    fail; srun brings its output back even when nothing is shared. Of `sbatch_args` it takes those about where and
-    how it is charged, not the GPU, time or memory (--opt=value spellings only). Past `timeout_s` it is cancelled."""
+                  sbatch_args: Sequence[str] = (), timeout_s: float = 120, executables: Sequence[str] = ()) -> None:
+    """KitError unless a compute node sees `folders` as this machine does and has `executables`: ONE srun job (1 CPU,
+    1 minute, on the node it lands on) reads back a random token written into each folder and writes a reply beside
+    it, so a missing path, a node-local folder of the same name and a read-only mount all fail (srun brings its output
+    back even when nothing is shared). It takes the `sbatch_args` about where and how it is charged (--opt=value)."""
     if not tools.srun:
         raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
                        f"the results folder ({', '.join(map(str, folders))}).")
     token, where = secrets.token_hex(8), f"srun on partition {partition or '(default)'}"
-    folders = [Path(f).resolve() for f in folders]
-    probes = [(f, f / f".kit-probe-{token}", f / f".kit-probe-{token}.reply") for f in folders]
+    dirs = [Path(f).resolve() / f".kit-probe-{token}" for f in folders]  # the token and the reply in each
     try:
-        for folder, probe, _reply in probes:
+        for d in dirs:
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                probe.write_text(token + "\n")
+                d.mkdir(parents=True)
+                (d / "token").write_text(token + "\n")
             except OSError as e:
-                raise KitError(f"--runner slurm: cannot write into {folder} on this machine ({e.strerror}), so the "
+                raise KitError(f"--runner slurm: cannot write into {d.parent} on this machine ({e.strerror}), so the "
                                "jobs could not deliver results there either; pick a folder you can write.") from None
         args = ["--job-name", f"kit-probe-{token}", "--nodes=1", "--ntasks=1", "--time=1", "--chdir=/", "--quiet",
                 *([f"--partition={partition}"] if partition else []),
                 *(a for a in sbatch_args if not a.startswith(_NOT_FOR_PROBE)), "sh", "-c", _PROBE_SCRIPT, "sh",
-                token, *(str(p) for _f, probe, reply in probes for p in (probe, reply)), "--", *map(str, executables)]
+                token, *(str(d / n) for d in dirs for n in ("token", "reply")), "--", *executables]
         # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
         # otherwise start a step of that job, on its node, not on the partition asked for.
         # srun reads SLURM_ACCOUNT, ... where sbatch reads SBATCH_ACCOUNT, ...: the probe is charged the same way.
@@ -237,19 +230,19 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
             raise KitError(f"--runner slurm: the probe job that checks that the compute nodes see "
                            f"{', '.join(map(str, folders))} did not run within {timeout_s:.0f}s ({where}: "
                            "busy?); it was cancelled and nothing was concluded.") from None
-        output = (r.stdout + "\n" + r.stderr).strip()
-        lines = output.splitlines()
-        blind = [str(f) for f, _p, reply in probes if not (reply.is_file() and reply.read_text().strip() == token)]
+        lines = (r.stdout + "\n" + r.stderr).splitlines()
+        replies = {d: (d / "reply").read_text().strip() if (d / "reply").is_file() else "" for d in dirs}
+        blind = [str(d.parent) for d in dirs if replies[d] != token]
         if blind:
             detail = [ln.replace("KIT-PROBE-NOT-SEEN ", "") for ln in lines if "KIT-PROBE-NOT-SEEN" in ln]
             raise KitError(
                 f"--runner slurm: the compute node does not see the folder{'s' if len(blind) > 1 else ''} "
                 f"{', '.join(blind)} the way this machine does, so a job's results and log would not arrive here. A "
                 f"probe job ({where}) could not read back the token written there"
-                f"{' or write its reply' if r.returncode == 0 else ''}: {'; '.join(detail or [one_line(output)])}. "
-                "Put the results and log folders on a filesystem the nodes share with this machine (the home or "
-                "project filesystem, not /tmp or a local disk), e.g. --results-dir $HOME/awq-results --output-dir "
-                "$HOME/awq-output.")
+                f"{' or write its reply' if r.returncode == 0 else ''}: "
+                f"{'; '.join(detail) or one_line(' '.join(lines))}. Put the results and log folders on a filesystem "
+                "the nodes share with this machine (the home or project filesystem, not /tmp or a local disk), e.g. "
+                "--results-dir $HOME/awq-results --output-dir $HOME/awq-output.")
         missing = [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in lines if "KIT-PROBE-NO-EXE " in ln]
         if missing:
             raise KitError(
@@ -259,10 +252,8 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                 "share (e.g. run the kit through nox from a checkout in your home folder: its venv is under .nox/), "
                 "or give a path that exists on the nodes.")
     finally:
-        for _folder, probe, reply in probes:
-            for p in (probe, reply):
-                with contextlib.suppress(OSError):
-                    p.unlink()
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: PathLike,
@@ -334,13 +325,11 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
         found[jid] = JobState(jid, state, code, sig, reason, node, part, name.removesuffix("|"))
     ended = [i for i in ids if i not in found or found[i].terminal]
     if ended and tools.sacct and tools.sacct not in _SACCT_DISABLED:
-        r = tools.run("sacct", "-n", "-P", "-X", "-j", ",".join(ended), "--format", ",".join(_SACCT_FIELDS),
-                      check=False)
+        r = tools.run("sacct", "-n", "-P", "-X", "-j", ",".join(ended), "-o", ",".join(_SACCT_FIELDS), check=False)
         if r.returncode != 0 and "accounting storage is disabled" in (r.stderr + r.stdout).lower():
             _SACCT_DISABLED.add(tools.sacct)
-        rows = _rows(r.stdout, _SACCT_FIELDS, ended) if r.returncode == 0 else []
-        for jid, state, exit_code, node, part, name in rows:
-            m = re.fullmatch(r"(\d+):(\d+)", exit_code)
+        for jid, state, raw, node, part, name in _rows(r.stdout if r.returncode == 0 else "", _SACCT_FIELDS, ended):
+            m = re.fullmatch(r"(\d+):(\d+)", raw)
             code, sig = (int(m.group(1)), int(m.group(2)) or None) if m else (None, None)
             if state in TERMINAL_STATES or jid not in found:  # sacct lags behind squeue for a moment after the end
                 found[jid] = JobState(jid, state, code if state in TERMINAL_STATES else None, sig,
@@ -350,8 +339,7 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
 
 
 def _rows(text: str, fields: Sequence[str], ids: Sequence[str]) -> Iterator[list[str]]:
-    """squeue's or sacct's |-separated lines about `ids`, one value per field ('' for None, (null), N/A), the state
-    (second) as its first word (sacct: 'CANCELLED by 0')."""
+    """The |-separated lines about `ids`, '' for None, (null), N/A, the state (second) as its first word."""
     for parts in (line.split("|", len(fields) - 1) for line in text.splitlines()):
         if len(parts) == len(fields) and parts[0].strip() in ids:
             jid, state, *rest = ("" if p.strip() in ("None", "(null)", "N/A") else p.strip() for p in parts)
@@ -403,33 +391,31 @@ class Event:
 
 def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Event], None]] = None, *,
          log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
-         timeout_s: Optional[float] = None, unreachable_s: float = 300) -> dict[str, JobState]:
+         timeout_s: Optional[float] = None) -> dict[str, JobState]:
     """Follow jobs until each is terminal (one squeue call per poll; the backing off is README's); returns {id: final
     JobState}. `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line
     of its log (`log_paths`), read to its end before a terminal job's last state Event. A failing squeue is retried
-    for `unreachable_s`; past `timeout_s`, SlurmError."""
+    for 5 minutes; past `timeout_s`, SlurmError."""
     ids = [str(i) for i in ids]
     followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
     last: dict[str, JobState] = {}
-    done: dict[str, JobState] = {}
     emit = on_event or (lambda e: None)
     t0 = last_ok = time.monotonic()
     interval = poll_s
     while True:
-        todo = [i for i in ids if i not in done]
-        news = False
+        todo = [i for i in ids if i not in last or not last[i].terminal]
         try:
             states = job_states(tools, todo)
             last_ok = time.monotonic()
         except SlurmError:
-            if time.monotonic() - last_ok > unreachable_s:
+            if time.monotonic() - last_ok > 300:
                 raise
-            states = {}
+            states = {}  # the last known states stand while squeue does not answer
+        news = False
         for i in todo:
-            st = states.get(i) or last.get(i)  # the last known state while squeue does not answer
+            st, prev = states.get(i) or last.get(i), last.get(i)
             if st is None:
                 continue
-            prev = last.get(i)
             changed = prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node)
             last[i] = st
             if changed and not st.terminal:
@@ -439,12 +425,12 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
                 emit(Event("log", i, st, line))
             if st.terminal:  # after the last lines of its log
                 emit(Event("state", i, st))
-                done[i] = st
             news = news or changed or bool(lines)
-        if len(done) == len(ids):
-            return {i: done[i] for i in ids}
+        todo = [i for i in ids if i not in last or not last[i].terminal]
+        if not todo:
+            return {i: last[i] for i in ids}
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
-            running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in ids if i not in done)
+            running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in todo)
             raise SlurmError(f"--runner slurm: gave up waiting after {timeout_s:.0f}s for job(s) {running}; "
                              "they are still in the queue (scancel them, or look again later).")
         interval = poll_s if news else min(interval * 2, max(poll_s, poll_max_s))
@@ -452,23 +438,20 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
 
 
 def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30) -> dict[str, JobState]:
-    """scancel these jobs (by id: only the kit's own), then wait up to wait_s for them to reach a terminal state.
-    Returns their last states. Jobs already finished are left alone; scancel's complaints about them are ignored."""
-    ids = [str(i) for i in ids]
+    """scancel the jobs (by id: only the kit's own); their last states once terminal, or after wait_s."""
     if not ids:
         return {}
-    tools.run("scancel", *ids, check=False)
+    tools.run("scancel", *map(str, ids), check=False)
     last: dict[str, JobState] = {}
     try:
         return wait(tools, ids, lambda e: last.update({e.job_id: e.state}), poll_s=0.5, poll_max_s=0.5,
-                    timeout_s=wait_s, unreachable_s=wait_s)
+                    timeout_s=wait_s)
     except SlurmError:  # still not ended after wait_s, or squeue did not answer
         return last
 
 
 def failure_paragraph(job: str, state: JobState, log_path: PathLike) -> str:
-    """One paragraph for a job that did not complete: what it was, how it ended (state, exit code or signal,
-    reason), where (node, partition), the log's path and its last 20 lines (indented)."""
+    """A job that did not complete: how it ended (state, exit code or signal, reason), where, and its log's tail."""
     how = [f"ended {state.state}"] + ([f"with exit code {state.exit_code}"] if state.exit_code is not None
                                       and (state.exit_code or not state.signal) else [])
     how += [f"{'and' if len(how) > 1 else 'by'} signal {state.signal}"] if state.signal else []
