@@ -372,15 +372,6 @@ class LogFollower:
         return [c.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for c in complete]
 
 
-def log_tail(path: PathLike) -> list[str]:
-    """The last 20 lines of a log, of its last 256 KiB ([] when the file is missing or empty)."""
-    try:
-        start = max(0, os.path.getsize(path) - 256 * 1024)
-    except OSError:
-        return []
-    return LogFollower(path, start).read(final=True)[-20:]
-
-
 @dataclass(frozen=True)
 class Event:
     kind: str  # "state": the job's state changed (the first one seen included); "log": a new line of its log
@@ -460,10 +451,11 @@ def failure_paragraph(job: str, state: JobState, log_path: PathLike) -> str:
     text += f" (reason: {state.reason})" if state.reason and state.reason != "NonZeroExitCode" else ""
     hint = _HINTS.get(state.state)
     text += f"; {hint}." if hint else "."
-    tail = log_tail(log_path)
-    if tail:
-        return text + f" The last {len(tail)} lines of its log {log_path}:\n" + "\n".join(f"    {ln}" for ln in tail)
-    if Path(log_path).exists():
+    try:  # the last 20 lines, of the last 256 KiB
+        tail = LogFollower(log_path, max(0, os.path.getsize(log_path) - 256 * 1024)).read(final=True)[-20:]
+    except OSError:
+        return text + (f" Its log {log_path} does not exist here: the job never started, or the node wrote it to a "
+                       "folder this machine does not see.")
+    if not tail:
         return text + f" Its log {log_path} is empty."
-    return text + (f" Its log {log_path} does not exist here: the job never started, or the node wrote it to a "
-                   "folder this machine does not see.")
+    return text + f" The last {len(tail)} lines of its log {log_path}:\n" + "\n".join(f"    {ln}" for ln in tail)

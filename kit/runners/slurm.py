@@ -1,7 +1,6 @@
-"""Slurm runner (`--runner slurm`, README "Running on a Slurm cluster"): each step, for each GPU type, is ONE sbatch
-job. Host side, `run_slurm`: preflight, the ledger `<results>/.slurm/<spec hash>.json` (no second job for a spec
-without --again), submit, follow, cancel on Ctrl-C. Node side, `node_main`: what the job script execs, the step run
-with `run_step`, SIGTERM handled like Ctrl-C, the outcome recorded in the ledger (a later run needs no sacct)."""
+"""Slurm runner (`--runner slurm`, README "Running on a Slurm cluster"): one sbatch job per step and GPU type. Host
+side, `run_slurm`: preflight, the ledger `<results>/.slurm/<spec hash>.json` (no second job for a spec without
+--again), submit, follow, cancel on Ctrl-C. Node side, `node_main`: the step, its outcome recorded in the ledger."""
 from __future__ import annotations
 
 import argparse
@@ -26,11 +25,9 @@ from kit import KIT_ROOT, slurm
 from kit.runners import run_step
 from kit.runners.base import RunnerOptions, Step
 
-LEDGER_DIR = ".slurm"  # under the results folder; hidden, so report assembly ignores it
 GPU_TYPE_ENV = "KIT_SLURM_GPU_TYPE"
 POLL_S = float(os.environ.get("KIT_SLURM_POLL_S", "2"))  # the first interval between two looks at the queue;
 POLL_MAX_S = float(os.environ.get("KIT_SLURM_POLL_MAX_S", "30"))  # doubled after each look that saw nothing new
-CANCEL_WAIT_S = 120.0
 ENDED = slurm.TERMINAL_STATES | {"INTERRUPTED"}  # ledger states of a job that ended (INTERRUPTED: the node's word)
 
 
@@ -72,17 +69,13 @@ def add_slurm_args(p: argparse.ArgumentParser) -> None:
         g.add_argument(f"--{name}", help=text, **kw)
 
 
-class SlurmOptions(SimpleNamespace):
-    """One attribute per option (None / False: not given; node_runner "docker" and gpu_types [] then)."""
-
-    def sbatch_args(self) -> list[str]:
-        """The user's part of every job's sbatch arguments: the options given, then the --sbatch-args."""
-        return [f"--{n}={getattr(self, n)}" for n in SBATCH_OPTIONS if getattr(self, n)] + (self.sbatch_arg or [])
+# One attribute per option (None / False: not given; node_runner "docker" and gpu_types [] then), and sbatch_args:
+# the user's part of every job's sbatch arguments, the options given, then the --sbatch-args.
+SlurmOptions = SimpleNamespace
 
 
 def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
-    """The Slurm options of a parsed command line; None for another runner, where giving one is an error (it would
-    be silently ignored)."""
+    """The Slurm options of a parsed command line; None for another runner, where giving one is an error."""
     values = {d: getattr(ns, d, None) for d in (n.replace("-", "_") for n in OPTIONS)}
     if ns.runner != "slurm":
         given = [f"--{d.replace('_', '-')}" for d, v in values.items() if v]
@@ -90,8 +83,9 @@ def slurm_options(ns: argparse.Namespace) -> Optional[SlurmOptions]:
             raise KitError(f"{', '.join(given)} only apply to --runner slurm, and this run uses --runner "
                            f"{ns.runner}. Add --runner slurm, or leave them out.")
         return None
+    sbatch_args = [f"--{n}={values[n]}" for n in SBATCH_OPTIONS if values[n]] + (values["sbatch_arg"] or [])
     return SlurmOptions(**{**values, "node_runner": values["node_runner"] or "docker",
-                           "gpu_types": values["gpu_types"] or []})
+                           "gpu_types": values["gpu_types"] or []}, sbatch_args=sbatch_args)
 
 
 def _utc_now() -> str:
@@ -224,7 +218,7 @@ def plan_jobs(steps: Sequence[Step], opts: RunnerOptions, sopts: SlurmOptions) -
         for gpu_type in (sopts.gpu_types or [None]):
             key, spec = spec_of(step, gpu_type, opts.results_dir)
             jobs.append(Job(step, gpu_type, bool(gpu_type) or step.needs_gpu, key, spec,
-                            opts.results_dir / LEDGER_DIR / f"{key}.json"))
+                            opts.results_dir / ".slurm" / f"{key}.json"))  # hidden: the reports ignore it
     return jobs
 
 
@@ -234,12 +228,12 @@ def _submit(tools: slurm.SlurmTools, job: Job, partition: str, opts: RunnerOptio
     name = f"{short_name(job.step)}-{job.kind}"
     job.log = opts.output_dir / "slurm" / f"{name}-{stamp}-{job.key[:8]}.log"
     args = [f"--partition={partition}", *([slurm.gres_arg(job.gpu_type)] if job.wants_gpu else []),
-            "--ntasks=1", "--export=ALL", *sopts.sbatch_args()]
+            "--ntasks=1", "--export=ALL", *sopts.sbatch_args]
     job.job_id = slurm.submit(tools, job_script(job, opts, sopts, grace_s=grace_s), job_name=f"kit-{name}",
                               log_path=job.log, sbatch_args=args, workdir=KIT_ROOT)
-    history = list((previous or {}).get("previous", []))
-    if previous and previous.get("job_id"):
-        history.append({k: previous.get(k) for k in ("job_id", "state", "submitted_utc", "node", "exit_code")})
+    old = previous or {}
+    last_job = {k: old.get(k) for k in ("job_id", "state", "submitted_utc", "node", "exit_code")}
+    history = old.get("previous", []) + ([last_job] if old.get("job_id") else [])
     _write_json(job.ledger, {
         "key": job.key, "spec": job.spec, "job_id": job.job_id, "state": "PENDING", "submitted_utc": _utc_now(),
         "log": str(job.log), "script": str(job.log.with_suffix(".sbatch")), "node_runner": sopts.node_runner,
@@ -253,7 +247,7 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
     if opts.python and os.sep in opts.python:
         opts.python = str(Path(opts.python).expanduser().absolute())  # the job starts in the checkout, not here
     jobs = plan_jobs(steps, opts, sopts)
-    user_args = sopts.sbatch_args()
+    user_args = sopts.sbatch_args
     part = slurm.preflight(tools, partition=sopts.partition or os.environ.get("SBATCH_PARTITION"),
                            gpu_types=(sopts.gpu_types or [None]) if any(j.wants_gpu for j in jobs) else (),
                            sbatch_args=user_args)
@@ -340,23 +334,21 @@ def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: li
 
 
 def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest: dict[str, slurm.JobState]) -> None:
-    """Ctrl-C while following: scancel this run's unfinished jobs (by id, only those), wait for them to end, and
-    say what finished. Jobs of an earlier run that this one was following are left alone."""
+    """Ctrl-C: scancel this run's unfinished jobs (by id; an earlier run's are left alone) and say how each ended."""
     unfinished = {j.job_id for j in jobs if not (j.job_id in latest and latest[j.job_id].terminal)}
     own = [j.job_id for j in jobs if j.job_id in unfinished and not j.adopted]
     print("", file=sys.stderr, flush=True)
-    final: dict[str, slurm.JobState] = {}
     if own:
         _say(command, f"interrupt: cancelling job(s) {', '.join(own)} (scancel by id) and waiting for them to end",
              err=True)
         try:
-            final = slurm.cancel(tools, own, wait_s=CANCEL_WAIT_S)
+            latest.update(slurm.cancel(tools, own, wait_s=120))
         except KeyboardInterrupt:
             _say(command, "second interrupt: not waiting any longer; the jobs were cancelled (scancel)", err=True)
         except KitError as e:
             _say(command, f"could not cancel all jobs: {e}", err=True)
     for job in jobs:
-        st = final.get(job.job_id) or latest.get(job.job_id)
+        st = latest.get(job.job_id)
         if job.job_id in unfinished and job.adopted:
             _say(command, f"job {job.job_id} ({job.label}): left {st.state if st else 'running'} (submitted by an "
                           f"earlier run; `scancel {job.job_id}` cancels it)", err=True)
@@ -368,8 +360,7 @@ def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest:
 
 
 def node_main(argv: list[str]) -> None:
-    """`python -m kit step --runner docker|local --step JSON ...`: one step, run where this process runs (what a
-    Slurm job of `--runner slurm` executes on its node)."""
+    """`python -m kit step`: one step, run here; what a Slurm job of `--runner slurm` executes on its node."""
     p = Parser(prog="python -m kit step", description="Run one step here (the node side of --runner slurm).")
     p.add_argument("--runner", choices=("docker", "local"), required=True)
     p.add_argument("--step", type=Step.from_json, required=True, help="the step as JSON (kit.runners.Step.to_json)")
@@ -396,9 +387,8 @@ def node_main(argv: list[str]) -> None:
         # the job's GPUs by their node-wide index (SLURM_JOB_GPUS), not CUDA_VISIBLE_DEVICES as set in the job.
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     print(f"[slurm] job {job_id or '(none)'} on node {node}, partition {os.environ.get('SLURM_JOB_PARTITION', '?')}, "
-          f"GPU type {os.environ.get(GPU_TYPE_ENV) or ('any' if gpus else 'none')}"
-          f"{f' (GPU {gpus})' if gpus else ''}: {step.description or short_name(step)}, {opts.runner} runner",
-          flush=True)
+          f"GPU type {os.environ.get(GPU_TYPE_ENV) or ('any' if gpus else 'none')}{f' (GPU {gpus})' if gpus else ''}: "
+          f"{step.description or short_name(step)}, {opts.runner} runner", flush=True)
     state, code = "COMPLETED", 0
     try:
         run_step(step, opts)

@@ -33,7 +33,7 @@ def test_one_declaration_gives_flags_and_sbatch_arguments():
     o, _ = options(["--runner", "slurm", "--partition", "debug", "--account", "proj", "--time", "90",
                     "--constraint", "ib", "--sbatch-arg=--qos=high", "--gpu-types", "t4,t4,l4", "--node-runner",
                     "local", "--again", "--no-wait", *CPU])
-    assert o.sbatch_args() == ["--partition=debug", "--account=proj", "--time=90", "--constraint=ib", "--qos=high"]
+    assert o.sbatch_args == ["--partition=debug", "--account=proj", "--time=90", "--constraint=ib", "--qos=high"]
     assert (o.gpu_types, o.node_runner, o.again, o.no_wait) == (["t4", "l4"], "local", True, True)
     assert [f"--{name}" for name in sr.OPTIONS] == ["--partition", "--account", "--time", "--constraint",
                                                     "--sbatch-arg", "--gpu-types", "--node-runner", "--again",
@@ -44,7 +44,7 @@ def test_one_declaration_gives_flags_and_sbatch_arguments():
 def test_an_option_not_given_is_not_passed_so_sbatch_reads_its_own_variable(monkeypatch, var):
     monkeypatch.setenv(var, "from-env")
     o, _ = options(["--runner", "slurm", *CPU])
-    assert o.sbatch_args() == [] and (o.gpu_types, o.node_runner, o.again, o.no_wait) == ([], "docker", False, False)
+    assert o.sbatch_args == [] and (o.gpu_types, o.node_runner, o.again, o.no_wait) == ([], "docker", False, False)
     assert var in " ".join(text for text, _kw in sr.OPTIONS.values())  # --help says which variable applies
 
 
