@@ -11,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 from core.errors import KitError, one_line
 from core.files import atomic_write_text
@@ -19,10 +19,8 @@ from core.files import atomic_write_text
 PathLike = Union[str, os.PathLike]
 
 # Terminal states (squeue/sacct long names). A job that is PREEMPTED and requeued goes back to PENDING instead.
-TERMINAL_STATES = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
-    "DEADLINE", "REVOKED", "SPECIAL_EXIT", "UNKNOWN",
-})
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
+                             "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT", "UNKNOWN"})
 _SQUEUE_FIELDS = ("JobID", "State", "Reason", "NodeList", "Partition", "exit_code", "Name")  # Name last: may hold '|'
 _SACCT_FIELDS = ("JobIDRaw", "State", "ExitCode", "NodeList", "Partition", "JobName")
 _SACCT_DISABLED: set[str] = set()  # sacct commands that said the cluster keeps no accounting: not asked again
@@ -258,9 +256,8 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
 
 def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: PathLike,
            sbatch_args: Sequence[str] = (), workdir: Optional[PathLike] = None) -> str:
-    """Submit one batch job; returns its id (e.g. '1234'). The script is kept beside the log (.sbatch) as the record
-    of what ran; sbatch copies it to the controller, so only the log (stdout and stderr) must be on the shared
-    filesystem. It runs in `workdir` (default: the log's folder); `sbatch_args` come after the kit's own, so win."""
+    """Submit one batch job; returns its id. The script, kept beside the log (.sbatch) as the record, is copied to the
+    controller: only the log must be shared. It runs in `workdir` (default: the log's folder); `sbatch_args` win."""
     log_path = Path(log_path).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     script = log_path.with_suffix(".sbatch")
@@ -372,8 +369,7 @@ class LogFollower:
         return [c.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for c in complete]
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     kind: str  # "state": the job's state changed (the first one seen included); "log": a new line of its log
     job_id: str
     state: JobState

@@ -114,12 +114,8 @@ class Job:
     adopted: bool = False  # submitted by an earlier run, followed by this one
 
     @property
-    def kind(self) -> str:  # in the log prefix and the file and job names
+    def kind(self) -> str:  # in the log lines' prefix and the file and job names
         return self.gpu_type or ("gpu" if self.wants_gpu else "cpu")
-
-    @property
-    def prefix(self) -> str:
-        return f"[{short_name(self.step)}/{self.kind}]"
 
     @property
     def label(self) -> str:
@@ -159,7 +155,7 @@ def update_ledger(path: Path, changes: dict, *, only_job: Optional[str] = None) 
 
 def _record(job: Job, st: slurm.JobState) -> None:
     update_ledger(job.ledger, {"state": st.state, "exit_code": st.exit_code, "node": st.node or None},
-                  only_job=job.job_id)
+                  only_job=st.job_id)
 
 
 def previous_job(tools: slurm.SlurmTools, job: Job, again: bool = False) -> tuple[str, Optional[dict], str]:
@@ -176,8 +172,7 @@ def previous_job(tools: slurm.SlurmTools, job: Job, again: bool = False) -> tupl
             return "submit", entry, (f"previous job {jid} is no longer known to Slurm and recorded no outcome: "
                                      "submitting it again")
         state = live.state
-        update_ledger(job.ledger, {"state": state, "node": live.node or entry.get("node"),
-                                   **({"exit_code": live.exit_code} if live.terminal else {})}, only_job=jid)
+        _record(job, live)
         if state not in ENDED:
             where = f" on node {live.node}" if live.node else ""
             return "follow", entry, f"already {state.lower()}: job {jid}{where}, submitted " \
@@ -316,7 +311,7 @@ def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: li
     def on_event(e: slurm.Event) -> None:
         latest[e.job_id] = e.state
         text = f"job {e.job_id} {e.state.summary()}" if e.kind == "state" else e.line
-        print(f"{by_id[e.job_id].prefix} {text}", flush=True)
+        print(f"[{short_name(by_id[e.job_id].step)}/{by_id[e.job_id].kind}] {text}", flush=True)
 
     final = slurm.wait(tools, list(by_id), on_event, log_paths={j.job_id: j.log for j in jobs if j.log},
                        poll_s=POLL_S, poll_max_s=POLL_MAX_S)

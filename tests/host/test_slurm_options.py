@@ -120,17 +120,16 @@ def test_jobs_per_step_and_gpu_type(tmp_path):
     opts = RunnerOptions(results_dir=tmp_path / "results")
     o, steps = options(["--runner", "slurm", "--gpu-types", "fakea,fakeb", *CPU])
     jobs = sr.plan_jobs(steps, opts, o)
-    assert [(j.gpu_type, j.wants_gpu, j.label, j.prefix) for j in jobs] == [
-        ("fakea", True, "transformers + autoawq bench on fakea", "[transformers/fakea]"),
-        ("fakeb", True, "transformers + autoawq bench on fakeb", "[transformers/fakeb]")]
+    assert [(j.gpu_type, j.wants_gpu, j.label, j.kind, sr.short_name(j.step)) for j in jobs] == [
+        ("fakea", True, "transformers + autoawq bench on fakea", "fakea", "transformers"),
+        ("fakeb", True, "transformers + autoawq bench on fakeb", "fakeb", "transformers")]
     assert jobs[0].key != jobs[1].key and jobs[0].ledger.parent == tmp_path / "results" / ".slurm"
     o, steps = options(["--runner", "slurm", *CPU])
     (cpu,) = sr.plan_jobs(steps, opts, o)
     assert (cpu.gpu_type, cpu.wants_gpu, cpu.label) == (None, False, "transformers + autoawq bench on CPU")
     o, steps = options(["--runner", "slurm", "--synthetic", "tiny"])  # a GPU workload: any GPU
     (gpu,) = sr.plan_jobs(steps, opts, o)
-    assert (gpu.wants_gpu, gpu.label, gpu.prefix) == (True, "transformers + autoawq bench on any GPU",
-                                                      "[transformers/gpu]")
+    assert (gpu.wants_gpu, gpu.label, gpu.kind) == (True, "transformers + autoawq bench on any GPU", "gpu")
     ns, steps = plan("bench-vllm", ["--runner", "slurm", "--synthetic", "tiny", "--vllm", "0.20"])
     assert [sr.short_name(s) for s in steps] == ["vllm-0.20-awq", "vllm-0.20-awq_marlin"]
     ns, (prof,) = plan("profile", ["--runner", "slurm", *CPU])
