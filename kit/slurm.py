@@ -2,7 +2,6 @@
 through Slurm's own commands on PATH. README "Running on a Slurm cluster" says what each means to the user."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import secrets
@@ -45,8 +44,7 @@ class SlurmError(KitError):
     """A Slurm command failed or did not answer."""
 
 
-@dataclass(frozen=True)
-class SlurmTools:
+class SlurmTools(NamedTuple):
     sbatch: str
     squeue: str
     scancel: str
@@ -72,14 +70,13 @@ class SlurmTools:
 
 def find_slurm(path: Optional[str] = None) -> SlurmTools:
     """The Slurm client commands on PATH (or `path`); KitError if one is missing or `sinfo` gets no answer."""
-    found = {f.name: shutil.which(f.name, path=path) for f in dataclasses.fields(SlurmTools)}
+    found = {f: shutil.which(f, path=path) for f in SlurmTools._fields}
     sbatch = found["sbatch"]
     if not sbatch:
         raise KitError("--runner slurm: there is no `sbatch` on PATH, so no job can be submitted from here. Run the kit"
                        " on a login node of the cluster (after `module load slurm` where it uses modules), or put "
                        "Slurm's client commands on PATH (Debian: slurm-client); or use --runner docker or local.")
-    missing = [n for n in ("squeue", "scancel", "sinfo") if not found[n]]
-    if missing:
+    if missing := [n for n in ("squeue", "scancel", "sinfo") if not found[n]]:
         raise KitError(f"--runner slurm: `sbatch` is at {sbatch} but {', '.join(missing)} "
                        f"{'is' if len(missing) == 1 else 'are'} not on PATH; the kit needs them to follow and cancel "
                        "its jobs. Put the whole set of Slurm client commands on PATH.")
@@ -92,8 +89,7 @@ def find_slurm(path: Optional[str] = None) -> SlurmTools:
     return tools
 
 
-@dataclass(frozen=True)
-class Partition:
+class Partition(NamedTuple):
     name: str
     default: bool
     available: bool  # sinfo %a: up
@@ -230,8 +226,7 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                            "busy?); it was cancelled and nothing was concluded.") from None
         lines = (r.stdout + "\n" + r.stderr).splitlines()
         replies = {d: (d / "reply").read_text().strip() if (d / "reply").is_file() else "" for d in dirs}
-        blind = [str(d.parent) for d in dirs if replies[d] != token]
-        if blind:
+        if blind := [str(d.parent) for d in dirs if replies[d] != token]:
             detail = [ln.replace("KIT-PROBE-NOT-SEEN ", "") for ln in lines if "KIT-PROBE-NOT-SEEN" in ln]
             raise KitError(
                 f"--runner slurm: the compute node does not see the folder{'s' if len(blind) > 1 else ''} "
@@ -241,14 +236,12 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
                 f"{'; '.join(detail) or one_line(' '.join(lines))}. Put the results and log folders on a filesystem "
                 "the nodes share with this machine (the home or project filesystem, not /tmp or a local disk), e.g. "
                 "--results-dir $HOME/awq-results --output-dir $HOME/awq-output.")
-        missing = [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in lines if "KIT-PROBE-NO-EXE " in ln]
-        if missing:
+        if missing := [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in lines if "KIT-PROBE-NO-EXE " in ln]:
             raise KitError(
-                f"--runner slurm: the compute node has no executable {', '.join(missing)} (a probe job, {where}, "
-                "found none), and the jobs run it: the kit runs itself on the node with the interpreter that runs "
-                "it here, and the local node runner with --python. Put the interpreter on a filesystem the nodes "
-                "share (e.g. run the kit through nox from a checkout in your home folder: its venv is under .nox/), "
-                "or give a path that exists on the nodes.")
+                f"--runner slurm: the compute node has no executable {', '.join(missing)} (a probe job, {where}, found "
+                "none); the jobs run the kit there with this interpreter, and the local node runner with --python. Put "
+                "it on a filesystem the nodes share (e.g. run the kit through nox from a checkout in your home folder: "
+                "its venv is under .nox/), or give a path that exists on the nodes.")
     finally:
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
@@ -275,8 +268,7 @@ def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: Path
     return job_id
 
 
-@dataclass(frozen=True)
-class JobState:
+class JobState(NamedTuple):
     job_id: str
     state: str  # PENDING, RUNNING, COMPLETING, COMPLETED, FAILED, CANCELLED, TIMEOUT, ..., UNKNOWN
     exit_code: Optional[int] = None  # the command's exit status once the job ended (None before)
@@ -376,17 +368,15 @@ class Event(NamedTuple):
     line: str = ""
 
 
-def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Event], None]] = None, *,
+def wait(tools: SlurmTools, ids: Sequence[str], on_event: Callable[[Event], None] = lambda e: None, *,
          log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
          timeout_s: Optional[float] = None) -> dict[str, JobState]:
-    """Follow jobs until each is terminal (one squeue call per poll; the backing off is README's); returns {id: final
-    JobState}. `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line
-    of its log (`log_paths`), read to its end before a terminal job's last state Event. A failing squeue is retried
-    for 5 minutes; past `timeout_s`, SlurmError."""
+    """Follow jobs until each is terminal (one squeue call per poll, backing off as README says): {id: final JobState}.
+    `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line of its log
+    (`log_paths`, read to its end before a job's terminal Event); squeue retried 5 min; SlurmError past `timeout_s`."""
     ids = [str(i) for i in ids]
     followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
     last: dict[str, JobState] = {}
-    emit = on_event or (lambda e: None)
     t0 = last_ok = time.monotonic()
     interval = poll_s
     while True:
@@ -406,12 +396,12 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
             changed = prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node)
             last[i] = st
             if changed and not st.terminal:
-                emit(Event("state", i, st))
+                on_event(Event("state", i, st))
             lines = followers[i].read(final=st.terminal) if i in followers else []
             for line in lines:
-                emit(Event("log", i, st, line))
+                on_event(Event("log", i, st, line))
             if st.terminal:  # after the last lines of its log
-                emit(Event("state", i, st))
+                on_event(Event("state", i, st))
             news = news or changed or bool(lines)
         todo = [i for i in ids if i not in last or not last[i].terminal]
         if not todo:
@@ -445,8 +435,7 @@ def failure_paragraph(job: str, state: JobState, log_path: PathLike) -> str:
     how += [f"on node {state.node}"] * bool(state.node) + [f"in partition {state.partition}"] * bool(state.partition)
     text = f"{job}: Slurm job {state.job_id} {' '.join(how)}"
     text += f" (reason: {state.reason})" if state.reason and state.reason != "NonZeroExitCode" else ""
-    hint = _HINTS.get(state.state)
-    text += f"; {hint}." if hint else "."
+    text += f"; {_HINTS[state.state]}." if state.state in _HINTS else "."
     try:  # the last 20 lines, of the last 256 KiB
         tail = LogFollower(log_path, max(0, os.path.getsize(log_path) - 256 * 1024)).read(final=True)[-20:]
     except OSError:

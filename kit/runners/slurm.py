@@ -131,11 +131,6 @@ def spec_of(step: Step, gpu_type: Optional[str], results_dir: Path) -> tuple[str
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20], spec
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o644)
-
-
 def read_ledger(path: Path) -> Optional[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -145,12 +140,14 @@ def read_ledger(path: Path) -> Optional[dict]:
 
 
 def update_ledger(path: Path, changes: dict, *, only_job: Optional[str] = None) -> None:
-    """Merge `changes` into the ledger entry and write it atomically. only_job: change nothing unless the entry
-    is about that job (a node must not overwrite the record of a newer submission)."""
-    entry = read_ledger(path) or {}
-    if only_job is not None and entry.get("job_id") not in (None, only_job):
+    """Write the entry of a new submission (only_job None), or merge `changes` into the entry of job `only_job`, unless
+    it is a newer submission's (a node must not overwrite that record); atomically."""
+    entry = (read_ledger(path) or {}) if only_job is not None else {}
+    if entry.get("job_id") not in (None, only_job):
         return
-    _write_json(path, {**entry, **changes, "updated_utc": _utc_now()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {**entry, **changes, "updated_utc": _utc_now()}
+    atomic_write_text(path, json.dumps(entry, indent=2, sort_keys=True) + "\n", mode=0o644)
 
 
 def _record(job: Job, st: slurm.JobState) -> None:
@@ -229,7 +226,7 @@ def _submit(tools: slurm.SlurmTools, job: Job, partition: str, opts: RunnerOptio
     old = previous or {}
     last_job = {k: old.get(k) for k in ("job_id", "state", "submitted_utc", "node", "exit_code")}
     history = old.get("previous", []) + ([last_job] if old.get("job_id") else [])
-    _write_json(job.ledger, {
+    update_ledger(job.ledger, {
         "key": job.key, "spec": job.spec, "job_id": job.job_id, "state": "PENDING", "submitted_utc": _utc_now(),
         "log": str(job.log), "script": str(job.log.with_suffix(".sbatch")), "node_runner": sopts.node_runner,
         "sbatch_args": args, "node": None, "exit_code": None, "previous": history[-10:]})
@@ -242,10 +239,9 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
     if opts.python and os.sep in opts.python:
         opts.python = str(Path(opts.python).expanduser().absolute())  # the job starts in the checkout, not here
     jobs = plan_jobs(steps, opts, sopts)
-    user_args = sopts.sbatch_args
     part = slurm.preflight(tools, partition=sopts.partition or os.environ.get("SBATCH_PARTITION"),
                            gpu_types=(sopts.gpu_types or [None]) if any(j.wants_gpu for j in jobs) else (),
-                           sbatch_args=user_args)
+                           sbatch_args=sopts.sbatch_args)
     decisions = [(job, *previous_job(tools, job, sopts.again)) for job in jobs]
     grace_s = 0.0
     if any(what == "submit" for _, what, _, _ in decisions):
@@ -253,7 +249,7 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
         folders = [opts.results_dir, opts.output_dir] + ([KIT_ROOT] if os.access(KIT_ROOT, os.W_OK) else [])
         executables = [sys.executable] + ([opts.python] if opts.python and os.sep in opts.python
                                           and sopts.node_runner == "local" else [])
-        slurm.check_visible(tools, folders, partition=part.name, sbatch_args=user_args, executables=executables)
+        slurm.check_visible(tools, folders, partition=part.name, sbatch_args=sopts.sbatch_args, executables=executables)
         # A cancelled job's kit has the cluster's KillWait (Slurm's default: 30 s) between SIGTERM and SIGKILL to stop
         # its container: a third of it (less 2 s) for the container after its SIGINT, as much again for `docker stop`.
         config = tools.run("scontrol", "show", "config", check=False).stdout if tools.scontrol else ""
@@ -305,7 +301,6 @@ def run_slurm(command: str, steps: Sequence[Step], opts: RunnerOptions, sopts: S
 
 def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: list[str],
             latest: dict[str, slurm.JobState]) -> None:
-    """Follow the jobs to their end, `latest` their last states; a paragraph and a line in `failures` per failure."""
     by_id = {j.job_id: j for j in jobs}
 
     def on_event(e: slurm.Event) -> None:
@@ -323,9 +318,7 @@ def _follow(command: str, tools: slurm.SlurmTools, jobs: list[Job], failures: li
             continue
         print("\n" + slurm.failure_paragraph(f"{command} {job.label}", st, job.log or "(no log)") + "\n",
               file=sys.stderr, flush=True)
-        failures.append(f"job {job.job_id} ({job.label}) {st.state}"
-                        + (f" with exit code {st.exit_code}" if st.exit_code else "")
-                        + (f" by signal {st.signal}" if st.signal else ""))
+        failures.append(f"job {job.job_id} ({job.label}) {st.summary()}")
 
 
 def _interrupted(command: str, tools: slurm.SlurmTools, jobs: list[Job], latest: dict[str, slurm.JobState]) -> None:
