@@ -115,7 +115,11 @@ def test_cancel_running_job_leaves_its_partial_file(tools, jobs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     log = tmp_path / "cancel.log"
-    script = f"echo partial > {out}/row.partial\necho started\nsleep 300\nmv {out}/row.partial {out}/row.json\n"
+    # The cancel's SIGTERM reaches the shell and its sleep in either order; a shell that outlives its sleep would exit
+    # 143 ("Terminated") and run the mv, so it ends itself the same way: the job always ends by signal 15. "started"
+    # comes first, so it is in the log once row.partial exists.
+    script = (f"echo started\necho partial > {out}/row.partial\nsleep 300 || kill -TERM $$\n"
+              f"mv {out}/row.partial {out}/row.json\n")
     jid = slurm.submit(tools, script, job_name="kit-test-cancel", log_path=log)
     jobs.append(jid)
     deadline = time.monotonic() + 60
