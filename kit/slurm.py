@@ -2,8 +2,6 @@
 through Slurm's own commands on PATH. README "Running on a Slurm cluster" says what each means to the user."""
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
 import re
 import secrets
@@ -12,7 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 from core.errors import KitError, one_line
 from core.files import atomic_write_text
@@ -20,10 +18,8 @@ from core.files import atomic_write_text
 PathLike = Union[str, os.PathLike]
 
 # Terminal states (squeue/sacct long names). A job that is PREEMPTED and requeued goes back to PENDING instead.
-TERMINAL_STATES = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
-    "DEADLINE", "REVOKED", "SPECIAL_EXIT", "UNKNOWN",
-})
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
+                             "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT", "UNKNOWN"})
 _SQUEUE_FIELDS = ("JobID", "State", "Reason", "NodeList", "Partition", "exit_code", "Name")  # Name last: may hold '|'
 _SACCT_FIELDS = ("JobIDRaw", "State", "ExitCode", "NodeList", "Partition", "JobName")
 _SACCT_DISABLED: set[str] = set()  # sacct commands that said the cluster keeps no accounting: not asked again
@@ -48,8 +44,7 @@ class SlurmError(KitError):
     """A Slurm command failed or did not answer."""
 
 
-@dataclass(frozen=True)
-class SlurmTools:
+class SlurmTools(NamedTuple):
     sbatch: str
     squeue: str
     scancel: str
@@ -58,8 +53,7 @@ class SlurmTools:
     sacct: Optional[str] = None
     scontrol: Optional[str] = None
 
-    def run(self, tool: str, *args: str, timeout: float = 60, check: bool = True,
-            **kw) -> subprocess.CompletedProcess:
+    def run(self, tool: str, *args: str, timeout: float = 60, check: bool = True, **kw) -> subprocess.CompletedProcess:
         path = getattr(self, tool)  # the optional ones (srun, sacct, scontrol) are checked by their callers
         try:
             r = subprocess.run([path, *args], capture_output=True, text=True, timeout=timeout, **kw)
@@ -75,16 +69,14 @@ class SlurmTools:
 
 
 def find_slurm(path: Optional[str] = None) -> SlurmTools:
-    """The Slurm client commands on PATH (or `path`); KitError if sbatch is missing or the controller does not
-    answer `sinfo`."""
-    found = {f.name: shutil.which(f.name, path=path) for f in dataclasses.fields(SlurmTools)}
+    """The Slurm client commands on PATH (or `path`); KitError if one is missing or `sinfo` gets no answer."""
+    found = {f: shutil.which(f, path=path) for f in SlurmTools._fields}
     sbatch = found["sbatch"]
     if not sbatch:
         raise KitError("--runner slurm: there is no `sbatch` on PATH, so no job can be submitted from here. Run the kit"
                        " on a login node of the cluster (after `module load slurm` where it uses modules), or put "
                        "Slurm's client commands on PATH (Debian: slurm-client); or use --runner docker or local.")
-    missing = [n for n in ("squeue", "scancel", "sinfo") if not found[n]]
-    if missing:
+    if missing := [n for n in ("squeue", "scancel", "sinfo") if not found[n]]:
         raise KitError(f"--runner slurm: `sbatch` is at {sbatch} but {', '.join(missing)} "
                        f"{'is' if len(missing) == 1 else 'are'} not on PATH; the kit needs them to follow and cancel "
                        "its jobs. Put the whole set of Slurm client commands on PATH.")
@@ -97,8 +89,7 @@ def find_slurm(path: Optional[str] = None) -> SlurmTools:
     return tools
 
 
-@dataclass(frozen=True)
-class Partition:
+class Partition(NamedTuple):
     name: str
     default: bool
     available: bool  # sinfo %a: up
@@ -106,9 +97,6 @@ class Partition:
 
     def gpu_types(self) -> set[str]:
         return {t for (n, t, _c) in map(parse_gres, self.gres) if n == "gpu" and t}
-
-    def gpu_count(self) -> int:
-        return sum(c for (n, _t, c) in map(parse_gres, self.gres) if n == "gpu")
 
 
 def split_gres(text: str) -> list[str]:
@@ -143,7 +131,7 @@ def gres_arg(gpu_type: Optional[str]) -> str:
 def check_gpu_types(part: Partition, gpu_types: Sequence[Optional[str]]) -> list[str]:
     """One paragraph per requested GPU type (None: any GPU) that the partition's nodes do not offer."""
     gres_text = ", ".join(part.gres) or "none"
-    if gpu_types and part.gpu_count() == 0:
+    if gpu_types and not sum(c for (n, _t, c) in map(parse_gres, part.gres) if n == "gpu"):
         return [f"--runner slurm: partition {part.name!r} has no GPUs (the generic resources of its nodes: "
                 f"{gres_text}), so no job asking for {gres_arg(gpu_types[0])} can run there. Pick a partition with "
                 "GPUs (`sinfo -o '%P %G'` lists them)."]
@@ -154,8 +142,7 @@ def check_gpu_types(part: Partition, gpu_types: Sequence[Optional[str]]) -> list
 
 
 def sbatch_test_only(tools: SlurmTools, sbatch_args: Sequence[str]) -> Optional[str]:
-    """Ask the controller whether a job with these arguments could run (`sbatch --test-only`, nothing is queued):
-    None if yes, else Slurm's own reason (e.g. 'Requested node configuration is not available')."""
+    """`sbatch --test-only` (nothing is queued): None if the controller would run the job, else Slurm's reason."""
     r = tools.run("sbatch", "--test-only", *sbatch_args, "--wrap", "true", check=False)
     if r.returncode == 0:
         return None
@@ -202,31 +189,28 @@ _PROBE_SCRIPT = ('tok=$1; shift; rc=0; while [ $# -gt 0 ] && [ "$1" != -- ]; do 
 
 
 def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: Optional[str] = None,
-                  sbatch_args: Sequence[str] = (), timeout_s: float = 120,
-                  executables: Sequence[PathLike] = ()) -> None:
-    """KitError unless a compute node sees `folders` as this machine does, and has each of `executables`: ONE job
-    (`srun`, 1 CPU, 1 minute; it checks the node it lands on) reads back a random token written into each folder
-    and writes a reply beside it, so a missing path, a node-local folder of the same name and a read-only mount all
-    fail; srun brings its output back even when nothing is shared. Of `sbatch_args` it takes those about where and
-    how it is charged, not the GPU, time or memory (--opt=value spellings only). Past `timeout_s` it is cancelled."""
+                  sbatch_args: Sequence[str] = (), timeout_s: float = 120, executables: Sequence[str] = ()) -> None:
+    """KitError unless a compute node sees `folders` as this machine does and has `executables`: ONE srun job (1 CPU,
+    1 minute, on the node it lands on) reads back a random token written into each folder and writes a reply beside
+    it, so a missing path, a node-local folder of the same name and a read-only mount all fail (srun brings its output
+    back even when nothing is shared). It takes the `sbatch_args` about where and how it is charged (--opt=value)."""
     if not tools.srun:
         raise KitError("--runner slurm: `srun` is not on PATH, so the kit cannot check that the compute nodes see "
                        f"the results folder ({', '.join(map(str, folders))}).")
     token, where = secrets.token_hex(8), f"srun on partition {partition or '(default)'}"
-    folders = [Path(f).resolve() for f in folders]
-    probes = [(f, f / f".kit-probe-{token}", f / f".kit-probe-{token}.reply") for f in folders]
+    dirs = [Path(f).resolve() / f".kit-probe-{token}" for f in folders]  # the token and the reply in each
     try:
-        for folder, probe, _reply in probes:
+        for d in dirs:
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                probe.write_text(token + "\n")
+                d.mkdir(parents=True)
+                (d / "token").write_text(token + "\n")
             except OSError as e:
-                raise KitError(f"--runner slurm: cannot write into {folder} on this machine ({e.strerror}), so the "
+                raise KitError(f"--runner slurm: cannot write into {d.parent} on this machine ({e.strerror}), so the "
                                "jobs could not deliver results there either; pick a folder you can write.") from None
         args = ["--job-name", f"kit-probe-{token}", "--nodes=1", "--ntasks=1", "--time=1", "--chdir=/", "--quiet",
                 *([f"--partition={partition}"] if partition else []),
                 *(a for a in sbatch_args if not a.startswith(_NOT_FOR_PROBE)), "sh", "-c", _PROBE_SCRIPT, "sh",
-                token, *(str(p) for _f, probe, reply in probes for p in (probe, reply)), "--", *map(str, executables)]
+                token, *(str(d / n) for d in dirs for n in ("token", "reply")), "--", *executables]
         # A new job even when the kit itself runs inside an allocation (salloc, or a batch job): srun would
         # otherwise start a step of that job, on its node, not on the partition asked for.
         # srun reads SLURM_ACCOUNT, ... where sbatch reads SBATCH_ACCOUNT, ...: the probe is charged the same way.
@@ -240,39 +224,33 @@ def check_visible(tools: SlurmTools, folders: Sequence[PathLike], *, partition: 
             raise KitError(f"--runner slurm: the probe job that checks that the compute nodes see "
                            f"{', '.join(map(str, folders))} did not run within {timeout_s:.0f}s ({where}: "
                            "busy?); it was cancelled and nothing was concluded.") from None
-        output = (r.stdout + "\n" + r.stderr).strip()
-        lines = output.splitlines()
-        blind = [str(f) for f, _p, reply in probes if not (reply.is_file() and reply.read_text().strip() == token)]
-        if blind:
+        lines = (r.stdout + "\n" + r.stderr).splitlines()
+        replies = {d: (d / "reply").read_text().strip() if (d / "reply").is_file() else "" for d in dirs}
+        if blind := [str(d.parent) for d in dirs if replies[d] != token]:
             detail = [ln.replace("KIT-PROBE-NOT-SEEN ", "") for ln in lines if "KIT-PROBE-NOT-SEEN" in ln]
             raise KitError(
                 f"--runner slurm: the compute node does not see the folder{'s' if len(blind) > 1 else ''} "
                 f"{', '.join(blind)} the way this machine does, so a job's results and log would not arrive here. A "
                 f"probe job ({where}) could not read back the token written there"
-                f"{' or write its reply' if r.returncode == 0 else ''}: {'; '.join(detail or [one_line(output)])}. "
-                "Put the results and log folders on a filesystem the nodes share with this machine (the home or "
-                "project filesystem, not /tmp or a local disk), e.g. --results-dir $HOME/awq-results --output-dir "
-                "$HOME/awq-output.")
-        missing = [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in lines if "KIT-PROBE-NO-EXE " in ln]
-        if missing:
+                f"{' or write its reply' if r.returncode == 0 else ''}: "
+                f"{'; '.join(detail) or one_line(' '.join(lines))}. Put the results and log folders on a filesystem "
+                "the nodes share with this machine (the home or project filesystem, not /tmp or a local disk), e.g. "
+                "--results-dir $HOME/awq-results --output-dir $HOME/awq-output.")
+        if missing := [ln.split("KIT-PROBE-NO-EXE ", 1)[1].strip() for ln in lines if "KIT-PROBE-NO-EXE " in ln]:
             raise KitError(
-                f"--runner slurm: the compute node has no executable {', '.join(missing)} (a probe job, {where}, "
-                "found none), and the jobs run it: the kit runs itself on the node with the interpreter that runs "
-                "it here, and the local node runner with --python. Put the interpreter on a filesystem the nodes "
-                "share (e.g. run the kit through nox from a checkout in your home folder: its venv is under .nox/), "
-                "or give a path that exists on the nodes.")
+                f"--runner slurm: the compute node has no executable {', '.join(missing)} (a probe job, {where}, found "
+                "none); the jobs run the kit there with this interpreter, and the local node runner with --python. Put "
+                "it on a filesystem the nodes share (e.g. run the kit through nox from a checkout in your home folder: "
+                "its venv is under .nox/), or give a path that exists on the nodes.")
     finally:
-        for _folder, probe, reply in probes:
-            for p in (probe, reply):
-                with contextlib.suppress(OSError):
-                    p.unlink()
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: PathLike,
            sbatch_args: Sequence[str] = (), workdir: Optional[PathLike] = None) -> str:
-    """Submit one batch job; returns its id (e.g. '1234'). The script is kept beside the log (.sbatch) as the record
-    of what ran; sbatch copies it to the controller, so only the log (stdout and stderr) must be on the shared
-    filesystem. It runs in `workdir` (default: the log's folder); `sbatch_args` come after the kit's own, so win."""
+    """Submit one batch job; returns its id. The script, kept beside the log (.sbatch) as the record, is copied to the
+    controller: only the log must be shared. It runs in `workdir` (default: the log's folder); `sbatch_args` win."""
     log_path = Path(log_path).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     script = log_path.with_suffix(".sbatch")
@@ -290,8 +268,7 @@ def submit(tools: SlurmTools, script_text: str, *, job_name: str, log_path: Path
     return job_id
 
 
-@dataclass(frozen=True)
-class JobState:
+class JobState(NamedTuple):
     job_id: str
     state: str  # PENDING, RUNNING, COMPLETING, COMPLETED, FAILED, CANCELLED, TIMEOUT, ..., UNKNOWN
     exit_code: Optional[int] = None  # the command's exit status once the job ended (None before)
@@ -318,11 +295,7 @@ class JobState:
 
 def _wait_status(raw: str) -> tuple[Optional[int], Optional[int]]:
     """squeue's exit_code is the raw wait status: 768 -> (3, None), 15 -> (0, 15)."""
-    try:
-        st = int(raw)
-    except ValueError:
-        return None, None
-    return (st >> 8) & 0xFF, (st & 0x7F) or None
+    return ((int(raw) >> 8) & 0xFF, (int(raw) & 0x7F) or None) if raw.isdigit() else (None, None)
 
 
 def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
@@ -341,13 +314,11 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
         found[jid] = JobState(jid, state, code, sig, reason, node, part, name.removesuffix("|"))
     ended = [i for i in ids if i not in found or found[i].terminal]
     if ended and tools.sacct and tools.sacct not in _SACCT_DISABLED:
-        r = tools.run("sacct", "-n", "-P", "-X", "-j", ",".join(ended), "--format", ",".join(_SACCT_FIELDS),
-                      check=False)
+        r = tools.run("sacct", "-n", "-P", "-X", "-j", ",".join(ended), "-o", ",".join(_SACCT_FIELDS), check=False)
         if r.returncode != 0 and "accounting storage is disabled" in (r.stderr + r.stdout).lower():
             _SACCT_DISABLED.add(tools.sacct)
-        rows = _rows(r.stdout, _SACCT_FIELDS, ended) if r.returncode == 0 else []
-        for jid, state, exit_code, node, part, name in rows:
-            m = re.fullmatch(r"(\d+):(\d+)", exit_code)
+        for jid, state, raw, node, part, name in _rows(r.stdout if r.returncode == 0 else "", _SACCT_FIELDS, ended):
+            m = re.fullmatch(r"(\d+):(\d+)", raw)
             code, sig = (int(m.group(1)), int(m.group(2)) or None) if m else (None, None)
             if state in TERMINAL_STATES or jid not in found:  # sacct lags behind squeue for a moment after the end
                 found[jid] = JobState(jid, state, code if state in TERMINAL_STATES else None, sig,
@@ -357,8 +328,7 @@ def job_states(tools: SlurmTools, ids: Iterable[str]) -> dict[str, JobState]:
 
 
 def _rows(text: str, fields: Sequence[str], ids: Sequence[str]) -> Iterator[list[str]]:
-    """squeue's or sacct's |-separated lines about `ids`, one value per field ('' for None, (null), N/A), the state
-    (second) as its first word (sacct: 'CANCELLED by 0')."""
+    """The |-separated lines about `ids`, '' for None, (null), N/A, the state (second) as its first word."""
     for parts in (line.split("|", len(fields) - 1) for line in text.splitlines()):
         if len(parts) == len(fields) and parts[0].strip() in ids:
             jid, state, *rest = ("" if p.strip() in ("None", "(null)", "N/A") else p.strip() for p in parts)
@@ -391,67 +361,53 @@ class LogFollower:
         return [c.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for c in complete]
 
 
-def log_tail(path: PathLike) -> list[str]:
-    """The last 20 lines of a log, of its last 256 KiB ([] when the file is missing or empty)."""
-    try:
-        start = max(0, os.path.getsize(path) - 256 * 1024)
-    except OSError:
-        return []
-    return LogFollower(path, start).read(final=True)[-20:]
-
-
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     kind: str  # "state": the job's state changed (the first one seen included); "log": a new line of its log
     job_id: str
     state: JobState
     line: str = ""
 
 
-def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Event], None]] = None, *,
+def wait(tools: SlurmTools, ids: Sequence[str], on_event: Callable[[Event], None] = lambda e: None, *,
          log_paths: Optional[Mapping[str, PathLike]] = None, poll_s: float = 2.0, poll_max_s: float = 30.0,
-         timeout_s: Optional[float] = None, unreachable_s: float = 300) -> dict[str, JobState]:
-    """Follow jobs until each is terminal (one squeue call per poll; the backing off is README's); returns {id: final
-    JobState}. `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line
-    of its log (`log_paths`), read to its end before a terminal job's last state Event. A failing squeue is retried
-    for `unreachable_s`; past `timeout_s`, SlurmError."""
+         timeout_s: Optional[float] = None) -> dict[str, JobState]:
+    """Follow jobs until each is terminal (one squeue call per poll, backing off as README says): {id: final JobState}.
+    `on_event` gets a state Event when a job's state, reason or node changes and a log Event per new line of its log
+    (`log_paths`, read to its end before a job's terminal Event); squeue retried 5 min; SlurmError past `timeout_s`."""
     ids = [str(i) for i in ids]
     followers = {str(i): LogFollower(p) for i, p in (log_paths or {}).items()}
     last: dict[str, JobState] = {}
-    done: dict[str, JobState] = {}
-    emit = on_event or (lambda e: None)
     t0 = last_ok = time.monotonic()
     interval = poll_s
     while True:
-        todo = [i for i in ids if i not in done]
-        news = False
+        todo = [i for i in ids if i not in last or not last[i].terminal]
         try:
             states = job_states(tools, todo)
             last_ok = time.monotonic()
         except SlurmError:
-            if time.monotonic() - last_ok > unreachable_s:
+            if time.monotonic() - last_ok > 300:
                 raise
-            states = {}
+            states = {}  # the last known states stand while squeue does not answer
+        news = False
         for i in todo:
-            st = states.get(i) or last.get(i)  # the last known state while squeue does not answer
+            st, prev = states.get(i) or last.get(i), last.get(i)
             if st is None:
                 continue
-            prev = last.get(i)
             changed = prev is None or (prev.state, prev.reason, prev.node) != (st.state, st.reason, st.node)
             last[i] = st
             if changed and not st.terminal:
-                emit(Event("state", i, st))
+                on_event(Event("state", i, st))
             lines = followers[i].read(final=st.terminal) if i in followers else []
             for line in lines:
-                emit(Event("log", i, st, line))
+                on_event(Event("log", i, st, line))
             if st.terminal:  # after the last lines of its log
-                emit(Event("state", i, st))
-                done[i] = st
+                on_event(Event("state", i, st))
             news = news or changed or bool(lines)
-        if len(done) == len(ids):
-            return {i: done[i] for i in ids}
+        todo = [i for i in ids if i not in last or not last[i].terminal]
+        if not todo:
+            return {i: last[i] for i in ids}
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
-            running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in ids if i not in done)
+            running = ", ".join(f"{i} ({last[i].state if i in last else '?'})" for i in todo)
             raise SlurmError(f"--runner slurm: gave up waiting after {timeout_s:.0f}s for job(s) {running}; "
                              "they are still in the queue (scancel them, or look again later).")
         interval = poll_s if news else min(interval * 2, max(poll_s, poll_max_s))
@@ -459,35 +415,32 @@ def wait(tools: SlurmTools, ids: Sequence[str], on_event: Optional[Callable[[Eve
 
 
 def cancel(tools: SlurmTools, ids: Sequence[str], *, wait_s: float = 30) -> dict[str, JobState]:
-    """scancel these jobs (by id: only the kit's own), then wait up to wait_s for them to reach a terminal state.
-    Returns their last states. Jobs already finished are left alone; scancel's complaints about them are ignored."""
-    ids = [str(i) for i in ids]
+    """scancel the jobs (by id: only the kit's own); their last states once terminal, or after wait_s."""
     if not ids:
         return {}
-    tools.run("scancel", *ids, check=False)
+    tools.run("scancel", *map(str, ids), check=False)
     last: dict[str, JobState] = {}
     try:
         return wait(tools, ids, lambda e: last.update({e.job_id: e.state}), poll_s=0.5, poll_max_s=0.5,
-                    timeout_s=wait_s, unreachable_s=wait_s)
+                    timeout_s=wait_s)
     except SlurmError:  # still not ended after wait_s, or squeue did not answer
         return last
 
 
 def failure_paragraph(job: str, state: JobState, log_path: PathLike) -> str:
-    """One paragraph for a job that did not complete: what it was, how it ended (state, exit code or signal,
-    reason), where (node, partition), the log's path and its last 20 lines (indented)."""
+    """A job that did not complete: how it ended (state, exit code or signal, reason), where, and its log's tail."""
     how = [f"ended {state.state}"] + ([f"with exit code {state.exit_code}"] if state.exit_code is not None
                                       and (state.exit_code or not state.signal) else [])
     how += [f"{'and' if len(how) > 1 else 'by'} signal {state.signal}"] if state.signal else []
     how += [f"on node {state.node}"] * bool(state.node) + [f"in partition {state.partition}"] * bool(state.partition)
     text = f"{job}: Slurm job {state.job_id} {' '.join(how)}"
     text += f" (reason: {state.reason})" if state.reason and state.reason != "NonZeroExitCode" else ""
-    hint = _HINTS.get(state.state)
-    text += f"; {hint}." if hint else "."
-    tail = log_tail(log_path)
-    if tail:
-        return text + f" The last {len(tail)} lines of its log {log_path}:\n" + "\n".join(f"    {ln}" for ln in tail)
-    if Path(log_path).exists():
+    text += f"; {_HINTS[state.state]}." if state.state in _HINTS else "."
+    try:  # the last 20 lines, of the last 256 KiB
+        tail = LogFollower(log_path, max(0, os.path.getsize(log_path) - 256 * 1024)).read(final=True)[-20:]
+    except OSError:
+        return text + (f" Its log {log_path} does not exist here: the job never started, or the node wrote it to a "
+                       "folder this machine does not see.")
+    if not tail:
         return text + f" Its log {log_path} is empty."
-    return text + (f" Its log {log_path} does not exist here: the job never started, or the node wrote it to a "
-                   "folder this machine does not see.")
+    return text + f" The last {len(tail)} lines of its log {log_path}:\n" + "\n".join(f"    {ln}" for ln in tail)

@@ -33,19 +33,19 @@ def test_one_declaration_gives_flags_and_sbatch_arguments():
     o, _ = options(["--runner", "slurm", "--partition", "debug", "--account", "proj", "--time", "90",
                     "--constraint", "ib", "--sbatch-arg=--qos=high", "--gpu-types", "t4,t4,l4", "--node-runner",
                     "local", "--again", "--no-wait", *CPU])
-    assert o.sbatch_args() == ["--partition=debug", "--account=proj", "--time=90", "--constraint=ib", "--qos=high"]
+    assert o.sbatch_args == ["--partition=debug", "--account=proj", "--time=90", "--constraint=ib", "--qos=high"]
     assert (o.gpu_types, o.node_runner, o.again, o.no_wait) == (["t4", "l4"], "local", True, True)
-    assert [f"--{x.name}" for x in sr.OPTIONS] == ["--partition", "--account", "--time", "--constraint",
-                                                   "--sbatch-arg", "--gpu-types", "--node-runner", "--again",
-                                                   "--no-wait"]
+    assert [f"--{name}" for name in sr.OPTIONS] == ["--partition", "--account", "--time", "--constraint",
+                                                    "--sbatch-arg", "--gpu-types", "--node-runner", "--again",
+                                                    "--no-wait"]
 
 
 @pytest.mark.parametrize("var", ["SBATCH_PARTITION", "SBATCH_ACCOUNT", "SBATCH_TIMELIMIT", "SBATCH_CONSTRAINT"])
 def test_an_option_not_given_is_not_passed_so_sbatch_reads_its_own_variable(monkeypatch, var):
     monkeypatch.setenv(var, "from-env")
     o, _ = options(["--runner", "slurm", *CPU])
-    assert o.sbatch_args() == [] and (o.gpu_types, o.node_runner, o.again, o.no_wait) == ([], "docker", False, False)
-    assert var in " ".join(x.help for x in sr.OPTIONS)  # --help says which variable applies
+    assert o.sbatch_args == [] and (o.gpu_types, o.node_runner, o.again, o.no_wait) == ([], "docker", False, False)
+    assert var in " ".join(text for text, _kw in sr.OPTIONS.values())  # --help says which variable applies
 
 
 def _fake(tmp_path: Path, name: str, script: str) -> str:
@@ -120,17 +120,16 @@ def test_jobs_per_step_and_gpu_type(tmp_path):
     opts = RunnerOptions(results_dir=tmp_path / "results")
     o, steps = options(["--runner", "slurm", "--gpu-types", "fakea,fakeb", *CPU])
     jobs = sr.plan_jobs(steps, opts, o)
-    assert [(j.gpu_type, j.wants_gpu, j.label, j.prefix) for j in jobs] == [
-        ("fakea", True, "transformers + autoawq bench on fakea", "[transformers/fakea]"),
-        ("fakeb", True, "transformers + autoawq bench on fakeb", "[transformers/fakeb]")]
+    assert [(j.gpu_type, j.wants_gpu, j.label, j.kind, sr.short_name(j.step)) for j in jobs] == [
+        ("fakea", True, "transformers + autoawq bench on fakea", "fakea", "transformers"),
+        ("fakeb", True, "transformers + autoawq bench on fakeb", "fakeb", "transformers")]
     assert jobs[0].key != jobs[1].key and jobs[0].ledger.parent == tmp_path / "results" / ".slurm"
     o, steps = options(["--runner", "slurm", *CPU])
     (cpu,) = sr.plan_jobs(steps, opts, o)
     assert (cpu.gpu_type, cpu.wants_gpu, cpu.label) == (None, False, "transformers + autoawq bench on CPU")
     o, steps = options(["--runner", "slurm", "--synthetic", "tiny"])  # a GPU workload: any GPU
     (gpu,) = sr.plan_jobs(steps, opts, o)
-    assert (gpu.wants_gpu, gpu.label, gpu.prefix) == (True, "transformers + autoawq bench on any GPU",
-                                                      "[transformers/gpu]")
+    assert (gpu.wants_gpu, gpu.label, gpu.kind) == (True, "transformers + autoawq bench on any GPU", "gpu")
     ns, steps = plan("bench-vllm", ["--runner", "slurm", "--synthetic", "tiny", "--vllm", "0.20"])
     assert [sr.short_name(s) for s in steps] == ["vllm-0.20-awq", "vllm-0.20-awq_marlin"]
     ns, (prof,) = plan("profile", ["--runner", "slurm", *CPU])

@@ -72,8 +72,8 @@ def test_matrix_two_fake_gpu_types_run_side_by_side(tools, jobs, tmp_path):
     final = slurm.wait(tools, list(ids.values()), on_event, poll_s=POLL, poll_max_s=4 * POLL, timeout_s=120)
     assert all(final[i].ok for i in ids.values()), final
     # one "GPU" each: fakea is device 0, fakeb device 1 (gres.conf order), and both ran at once
-    assert slurm.log_tail(logs["fakea"]) == ["type=fakea gpus=0 cuda=0"]
-    assert slurm.log_tail(logs["fakeb"]) == ["type=fakeb gpus=1 cuda=1"]
+    assert slurm.LogFollower(logs["fakea"]).read(final=True) == ["type=fakea gpus=0 cuda=0"]
+    assert slurm.LogFollower(logs["fakeb"]).read(final=True) == ["type=fakeb gpus=1 cuda=1"]
     assert seen_running == set(ids.values())
     assert time.monotonic() - t0 < 30
 
@@ -115,7 +115,11 @@ def test_cancel_running_job_leaves_its_partial_file(tools, jobs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     log = tmp_path / "cancel.log"
-    script = f"echo partial > {out}/row.partial\necho started\nsleep 300\nmv {out}/row.partial {out}/row.json\n"
+    # The cancel's SIGTERM reaches the shell and its sleep in either order; a shell that outlives its sleep would exit
+    # 143 ("Terminated") and run the mv, so it ends itself the same way: the job always ends by signal 15. "started"
+    # comes first, so it is in the log once row.partial exists.
+    script = (f"echo started\necho partial > {out}/row.partial\nsleep 300 || kill -TERM $$\n"
+              f"mv {out}/row.partial {out}/row.json\n")
     jid = slurm.submit(tools, script, job_name="kit-test-cancel", log_path=log)
     jobs.append(jid)
     deadline = time.monotonic() + 60
@@ -182,7 +186,8 @@ def test_preempted_job(tools, jobs, tmp_path):
 def test_other_partition_and_unknown_ids(tools, jobs, tmp_path):
     jid, st, _ = run_to_end(tools, jobs, "echo on $SLURM_JOB_PARTITION\n", tmp_path / "u.log",
                             args=["--partition=urgent"])
-    assert st.ok and st.partition == "urgent" and slurm.log_tail(tmp_path / "u.log") == ["on urgent"]
+    assert st.ok and st.partition == "urgent"
+    assert slurm.LogFollower(tmp_path / "u.log").read(final=True) == ["on urgent"]
     # An id the controller never had (or forgot after MinJobAge): UNKNOWN, as there is no sacct in CI.
     gone = slurm.job_states(tools, ["999999999"])["999999999"]
     assert gone.state == "UNKNOWN" and gone.terminal and gone.source in ("missing", "sacct")

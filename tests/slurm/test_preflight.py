@@ -40,7 +40,7 @@ def test_partitions_as_sinfo_shows_them(tools):
     parts = slurm.partitions(tools)
     assert set(parts) >= {"debug", "urgent"}
     assert parts["debug"].default and not parts["urgent"].default
-    assert parts["debug"].gres == ("gpu:fakea:1", "gpu:fakeb:1") and parts["debug"].gpu_count() == 2
+    assert parts["debug"].gres == ("gpu:fakea:1", "gpu:fakeb:1") and parts["debug"].gpu_types() == {"fakea", "fakeb"}
     assert slurm.preflight(tools, gpu_types=()).name == "debug"
     assert slurm.preflight(tools, partition="urgent", gpu_types=()).name == "urgent"
 
