@@ -14,7 +14,7 @@ from core.workload import Parser, add_workload_args, specs_from_namespace
 from kit.container_pytest import container_pytest_main
 from kit.demo import run_demo
 from kit.images import VLLM_STACKS, lock_main, resolve_ca_bundle, stack_title
-from kit.local_env import venv_main, wheelhouse_main
+from kit.wheelhouse import venv_main, wheelhouse_main
 from kit.runners import RunnerOptions, Step, run_step
 from kit.runners.slurm import add_slurm_args, node_main, run_slurm, slurm_options
 

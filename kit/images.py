@@ -23,7 +23,7 @@ from kit import KIT_ROOT
 from core.errors import KitError
 from core.locks import lock_requirements, lock_versions
 from kit.docker_client import DockerClient, check_daemon, check_disk, find_docker, image_size_bytes, inspect_image_id
-from kit.local_env import find_uv
+from kit.wheelhouse import find_uv
 
 IMAGES_DIR = KIT_ROOT / "images"
 STACKS = ("hf", "vllm", "vllm-0.20")

@@ -22,14 +22,6 @@ from kit.images import STACK_INFO, current_tag, inspect_image_id
 NVIDIA_DAEMON_MESSAGE = 'could not select device driver "" with capabilities: [[gpu]]'
 
 
-def daemon_runtimes(client: DockerClient) -> dict:
-    r = client.run("info", "--format", "{{json .Runtimes}}")
-    try:
-        return (json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None) or {}
-    except json.JSONDecodeError:
-        return {}
-
-
 def nvidia_runtime_paragraph(detail: str = "") -> str:
     return (
         "No NVIDIA runtime in Docker: this step needs the GPU, but the Docker daemon cannot give containers GPUs "
@@ -44,16 +36,16 @@ def nvidia_runtime_paragraph(detail: str = "") -> str:
 def check_nvidia_runtime(client: DockerClient) -> None:
     """The daemon must be able to hand out GPUs. `--gpus` works through the `nvidia` runtime or, on newer
     toolkits, through nvidia-container-runtime-hook on the daemon's PATH; neither present means no GPUs."""
-    runtimes = daemon_runtimes(client)
+    r = client.run("info", "--format", "{{json .Runtimes}}")
+    try:
+        runtimes = (json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None) or {}
+    except json.JSONDecodeError:
+        runtimes = {}
     if (any("nvidia" in name.lower() for name in runtimes) or shutil.which("nvidia-container-runtime-hook")
             or shutil.which("nvidia-container-toolkit")):
         return
     listed = ", ".join(sorted(runtimes)) or "none reported"
     raise PreflightError(nvidia_runtime_paragraph(f"`docker info` runtimes: {listed}"))
-
-
-def is_nvidia_runtime_failure(returncode: int, output: str) -> bool:
-    return returncode == 125 and NVIDIA_DAEMON_MESSAGE in output
 
 
 @dataclass

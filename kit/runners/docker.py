@@ -111,12 +111,12 @@ def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadS
 
 
 def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_tag: str, env: dict[str, str], *,
-                       name: str, needs_gpu: bool) -> list[str]:
+                       name: str) -> list[str]:
     """The exact `docker run` argv (no secret values in it: those go by name)."""
     cmd = [client_path, "run", "--rm", "--init", "--name", name,
            "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
            "--workdir", KIT_MOUNT, "--label", RUNNER_LABEL, "--label", f"{OWNER_LABEL}={owner_tag() or ''}"]
-    cmd += ["--gpus", "all", "--shm-size", SHM_SIZE] if needs_gpu else ["--shm-size", "1g"]
+    cmd += ["--gpus", "all", "--shm-size", SHM_SIZE] if step.needs_gpu else ["--shm-size", "1g"]
     mounts = [
         (KIT_ROOT, KIT_MOUNT, "ro"),
         (opts.results_dir, RESULTS_MOUNT, "rw"),
@@ -230,19 +230,18 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
 
     Raises KeyboardInterrupt after stopping the container on Ctrl-C.
     """
-    needs_gpu = step.needs_gpu
     if client is None:
-        client = preflight.docker_preflight(() if image else (step.stack,), gpu_workload=step.workload if needs_gpu
+        client = preflight.docker_preflight(() if image else (step.stack,), gpu_workload=step.workload if step.needs_gpu
                                             else None, vllm_series=vllm_series_of(step.stack))
     sweep_stale_containers(client)
     if image is None:
         image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")
     name = f"awq-kit-{step.stack}-{secrets.token_hex(4)}"
     env = container_env(opts, image.env(), step.stack)
-    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name, needs_gpu=needs_gpu)
+    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name)
     log_path = opts.output_dir / "logs" / (log_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log")
     print(f"[docker] {step.description or step.stack}: {image.tag} ({image.image_id[:19]}), "
-          f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
+          f"{'GPU' if step.needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
 
     tail = bytearray()
     for d in [opts.results_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home] + (
@@ -261,8 +260,7 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
     finally:
         guard.stdin.close()  # the kit is done with the container: the guard removes whatever is left of it
         guard.wait()
-    text = tail.decode("utf-8", "replace")
-    if preflight.is_nvidia_runtime_failure(rc, text):
+    if rc == 125 and preflight.NVIDIA_DAEMON_MESSAGE in tail.decode("utf-8", "replace"):
         raise preflight.PreflightError(preflight.nvidia_runtime_paragraph())
     return rc
 

@@ -25,7 +25,7 @@ def _cmd(tmp_path, stack="hf", workload=WorkloadSpec(), ca=None, **env):
                          cache_dir=tmp_path / "cache", hf_home=tmp_path / "hf", ca_bundle=ca)
     step = Step(stack, ("-m", "bench", "run"), workload)
     return docker_run_command("docker", step, opts, "awq-kit-hf:0123456789abcdef",
-                              container_env(opts, IMAGE_ENV, stack), name="n", needs_gpu=step.needs_gpu)
+                              container_env(opts, IMAGE_ENV, stack), name="n")
 
 
 def test_run_argv(tmp_path, monkeypatch):
