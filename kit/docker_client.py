@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from core.errors import KitError, one_line
 
@@ -48,14 +48,10 @@ def _client_version(path: str) -> Optional[str]:
     return m.group(1) if r and r.returncode == 0 and m else None
 
 
-def _has_buildx(path: str) -> bool:
-    r = _probe(path, "buildx", "version")
-    return r is not None and r.returncode == 0
-
-
 def buildkit_support(path: str, version: str) -> Optional[str]:
     """'buildx' if the buildx plugin answers, 'builtin' for clients < 23 (BuildKit built in), else None."""
-    if _has_buildx(path):
+    r = _probe(path, "buildx", "version")
+    if r is not None and r.returncode == 0:
         return "buildx"
     major = version.split(".")[0]
     return "builtin" if major.isdigit() and int(major) < 23 else None
@@ -68,36 +64,31 @@ def find_docker() -> DockerClient:
     then the usual install locations (Debian's docker.io client at /usr/bin/docker has BuildKit built in).
     """
     forced = os.environ.get("KIT_DOCKER")
-    if not forced:
-        return _find_docker_cached(os.environ.get("PATH", ""))
-    path = forced if os.sep in forced else (shutil.which(forced) or forced)
-    version = _client_version(path)
-    if not version:
-        raise PreflightError(
-            f"No docker CLI: KIT_DOCKER={forced!r} is not a working docker client (`{path} --version` failed). "
-            "Point KIT_DOCKER at a docker client, or unset it to let the kit search PATH."
-        )
-    kind = buildkit_support(path, version)
-    if not kind:
-        raise PreflightError(_no_buildkit_paragraph([(path, version)]))
-    return DockerClient(path, version, kind)
-
-
-@functools.lru_cache(maxsize=8)
-def _find_docker_cached(path_env: str) -> DockerClient:
-    on_path = [os.path.join(d, "docker") for d in path_env.split(os.pathsep) if d]
+    if forced:
+        path = forced if os.sep in forced else (shutil.which(forced) or forced)
+        if not _client_version(path):
+            raise PreflightError(
+                f"No docker CLI: KIT_DOCKER={forced!r} is not a working docker client (`{path} --version` failed). "
+                "Point KIT_DOCKER at a docker client, or unset it to let the kit search PATH."
+            )
+        return _first_buildkit_client((path,))
+    on_path = [os.path.join(d, "docker") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     found: dict[str, str] = {}  # real path -> the first name that leads to it
     for c in on_path + list(FALLBACK_CLIENTS):
         if os.path.isfile(c) and os.access(c, os.X_OK):
             found.setdefault(os.path.realpath(c), c)
-    candidates = list(found.values())
-    if not candidates:
+    if not found:
         raise PreflightError(
             "No docker CLI: `docker` is not on PATH (nor in /usr/bin or /usr/local/bin). The default runner builds "
             "and runs the pinned images with Docker: install Docker Engine (https://docs.docker.com/engine/install/, "
             "or `apt-get install docker.io` on Debian/Ubuntu) and the NVIDIA Container Toolkit for GPUs, or run "
             "without Docker using `--runner local` in an environment made from the stack's lock (README, Colab path)."
         )
+    return _first_buildkit_client(tuple(found.values()))
+
+
+@functools.lru_cache(maxsize=8)
+def _first_buildkit_client(candidates: tuple[str, ...]) -> DockerClient:
     tried = []
     for path in candidates:
         version = _client_version(path)
@@ -112,12 +103,8 @@ def _find_docker_cached(path_env: str) -> DockerClient:
             f"No docker CLI: found {', '.join(candidates)} but none answers `docker --version`. Reinstall Docker, "
             "or set KIT_DOCKER to a working client."
         )
-    raise PreflightError(_no_buildkit_paragraph(tried))
-
-
-def _no_buildkit_paragraph(tried: Sequence[tuple[str, str]]) -> str:
     listed = ", ".join(f"{p} ({v})" for p, v in tried)
-    return (
+    raise PreflightError(
         f"No BuildKit-capable docker client: {listed} cannot build with BuildKit. The images use BuildKit cache "
         "mounts and a BuildKit secret for the CA bundle, and Docker clients from version 23 on need the buildx "
         "plugin for that (`docker buildx version` fails here). Install the buildx plugin (package docker-buildx-plugin "

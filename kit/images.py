@@ -149,9 +149,7 @@ class ImageInfo:
     image_id: str
     lock_hash: str
     base_image: str
-    built: bool = False  # False: reused an existing image
-    build_seconds: Optional[float] = None
-    log_file: Optional[Path] = None
+    build_seconds: Optional[float] = None  # None: reused an existing image
     cached_steps: int = 0
     run_steps: int = 0
 
@@ -274,8 +272,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     size = image_size_bytes(docker, tag)
     echo(f"[image {stack}] built {tag} ({image_id[:19]}) in {seconds:.1f}s"
          + (f", {size / 1e9:.2f} GB" if size else "") + f"; {cached} of {cached + ran} step(s) cached")
-    return ImageInfo(stack, tag, image_id, lh, base, built=True, build_seconds=seconds, log_file=log_file,
-                     cached_steps=cached, run_steps=ran)
+    return ImageInfo(stack, tag, image_id, lh, base, build_seconds=seconds, cached_steps=cached, run_steps=ran)
 
 
 # Flags of the resolution that do not change what it picks: the header's command line leaves them out.
@@ -415,6 +412,7 @@ def images_main(argv: list[str]) -> None:
         size = (image_size_bytes(client, tag) or 0) / 1e9
         rows.append(f"{stack:<6} {tag:<30} {first.image_id[:19]:<20} {cold:>10} {warm:>9} {size:>9.2f}")
     print(f"\n{'stack':<6} {'tag':<30} {'id':<20} {'build (s)':>10} {'warm (s)':>9} {'size (GB)':>9}", *rows, sep="\n")
+
 
 
 if __name__ == "__main__":

@@ -83,8 +83,11 @@ def sweep_stale_containers(client) -> list[str]:
     return stale
 
 
-def vllm_cache_dir() -> Path:
-    return Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
+def _writable_mounts(opts: RunnerOptions, stack: str) -> list[tuple[Path, str]]:
+    """The host folders the container writes to, and where it sees them."""
+    vllm_cache = Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
+    return [(opts.results_dir, RESULTS_MOUNT), (opts.output_dir, OUTPUT_MOUNT), (opts.cache_dir, CACHE_MOUNT),
+            (opts.hf_home, HF_MOUNT)] + ([(vllm_cache, VLLM_CACHE_MOUNT)] if vllm_series_of(stack) else [])
 
 
 def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadSpec], list[tuple[Path, str]]]:
@@ -117,15 +120,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
            "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
            "--workdir", KIT_MOUNT, "--label", RUNNER_LABEL, "--label", f"{OWNER_LABEL}={owner_tag() or ''}"]
     cmd += ["--gpus", "all", "--shm-size", SHM_SIZE] if step.needs_gpu else ["--shm-size", "1g"]
-    mounts = [
-        (KIT_ROOT, KIT_MOUNT, "ro"),
-        (opts.results_dir, RESULTS_MOUNT, "rw"),
-        (opts.output_dir, OUTPUT_MOUNT, "rw"),
-        (opts.cache_dir, CACHE_MOUNT, "rw"),
-        (opts.hf_home, HF_MOUNT, "rw"),
-    ]
-    if vllm_series_of(step.stack):
-        mounts.append((vllm_cache_dir(), VLLM_CACHE_MOUNT, "rw"))
+    mounts = [(KIT_ROOT, KIT_MOUNT, "ro")] + [(host, path, "rw") for host, path in _writable_mounts(opts, step.stack)]
     if opts.ca_bundle:
         mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
     workload, path_mounts = map_host_paths(step.workload)
@@ -244,8 +239,7 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
           f"{'GPU' if step.needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
 
     tail = bytearray()
-    for d in [opts.results_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home] + (
-            [vllm_cache_dir()] if vllm_series_of(step.stack) else []):
+    for d in [opts.output_dir / "logs"] + [host for host, _ in _writable_mounts(opts, step.stack)]:
         try:
             Path(d).mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -111,7 +111,7 @@ def _buildkitless_client(tmp_path: Path) -> str:
     for c in ("/usr/local/bin/docker", "/usr/bin/docker"):
         if os.path.exists(c):
             v = docker_client._client_version(c)
-            if v and int(v.split(".")[0]) >= 23 and not docker_client._has_buildx(c):
+            if v and int(v.split(".")[0]) >= 23 and docker_client.buildkit_support(c, v) is None:
                 return c
     stub = tmp_path / "docker"
     stub.write_text('#!/bin/sh\ncase "$1" in\n  --version) echo "Docker version 28.2.2, build e6534b4";;\n'
