@@ -4,11 +4,13 @@ by name only, Ctrl-C, and why no container outlives its kit process (the kit.own
 """
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import select
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -16,7 +18,7 @@ from typing import Optional
 from core.errors import KitError
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT, preflight
-from kit.images import ensure_image, vllm_series_of
+from kit.images import STACKS, ensure_image, resolve_ca_bundle, vllm_series_of
 from kit.runners.base import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
@@ -269,3 +271,26 @@ def run_docker(step: Step, opts: RunnerOptions) -> None:
         raise KitError(f"{what} failed inside the {step.stack} image (exit code {rc}). Its own message is printed "
                        f"above and kept under {opts.output_dir / 'logs'}; nothing incomplete was written to the "
                        "results folder.")
+
+
+# `python -m kit container-pytest STACK -- PYTEST ARGS`: what tests-container, tests-vllm and tests-vllm-0.20 call.
+def container_pytest_main(argv: list[str]) -> None:
+    kit_args, pytest_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(prog="python -m kit container-pytest",
+                                usage="%(prog)s STACK [--ca-bundle PATH] -- [PYTEST ARGS ...]",
+                                description="Build or reuse STACK's pinned image and run `python -m pytest PYTEST "
+                                            "ARGS` in it (kit at /kit read-only, CPU); exits with pytest's exit code.",
+                                epilog="Everything after `--` goes to pytest (test paths, -k, -x, -v ...).")
+    p.add_argument("stack", choices=STACKS)
+    p.add_argument("--ca-bundle", type=Path, help="CA bundle for the image build (BuildKit secret); also KIT_CA_BUNDLE")
+    ns = p.parse_args(kit_args)
+    ca = resolve_ca_bundle(ns.ca_bundle)
+    client = preflight.docker_preflight((ns.stack,))
+    with tempfile.TemporaryDirectory(prefix=f"kit-pytest-{ns.stack}-") as tmp:
+        # Logs (the build's, and pytest's whole output) under output/logs as for a bench; no result is written.
+        opts = RunnerOptions(runner="docker", results_dir=Path(tmp) / "results", ca_bundle=ca)
+        image = ensure_image(ns.stack, client, ca_bundle=ca, log_dir=opts.output_dir / "logs")
+        # /kit is read-only: no .pytest_cache (and no bytecode: the runner sets PYTHONDONTWRITEBYTECODE).
+        argv = ("-m", "pytest", "-p", "no:cacheprovider", *pytest_args)
+        step = Step(ns.stack, argv, description=f"pytest {' '.join(pytest_args)} in the {ns.stack} image")
+        raise SystemExit(run_in_image(step, opts, client=client, image=image))
