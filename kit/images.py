@@ -22,7 +22,7 @@ from typing import Optional
 from kit import KIT_ROOT
 from core.errors import KitError
 from core.locks import lock_requirements, lock_versions
-from kit.docker_client import DockerClient, check_daemon, check_disk, find_docker, image_size_bytes, inspect_image_id
+from kit.preflight import DockerClient, check_daemon, check_disk, find_docker, image_size_bytes, inspect_image_id
 from kit.wheelhouse import find_uv
 
 IMAGES_DIR = KIT_ROOT / "images"

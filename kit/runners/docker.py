@@ -18,7 +18,7 @@ from typing import Optional
 from core.errors import KitError
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT, preflight
-from kit.images import STACKS, ensure_image, resolve_ca_bundle, vllm_series_of
+from kit.images import STACK_INFO, STACKS, current_tag, ensure_image, resolve_ca_bundle, vllm_series_of
 from kit.runners.base import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
@@ -222,13 +222,28 @@ def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytea
     return rc
 
 
+def docker_preflight(stacks: tuple[str, ...] = (), *, gpu_workload: Optional[WorkloadSpec] = None,
+                     vllm_series: Optional[str] = None) -> preflight.DockerClient:
+    """The checks before a Docker step, each one paragraph: the client and its daemon; the GPU, when the step needs
+    one (gpu_workload: its workload, vllm_series: the vLLM that will run it); free disk for each of `stacks` whose image
+    is not built yet. Returns the client to use."""
+    client = preflight.find_docker()
+    preflight.check_daemon(client)
+    if gpu_workload is not None:
+        preflight.check_gpu_step(client, gpu_workload, vllm_series)
+    for stack in stacks:
+        if not preflight.inspect_image_id(client, current_tag(stack, client)):
+            preflight.check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
+    return client
+
+
 def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, log_name: Optional[str] = None) -> int:
     """Run a step in its image, streaming and logging its output; returns the exit code.
 
     Raises KeyboardInterrupt after stopping the container on Ctrl-C.
     """
     if client is None:
-        client = preflight.docker_preflight(() if image else (step.stack,), gpu_workload=step.workload if step.needs_gpu
+        client = docker_preflight(() if image else (step.stack,), gpu_workload=step.workload if step.needs_gpu
                                             else None, vllm_series=vllm_series_of(step.stack))
     sweep_stale_containers(client)
     if image is None:
@@ -285,7 +300,7 @@ def container_pytest_main(argv: list[str]) -> None:
     p.add_argument("--ca-bundle", type=Path, help="CA bundle for the image build (BuildKit secret); also KIT_CA_BUNDLE")
     ns = p.parse_args(kit_args)
     ca = resolve_ca_bundle(ns.ca_bundle)
-    client = preflight.docker_preflight((ns.stack,))
+    client = docker_preflight((ns.stack,))
     with tempfile.TemporaryDirectory(prefix=f"kit-pytest-{ns.stack}-") as tmp:
         # Logs (the build's, and pytest's whole output) under output/logs as for a bench; no result is written.
         opts = RunnerOptions(runner="docker", results_dir=Path(tmp) / "results", ca_bundle=ca)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import docker_client, images, preflight
+from kit import images, preflight
 from dockerkit import CPU_BENCH, kit_dirs, run_kit
 
 
@@ -74,7 +74,7 @@ def test_gpu_step_fails_fast_with_the_paragraph(docker_client, kit_env, tmp_path
 def test_no_docker_cli(monkeypatch, tmp_path):
     monkeypatch.delenv("KIT_DOCKER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no docker anywhere on PATH
-    monkeypatch.setattr(docker_client, "FALLBACK_CLIENTS", ())
+    monkeypatch.setattr(preflight, "FALLBACK_CLIENTS", ())
     with pytest.raises(preflight.PreflightError) as e:
         preflight.find_docker()
     assert str(e.value).startswith("No docker CLI") and "--runner local" in str(e.value)
@@ -110,8 +110,8 @@ def _buildkitless_client(tmp_path: Path) -> str:
     """A docker client >= 23 without buildx: the real one if this machine has it, else a faithful stand-in."""
     for c in ("/usr/local/bin/docker", "/usr/bin/docker"):
         if os.path.exists(c):
-            v = docker_client._client_version(c)
-            if v and int(v.split(".")[0]) >= 23 and docker_client.buildkit_support(c, v) is None:
+            v = preflight._client_version(c)
+            if v and int(v.split(".")[0]) >= 23 and preflight.buildkit_support(c, v) is None:
                 return c
     stub = tmp_path / "docker"
     stub.write_text('#!/bin/sh\ncase "$1" in\n  --version) echo "Docker version 28.2.2, build e6534b4";;\n'
