@@ -194,7 +194,7 @@ def resolve_ca_bundle(ca_bundle: Optional[Path]) -> Optional[Path]:
 
 
 def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] = None,
-                 log_dir: Optional[Path] = None, force_build: bool = False, echo=print) -> ImageInfo:
+                 log_dir: Optional[Path] = None, force_build: bool = False) -> ImageInfo:
     """Reuse ``awq-kit-<stack>:<content hash>`` if present, else build it with BuildKit (progress printed).
 
     force_build=True runs the build even when the tag exists (BuildKit reuses every cached layer).
@@ -206,7 +206,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     if not force_build:
         image_id = inspect_image_id(docker, tag)
         if image_id:
-            echo(f"[image {stack}] reusing {tag} ({image_id[:19]})")
+            print(f"[image {stack}] reusing {tag} ({image_id[:19]})")
             return ImageInfo(stack, tag, image_id, lh, base)
 
     ca = resolve_ca_bundle(ca_bundle)
@@ -214,7 +214,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"build-{stack}-{tag.split(':')[1]}.log"
     cmd = build_command(docker, stack, tag, base_image=base_override, ca_bundle=ca)
-    echo(f"[image {stack}] building {tag}: {stack_title(stack)} on {base}"
+    print(f"[image {stack}] building {tag}: {stack_title(stack)} on {base}"
          f"{' (CA bundle as BuildKit secret)' if ca else ''}; full log: {log_file}")
     verbose = os.environ.get("KIT_BUILD_VERBOSE") == "1"
     t0 = time.monotonic()
@@ -238,7 +238,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
                         steps[vertex] = True
                 if verbose or m or _PIP_LINE.match(line):
                     shown = line if verbose or len(line) <= 160 else line[:157] + "..."
-                    echo(f"[image {stack}] {time.monotonic() - t0:6.1f}s {shown}")
+                    print(f"[image {stack}] {time.monotonic() - t0:6.1f}s {shown}")
             rc = proc.wait()
         except KeyboardInterrupt:
             proc.terminate()
@@ -270,7 +270,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     if not image_id:
         raise KitError(f"docker build reported success but {tag} is not in `docker images`; see {log_file}.")
     size = image_size_bytes(docker, tag)
-    echo(f"[image {stack}] built {tag} ({image_id[:19]}) in {seconds:.1f}s"
+    print(f"[image {stack}] built {tag} ({image_id[:19]}) in {seconds:.1f}s"
          + (f", {size / 1e9:.2f} GB" if size else "") + f"; {cached} of {cached + ran} step(s) cached")
     return ImageInfo(stack, tag, image_id, lh, base, build_seconds=seconds, cached_steps=cached, run_steps=ran)
 
@@ -284,10 +284,6 @@ def uv_compile_command(uv: str, infile: str, outfile: str, exclude_newer: str = 
             "--python-version", LOCK_PYTHON, "--python-platform", LOCK_PLATFORM,
             "--generate-hashes", "--exclude-newer", exclude_newer,
             "--index-url", INDEX_URL, "--no-config", "--no-header", "--quiet"]
-
-
-def in_file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def lock_header(stack: str, infile: str, in_sha: str, uv_version: str) -> str:
@@ -316,7 +312,7 @@ def compile_lock(stack: str, infile: str, uv: str) -> str:
             raise KitError(f"resolving {src} with uv failed (exit code {r.returncode}).{hint}\n{r.stderr.strip()}")
         body = (Path(tmp) / "out.lock").read_text(encoding="utf-8")
     version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip() or "uv"
-    return lock_header(stack, infile, in_file_hash(src), version) + body
+    return lock_header(stack, infile, hashlib.sha256(src.read_bytes()).hexdigest(), version) + body
 
 
 def lock_drift(committed: str, fresh: str) -> list[str]:

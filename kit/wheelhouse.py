@@ -56,12 +56,12 @@ def find_uv(purpose: str, session: str) -> str:
     return uv
 
 
-def stack_locks(stack: str, root: Path = KIT_ROOT) -> Path:
+def stack_locks(stack: str) -> Path:
     """images/<stack>/, the folder of a stack's locks (or a folder given by path, e.g. tests/stacks/offline); one
     paragraph for an unknown stack."""
-    locks = Path(stack).resolve() if os.sep in stack else root / "images" / stack
+    locks = Path(stack).resolve() if os.sep in stack else KIT_ROOT / "images" / stack
     if not (locks / "requirements.lock").is_file():
-        stacks = sorted(p.name for p in (root / "images").iterdir() if (p / "requirements.lock").is_file())
+        stacks = sorted(p.name for p in (KIT_ROOT / "images").iterdir() if (p / "requirements.lock").is_file())
         raise KitError(f"No stack {stack!r}: images/{stack}/requirements.lock does not exist. "
                        f"Stacks: {', '.join(stacks)}.")
     return locks
@@ -380,24 +380,6 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
     return venv / "bin" / "python"
 
 
-def make_venv(stack: str, python: str, root: Path = KIT_ROOT) -> Path:
-    locks = stack_locks(stack, root)
-    uv, target = find_uv("Making the local interpreter", make_command(stack)), venv_python(stack, root)
-    venv, t0 = target.parent.parent, time.monotonic()
-    install = [uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps"]
-    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")  # use the given interpreter, never fetch one
-    with removed_if_half_made(venv):
-        for cmd in ([uv, "venv", "--clear", "--python", python, str(venv)],
-                    [*install, "-r", str(locks / "bootstrap.lock")],
-                    [*install, "--no-build-isolation", "-r", str(locks / "requirements.lock")],
-                    [uv, "pip", "check", "--python", str(target)]):
-            _run_shown(cmd, "uv", "A network or certificate error behind a TLS-intercepting proxy needs SSL_CERT_FILE "
-                       "pointing at the proxy's CA bundle.", env)
-    print(f"venv: {venv} made from images/{stack}/*.lock in {time.monotonic() - t0:.0f} s; "
-          f"`--runner local` and `nox -s demo` use it by default", flush=True)
-    return target
-
-
 def venv_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="nox -s venv --", description="Make .venv-STACK/, the local runner's interpreter, "
                                 "from the stack's hashed locks (with --wheelhouse: from a wheelhouse, offline).")
@@ -406,17 +388,28 @@ def venv_main(argv: list[str]) -> None:
     p.add_argument("--python", default=sys.executable, help="base interpreter (default: the one running this)")
     p.add_argument("--wheelhouse", type=Path, help="install from this folder (made by `nox -s wheelhouse -- STACK`) "
                                                    "with no network at all, every file checked against the locks")
-    p.add_argument("--venv", type=Path, help="with --wheelhouse: where to make it (default .venv-STACK/, the one "
-                                             "the local runner uses)")
+    p.add_argument("--venv", type=Path, help="where to make it (default .venv-STACK/, the one the local runner uses)")
     ns = p.parse_args(argv)
+    locks = stack_locks(ns.stack)
+    venv = (ns.venv or venv_python(locks.name).parent.parent).resolve()
     if ns.wheelhouse:
-        locks = stack_locks(ns.stack)
-        venv = ns.venv or venv_python(locks.name).parent.parent
-        make_venv_offline(locks.name, locks, ns.wheelhouse, ns.python, venv.resolve())
+        make_venv_offline(locks.name, locks, ns.wheelhouse, ns.python, venv)
         if ns.venv is None:
             print(f"venv: `--runner local` and `nox -s demo` use {venv} by default", flush=True)
-    else:
-        make_venv(ns.stack, ns.python)
+        return
+    uv, t0 = find_uv("Making the local interpreter", make_command(ns.stack)), time.monotonic()
+    target = venv / "bin" / "python"
+    install = [uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps"]
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")  # use the given interpreter, never fetch one
+    with removed_if_half_made(venv):
+        for cmd in ([uv, "venv", "--clear", "--python", ns.python, str(venv)],
+                    [*install, "-r", str(locks / "bootstrap.lock")],
+                    [*install, "--no-build-isolation", "-r", str(locks / "requirements.lock")],
+                    [uv, "pip", "check", "--python", str(target)]):
+            _run_shown(cmd, "uv", "A network or certificate error behind a TLS-intercepting proxy needs SSL_CERT_FILE "
+                       "pointing at the proxy's CA bundle.", env)
+    print(f"venv: {venv} made from images/{locks.name}/*.lock in {time.monotonic() - t0:.0f} s"
+          + ("" if ns.venv else "; `--runner local` and `nox -s demo` use it by default"), flush=True)
 
 
 def wheelhouse_main(argv: list[str]) -> None:
