@@ -60,11 +60,11 @@ def _result_files(results_dir: Path) -> dict[str, tuple[int, int]]:
         return {}
 
 
-def assemble(results_dir: Path, reports_dir: Path) -> None:
+def assemble(results_dir: Path, reports_dir: Path, prefix: str = "report:") -> None:
     from kit.report import assemble_reports  # matplotlib: only when a report is written
 
     for path in assemble_reports(results_dir, reports_dir):
-        print(f"report: wrote {path}")
+        print(f"{prefix} wrote {path}", flush=True)
 
 
 def cmd_report(argv: list[str]) -> None:
@@ -192,7 +192,7 @@ def demo_workload(ns) -> WorkloadSpec:
 
 
 def demo_steps(workload: WorkloadSpec) -> list[Step]:
-    return [Step("hf", ("-m", "bench", "run", "--backend", "transformers"), workload,
+    return [Step("hf", BENCH + ("transformers",), workload,
                  "bench: transformers + autoawq on CPU (tiny synthetic checkpoint)"),
             Step("hf", ("profile/run_profile.py",), workload, "profile: torch.profiler of the same model on CPU")]
 
@@ -222,10 +222,7 @@ def run_demo(argv: list[str]) -> dict[str, float]:
         timings[step.description.split(":")[0]] = time.perf_counter() - t0
     print(f"[demo] step {len(steps) + 1}/{len(steps) + 1}: report", flush=True)
     t0 = time.perf_counter()
-    from kit.report import assemble_reports  # matplotlib: only once the steps have run
-
-    for path in assemble_reports(results, reports):
-        print(f"[demo] wrote {path}", flush=True)
+    assemble(results, reports, "[demo]")
     timings["report"] = time.perf_counter() - t0
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
     timings["total"] = time.perf_counter() - t_all

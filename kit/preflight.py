@@ -146,8 +146,7 @@ def check_daemon(client: DockerClient) -> str:
 
 
 def _inspect(docker: DockerClient, ref: str, template: str) -> str:
-    r = subprocess.run([docker.path, "image", "inspect", "--format", template, ref],
-                       capture_output=True, text=True, env=docker.env())
+    r = docker.run("image", "inspect", "--format", template, ref, timeout=None)
     return r.stdout.strip() if r.returncode == 0 else ""
 
 
@@ -227,11 +226,8 @@ def visible_gpus() -> list[GpuInfo]:
             "an NVIDIA GPU with its driver installed (check with `nvidia-smi`); for a CPU-only check of the pipeline "
             "use `--device cpu` or `nox -s demo`."
         )
-    try:
-        r = subprocess.run([smi, "--query-gpu=index,name,compute_cap,uuid", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=PROBE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        r = subprocess.CompletedProcess([smi], 1, "", "nvidia-smi timed out")
+    r = (_probe(smi, "--query-gpu=index,name,compute_cap,uuid", "--format=csv,noheader")
+         or subprocess.CompletedProcess([smi], 1, "", "nvidia-smi timed out or could not run"))
     gpus = []
     for line in r.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
@@ -280,14 +276,11 @@ def check_quantization_capability(workload: WorkloadSpec, gpu: GpuInfo, series: 
 def check_gpu_step(client: DockerClient, workload: WorkloadSpec, series: Optional[str] = None) -> None:
     """Everything a GPU step needs, all problems reported at once."""
     problems = []
-    try:
-        check_nvidia_runtime(client)
-    except PreflightError as e:
-        problems.append(str(e))
-    try:
-        gpu = gpu_that_will_run(visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
-        check_quantization_capability(workload, gpu, series)
-    except PreflightError as e:
-        problems.append(str(e))
+    for check in (lambda: check_nvidia_runtime(client), lambda: check_quantization_capability(
+            workload, gpu_that_will_run(visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")), series)):
+        try:
+            check()
+        except PreflightError as e:
+            problems.append(str(e))
     if problems:
         raise PreflightError("\n\n".join(problems))

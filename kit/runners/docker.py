@@ -92,14 +92,12 @@ def _writable_mounts(opts: RunnerOptions, stack: str) -> list[tuple[Path, str]]:
             (opts.hf_home, HF_MOUNT)] + ([(vllm_cache, VLLM_CACHE_MOUNT)] if vllm_series_of(stack) else [])
 
 
-def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadSpec], list[tuple[Path, str]]]:
+def map_host_paths(workload: WorkloadSpec) -> tuple[WorkloadSpec, list[tuple[Path, str]]]:
     """The workload with its `model` / `synthetic` host paths rewritten into container paths.
 
     Paths inside the kit checkout map to /kit/...; others are bind-mounted read-only under /models/.
     Hub ids and config names (no such file or folder on the host) are left alone. Returns (workload, mounts).
     """
-    if workload is None:
-        return None, []
     changes: dict[str, str] = {}
     mounts: list[tuple[Path, str]] = []
     for name in ("model", "synthetic"):
@@ -125,7 +123,7 @@ def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_
     mounts = [(KIT_ROOT, KIT_MOUNT, "ro")] + [(host, path, "rw") for host, path in _writable_mounts(opts, step.stack)]
     if opts.ca_bundle:
         mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
-    workload, path_mounts = map_host_paths(step.workload)
+    workload, path_mounts = map_host_paths(step.workload) if step.workload else (None, [])
     mounts += [(host, target, "ro") for host, target in path_mounts]
     for host, target, mode in mounts:
         cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={target}"
