@@ -183,9 +183,8 @@ def build_command(docker: DockerClient, stack: str, tag: str, *, base_image: Opt
 
 
 def resolve_ca_bundle(ca_bundle: Optional[Path]) -> Optional[Path]:
-    if ca_bundle is None and os.environ.get("KIT_CA_BUNDLE"):
-        ca_bundle = Path(os.environ["KIT_CA_BUNDLE"])
-    if ca_bundle is None:
+    ca_bundle = ca_bundle or os.environ.get("KIT_CA_BUNDLE")
+    if not ca_bundle:
         return None
     if not Path(ca_bundle).is_file():
         raise KitError(f"CA bundle {ca_bundle} (from --ca-bundle or KIT_CA_BUNDLE) is not a file. Pass the PEM "

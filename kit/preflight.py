@@ -261,9 +261,8 @@ def gpu_that_will_run(gpus: list[GpuInfo], cuda_visible_devices: Optional[str]) 
 
 
 def check_quantization_capability(workload: WorkloadSpec, gpu: GpuInfo, series: Optional[str] = None) -> None:
-    """The vLLM rule and message (core.rules.check_capability) for the GPU that will run, before any build.
-
-    series: the vLLM series of the step's stack ("0.12", "0.20"); its kernels have their own minimums."""
+    """The vLLM rule and message (core.rules.check_capability) for the GPU that will run, before any build; series:
+    the vLLM series of the step's stack ("0.12", "0.20"), whose kernels have their own minimums."""
     if workload.quantization is None or gpu.capability is None:
         return  # not a vLLM row; an unknown capability is checked in the run, where torch reads it
     try:

@@ -265,35 +265,6 @@ def _no_wheel_paragraph(pin: Pin, why: str, log: str) -> str:
             "`nox -s lock`." + (f"\npip said:\n{tail}" if tail else ""))
 
 
-def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path] = None,
-             index_url: str = "https://pypi.org/simple") -> Path:
-    """Fill dest with every file the stack's locks name; returns the manifest's path."""
-    pins = read_pins(lock_dir)
-    python, platform = lock_target(lock_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
-    index = ["--isolated", "--disable-pip-version-check", "--index-url", index_url]
-    cert = ca_bundle or os.environ.get("KIT_CA_BUNDLE") or os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    index += ["--cert", str(cert)] if cert else []
-    t0 = time.monotonic()
-    print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} "
-          f"into {dest}", flush=True)
-    no_wheel = _download_wheels(pins, dest, python, platform, index)
-    built = _build_sdists(no_wheel, [p for p in pins if p.lock == LOCKS[0]], dest, index) if no_wheel else []
-    manifest = {"format": "awq-kit-wheelhouse", "stack": stack, "locks_sha256": locks_sha256(lock_dir),
-                "python": python, "platform": platform, "built": built}
-    path = dest / MANIFEST.format(stack=stack)
-    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
-    files = resolve_files(stack, lock_dir, dest)  # everything present and every hash right, or a paragraph
-    size = sum(f.stat().st_size for f, _ in set(files.values()))
-    shown = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
-    print(f"wheelhouse: {len(files)} files, {shown}, every hash checked, in {time.monotonic() - t0:.0f} s. "
-          f"Carry the folder to the GPU host by any means (rsync -a {dest}/ HOST:{dest.name}/, a disk), then there: "
-          f"`nox -s venv -- {stack} --wheelhouse {dest.name}` (or `python3 -m kit venv {stack} --wheelhouse "
-          f"{dest.name}`), which needs no network.", flush=True)
-    return path
-
-
 def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tuple[Path, str]]:
     """Each pin -> (the wheelhouse file whose sha256 the lock, or for a built wheel the manifest, names; that hash).
     One paragraph for every missing or altered file."""
@@ -423,5 +394,27 @@ def wheelhouse_main(argv: list[str]) -> None:
     p.add_argument("--ca-bundle", type=Path, help="CA bundle of a TLS-intercepting proxy (default: KIT_CA_BUNDLE, "
                                                   "PIP_CERT or SSL_CERT_FILE)")
     ns = p.parse_args(argv)
-    locks = stack_locks(ns.stack)
-    download(locks.name, locks, ns.dest.resolve(), ca_bundle=ns.ca_bundle)
+    lock_dir = stack_locks(ns.stack)
+    stack, dest = lock_dir.name, ns.dest.resolve()
+    pins = read_pins(lock_dir)
+    python, platform = lock_target(lock_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
+    index = ["--isolated", "--disable-pip-version-check", "--index-url", "https://pypi.org/simple"]
+    cert = ns.ca_bundle or next(filter(None, map(os.environ.get, ("KIT_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE"))), None)
+    index += ["--cert", str(cert)] if cert else []
+    t0 = time.monotonic()
+    print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} "
+          f"into {dest}", flush=True)
+    no_wheel = _download_wheels(pins, dest, python, platform, index)
+    built = _build_sdists(no_wheel, [p for p in pins if p.lock == LOCKS[0]], dest, index) if no_wheel else []
+    manifest = {"format": "awq-kit-wheelhouse", "stack": stack, "locks_sha256": locks_sha256(lock_dir),
+                "python": python, "platform": platform, "built": built}
+    atomic_write_text(dest / MANIFEST.format(stack=stack), json.dumps(manifest, indent=2) + "\n")
+    files = resolve_files(stack, lock_dir, dest)  # everything present and every hash right, or a paragraph
+    size = sum(f.stat().st_size for f, _ in set(files.values()))
+    shown = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    print(f"wheelhouse: {len(files)} files, {shown}, every hash checked, in {time.monotonic() - t0:.0f} s. "
+          f"Carry the folder to the GPU host by any means (rsync -a {dest}/ HOST:{dest.name}/, a disk), then there: "
+          f"`nox -s venv -- {stack} --wheelhouse {dest.name}` (or `python3 -m kit venv {stack} --wheelhouse "
+          f"{dest.name}`), which needs no network.", flush=True)

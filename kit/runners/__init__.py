@@ -1,10 +1,10 @@
 """Runners: where the container-side scripts (bench/, profile/) execute: docker (the stack's pinned image), local
 (an interpreter with the stack) or slurm (one sbatch job per step, which runs one of the other two on its node)."""
-from kit.runners.base import RunnerOptions, Stack, Step, child_env
+from kit.runners.base import RunnerOptions, Step, child_env
 from kit.runners.docker import run_docker
 from kit.runners.local import run_local
 
-__all__ = ["RunnerOptions", "Stack", "Step", "child_env", "run_step"]
+__all__ = ["RunnerOptions", "Step", "child_env", "run_step"]
 
 
 def run_step(step: Step, opts: RunnerOptions) -> None:

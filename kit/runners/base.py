@@ -15,12 +15,9 @@ from core.git import kit_git_state
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT
 
-Stack = Literal["hf", "vllm", "vllm-0.20"]
-
-
 @dataclass(frozen=True)
 class Step:
-    stack: Stack
+    stack: str  # one of kit.images.STACKS
     # the entry point after the interpreter, relative to the kit root, e.g. ("-m", "bench", "run", "--backend", "vllm")
     argv: tuple[str, ...]
     workload: Optional[WorkloadSpec] = None  # handed to the entry point as `--workload JSON`
@@ -58,8 +55,7 @@ class RunnerOptions:
     output_dir: Path = field(default_factory=lambda: KIT_ROOT / "output")  # traces, logs (git-ignored)
     cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("KIT_CACHE_DIR",
                                                                         Path.home() / ".cache" / "awq-kit")))
-    hf_home: Path = field(default_factory=lambda: Path(os.environ.get("HF_HOME",
-                                                                      Path.home() / ".cache" / "huggingface")))
+    hf_home: Path = field(default_factory=lambda: Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")))
     ca_bundle: Optional[Path] = None  # docker builds behind TLS-intercepting proxies
     label: Optional[str] = None  # free-text provenance label, e.g. "reference run"
     extra_env: dict[str, str] = field(default_factory=dict)
