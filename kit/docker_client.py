@@ -1,5 +1,6 @@
-"""Talking to the docker CLI: a BuildKit-capable client, its daemon, its images and its disk. kit/images.py and
-kit/preflight.py import it; it imports neither. Host side; no torch.
+"""Talking to the docker CLI: finding a BuildKit-capable client, checking that its daemon answers, asking it about
+images and its disk. kit/images.py (builds) and kit/preflight.py (the checks before a Docker step) both import it;
+it imports neither. Host side; no torch.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from core.errors import KitError, one_line
 
@@ -35,7 +36,7 @@ class DockerClient:
         return subprocess.run([self.path, *args], capture_output=True, text=True, env=self.env(), timeout=timeout)
 
 
-def _probe(path: str, *args: str) -> Optional[subprocess.CompletedProcess]:
+def probe(path: str, *args: str) -> Optional[subprocess.CompletedProcess]:
     try:
         return subprocess.run([path, *args], capture_output=True, text=True, timeout=PROBE_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired):
@@ -43,19 +44,15 @@ def _probe(path: str, *args: str) -> Optional[subprocess.CompletedProcess]:
 
 
 def _client_version(path: str) -> Optional[str]:
-    r = _probe(path, "--version")
+    r = probe(path, "--version")
     m = re.search(r"version (\d+\.\d+\.\d+\S*?)[,\s]", r.stdout + " ") if r else None
     return m.group(1) if r and r.returncode == 0 and m else None
 
 
-def _has_buildx(path: str) -> bool:
-    r = _probe(path, "buildx", "version")
-    return r is not None and r.returncode == 0
-
-
 def buildkit_support(path: str, version: str) -> Optional[str]:
     """'buildx' if the buildx plugin answers, 'builtin' for clients < 23 (BuildKit built in), else None."""
-    if _has_buildx(path):
+    r = probe(path, "buildx", "version")
+    if r is not None and r.returncode == 0:
         return "buildx"
     major = version.split(".")[0]
     return "builtin" if major.isdigit() and int(major) < 23 else None
@@ -68,36 +65,31 @@ def find_docker() -> DockerClient:
     then the usual install locations (Debian's docker.io client at /usr/bin/docker has BuildKit built in).
     """
     forced = os.environ.get("KIT_DOCKER")
-    if not forced:
-        return _find_docker_cached(os.environ.get("PATH", ""))
-    path = forced if os.sep in forced else (shutil.which(forced) or forced)
-    version = _client_version(path)
-    if not version:
-        raise PreflightError(
-            f"No docker CLI: KIT_DOCKER={forced!r} is not a working docker client (`{path} --version` failed). "
-            "Point KIT_DOCKER at a docker client, or unset it to let the kit search PATH."
-        )
-    kind = buildkit_support(path, version)
-    if not kind:
-        raise PreflightError(_no_buildkit_paragraph([(path, version)]))
-    return DockerClient(path, version, kind)
-
-
-@functools.lru_cache(maxsize=8)
-def _find_docker_cached(path_env: str) -> DockerClient:
-    on_path = [os.path.join(d, "docker") for d in path_env.split(os.pathsep) if d]
+    if forced:
+        path = forced if os.sep in forced else (shutil.which(forced) or forced)
+        if not _client_version(path):
+            raise PreflightError(
+                f"No docker CLI: KIT_DOCKER={forced!r} is not a working docker client (`{path} --version` failed). "
+                "Point KIT_DOCKER at a docker client, or unset it to let the kit search PATH."
+            )
+        return _first_buildkit_client((path,))
+    on_path = [os.path.join(d, "docker") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     found: dict[str, str] = {}  # real path -> the first name that leads to it
     for c in on_path + list(FALLBACK_CLIENTS):
         if os.path.isfile(c) and os.access(c, os.X_OK):
             found.setdefault(os.path.realpath(c), c)
-    candidates = list(found.values())
-    if not candidates:
+    if not found:
         raise PreflightError(
             "No docker CLI: `docker` is not on PATH (nor in /usr/bin or /usr/local/bin). The default runner builds "
             "and runs the pinned images with Docker: install Docker Engine (https://docs.docker.com/engine/install/, "
             "or `apt-get install docker.io` on Debian/Ubuntu) and the NVIDIA Container Toolkit for GPUs, or run "
             "without Docker using `--runner local` in an environment made from the stack's lock (README, Colab path)."
         )
+    return _first_buildkit_client(tuple(found.values()))
+
+
+@functools.lru_cache(maxsize=8)
+def _first_buildkit_client(candidates: tuple[str, ...]) -> DockerClient:
     tried = []
     for path in candidates:
         version = _client_version(path)
@@ -112,12 +104,8 @@ def _find_docker_cached(path_env: str) -> DockerClient:
             f"No docker CLI: found {', '.join(candidates)} but none answers `docker --version`. Reinstall Docker, "
             "or set KIT_DOCKER to a working client."
         )
-    raise PreflightError(_no_buildkit_paragraph(tried))
-
-
-def _no_buildkit_paragraph(tried: Sequence[tuple[str, str]]) -> str:
     listed = ", ".join(f"{p} ({v})" for p, v in tried)
-    return (
+    raise PreflightError(
         f"No BuildKit-capable docker client: {listed} cannot build with BuildKit. The images use BuildKit cache "
         "mounts and a BuildKit secret for the CA bundle, and Docker clients from version 23 on need the buildx "
         "plugin for that (`docker buildx version` fails here). Install the buildx plugin (package docker-buildx-plugin "
@@ -154,8 +142,7 @@ def check_daemon(client: DockerClient) -> str:
 
 
 def _inspect(docker: DockerClient, ref: str, template: str) -> str:
-    r = subprocess.run([docker.path, "image", "inspect", "--format", template, ref],
-                       capture_output=True, text=True, env=docker.env())
+    r = docker.run("image", "inspect", "--format", template, ref, timeout=None)
     return r.stdout.strip() if r.returncode == 0 else ""
 
 

@@ -23,7 +23,7 @@ from kit import KIT_ROOT
 from core.errors import KitError
 from core.locks import lock_requirements, lock_versions
 from kit.docker_client import DockerClient, check_daemon, check_disk, find_docker, image_size_bytes, inspect_image_id
-from kit.local_env import find_uv
+from kit.wheelhouse import find_uv
 
 IMAGES_DIR = KIT_ROOT / "images"
 STACKS = ("hf", "vllm", "vllm-0.20")
@@ -149,9 +149,7 @@ class ImageInfo:
     image_id: str
     lock_hash: str
     base_image: str
-    built: bool = False  # False: reused an existing image
-    build_seconds: Optional[float] = None
-    log_file: Optional[Path] = None
+    build_seconds: Optional[float] = None  # None: reused an existing image
     cached_steps: int = 0
     run_steps: int = 0
 
@@ -185,9 +183,8 @@ def build_command(docker: DockerClient, stack: str, tag: str, *, base_image: Opt
 
 
 def resolve_ca_bundle(ca_bundle: Optional[Path]) -> Optional[Path]:
-    if ca_bundle is None and os.environ.get("KIT_CA_BUNDLE"):
-        ca_bundle = Path(os.environ["KIT_CA_BUNDLE"])
-    if ca_bundle is None:
+    ca_bundle = ca_bundle or os.environ.get("KIT_CA_BUNDLE")
+    if not ca_bundle:
         return None
     if not Path(ca_bundle).is_file():
         raise KitError(f"CA bundle {ca_bundle} (from --ca-bundle or KIT_CA_BUNDLE) is not a file. Pass the PEM "
@@ -196,7 +193,7 @@ def resolve_ca_bundle(ca_bundle: Optional[Path]) -> Optional[Path]:
 
 
 def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] = None,
-                 log_dir: Optional[Path] = None, force_build: bool = False, echo=print) -> ImageInfo:
+                 log_dir: Optional[Path] = None, force_build: bool = False) -> ImageInfo:
     """Reuse ``awq-kit-<stack>:<content hash>`` if present, else build it with BuildKit (progress printed).
 
     force_build=True runs the build even when the tag exists (BuildKit reuses every cached layer).
@@ -208,7 +205,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     if not force_build:
         image_id = inspect_image_id(docker, tag)
         if image_id:
-            echo(f"[image {stack}] reusing {tag} ({image_id[:19]})")
+            print(f"[image {stack}] reusing {tag} ({image_id[:19]})")
             return ImageInfo(stack, tag, image_id, lh, base)
 
     ca = resolve_ca_bundle(ca_bundle)
@@ -216,7 +213,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"build-{stack}-{tag.split(':')[1]}.log"
     cmd = build_command(docker, stack, tag, base_image=base_override, ca_bundle=ca)
-    echo(f"[image {stack}] building {tag}: {stack_title(stack)} on {base}"
+    print(f"[image {stack}] building {tag}: {stack_title(stack)} on {base}"
          f"{' (CA bundle as BuildKit secret)' if ca else ''}; full log: {log_file}")
     verbose = os.environ.get("KIT_BUILD_VERBOSE") == "1"
     t0 = time.monotonic()
@@ -240,7 +237,7 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
                         steps[vertex] = True
                 if verbose or m or _PIP_LINE.match(line):
                     shown = line if verbose or len(line) <= 160 else line[:157] + "..."
-                    echo(f"[image {stack}] {time.monotonic() - t0:6.1f}s {shown}")
+                    print(f"[image {stack}] {time.monotonic() - t0:6.1f}s {shown}")
             rc = proc.wait()
         except KeyboardInterrupt:
             proc.terminate()
@@ -272,10 +269,9 @@ def ensure_image(stack: str, docker: DockerClient, *, ca_bundle: Optional[Path] 
     if not image_id:
         raise KitError(f"docker build reported success but {tag} is not in `docker images`; see {log_file}.")
     size = image_size_bytes(docker, tag)
-    echo(f"[image {stack}] built {tag} ({image_id[:19]}) in {seconds:.1f}s"
+    print(f"[image {stack}] built {tag} ({image_id[:19]}) in {seconds:.1f}s"
          + (f", {size / 1e9:.2f} GB" if size else "") + f"; {cached} of {cached + ran} step(s) cached")
-    return ImageInfo(stack, tag, image_id, lh, base, built=True, build_seconds=seconds, log_file=log_file,
-                     cached_steps=cached, run_steps=ran)
+    return ImageInfo(stack, tag, image_id, lh, base, build_seconds=seconds, cached_steps=cached, run_steps=ran)
 
 
 # Flags of the resolution that do not change what it picks: the header's command line leaves them out.
@@ -287,10 +283,6 @@ def uv_compile_command(uv: str, infile: str, outfile: str, exclude_newer: str = 
             "--python-version", LOCK_PYTHON, "--python-platform", LOCK_PLATFORM,
             "--generate-hashes", "--exclude-newer", exclude_newer,
             "--index-url", INDEX_URL, "--no-config", "--no-header", "--quiet"]
-
-
-def in_file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def lock_header(stack: str, infile: str, in_sha: str, uv_version: str) -> str:
@@ -319,7 +311,7 @@ def compile_lock(stack: str, infile: str, uv: str) -> str:
             raise KitError(f"resolving {src} with uv failed (exit code {r.returncode}).{hint}\n{r.stderr.strip()}")
         body = (Path(tmp) / "out.lock").read_text(encoding="utf-8")
     version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip() or "uv"
-    return lock_header(stack, infile, in_file_hash(src), version) + body
+    return lock_header(stack, infile, hashlib.sha256(src.read_bytes()).hexdigest(), version) + body
 
 
 def lock_drift(committed: str, fresh: str) -> list[str]:
@@ -415,6 +407,7 @@ def images_main(argv: list[str]) -> None:
         size = (image_size_bytes(client, tag) or 0) / 1e9
         rows.append(f"{stack:<6} {tag:<30} {first.image_id[:19]:<20} {cold:>10} {warm:>9} {size:>9.2f}")
     print(f"\n{'stack':<6} {'tag':<30} {'id':<20} {'build (s)':>10} {'warm (s)':>9} {'size (GB)':>9}", *rows, sep="\n")
+
 
 
 if __name__ == "__main__":

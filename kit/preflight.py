@@ -1,6 +1,6 @@
-"""Preflight: what the Docker runner needs, checked before any long step, one paragraph per problem: the client
-and its daemon (kit/docker_client.py); for GPU steps the NVIDIA runtime, a GPU, and that the GPU the step will run on
-meets the vLLM kernel's minimum compute capability (core/rules.py); for a build, free disk under the docker root.
+"""Preflight: what the Docker runner needs, checked before any long step, one paragraph per problem: a
+BuildKit-capable docker client and its daemon (kit/docker_client.py); for GPU steps the NVIDIA runtime, a GPU, and
+that the GPU the step will run on meets the vLLM kernel's minimum compute capability (core/rules.py). Host side.
 """
 from __future__ import annotations
 
@@ -10,24 +10,16 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from core.errors import KitError, one_line
 from core.rules import STUDY_SERIES, check_capability, names_gpu, visible_entry
 from core.workload import WorkloadSpec
-from kit.docker_client import PROBE_TIMEOUT, DockerClient, PreflightError, check_daemon, check_disk, find_docker
-from kit.images import STACK_INFO, current_tag, inspect_image_id
+from kit.docker_client import DockerClient, PreflightError, check_daemon, check_disk, find_docker, probe  # noqa: F401
+# (the client checks are re-exported: a caller runs the whole preflight through this module)
 
 # The daemon's own words when `docker run --gpus all` finds no NVIDIA runtime (exit code 125).
 NVIDIA_DAEMON_MESSAGE = 'could not select device driver "" with capabilities: [[gpu]]'
-
-
-def daemon_runtimes(client: DockerClient) -> dict:
-    r = client.run("info", "--format", "{{json .Runtimes}}")
-    try:
-        return (json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None) or {}
-    except json.JSONDecodeError:
-        return {}
 
 
 def nvidia_runtime_paragraph(detail: str = "") -> str:
@@ -44,16 +36,16 @@ def nvidia_runtime_paragraph(detail: str = "") -> str:
 def check_nvidia_runtime(client: DockerClient) -> None:
     """The daemon must be able to hand out GPUs. `--gpus` works through the `nvidia` runtime or, on newer
     toolkits, through nvidia-container-runtime-hook on the daemon's PATH; neither present means no GPUs."""
-    runtimes = daemon_runtimes(client)
+    r = client.run("info", "--format", "{{json .Runtimes}}")
+    try:
+        runtimes = (json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None) or {}
+    except json.JSONDecodeError:
+        runtimes = {}
     if (any("nvidia" in name.lower() for name in runtimes) or shutil.which("nvidia-container-runtime-hook")
             or shutil.which("nvidia-container-toolkit")):
         return
     listed = ", ".join(sorted(runtimes)) or "none reported"
     raise PreflightError(nvidia_runtime_paragraph(f"`docker info` runtimes: {listed}"))
-
-
-def is_nvidia_runtime_failure(returncode: int, output: str) -> bool:
-    return returncode == 125 and NVIDIA_DAEMON_MESSAGE in output
 
 
 @dataclass
@@ -73,11 +65,8 @@ def visible_gpus() -> list[GpuInfo]:
             "an NVIDIA GPU with its driver installed (check with `nvidia-smi`); for a CPU-only check of the pipeline "
             "use `--device cpu` or `nox -s demo`."
         )
-    try:
-        r = subprocess.run([smi, "--query-gpu=index,name,compute_cap,uuid", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=PROBE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        r = subprocess.CompletedProcess([smi], 1, "", "nvidia-smi timed out")
+    r = (probe(smi, "--query-gpu=index,name,compute_cap,uuid", "--format=csv,noheader")
+         or subprocess.CompletedProcess([smi], 1, "", "nvidia-smi timed out or could not run"))
     gpus = []
     for line in r.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
@@ -111,9 +100,8 @@ def gpu_that_will_run(gpus: list[GpuInfo], cuda_visible_devices: Optional[str]) 
 
 
 def check_quantization_capability(workload: WorkloadSpec, gpu: GpuInfo, series: Optional[str] = None) -> None:
-    """The vLLM rule and message (core.rules.check_capability) for the GPU that will run, before any build.
-
-    series: the vLLM series of the step's stack ("0.12", "0.20"); its kernels have their own minimums."""
+    """The vLLM rule and message (core.rules.check_capability) for the GPU that will run, before any build; series:
+    the vLLM series of the step's stack ("0.12", "0.20"), whose kernels have their own minimums."""
     if workload.quantization is None or gpu.capability is None:
         return  # not a vLLM row; an unknown capability is checked in the run, where torch reads it
     try:
@@ -126,29 +114,11 @@ def check_quantization_capability(workload: WorkloadSpec, gpu: GpuInfo, series: 
 def check_gpu_step(client: DockerClient, workload: WorkloadSpec, series: Optional[str] = None) -> None:
     """Everything a GPU step needs, all problems reported at once."""
     problems = []
-    try:
-        check_nvidia_runtime(client)
-    except PreflightError as e:
-        problems.append(str(e))
-    try:
-        gpu = gpu_that_will_run(visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
-        check_quantization_capability(workload, gpu, series)
-    except PreflightError as e:
-        problems.append(str(e))
+    for check in (lambda: check_nvidia_runtime(client), lambda: check_quantization_capability(
+            workload, gpu_that_will_run(visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")), series)):
+        try:
+            check()
+        except PreflightError as e:
+            problems.append(str(e))
     if problems:
         raise PreflightError("\n\n".join(problems))
-
-
-def docker_preflight(stacks: Sequence[str] = (), *, gpu_workload: Optional[WorkloadSpec] = None,
-                     vllm_series: Optional[str] = None) -> DockerClient:
-    """The checks before a Docker step, each one paragraph: the client and its daemon; the GPU, when the step needs
-    one (gpu_workload: its workload, vllm_series: the vLLM that will run it); free disk for each of `stacks` whose image
-    is not built yet. Returns the client to use."""
-    client = find_docker()
-    check_daemon(client)
-    if gpu_workload is not None:
-        check_gpu_step(client, gpu_workload, vllm_series)
-    for stack in stacks:
-        if not inspect_image_id(client, current_tag(stack, client)):
-            check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
-    return client

@@ -1,11 +1,15 @@
-"""Offline installs of a stack's exact lock: `nox -s wheelhouse -- STACK` here, `nox -s venv -- STACK --wheelhouse DIR`
-on a GPU host without internet (README "GPU hosts without internet"). Standard library only.
+"""A stack's exact locks as a local interpreter: `nox -s venv -- STACK` makes .venv-<STACK>/ with uv, in the image's
+order: bootstrap.lock (pip, setuptools, wheel), then requirements.lock with --require-hashes --no-deps
+--no-build-isolation (autoawq 0.2.9 is an sdist: it builds with the hashed setuptools), then a dependency check.
 
-A wheelhouse is a folder of files (stacks may share it) plus one manifest per stack, `wheelhouse-<stack>.json`,
-which records the wheels built from sdist-only packages (autoawq 0.2.9) beside the sdist hash the lock pins.
+Offline (README "GPU hosts without internet"): `nox -s wheelhouse -- STACK` fills a folder with every file the locks
+name, and `nox -s venv -- STACK --wheelhouse DIR` installs from it with no network at all. A wheelhouse is a folder of
+files (stacks may share it) plus one manifest per stack, `wheelhouse-<stack>.json`, which records the wheels built
+from sdist-only packages (autoawq 0.2.9) beside the sdist hash the lock pins. Standard library only.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from kit import KIT_ROOT
 from core.errors import KitError
 from core.files import atomic_write_text
 from core.locks import lock_requirements, normalize
@@ -28,6 +33,45 @@ LOCKS = ("bootstrap.lock", "requirements.lock")
 MANIFEST = "wheelhouse-{stack}.json"
 _NO_DISTRIBUTION = re.compile(r"(?:No matching distribution found for|Could not find a version that satisfies the "
                               r"requirement) ([A-Za-z0-9_.\-]+)==")
+
+
+# What a local interpreter must be able to import to run a stack's steps (bench, profile; pydantic: the results).
+STACK_MODULES = {"hf": ("torch", "transformers", "awq", "pydantic"), "vllm": ("torch", "vllm", "pydantic"),
+                 "vllm-0.20": ("torch", "vllm", "pydantic")}
+
+
+def venv_python(stack: str, root: Path = KIT_ROOT) -> Path:
+    return root / f".venv-{stack}" / "bin" / "python"
+
+
+def make_command(stack: str) -> str:
+    return f"nox -s venv -- {stack}"
+
+
+def find_uv(purpose: str, session: str) -> str:
+    uv = shutil.which("uv")
+    if not uv:
+        raise KitError(f"{purpose} needs uv, and it is not on PATH. Run `{session}` (nox installs uv into its own "
+                       "venv), or `pip install uv` first.")
+    return uv
+
+
+def stack_locks(stack: str) -> Path:
+    """images/<stack>/, the folder of a stack's locks (or a folder given by path, e.g. tests/stacks/offline); one
+    paragraph for an unknown stack."""
+    locks = Path(stack).resolve() if os.sep in stack else KIT_ROOT / "images" / stack
+    if not (locks / "requirements.lock").is_file():
+        stacks = sorted(p.name for p in (KIT_ROOT / "images").iterdir() if (p / "requirements.lock").is_file())
+        raise KitError(f"No stack {stack!r}: images/{stack}/requirements.lock does not exist. "
+                       f"Stacks: {', '.join(stacks)}.")
+    return locks
+
+
+def _run_shown(cmd: list[str], tool: str, hint: str, env: Optional[dict[str, str]] = None) -> None:
+    """Print the command, run it; one paragraph (the tool's own message is above it) when it fails."""
+    print("$ " + " ".join(cmd), flush=True)
+    if subprocess.run(cmd, env=env).returncode != 0:
+        raise KitError(f"`{' '.join(cmd)}` failed; {tool}'s message is printed above. {hint}")
 
 
 @dataclass(frozen=True)
@@ -221,35 +265,6 @@ def _no_wheel_paragraph(pin: Pin, why: str, log: str) -> str:
             "`nox -s lock`." + (f"\npip said:\n{tail}" if tail else ""))
 
 
-def download(stack: str, lock_dir: Path, dest: Path, *, ca_bundle: Optional[Path] = None,
-             index_url: str = "https://pypi.org/simple") -> Path:
-    """Fill dest with every file the stack's locks name; returns the manifest's path."""
-    pins = read_pins(lock_dir)
-    python, platform = lock_target(lock_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
-    index = ["--isolated", "--disable-pip-version-check", "--index-url", index_url]
-    cert = ca_bundle or os.environ.get("KIT_CA_BUNDLE") or os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    index += ["--cert", str(cert)] if cert else []
-    t0 = time.monotonic()
-    print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} "
-          f"into {dest}", flush=True)
-    no_wheel = _download_wheels(pins, dest, python, platform, index)
-    built = _build_sdists(no_wheel, [p for p in pins if p.lock == LOCKS[0]], dest, index) if no_wheel else []
-    manifest = {"format": "awq-kit-wheelhouse", "stack": stack, "locks_sha256": locks_sha256(lock_dir),
-                "python": python, "platform": platform, "built": built}
-    path = dest / MANIFEST.format(stack=stack)
-    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
-    files = resolve_files(stack, lock_dir, dest)  # everything present and every hash right, or a paragraph
-    size = sum(f.stat().st_size for f, _ in set(files.values()))
-    shown = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
-    print(f"wheelhouse: {len(files)} files, {shown}, every hash checked, in {time.monotonic() - t0:.0f} s. "
-          f"Carry the folder to the GPU host by any means (rsync -a {dest}/ HOST:{dest.name}/, a disk), then there: "
-          f"`nox -s venv -- {stack} --wheelhouse {dest.name}` (or `python3 -m kit venv {stack} --wheelhouse "
-          f"{dest.name}`), which needs no network.", flush=True)
-    return path
-
-
 def resolve_files(stack: str, lock_dir: Path, wheelhouse: Path) -> dict[Pin, tuple[Path, str]]:
     """Each pin -> (the wheelhouse file whose sha256 the lock, or for a built wheel the manifest, names; that hash).
     One paragraph for every missing or altered file."""
@@ -295,11 +310,8 @@ def _offline_install(python: str, pip: list[str], requirements: str, wheelhouse:
     # front would add about a minute to every offline install for files never imported.
     cmd = [python, *pip, "--isolated", "--disable-pip-version-check", "--no-input", "--no-index", "--no-compile",
            "--find-links", str(wheelhouse), "--require-hashes", "--no-deps", *extra, "-r", requirements]
-    print("$ " + " ".join(cmd), flush=True)
-    if subprocess.run(cmd).returncode != 0:
-        raise KitError(f"`{' '.join(cmd)}` failed; pip's message is printed above. The wheelhouse's hashes were "
-                       "checked before, so this is the interpreter: the wheels are for the lock's Python (pass "
-                       "--python with that version).")
+    _run_shown(cmd, "pip", "The wheelhouse's hashes were checked before, so this is the interpreter: the wheels are "
+               "for the lock's Python (pass --python with that version).")
 
 
 def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str, venv: Path) -> Path:
@@ -337,3 +349,72 @@ def make_venv_offline(stack: str, lock_dir: Path, wheelhouse: Path, python: str,
     print(f"venv: {venv} made from {wheelhouse} with no index, every hash checked, in {time.monotonic() - t0:.0f} s",
           flush=True)
     return venv / "bin" / "python"
+
+
+def venv_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="nox -s venv --", description="Make .venv-STACK/, the local runner's interpreter, "
+                                "from the stack's hashed locks (with --wheelhouse: from a wheelhouse, offline).")
+    p.add_argument("stack", nargs="?", default="hf",
+                   help="hf (default), vllm or vllm-0.20: which images/<stack>/ locks")
+    p.add_argument("--python", default=sys.executable, help="base interpreter (default: the one running this)")
+    p.add_argument("--wheelhouse", type=Path, help="install from this folder (made by `nox -s wheelhouse -- STACK`) "
+                                                   "with no network at all, every file checked against the locks")
+    p.add_argument("--venv", type=Path, help="where to make it (default .venv-STACK/, the one the local runner uses)")
+    ns = p.parse_args(argv)
+    locks = stack_locks(ns.stack)
+    venv = (ns.venv or venv_python(locks.name).parent.parent).resolve()
+    if ns.wheelhouse:
+        make_venv_offline(locks.name, locks, ns.wheelhouse, ns.python, venv)
+        if ns.venv is None:
+            print(f"venv: `--runner local` and `nox -s demo` use {venv} by default", flush=True)
+        return
+    uv, t0 = find_uv("Making the local interpreter", make_command(ns.stack)), time.monotonic()
+    target = venv / "bin" / "python"
+    install = [uv, "pip", "install", "--python", str(target), "--require-hashes", "--no-deps"]
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")  # use the given interpreter, never fetch one
+    with removed_if_half_made(venv):
+        for cmd in ([uv, "venv", "--clear", "--python", ns.python, str(venv)],
+                    [*install, "-r", str(locks / "bootstrap.lock")],
+                    [*install, "--no-build-isolation", "-r", str(locks / "requirements.lock")],
+                    [uv, "pip", "check", "--python", str(target)]):
+            _run_shown(cmd, "uv", "A network or certificate error behind a TLS-intercepting proxy needs SSL_CERT_FILE "
+                       "pointing at the proxy's CA bundle.", env)
+    print(f"venv: {venv} made from images/{locks.name}/*.lock in {time.monotonic() - t0:.0f} s"
+          + ("" if ns.venv else "; `--runner local` and `nox -s demo` use it by default"), flush=True)
+
+
+def wheelhouse_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="nox -s wheelhouse --",
+                                description="Download every file a stack's locks name, for the lock's Python and "
+                                            "platform, hashes checked (sdist-only packages built once into wheels), "
+                                            "for `nox -s venv -- STACK --wheelhouse DIR` on a host without internet.")
+    p.add_argument("stack", help="hf, vllm or vllm-0.20: which images/<stack>/ locks")
+    p.add_argument("--dest", type=Path, default=KIT_ROOT / "wheelhouse",
+                   help="the folder (default: wheelhouse/, git-ignored; stacks may share it)")
+    p.add_argument("--ca-bundle", type=Path, help="CA bundle of a TLS-intercepting proxy (default: KIT_CA_BUNDLE, "
+                                                  "PIP_CERT or SSL_CERT_FILE)")
+    ns = p.parse_args(argv)
+    lock_dir = stack_locks(ns.stack)
+    stack, dest = lock_dir.name, ns.dest.resolve()
+    pins = read_pins(lock_dir)
+    python, platform = lock_target(lock_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    # --isolated: a machine's pip.conf (extra indexes, constraints) must not change what the lock's index serves.
+    index = ["--isolated", "--disable-pip-version-check", "--index-url", "https://pypi.org/simple"]
+    cert = ns.ca_bundle or next(filter(None, map(os.environ.get, ("KIT_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE"))), None)
+    index += ["--cert", str(cert)] if cert else []
+    t0 = time.monotonic()
+    print(f"wheelhouse: {len(pins)} packages of the {stack} locks ({lock_dir}) for Python {python} / {platform} "
+          f"into {dest}", flush=True)
+    no_wheel = _download_wheels(pins, dest, python, platform, index)
+    built = _build_sdists(no_wheel, [p for p in pins if p.lock == LOCKS[0]], dest, index) if no_wheel else []
+    manifest = {"format": "awq-kit-wheelhouse", "stack": stack, "locks_sha256": locks_sha256(lock_dir),
+                "python": python, "platform": platform, "built": built}
+    atomic_write_text(dest / MANIFEST.format(stack=stack), json.dumps(manifest, indent=2) + "\n")
+    files = resolve_files(stack, lock_dir, dest)  # everything present and every hash right, or a paragraph
+    size = sum(f.stat().st_size for f, _ in set(files.values()))
+    shown = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    print(f"wheelhouse: {len(files)} files, {shown}, every hash checked, in {time.monotonic() - t0:.0f} s. "
+          f"Carry the folder to the GPU host by any means (rsync -a {dest}/ HOST:{dest.name}/, a disk), then there: "
+          f"`nox -s venv -- {stack} --wheelhouse {dest.name}` (or `python3 -m kit venv {stack} --wheelhouse "
+          f"{dest.name}`), which needs no network.", flush=True)

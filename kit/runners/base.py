@@ -3,6 +3,7 @@ the environment contract each runner passes to the child (`child_env`), so the c
 know which runner started it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -14,12 +15,9 @@ from core.git import kit_git_state
 from core.workload import WorkloadSpec
 from kit import KIT_ROOT
 
-Stack = Literal["hf", "vllm", "vllm-0.20"]
-
-
 @dataclass(frozen=True)
 class Step:
-    stack: Stack
+    stack: str  # one of kit.images.STACKS
     # the entry point after the interpreter, relative to the kit root, e.g. ("-m", "bench", "run", "--backend", "vllm")
     argv: tuple[str, ...]
     workload: Optional[WorkloadSpec] = None  # handed to the entry point as `--workload JSON`
@@ -31,17 +29,14 @@ class Step:
 
     def to_json(self) -> str:
         """The step as data (`python -m kit step --step JSON` rebuilds it on a Slurm node)."""
-        return json.dumps({"stack": self.stack, "argv": list(self.argv), "description": self.description,
-                           "workload": json.loads(self.workload.to_json()) if self.workload else None},
-                          sort_keys=True, separators=(",", ":"))
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Step":
         try:
             data = json.loads(text)
-            workload = data["workload"]
             return cls(stack=data["stack"], argv=tuple(data["argv"]), description=data.get("description", ""),
-                       workload=WorkloadSpec.from_json(json.dumps(workload)) if workload is not None else None)
+                       workload=WorkloadSpec(**data["workload"]) if data["workload"] is not None else None)
         except (ValueError, TypeError, KeyError) as e:
             raise KitError(f"--step: not a step written by the kit ({e!r}). `python -m kit step` is what a Slurm "
                            "job of `--runner slurm` runs; use the bench-hf, bench-vllm or profile commands.") from None
@@ -60,8 +55,7 @@ class RunnerOptions:
     output_dir: Path = field(default_factory=lambda: KIT_ROOT / "output")  # traces, logs (git-ignored)
     cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("KIT_CACHE_DIR",
                                                                         Path.home() / ".cache" / "awq-kit")))
-    hf_home: Path = field(default_factory=lambda: Path(os.environ.get("HF_HOME",
-                                                                      Path.home() / ".cache" / "huggingface")))
+    hf_home: Path = field(default_factory=lambda: Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")))
     ca_bundle: Optional[Path] = None  # docker builds behind TLS-intercepting proxies
     label: Optional[str] = None  # free-text provenance label, e.g. "reference run"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -84,13 +78,8 @@ def child_env(opts: RunnerOptions, *, results_dir: str, output_dir: str, cache_d
     KIT_STACK        the step's stack (set by each runner): provenance reads images/<stack>/requirements.lock
     """
     commit, dirty = kit_git_state()
-    env = {
-        "KIT_RESULTS_DIR": results_dir,
-        "KIT_OUTPUT_DIR": output_dir,
-        "KIT_CACHE_DIR": cache_dir,
-        "KIT_RUNNER": runner,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = {"KIT_RESULTS_DIR": results_dir, "KIT_OUTPUT_DIR": output_dir, "KIT_CACHE_DIR": cache_dir,
+           "KIT_RUNNER": runner, "PYTHONUNBUFFERED": "1"}
     if commit:
         env["KIT_GIT_COMMIT"] = commit
         env["KIT_GIT_DIRTY"] = "1" if dirty else "0"

@@ -10,14 +10,9 @@ import subprocess
 import sys
 
 
-def main(argv: list[str]) -> int:
-    docker, name = argv
+if __name__ == "__main__":
+    docker, name = sys.argv[1:]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stdin.buffer.read()  # blocks until the kit's end of the pipe is closed
     subprocess.run([docker, "rm", "--force", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

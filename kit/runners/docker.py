@@ -4,19 +4,21 @@ by name only, Ctrl-C, and why no container outlives its kit process (the kit.own
 """
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import select
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
 
 from core.errors import KitError
 from core.workload import WorkloadSpec
-from kit import KIT_ROOT, preflight
-from kit.images import ensure_image, vllm_series_of
+from kit import KIT_ROOT, docker_client, preflight
+from kit.images import STACK_INFO, STACKS, current_tag, ensure_image, resolve_ca_bundle, vllm_series_of
 from kit.runners.base import RunnerOptions, Step, child_env
 
 # Where the host folders appear inside the container.
@@ -83,18 +85,19 @@ def sweep_stale_containers(client) -> list[str]:
     return stale
 
 
-def vllm_cache_dir() -> Path:
-    return Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
+def _writable_mounts(opts: RunnerOptions, stack: str) -> list[tuple[Path, str]]:
+    """The host folders the container writes to, and where it sees them."""
+    vllm_cache = Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
+    return [(opts.results_dir, RESULTS_MOUNT), (opts.output_dir, OUTPUT_MOUNT), (opts.cache_dir, CACHE_MOUNT),
+            (opts.hf_home, HF_MOUNT)] + ([(vllm_cache, VLLM_CACHE_MOUNT)] if vllm_series_of(stack) else [])
 
 
-def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadSpec], list[tuple[Path, str]]]:
+def map_host_paths(workload: WorkloadSpec) -> tuple[WorkloadSpec, list[tuple[Path, str]]]:
     """The workload with its `model` / `synthetic` host paths rewritten into container paths.
 
     Paths inside the kit checkout map to /kit/...; others are bind-mounted read-only under /models/.
     Hub ids and config names (no such file or folder on the host) are left alone. Returns (workload, mounts).
     """
-    if workload is None:
-        return None, []
     changes: dict[str, str] = {}
     mounts: list[tuple[Path, str]] = []
     for name in ("model", "synthetic"):
@@ -111,24 +114,16 @@ def map_host_paths(workload: Optional[WorkloadSpec]) -> tuple[Optional[WorkloadS
 
 
 def docker_run_command(client_path: str, step: Step, opts: RunnerOptions, image_tag: str, env: dict[str, str], *,
-                       name: str, needs_gpu: bool) -> list[str]:
+                       name: str) -> list[str]:
     """The exact `docker run` argv (no secret values in it: those go by name)."""
     cmd = [client_path, "run", "--rm", "--init", "--name", name,
            "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp", "-e", f"USER={os.environ.get('USER') or 'kit'}",
            "--workdir", KIT_MOUNT, "--label", RUNNER_LABEL, "--label", f"{OWNER_LABEL}={owner_tag() or ''}"]
-    cmd += ["--gpus", "all", "--shm-size", SHM_SIZE] if needs_gpu else ["--shm-size", "1g"]
-    mounts = [
-        (KIT_ROOT, KIT_MOUNT, "ro"),
-        (opts.results_dir, RESULTS_MOUNT, "rw"),
-        (opts.output_dir, OUTPUT_MOUNT, "rw"),
-        (opts.cache_dir, CACHE_MOUNT, "rw"),
-        (opts.hf_home, HF_MOUNT, "rw"),
-    ]
-    if vllm_series_of(step.stack):
-        mounts.append((vllm_cache_dir(), VLLM_CACHE_MOUNT, "rw"))
+    cmd += ["--gpus", "all", "--shm-size", SHM_SIZE] if step.needs_gpu else ["--shm-size", "1g"]
+    mounts = [(KIT_ROOT, KIT_MOUNT, "ro")] + [(host, path, "rw") for host, path in _writable_mounts(opts, step.stack)]
     if opts.ca_bundle:
         mounts.append((opts.ca_bundle, CA_MOUNT, "ro"))
-    workload, path_mounts = map_host_paths(step.workload)
+    workload, path_mounts = map_host_paths(step.workload) if step.workload else (None, [])
     mounts += [(host, target, "ro") for host, target in path_mounts]
     for host, target, mode in mounts:
         cmd += ["--mount", f"type=bind,source={Path(host).resolve()},target={target}"
@@ -225,28 +220,41 @@ def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytea
     return rc
 
 
+def docker_preflight(stacks: tuple[str, ...] = (), *, gpu_workload: Optional[WorkloadSpec] = None,
+                     vllm_series: Optional[str] = None) -> docker_client.DockerClient:
+    """The checks before a Docker step, each one paragraph: the client and its daemon; the GPU, when the step needs
+    one (gpu_workload: its workload, vllm_series: the vLLM that will run it); free disk for each of `stacks` whose image
+    is not built yet. Returns the client to use."""
+    client = docker_client.find_docker()
+    docker_client.check_daemon(client)
+    if gpu_workload is not None:
+        preflight.check_gpu_step(client, gpu_workload, vllm_series)
+    for stack in stacks:
+        if not docker_client.inspect_image_id(client, current_tag(stack, client)):
+            docker_client.check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
+    return client
+
+
 def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, log_name: Optional[str] = None) -> int:
     """Run a step in its image, streaming and logging its output; returns the exit code.
 
     Raises KeyboardInterrupt after stopping the container on Ctrl-C.
     """
-    needs_gpu = step.needs_gpu
     if client is None:
-        client = preflight.docker_preflight(() if image else (step.stack,), gpu_workload=step.workload if needs_gpu
+        client = docker_preflight(() if image else (step.stack,), gpu_workload=step.workload if step.needs_gpu
                                             else None, vllm_series=vllm_series_of(step.stack))
     sweep_stale_containers(client)
     if image is None:
         image = ensure_image(step.stack, client, ca_bundle=opts.ca_bundle, log_dir=opts.output_dir / "logs")
     name = f"awq-kit-{step.stack}-{secrets.token_hex(4)}"
     env = container_env(opts, image.env(), step.stack)
-    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name, needs_gpu=needs_gpu)
+    cmd = docker_run_command(client.path, step, opts, image.tag, env, name=name)
     log_path = opts.output_dir / "logs" / (log_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log")
     print(f"[docker] {step.description or step.stack}: {image.tag} ({image.image_id[:19]}), "
-          f"{'GPU' if needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
+          f"{'GPU' if step.needs_gpu else 'CPU'}, uid {os.getuid()}; log: {log_path}", flush=True)
 
     tail = bytearray()
-    for d in [opts.results_dir, opts.output_dir / "logs", opts.cache_dir, opts.hf_home] + (
-            [vllm_cache_dir()] if vllm_series_of(step.stack) else []):
+    for d in [opts.output_dir / "logs"] + [host for host, _ in _writable_mounts(opts, step.stack)]:
         try:
             Path(d).mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -261,8 +269,7 @@ def run_in_image(step: Step, opts: RunnerOptions, *, client=None, image=None, lo
     finally:
         guard.stdin.close()  # the kit is done with the container: the guard removes whatever is left of it
         guard.wait()
-    text = tail.decode("utf-8", "replace")
-    if preflight.is_nvidia_runtime_failure(rc, text):
+    if rc == 125 and preflight.NVIDIA_DAEMON_MESSAGE in tail.decode("utf-8", "replace"):
         raise preflight.PreflightError(preflight.nvidia_runtime_paragraph())
     return rc
 
@@ -277,3 +284,26 @@ def run_docker(step: Step, opts: RunnerOptions) -> None:
         raise KitError(f"{what} failed inside the {step.stack} image (exit code {rc}). Its own message is printed "
                        f"above and kept under {opts.output_dir / 'logs'}; nothing incomplete was written to the "
                        "results folder.")
+
+
+# `python -m kit container-pytest STACK -- PYTEST ARGS`: what tests-container, tests-vllm and tests-vllm-0.20 call.
+def container_pytest_main(argv: list[str]) -> None:
+    kit_args, pytest_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(prog="python -m kit container-pytest",
+                                usage="%(prog)s STACK [--ca-bundle PATH] -- [PYTEST ARGS ...]",
+                                description="Build or reuse STACK's pinned image and run `python -m pytest PYTEST "
+                                            "ARGS` in it (kit at /kit read-only, CPU); exits with pytest's exit code.",
+                                epilog="Everything after `--` goes to pytest (test paths, -k, -x, -v ...).")
+    p.add_argument("stack", choices=STACKS)
+    p.add_argument("--ca-bundle", type=Path, help="CA bundle for the image build (BuildKit secret); also KIT_CA_BUNDLE")
+    ns = p.parse_args(kit_args)
+    ca = resolve_ca_bundle(ns.ca_bundle)
+    client = docker_preflight((ns.stack,))
+    with tempfile.TemporaryDirectory(prefix=f"kit-pytest-{ns.stack}-") as tmp:
+        # Logs (the build's, and pytest's whole output) under output/logs as for a bench; no result is written.
+        opts = RunnerOptions(runner="docker", results_dir=Path(tmp) / "results", ca_bundle=ca)
+        image = ensure_image(ns.stack, client, ca_bundle=ca, log_dir=opts.output_dir / "logs")
+        # /kit is read-only: no .pytest_cache (and no bytecode: the runner sets PYTHONDONTWRITEBYTECODE).
+        argv = ("-m", "pytest", "-p", "no:cacheprovider", *pytest_args)
+        step = Step(ns.stack, argv, description=f"pytest {' '.join(pytest_args)} in the {ns.stack} image")
+        raise SystemExit(run_in_image(step, opts, client=client, image=image))

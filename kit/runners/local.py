@@ -10,7 +10,7 @@ import sys
 
 from kit import KIT_ROOT
 from core.errors import KitError
-from kit.local_env import STACK_MODULES, make_command, venv_python
+from kit.wheelhouse import STACK_MODULES, make_command, venv_python
 from kit.runners.base import RunnerOptions, Step, child_env
 
 

@@ -95,7 +95,7 @@ def hf_image(docker_client, base_image, build_log_dir) -> images.ImageInfo:
     """The hf image, built by the kit or reused (as `nox -s bench-hf` would)."""
     info = images.ensure_image("hf", docker_client, log_dir=build_log_dir)
     size = images.image_size_bytes(docker_client, info.tag) or 0
-    how = f"built in {info.build_seconds:.1f}s" if info.built else "reused"
+    how = "reused" if info.build_seconds is None else f"built in {info.build_seconds:.1f}s"
     NOTES.append(f"hf image {info.tag} ({info.image_id[:19]}): {how}, {size / 1e9:.2f} GB")
     return info
 

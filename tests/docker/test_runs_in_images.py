@@ -88,7 +88,7 @@ def test_code_only_change_rebuilds_no_layer(docker_client, hf_image, base_image,
     copy = copy_kit(tmp_path / "kit")
     for f in (copy / "bench" / "__init__.py", copy / "profile" / "run_profile.py"):
         f.write_text(f.read_text() + "\n# a code-only change\n")
-    code = ("import sys; from kit.preflight import find_docker; from kit.images import ensure_image, image_tag\n"
+    code = ("import sys; from kit.docker_client import find_docker; from kit.images import ensure_image, image_tag\n"
             "c = find_docker(); i = ensure_image('hf', c, force_build=True, log_dir=sys.argv[1])\n"
             "print('RESULT', i.tag, i.image_id, i.cached_steps, i.run_steps)\n")
     env = dict(os.environ, PYTHONPATH=str(copy))

@@ -130,5 +130,5 @@ def test_token_absent_means_not_passed(docker_client, hf_image, tmp_path, monkey
                          hf_home=tmp_path / "h")
     step = Step("hf", ("-m", "bench", "run"))
     cmd = docker_run_command(docker_client.path, step, opts, hf_image.tag,
-                             container_env(opts, hf_image.env(), "hf"), name="x", needs_gpu=False)
+                             container_env(opts, hf_image.env(), "hf"), name="x")
     assert "HF_TOKEN" not in " ".join(cmd)

@@ -29,7 +29,7 @@ def check(command: str, argv: list[str]):
     if command == "run":
         return parse_run_args(argv)
     if command == "demo":
-        from kit.demo import demo_parser, demo_workload
+        from kit.cli import demo_parser, demo_workload
 
         return demo_workload(demo_parser().parse_args(argv))
     return plan(command, argv)[1]
@@ -270,7 +270,7 @@ def test_provenance_reads_the_env_contract(monkeypatch):
 
 
 def test_demo_workload_and_steps(tmp_path):
-    from kit.demo import DEMO_WORKLOAD, demo_parser, demo_steps, demo_workload
+    from kit.cli import DEMO_WORKLOAD, demo_parser, demo_steps, demo_workload
 
     spec = demo_workload(demo_parser().parse_args(["--output-len=16", "--iters", "2"]))
     assert (spec.output_len, spec.iters, spec.synthetic, spec.device) == (16, 2, "tiny", "cpu")
@@ -284,7 +284,7 @@ def test_demo_workload_and_steps(tmp_path):
 
 
 def test_demo_never_writes_into_results_or_reports():
-    from kit.demo import run_demo
+    from kit.cli import run_demo
 
     for folder in ("results", "reports", "results/sub"):
         with pytest.raises(KitError, match="never writes there"):

@@ -11,9 +11,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kit import KIT_ROOT, docker_client, preflight  # noqa: E402
+from kit import KIT_ROOT, preflight  # noqa: E402
 from kit.runners import RunnerOptions, Step  # noqa: E402
 from core.workload import WorkloadSpec  # noqa: E402
+from kit.runners import docker  # noqa: E402
 from kit.runners.docker import container_env, docker_run_command, map_host_paths  # noqa: E402
 
 IMAGE_ENV = {"KIT_IMAGE_ID": "sha256:" + "a" * 64, "KIT_IMAGE_TAG": "awq-kit-hf:0123456789abcdef",
@@ -25,7 +26,7 @@ def _cmd(tmp_path, stack="hf", workload=WorkloadSpec(), ca=None, **env):
                          cache_dir=tmp_path / "cache", hf_home=tmp_path / "hf", ca_bundle=ca)
     step = Step(stack, ("-m", "bench", "run"), workload)
     return docker_run_command("docker", step, opts, "awq-kit-hf:0123456789abcdef",
-                              container_env(opts, IMAGE_ENV, stack), name="n", needs_gpu=step.needs_gpu)
+                              container_env(opts, IMAGE_ENV, stack), name="n")
 
 
 def test_run_argv(tmp_path, monkeypatch):
@@ -152,12 +153,12 @@ def test_buildkit_support_by_client_version(tmp_path):
     stub = tmp_path / "docker"
     stub.write_text("#!/bin/sh\nexit 1\n")  # no buildx plugin
     stub.chmod(0o755)
-    assert docker_client.buildkit_support(str(stub), "20.10.24+dfsg1") == "builtin"
-    assert docker_client.buildkit_support(str(stub), "28.2.2") is None
+    assert preflight.buildkit_support(str(stub), "20.10.24+dfsg1") == "builtin"
+    assert preflight.buildkit_support(str(stub), "28.2.2") is None
     plugin = tmp_path / "docker2"
     plugin.write_text('#!/bin/sh\n[ "$1" = buildx ] && echo "github.com/docker/buildx v0.17.1" && exit 0\nexit 1\n')
     plugin.chmod(0o755)
-    assert docker_client.buildkit_support(str(plugin), "28.2.2") == "buildx"
+    assert preflight.buildkit_support(str(plugin), "28.2.2") == "buildx"
 
 
 def test_host_model_paths_are_mounted(tmp_path):
@@ -182,12 +183,12 @@ def test_docker_preflight_checks_the_gpu_and_the_disk_only_where_needed(monkeypa
     monkeypatch.setattr(preflight, "check_daemon", lambda c: calls.append(("daemon", c)))
     monkeypatch.setattr(preflight, "check_gpu_step", lambda c, w, series: calls.append(("gpu", w.quantization, series)))
     monkeypatch.setattr(preflight, "check_disk", lambda c, gb, what: calls.append(("disk", what)))
-    monkeypatch.setattr(preflight, "current_tag", lambda stack, c: f"awq-kit-{stack}:tag")
+    monkeypatch.setattr(docker, "current_tag", lambda stack, c: f"awq-kit-{stack}:tag")
     monkeypatch.setattr(preflight, "inspect_image_id", lambda c, tag: "sha256:1" if "hf" in tag else None)
-    assert preflight.docker_preflight(("hf", "vllm"), gpu_workload=WorkloadSpec(quantization="awq"),
+    assert docker.docker_preflight(("hf", "vllm"), gpu_workload=WorkloadSpec(quantization="awq"),
                                       vllm_series="0.20") is client
     assert calls == [("daemon", client), ("gpu", "awq", "0.20"),
                      ("disk", "building the vllm image")]
     calls.clear()
-    preflight.docker_preflight()
+    docker.docker_preflight()
     assert calls == [("daemon", client)]

@@ -79,11 +79,11 @@ def test_docker_runner_tells_the_container_its_stack(tmp_path):
 
 
 def test_local_runner_tells_the_child_its_stack(tmp_path, monkeypatch):
-    from kit import local_env
+    from kit import wheelhouse
     from kit.runners.local import run_local
 
     # This host interpreter has no torch or vllm: require only what it has, so the stack check passes for real.
-    monkeypatch.setitem(local_env.STACK_MODULES, "vllm", ("pydantic",))
+    monkeypatch.setitem(wheelhouse.STACK_MODULES, "vllm", ("pydantic",))
 
     out = tmp_path / "stack.txt"
     code = f"import os; open({str(out)!r}, 'w').write(os.environ['KIT_STACK'])"

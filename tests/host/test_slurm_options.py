@@ -205,7 +205,7 @@ def test_docker_runner_forwards_the_job_by_name(tmp_path, monkeypatch):
     opts = RunnerOptions(results_dir=tmp_path / "r", output_dir=tmp_path / "o", cache_dir=tmp_path / "c",
                          hf_home=tmp_path / "h")
     step = Step("hf", ("-m", "bench", "run"), WorkloadSpec(device="cpu"))
-    cmd = docker_run_command("docker", step, opts, "img", container_env(opts, {}, "hf"), name="n", needs_gpu=False)
+    cmd = docker_run_command("docker", step, opts, "img", container_env(opts, {}, "hf"), name="n")
     for k in ("SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION", "KIT_SLURM_GPU_TYPE"):
         assert cmd[cmd.index(k) - 1] == "-e" and f"{k}=" not in " ".join(cmd)
 
