@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kit import KIT_ROOT, preflight  # noqa: E402
+from kit import KIT_ROOT, docker_client, preflight  # noqa: E402
 from kit.runners import RunnerOptions, Step  # noqa: E402
 from core.workload import WorkloadSpec  # noqa: E402
 from kit.runners import docker  # noqa: E402
@@ -153,12 +153,12 @@ def test_buildkit_support_by_client_version(tmp_path):
     stub = tmp_path / "docker"
     stub.write_text("#!/bin/sh\nexit 1\n")  # no buildx plugin
     stub.chmod(0o755)
-    assert preflight.buildkit_support(str(stub), "20.10.24+dfsg1") == "builtin"
-    assert preflight.buildkit_support(str(stub), "28.2.2") is None
+    assert docker_client.buildkit_support(str(stub), "20.10.24+dfsg1") == "builtin"
+    assert docker_client.buildkit_support(str(stub), "28.2.2") is None
     plugin = tmp_path / "docker2"
     plugin.write_text('#!/bin/sh\n[ "$1" = buildx ] && echo "github.com/docker/buildx v0.17.1" && exit 0\nexit 1\n')
     plugin.chmod(0o755)
-    assert preflight.buildkit_support(str(plugin), "28.2.2") == "buildx"
+    assert docker_client.buildkit_support(str(plugin), "28.2.2") == "buildx"
 
 
 def test_host_model_paths_are_mounted(tmp_path):
