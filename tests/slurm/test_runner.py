@@ -248,7 +248,7 @@ def test_job_failing_on_the_node(tools, jobs, env, tmp_path):
     paragraph = out.split(f"Slurm job {job_id} ended FAILED", 1)[1]
     assert "The last" in paragraph and "/usr/bin/python3 cannot run the hf steps, it lacks torch" in paragraph
     assert "error: 1 of 1 Slurm job(s) did not complete" in out and f"job {job_id} (transformers + autoawq " \
-        "bench on CPU) FAILED with exit code 2" in out
+        "bench on CPU) FAILED, exit code 2" in out
     assert not list((tmp_path / "results").glob("*.json"))
     # the failed spec is submitted again next time (it is not "already" anything)
     ledger = json.loads(next((tmp_path / "results" / ".slurm").glob("*.json")).read_text())
