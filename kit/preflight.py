@@ -15,9 +15,7 @@ from typing import Optional
 from core.errors import KitError, one_line
 from core.rules import STUDY_SERIES, check_capability, names_gpu, visible_entry
 from core.workload import WorkloadSpec
-from kit.docker_client import (DockerClient, PreflightError, check_daemon, check_disk, find_docker,  # noqa: F401
-                               inspect_image_id, probe)
-# (the client checks are re-exported: a caller runs the whole preflight through this module)
+from kit.docker_client import DockerClient, PreflightError, probe
 
 # The daemon's own words when `docker run --gpus all` finds no NVIDIA runtime (exit code 125).
 NVIDIA_DAEMON_MESSAGE = 'could not select device driver "" with capabilities: [[gpu]]'

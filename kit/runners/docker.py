@@ -17,7 +17,7 @@ from typing import Optional
 
 from core.errors import KitError
 from core.workload import WorkloadSpec
-from kit import KIT_ROOT, preflight
+from kit import KIT_ROOT, docker_client, preflight
 from kit.images import STACK_INFO, STACKS, current_tag, ensure_image, resolve_ca_bundle, vllm_series_of
 from kit.runners.base import RunnerOptions, Step, child_env
 
@@ -221,17 +221,17 @@ def _run_attached(client, name: str, cmd: list[str], log_path: Path, tail: bytea
 
 
 def docker_preflight(stacks: tuple[str, ...] = (), *, gpu_workload: Optional[WorkloadSpec] = None,
-                     vllm_series: Optional[str] = None) -> preflight.DockerClient:
+                     vllm_series: Optional[str] = None) -> docker_client.DockerClient:
     """The checks before a Docker step, each one paragraph: the client and its daemon; the GPU, when the step needs
     one (gpu_workload: its workload, vllm_series: the vLLM that will run it); free disk for each of `stacks` whose image
     is not built yet. Returns the client to use."""
-    client = preflight.find_docker()
-    preflight.check_daemon(client)
+    client = docker_client.find_docker()
+    docker_client.check_daemon(client)
     if gpu_workload is not None:
         preflight.check_gpu_step(client, gpu_workload, vllm_series)
     for stack in stacks:
-        if not preflight.inspect_image_id(client, current_tag(stack, client)):
-            preflight.check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
+        if not docker_client.inspect_image_id(client, current_tag(stack, client)):
+            docker_client.check_disk(client, STACK_INFO[stack].build_free_gb, f"building the {stack} image")
     return client
 
 

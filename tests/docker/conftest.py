@@ -23,7 +23,7 @@ for _p in (str(REPO), str(REPO / "tests" / "support"), str(Path(__file__).resolv
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from kit import images, preflight  # noqa: E402
+from kit import docker_client as kit_docker, images, preflight  # noqa: E402
 from kit.runners.docker import sweep_stale_containers  # noqa: E402
 from dockerkit import CI, LOCAL_BASE, NOTES, NonRoot, copy_kit, unavailable  # noqa: E402
 # CI=true: any skip in this suite is a failure (tests/support/ci_policy.py).
@@ -36,8 +36,8 @@ def no_container_left_behind():
     left would be stale; remove it (never one without the kit's labels, nor one of a kit process still alive)."""
     yield
     try:
-        client = preflight.find_docker()
-        preflight.check_daemon(client)
+        client = kit_docker.find_docker()
+        kit_docker.check_daemon(client)
     except preflight.PreflightError:
         return
     for name in sweep_stale_containers(client):
@@ -45,10 +45,10 @@ def no_container_left_behind():
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> preflight.DockerClient:
+def docker_client() -> kit_docker.DockerClient:
     try:
-        client = preflight.find_docker()
-        preflight.check_daemon(client)
+        client = kit_docker.find_docker()
+        kit_docker.check_daemon(client)
     except preflight.PreflightError as e:
         unavailable(f"no usable Docker: {e}")
     return client

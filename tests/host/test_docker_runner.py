@@ -179,12 +179,12 @@ def test_docker_preflight_checks_the_gpu_and_the_disk_only_where_needed(monkeypa
     for an image that is not built yet."""
     calls = []
     client = object()
-    monkeypatch.setattr(preflight, "find_docker", lambda: client)
-    monkeypatch.setattr(preflight, "check_daemon", lambda c: calls.append(("daemon", c)))
+    monkeypatch.setattr(docker_client, "find_docker", lambda: client)
+    monkeypatch.setattr(docker_client, "check_daemon", lambda c: calls.append(("daemon", c)))
     monkeypatch.setattr(preflight, "check_gpu_step", lambda c, w, series: calls.append(("gpu", w.quantization, series)))
-    monkeypatch.setattr(preflight, "check_disk", lambda c, gb, what: calls.append(("disk", what)))
+    monkeypatch.setattr(docker_client, "check_disk", lambda c, gb, what: calls.append(("disk", what)))
     monkeypatch.setattr(docker, "current_tag", lambda stack, c: f"awq-kit-{stack}:tag")
-    monkeypatch.setattr(preflight, "inspect_image_id", lambda c, tag: "sha256:1" if "hf" in tag else None)
+    monkeypatch.setattr(docker_client, "inspect_image_id", lambda c, tag: "sha256:1" if "hf" in tag else None)
     assert docker.docker_preflight(("hf", "vllm"), gpu_workload=WorkloadSpec(quantization="awq"),
                                       vllm_series="0.20") is client
     assert calls == [("daemon", client), ("gpu", "awq", "0.20"),

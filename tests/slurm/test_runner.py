@@ -70,10 +70,10 @@ def hf_venv() -> Path:
 
 @pytest.fixture(scope="module")
 def docker_ok() -> None:
-    from kit import preflight
+    from kit import docker_client, preflight
 
     try:
-        preflight.check_daemon(preflight.find_docker())
+        docker_client.check_daemon(docker_client.find_docker())
     except preflight.PreflightError as e:
         skip_or_fail(f"no usable Docker for the docker node runner: {e}")
 
